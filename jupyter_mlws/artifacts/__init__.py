@@ -1,0 +1,283 @@
+"""Content-addressed storage of files and folders inside the workspace.
+
+A file is stored once under ``blobs/<sha[:2]>/<sha[2:]>`` whatever its name. A folder is a
+*tree*: a JSON manifest ``{"files": [[path, sha256, size, executable], ...]}`` sorted by path,
+itself stored as a blob; the folder's sha256 is the manifest's. Writes go to a temporary file and
+are renamed into place, so a blob that exists is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import stat
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import pathspec
+
+from jupyter_mlws.errors import NotFoundError, UnsafePathError, ValidationError
+
+_BUF = 1 << 20
+
+
+@dataclass(frozen=True)
+class StoredArtifact:
+    """What a registration records about the bytes it stored."""
+
+    kind: Literal["file", "folder"]
+    sha256: str
+    size: int
+    file_count: int
+    name: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "sha256": self.sha256,
+            "size": self.size,
+            "file_count": self.file_count,
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StoredArtifact:
+        return cls(
+            kind=data["kind"],
+            sha256=data["sha256"],
+            size=int(data["size"]),
+            file_count=int(data.get("file_count", 1)),
+            name=data["name"],
+        )
+
+
+@dataclass
+class PutSession:
+    """Blobs newly written by one registration, so a failed one can take them back."""
+
+    created: list[Path] = field(default_factory=list)
+
+
+def _safe_relpath(rel: str) -> str:
+    p = PurePosixPath(rel)
+    if p.is_absolute() or ".." in p.parts or not p.parts:
+        raise UnsafePathError(f"The stored path {rel!r} would escape its folder.")
+    return p.as_posix()
+
+
+def iter_folder(
+    root: Path, ignore: pathspec.PathSpec | None = None
+) -> Iterator[tuple[str, Path]]:
+    """Yield ``(relative posix path, absolute path)`` of regular files under ``root``, sorted.
+
+    Symlinks are followed only while they stay inside ``root``; one that leads out is refused,
+    since its target is a place the user did not name.
+    """
+    root = root.resolve()
+    out: list[tuple[str, Path]] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        base = Path(dirpath)
+        for name in list(dirnames):
+            full = base / name
+            rel = full.relative_to(root).as_posix()
+            if ignore is not None and ignore.match_file(rel + "/"):
+                dirnames.remove(name)
+                continue
+            if full.is_symlink():
+                _check_inside(root, full, rel)
+                dirnames.remove(name)
+                # a symlinked folder inside root: walk its target under the link's name
+                for sub_rel, sub_abs in iter_folder(full.resolve(), None):
+                    out.append((f"{rel}/{sub_rel}", sub_abs))
+        for name in filenames:
+            full = base / name
+            rel = full.relative_to(root).as_posix()
+            if ignore is not None and ignore.match_file(rel):
+                continue
+            if full.is_symlink():
+                _check_inside(root, full, rel)
+                full = full.resolve()
+            if full.is_file():
+                out.append((rel, full))
+    out.sort(key=lambda item: item[0])
+    yield from out
+
+
+def _check_inside(root: Path, link: Path, rel: str) -> None:
+    target = link.resolve()
+    if target != root and root not in target.parents:
+        raise UnsafePathError(
+            f"{rel!r} in {str(root)!r} is a symlink to {str(target)!r}, outside the folder.",
+            hint="Copy the file into the folder or name its real location directly.",
+        )
+
+
+class ArtifactStore:
+    """The workspace's blob store (one folder, shared by every asset kind and job)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.blobs = self.root / "blobs"
+        self.tmp = self.root / "tmp"
+
+    def ensure(self) -> None:
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def blob_path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValidationError(f"{sha256!r} is not a sha256 digest.")
+        return self.blobs / sha256[:2] / sha256[2:]
+
+    def has(self, sha256: str) -> bool:
+        return self.blob_path(sha256).exists()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _commit_tmp(self, tmp: Path, sha: str, session: PutSession | None) -> None:
+        dest = self.blob_path(sha)
+        if dest.exists():
+            tmp.unlink(missing_ok=True)
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, dest)
+        if session is not None:
+            session.created.append(dest)
+
+    def put_bytes(self, data: bytes, session: PutSession | None = None) -> str:
+        sha = hashlib.sha256(data).hexdigest()
+        if self.blob_path(sha).exists():
+            return sha
+        self.ensure()
+        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        self._commit_tmp(tmp, sha, session)
+        return sha
+
+    def put_file(self, src: Path, session: PutSession | None = None) -> tuple[str, int]:
+        """Copy one file in (hashing while copying); return ``(sha256, size)``."""
+        self.ensure()
+        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with open(src, "rb") as fin, open(tmp, "wb") as fout:
+                while chunk := fin.read(_BUF):
+                    h.update(chunk)
+                    fout.write(chunk)
+                    size += len(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            sha = h.hexdigest()
+            self._commit_tmp(tmp, sha, session)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return sha, size
+
+    def put_path(
+        self,
+        src: Path,
+        *,
+        ignore: pathspec.PathSpec | None = None,
+        session: PutSession | None = None,
+    ) -> StoredArtifact:
+        """Store a file or a folder; the same bytes are stored once."""
+        src = Path(src)
+        if not src.exists():
+            raise NotFoundError(f"{str(src)!r} does not exist.", hint="Check the path.")
+        if src.is_file():
+            sha, size = self.put_file(src, session)
+            return StoredArtifact("file", sha, size, 1, src.name)
+        files = []
+        total = 0
+        for rel, full in iter_folder(src, ignore):
+            sha, size = self.put_file(full, session)
+            executable = bool(full.stat().st_mode & stat.S_IXUSR)
+            files.append([rel, sha, size, executable])
+            total += size
+        manifest = json.dumps({"files": files}, separators=(",", ":")).encode()
+        tree_sha = self.put_bytes(manifest, session)
+        return StoredArtifact("folder", tree_sha, total, len(files), src.resolve().name)
+
+    def rollback(self, session: PutSession) -> None:
+        """Remove the blobs a failed registration wrote (best effort)."""
+        for path in reversed(session.created):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def manifest(self, tree_sha: str) -> list[tuple[str, str, int, bool]]:
+        path = self.blob_path(tree_sha)
+        if not path.exists():
+            raise NotFoundError(f"The folder {tree_sha[:12]} is missing from the artifact store.")
+        data = json.loads(path.read_text())
+        return [(_safe_relpath(r), s, int(n), bool(x)) for r, s, n, x in data["files"]]
+
+    def materialize(self, artifact: StoredArtifact, dest: Path) -> Path:
+        """Write the stored bytes to ``dest`` (a file path, or a folder for a tree)."""
+        dest = Path(dest)
+        if artifact.kind == "file":
+            self._copy_out(artifact.sha256, dest, executable=False)
+            return dest
+        dest.mkdir(parents=True, exist_ok=True)
+        for rel, sha, _size, executable in self.manifest(artifact.sha256):
+            self._copy_out(sha, dest / rel, executable=executable)
+        return dest
+
+    def _copy_out(self, sha: str, dest: Path, *, executable: bool) -> None:
+        src = self.blob_path(sha)
+        if not src.exists():
+            raise NotFoundError(f"The blob {sha[:12]} is missing from the artifact store.")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".mlws-", suffix=".part")
+        os.close(fd)
+        try:
+            shutil.copyfile(src, tmp)
+            if executable:
+                os.chmod(tmp, 0o755)
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def referenced_blobs(self, artifacts: list[StoredArtifact]) -> set[str]:
+        keep: set[str] = set()
+        for art in artifacts:
+            keep.add(art.sha256)
+            if art.kind == "folder" and self.has(art.sha256):
+                keep.update(sha for _r, sha, _n, _x in self.manifest(art.sha256))
+        return keep
+
+    def garbage_collect(
+        self, keep: set[str], *, older_than_s: float = 3600.0, now: Callable[[], float] | None = None
+    ) -> list[str]:
+        """Delete blobs not in ``keep`` that are older than ``older_than_s`` (left by a crash)."""
+        import time
+
+        t = (now or time.time)()
+        removed: list[str] = []
+        if not self.blobs.exists():
+            return removed
+        for sub in self.blobs.iterdir():
+            for blob in sub.iterdir():
+                sha = sub.name + blob.name
+                if sha in keep:
+                    continue
+                if t - blob.stat().st_mtime >= older_than_s:
+                    blob.unlink(missing_ok=True)
+                    removed.append(sha)
+        for part in self.tmp.glob("*.part") if self.tmp.exists() else []:
+            if t - part.stat().st_mtime >= older_than_s:
+                part.unlink(missing_ok=True)
+        return removed

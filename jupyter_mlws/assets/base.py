@@ -1,0 +1,191 @@
+"""What every asset kind shares: names, versions, references and the registered-version entity."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from jupyter_mlws.errors import InvalidNameError, ReservedNameError, ValidationError
+
+AssetKind = Literal["environment", "model", "data", "component", "datastore", "compute"]
+ASSET_KINDS: tuple[str, ...] = ("environment", "model", "data", "component", "datastore", "compute")
+
+NAME_MAX = 255
+VERSION_MAX = 64
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+#: Curated environments own this prefix, compared without regard to case.
+RESERVED_PREFIX = "MLWS-"
+
+
+def validate_name(name: object, *, what: str = "name") -> str:
+    """Return ``name`` if it is a safe asset name, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or not name:
+        raise InvalidNameError(f"The {what} must be a non-empty string.")
+    if len(name) > NAME_MAX:
+        raise InvalidNameError(f"The {what} {name[:40]!r}... is longer than {NAME_MAX} characters.")
+    if "/" in name or "\\" in name or ".." in name or not _NAME_RE.match(name):
+        raise InvalidNameError(
+            f"The {what} {name!r} is not allowed.",
+            hint="Use letters, digits, '-', '_' and '.', starting with a letter or digit, "
+            "without '..' or path separators.",
+        )
+    return name
+
+
+def validate_version(version: object) -> str:
+    """Return ``version`` as a string if it is a safe version label."""
+    if isinstance(version, bool) or not isinstance(version, (str, int)):
+        raise InvalidNameError(f"The version {version!r} must be a string or an integer.")
+    text = str(version)
+    if text == "latest":
+        raise InvalidNameError(
+            "'latest' is a label, not a version.", hint="Leave the version out to get the next one."
+        )
+    if len(text) > VERSION_MAX or ".." in text or not _VERSION_RE.match(text):
+        raise InvalidNameError(
+            f"The version {text!r} is not allowed.",
+            hint=f"Use up to {VERSION_MAX} letters, digits, '-', '_' and '.'.",
+        )
+    return text
+
+
+def is_reserved(name: str) -> bool:
+    return name.upper().startswith(RESERVED_PREFIX)
+
+
+def refuse_reserved(name: str) -> None:
+    if is_reserved(name):
+        raise ReservedNameError(
+            f"Names starting with '{RESERVED_PREFIX}' are reserved for curated environments, "
+            f"so {name!r} cannot be registered.",
+            hint=f"Copy it under a name of your own: `mlws env create --from {name} --name mine`.",
+        )
+
+
+class AssetRef(BaseModel):
+    """A parsed reference such as ``azureml:name:3``, ``mlws:name@latest`` or ``name``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str | None = None
+    label: str | None = None
+
+    def __str__(self) -> str:
+        if self.version:
+            return f"{self.name}:{self.version}"
+        return f"{self.name}@{self.label or 'latest'}"
+
+
+_REF_PREFIXES = ("azureml:", "mlws:")
+
+
+def parse_ref(text: str) -> AssetRef:
+    """Parse ``[azureml:|mlws:]NAME[:VERSION|@LABEL]``.
+
+    ``azureml://`` and ``mlws://`` URIs are paths, not references: they are refused here.
+    """
+    raw = text.strip()
+    for prefix in _REF_PREFIXES:
+        if raw.startswith(prefix) and not raw.startswith(prefix + "//"):
+            raw = raw[len(prefix) :]
+            break
+    if "://" in raw:
+        raise ValidationError(f"{text!r} is a URI, not an asset reference.")
+    if "@" in raw:
+        name, label = raw.rsplit("@", 1)
+        if label != "latest":
+            raise ValidationError(f"Unknown label {label!r} in {text!r}.", hint="Use '@latest'.")
+        return AssetRef(name=validate_name(name), label=label)
+    if ":" in raw:
+        name, version = raw.split(":", 1)
+        return AssetRef(name=validate_name(name), version=validate_version(version))
+    return AssetRef(name=validate_name(raw))
+
+
+def looks_like_ref(text: str) -> bool:
+    return any(text.startswith(p) and not text.startswith(p + "//") for p in _REF_PREFIXES)
+
+
+class SpecModel(BaseModel):
+    """Base of YAML specs: unknown fields are errors, except the Azure ones we accept and ignore."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    #: Azure ML fields a spec may carry that have no meaning here; accepted and dropped.
+    ignored_fields: ClassVar[frozenset[str]] = frozenset()
+
+
+class AssetSpec(SpecModel):
+    """Fields every registrable asset spec has."""
+
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+    name: str
+    version: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return validate_name(value)
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: object) -> str | None:
+        return None if value is None else validate_version(value)
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: object) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("tags must be a mapping of names to values")
+        return {str(k): "" if v is None else str(v) for k, v in value.items()}
+
+    def content(self) -> dict[str, Any]:
+        """The immutable content of a version: everything but name, version, description, tags."""
+        return self.model_dump(
+            mode="json", exclude={"name", "version", "description", "tags"}, exclude_none=True
+        )
+
+
+class Asset(BaseModel):
+    """A registered, immutable version of an asset, with its mutable metadata."""
+
+    model_config = ConfigDict(extra="allow")
+
+    kind: str
+    name: str
+    version: str
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    archived: bool = False
+    hidden: bool = False
+    curated: bool = False
+    created_at: datetime
+    created_by: str | None = None
+    content_hash: str
+    #: The job that produced this version, when it came from a job output.
+    job_id: str | None = None
+    spec: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    def public_dict(self) -> dict[str, Any]:
+        """A JSON-ready view for the CLI's ``-o json`` and the REST API."""
+        data = self.model_dump(mode="json")
+        data.update(self.extra_fields())
+        return data
+
+    def extra_fields(self) -> dict[str, Any]:
+        """Kind-specific derived fields (e.g. the hash of an environment)."""
+        return {}

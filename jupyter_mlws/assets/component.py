@@ -1,0 +1,183 @@
+"""Command components: typed inputs and outputs, code, an environment and a command template.
+
+Command templates follow the Azure ML CLI v2: ``${{inputs.x}}`` and ``${{outputs.y}}`` are
+replaced by values and paths; a ``$[[ ... ]]`` segment is kept only when every input it names
+was given a value, which is how optional inputs are written.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from jupyter_mlws.assets.base import Asset, AssetSpec, SpecModel
+from jupyter_mlws.assets.data import DATA_TYPES, PRIMITIVE_TYPES
+from jupyter_mlws.assets.environment import EnvironmentSpec
+from jupyter_mlws.assets.model import MODEL_TYPES
+from jupyter_mlws.errors import ValidationError
+
+INPUT_TYPES: tuple[str, ...] = PRIMITIVE_TYPES + DATA_TYPES + MODEL_TYPES
+OUTPUT_TYPES: tuple[str, ...] = DATA_TYPES + MODEL_TYPES
+
+_PLACEHOLDER = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_OPTIONAL = re.compile(r"\$\[\[(.*?)\]\]", re.DOTALL)
+
+
+class InputSpec(SpecModel):
+    ignored_fields: ClassVar[frozenset[str]] = frozenset({"mode"})
+
+    type: str
+    default: Any = None
+    optional: bool = False
+    description: str | None = None
+    min: float | None = None
+    max: float | None = None
+    enum: list[Any] | None = None
+    mode: str | None = Field(default=None, exclude=True)
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if value not in INPUT_TYPES:
+            raise ValueError(f"unknown input type {value!r}; use one of {', '.join(INPUT_TYPES)}")
+        return value
+
+
+class OutputSpec(SpecModel):
+    type: str = "uri_folder"
+    description: str | None = None
+    mode: str | None = Field(default=None, exclude=True)
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        if value not in OUTPUT_TYPES:
+            raise ValueError(f"unknown output type {value!r}; use one of {', '.join(OUTPUT_TYPES)}")
+        return value
+
+
+def _input_type_default(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"type": value}
+    return value
+
+
+def check_command(
+    command: str, inputs: Mapping[str, InputSpec], outputs: Mapping[str, OutputSpec]
+) -> None:
+    """Refuse references to undeclared names and optional inputs outside ``$[[ ]]``."""
+    outside = _OPTIONAL.sub("", command)
+    for m in _PLACEHOLDER.finditer(command):
+        group, name = m.group(1), m.group(2)
+        declared: Mapping[str, Any] = inputs if group == "inputs" else outputs
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ValueError(f"the command uses {group}.{name}, which is not declared "
+                             f"(declared {group}: {known})")
+    for m in _PLACEHOLDER.finditer(outside):
+        if m.group(1) == "inputs" and inputs[m.group(2)].optional:
+            raise ValueError(
+                f"the optional input '{m.group(2)}' must be inside $[[ ... ]] in the command, "
+                "so that it can be left out"
+            )
+
+
+def resolve_command(
+    command: str, inputs: Mapping[str, Any], outputs: Mapping[str, Any] | None = None
+) -> str:
+    """Fill a command template. Inputs whose value is ``None`` count as not given.
+
+    Strings are inserted as they are (paths and numbers are what templates hold); a value with
+    spaces is quoted for the shell.
+    """
+    outputs = outputs or {}
+
+    def value_of(group: str, name: str) -> Any:
+        source = inputs if group == "inputs" else outputs
+        return source.get(name)
+
+    def render(value: Any) -> str:
+        if isinstance(value, bool):
+            return "True" if value else "False"
+        text = str(value)
+        return shlex.quote(text) if (not text or any(c.isspace() for c in text)) else text
+
+    def keep_optional(m: re.Match[str]) -> str:
+        body = m.group(1)
+        refs = _PLACEHOLDER.findall(body)
+        if all(value_of(g, n) is not None for g, n in refs):
+            return body
+        return ""
+
+    text = _OPTIONAL.sub(keep_optional, command)
+
+    def fill(m: re.Match[str]) -> str:
+        value = value_of(m.group(1), m.group(2))
+        if value is None:
+            raise ValidationError(
+                f"The command needs {m.group(1)}.{m.group(2)}, which has no value.",
+                hint="Give it a value, or a default in the component.",
+            )
+        return render(value)
+
+    return _PLACEHOLDER.sub(fill, text).strip()
+
+
+class ComponentSpec(AssetSpec):
+    """A command component (``type: command``)."""
+
+    ignored_fields: ClassVar[frozenset[str]] = frozenset(
+        {"resources", "distribution", "instance_count", "is_deterministic", "properties"}
+    )
+
+    type: Literal["command"] = "command"
+    display_name: str | None = None
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    outputs: dict[str, OutputSpec] = Field(default_factory=dict)
+    code: str | None = None
+    environment: str | EnvironmentSpec
+    command: str
+    #: Filled at registration: the stored snapshot of ``code``.
+    code_artifact: dict[str, Any] | None = None
+
+    @field_validator("inputs", "outputs", mode="before")
+    @classmethod
+    def _short(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: _input_type_default(v) for k, v in value.items()}
+        return value if value is not None else {}
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _inline_env(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {"name": "inline", **value}
+        return value
+
+    @model_validator(mode="after")
+    def _command(self) -> ComponentSpec:
+        check_command(self.command, self.inputs, self.outputs)
+        return self
+
+    def content(self) -> dict[str, Any]:
+        data = super().content()
+        if data.get("code_artifact"):
+            data.pop("code", None)  # the snapshot counts, not where it was taken from
+        if isinstance(data.get("environment"), dict):
+            data["environment"].pop("name", None)
+        return data
+
+
+class Component(Asset):
+    def extra_fields(self) -> dict[str, Any]:
+        return {
+            "inputs": sorted(self.spec.get("inputs", {})),
+            "outputs": sorted(self.spec.get("outputs", {})),
+            "environment": self.spec.get("environment")
+            if isinstance(self.spec.get("environment"), str)
+            else "(inline)",
+        }

@@ -1,0 +1,88 @@
+"""Datastores: where data lives. Credentials are kept apart and never shown."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from jupyter_mlws.assets.base import Asset, AssetSpec
+
+DatastoreType = Literal["local", "fsspec"]
+MASK = "***"
+#: Azure ML datastore types accepted in YAML and what they become.
+AZURE_TYPES = {"azure_blob": "abfs", "azure_data_lake_gen2": "abfs", "azure_file": "az"}
+
+
+class DatastoreSpec(AssetSpec):
+    """``local``: a folder. ``fsspec``: a URL such as ``s3://bucket/prefix``."""
+
+    ignored_fields: ClassVar[frozenset[str]] = frozenset({"endpoint", "protocol"})
+
+    type: DatastoreType = "local"
+    path: str | None = None
+    url: str | None = None
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    credentials: dict[str, SecretStr] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("credentials", mode="before")
+    @classmethod
+    def _creds(cls, value: object) -> dict[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("credentials must be a mapping")
+        return {str(k): str(v) for k, v in value.items()}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _azure(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("type") in AZURE_TYPES:
+            data = dict(data)
+            proto = AZURE_TYPES[data.pop("type")]
+            account = data.pop("account_name", None)
+            container = data.pop("container_name", None) or data.pop("filesystem", None)
+            data.pop("file_share_name", None)
+            if not (account and container):
+                raise ValueError("an Azure datastore needs account_name and container_name")
+            data["type"] = "fsspec"
+            data["url"] = f"{proto}://{container}"
+            data.setdefault("storage_options", {})["account_name"] = account
+        return data
+
+    @model_validator(mode="after")
+    def _where(self) -> DatastoreSpec:
+        if self.type == "local" and not self.path:
+            raise ValueError("a local datastore needs 'path' (a folder)")
+        if self.type == "fsspec" and (not self.url or "://" not in self.url):
+            raise ValueError("an fsspec datastore needs 'url', e.g. s3://bucket/prefix")
+        for key in self.storage_options:
+            if any(s in key.lower() for s in ("key", "secret", "token", "password", "sas")):
+                if key != "account_name":
+                    raise ValueError(
+                        f"storage_options.{key} looks like a credential: put it under "
+                        "'credentials' so it is kept secret"
+                    )
+        return self
+
+    def secret(self) -> dict[str, str]:
+        return {k: v.get_secret_value() for k, v in self.credentials.items()}
+
+
+class Datastore(Asset):
+    """A registered datastore; the credential *names* are listed, their values masked."""
+
+    @property
+    def type(self) -> str:
+        return str(self.spec.get("type", "local"))
+
+    @property
+    def credential_names(self) -> list[str]:
+        return list(self.spec.get("credential_names", []))
+
+    def extra_fields(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "location": self.spec.get("url") or self.spec.get("path"),
+            "credentials": {k: MASK for k in self.credential_names},
+        }

@@ -1,0 +1,257 @@
+"""Environments: a base image (or a build context, or a ready image), Docker steps, packages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from jupyter_mlws.assets.base import Asset, AssetSpec
+from jupyter_mlws.assets.yaml_io import load_yaml
+from jupyter_mlws.environments.identity import (
+    canonical_form,
+    hash_canonical,
+    image_name,
+    normalize_requirements,
+    split_docker_steps,
+)
+from jupyter_mlws.errors import SpecError
+
+#: The base used when a definition gives packages but no image: made offline by
+#: ``mlws image bootstrap`` from Debian's packages.
+DEFAULT_BASE_IMAGE = "mlws/base-python:3.11-bookworm"
+
+EnvironmentKind = Literal["managed", "context", "image"]
+
+
+class BuildContext(BaseModel):
+    """A Docker build context used as is; its files are snapshotted at registration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(default=None, description="Folder of the build context.")
+    dockerfile_path: str = "Dockerfile"
+    #: Filled at registration: the stored tree and its ``[path, sha256]`` list.
+    tree_sha256: str | None = None
+    files: list[tuple[str, str]] | None = None
+
+    @field_validator("dockerfile_path")
+    @classmethod
+    def _dockerfile(cls, value: str) -> str:
+        p = Path(value)
+        if p.is_absolute() or ".." in p.parts:
+            raise ValueError("dockerfile_path must be a path inside the build context")
+        return p.as_posix()
+
+
+class EnvironmentSpec(AssetSpec):
+    """An environment definition, in the Azure ML CLI v2 shape plus a few fields of our own."""
+
+    ignored_fields: ClassVar[frozenset[str]] = frozenset(
+        {"os_type", "inference_config", "properties", "datastore", "intellectual_property"}
+    )
+
+    image: str | None = None
+    conda_file: dict[str, Any] | None = None
+    pip_requirements: list[str] | None = None
+    docker_steps: list[str] = Field(default_factory=list)
+    build: BuildContext | None = None
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("docker_steps", mode="before")
+    @classmethod
+    def _steps(cls, value: object) -> list[str]:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return split_docker_steps(value)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return split_docker_steps(value)
+        raise ValueError("docker_steps must be Dockerfile text or a list of instructions")
+
+    @field_validator("pip_requirements", mode="before")
+    @classmethod
+    def _pip(cls, value: object) -> list[str] | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return [line for line in value.splitlines()]
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        raise ValueError("pip_requirements must be a list of requirements or requirements text")
+
+    @field_validator("environment_variables", mode="before")
+    @classmethod
+    def _env(cls, value: object) -> dict[str, str]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("environment_variables must be a mapping")
+        return {str(k): str(v) for k, v in value.items()}
+
+    @field_validator("conda_file")
+    @classmethod
+    def _conda(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        deps = value.get("dependencies", [])
+        if not isinstance(deps, list):
+            raise ValueError("the conda file's 'dependencies' must be a list")
+        for dep in deps:
+            if isinstance(dep, dict) and set(dep) != {"pip"}:
+                raise ValueError(f"unexpected mapping in conda dependencies: {sorted(dep)}")
+        return value
+
+    @model_validator(mode="after")
+    def _shape(self) -> EnvironmentSpec:
+        has_packages = bool(self.conda_file or self.pip_requirements or self.docker_steps)
+        if self.build is not None:
+            if self.image or has_packages:
+                raise ValueError(
+                    "'build' is a Docker build context used as is; it cannot be combined with "
+                    "'image', 'conda_file', 'pip_requirements' or 'docker_steps' "
+                    "(put those in the Dockerfile)"
+                )
+        elif not self.image:
+            if not has_packages:
+                raise ValueError(
+                    "an environment needs 'image', 'build', 'conda_file' or 'pip_requirements'"
+                )
+            self.image = DEFAULT_BASE_IMAGE
+        return self
+
+    # --- identity ------------------------------------------------------------------------------
+
+    @property
+    def kind(self) -> EnvironmentKind:
+        if self.build is not None:
+            return "context"
+        if self.conda_file or self.pip_requirements or self.docker_steps:
+            return "managed"
+        return "image"
+
+    def canonical(self) -> dict[str, Any]:
+        if self.build is not None and self.build.files is None:
+            raise SpecError(
+                "the build context has not been read yet", hint="Register the environment first."
+            )
+        return canonical_form(
+            image=self.image,
+            context_files=self.build.files if self.build is not None else None,
+            dockerfile_path=self.build.dockerfile_path if self.build is not None else None,
+            docker_steps=self.docker_steps,
+            conda=self.conda_file,
+            pip=self.pip_requirements,
+        )
+
+    def env_hash(self) -> str:
+        return hash_canonical(self.canonical())
+
+    def image_name(self) -> str:
+        return image_name(self.env_hash())
+
+    def pip_packages(self) -> list[str]:
+        """Every pip requirement: the conda file's ``pip:`` list, then ``pip_requirements``."""
+        out: list[str] = []
+        for dep in (self.conda_file or {}).get("dependencies", []) or []:
+            if isinstance(dep, dict):
+                out.extend(normalize_requirements(str(x) for x in dep.get("pip") or []))
+        out.extend(normalize_requirements(self.pip_requirements or []))
+        return out
+
+    def conda_packages(self) -> list[str]:
+        """Conda dependencies other than ``pip`` itself and the ``pip:`` list."""
+        return [
+            d.strip()
+            for d in (self.conda_file or {}).get("dependencies", []) or []
+            if isinstance(d, str)
+        ]
+
+    def content(self) -> dict[str, Any]:
+        data = super().content()
+        if "build" in data:
+            data["build"].pop("path", None)
+        return data
+
+    # --- YAML ----------------------------------------------------------------------------------
+
+    @classmethod
+    def prepare_yaml(cls, data: dict[str, Any], base_dir: Path, source: str) -> dict[str, Any]:
+        """Read the files a YAML spec points at (conda file, requirements, build context)."""
+        data = dict(data)
+        conda = data.get("conda_file")
+        if isinstance(conda, str):
+            path = _resolve(base_dir, conda)
+            loaded, _ = load_yaml(path)
+            if not isinstance(loaded, dict):
+                raise SpecError("a conda file must be a mapping", file=str(path), line=1)
+            data["conda_file"] = loaded
+        pip = data.get("pip_requirements")
+        if isinstance(pip, str) and "\n" not in pip and _resolve(base_dir, pip).is_file():
+            data["pip_requirements"] = _resolve(base_dir, pip).read_text().splitlines()
+        build = data.get("build")
+        if isinstance(build, dict) and isinstance(build.get("path"), str):
+            path = _resolve(base_dir, build["path"])
+            if not path.is_dir():
+                raise SpecError(
+                    f"the build context {str(path)!r} is not a folder", file=source, field="build.path"
+                )
+            data["build"] = {**build, "path": str(path)}
+        return data
+
+
+def _resolve(base_dir: Path, rel: str) -> Path:
+    p = Path(rel).expanduser()
+    return p if p.is_absolute() else (base_dir / p)
+
+
+def parse_environment_text(text: str, fmt: str | None = None) -> dict[str, Any]:
+    """Turn a conda YAML, a requirements list or a Dockerfile into spec fields.
+
+    ``fmt`` is ``conda``, ``pip`` or ``docker``; detected when omitted.
+    """
+    stripped = text.strip()
+    if fmt is None:
+        first = next((ln.strip() for ln in stripped.splitlines() if ln.strip()), "")
+        if first.upper().startswith("FROM "):
+            fmt = "docker"
+        elif any(ln.strip().startswith(("dependencies:", "channels:")) for ln in text.splitlines()):
+            fmt = "conda"
+        else:
+            fmt = "pip"
+    if fmt == "conda":
+        data = yaml.safe_load(text)
+        if not isinstance(data, dict):
+            raise SpecError("the conda YAML must be a mapping with 'dependencies'")
+        return {"conda_file": data}
+    if fmt == "pip":
+        return {"pip_requirements": stripped.splitlines()}
+    if fmt == "docker":
+        steps = split_docker_steps(text)
+        if not steps or not steps[0].upper().startswith("FROM "):
+            raise SpecError("a Dockerfile must start with FROM")
+        return {"image": steps[0].split(None, 1)[1].strip(), "docker_steps": steps[1:]}
+    raise SpecError(f"unknown format {fmt!r}", hint="Use conda, pip or docker.")
+
+
+class Environment(Asset):
+    """A registered environment version."""
+
+    def definition(self) -> EnvironmentSpec:
+        return EnvironmentSpec.model_validate(
+            {**self.spec, "name": self.name, "version": self.version}
+        )
+
+    @property
+    def env_hash(self) -> str:
+        return self.definition().env_hash()
+
+    @property
+    def image(self) -> str:
+        return image_name(self.env_hash)
+
+    def extra_fields(self) -> dict[str, Any]:
+        d = self.definition()
+        return {"hash": self.env_hash, "image": self.image, "environment_kind": d.kind}

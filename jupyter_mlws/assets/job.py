@@ -1,0 +1,130 @@
+"""Job specs in the Azure ML CLI v2 shapes (``commandJob`` and ``pipelineJob``).
+
+These describe what to run; submitting and running them is the jobs layer's work.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from jupyter_mlws.assets.base import SpecModel
+from jupyter_mlws.assets.component import check_command
+from jupyter_mlws.assets.environment import EnvironmentSpec
+
+
+class JobInput(SpecModel):
+    type: str | None = None
+    path: str | None = None
+    value: Any = None
+    optional: bool = False
+    default: Any = None
+    mode: str | None = Field(default=None, exclude=True)
+
+
+class JobOutput(SpecModel):
+    type: str = "uri_folder"
+    path: str | None = None
+    mode: str | None = Field(default=None, exclude=True)
+
+
+def _coerce_inputs(value: object) -> object:
+    """Literal values in ``inputs:`` are primitives; mappings are typed inputs."""
+    if not isinstance(value, dict):
+        return value if value is not None else {}
+    return {k: v if isinstance(v, dict) else {"value": v} for k, v in value.items()}
+
+
+class CommandJobSpec(SpecModel):
+    ignored_fields: ClassVar[frozenset[str]] = frozenset(
+        {"resources", "distribution", "identity", "limits", "services", "queue_settings"}
+    )
+
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+    type: Literal["command"] = "command"
+    name: str | None = None
+    display_name: str | None = None
+    experiment_name: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    command: str
+    code: str | None = None
+    environment: str | EnvironmentSpec
+    environment_variables: dict[str, str] = Field(default_factory=dict)
+    compute: str | None = None
+    inputs: dict[str, JobInput] = Field(default_factory=dict)
+    outputs: dict[str, JobOutput] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+
+    _coerce = field_validator("inputs", mode="before")(classmethod(lambda cls, v: _coerce_inputs(v)))
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _inline_env(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {"name": "inline", **value}
+        return value
+
+    @field_validator("compute", mode="before")
+    @classmethod
+    def _compute(cls, value: object) -> object:
+        if isinstance(value, str):
+            for prefix in ("azureml:", "mlws:"):
+                if value.startswith(prefix):
+                    return value[len(prefix):]
+        return value
+
+    @model_validator(mode="after")
+    def _command(self) -> CommandJobSpec:
+        from jupyter_mlws.assets.component import InputSpec, OutputSpec
+
+        ins = {k: InputSpec(type=v.type or "string", optional=v.optional) for k, v in
+               self.inputs.items()}
+        outs = {k: OutputSpec(type=v.type) for k, v in self.outputs.items()}
+        check_command(self.command, ins, outs)
+        return self
+
+
+class PipelineStep(SpecModel):
+    ignored_fields: ClassVar[frozenset[str]] = frozenset({"resources", "distribution"})
+
+    type: Literal["command", "notebook"] = "command"
+    component: str | dict[str, Any] | None = None
+    command: str | None = None
+    notebook: str | None = None
+    code: str | None = None
+    environment: str | dict[str, Any] | None = None
+    compute: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _what(self) -> PipelineStep:
+        given = [x for x in (self.component, self.command, self.notebook) if x]
+        if len(given) != 1:
+            raise ValueError("a pipeline step needs exactly one of component, command or notebook")
+        return self
+
+
+class PipelineJobSpec(SpecModel):
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+    type: Literal["pipeline"] = "pipeline"
+    name: str | None = None
+    display_name: str | None = None
+    experiment_name: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    compute: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    jobs: dict[str, PipelineStep]
+
+    @field_validator("jobs")
+    @classmethod
+    def _non_empty(cls, value: dict[str, PipelineStep]) -> dict[str, PipelineStep]:
+        if not value:
+            raise ValueError("a pipeline needs at least one step under 'jobs'")
+        return value

@@ -1,0 +1,230 @@
+"""The Dockerfile of a "managed" environment: base image, Docker steps, then Python packages.
+
+Layer order is chosen for the build cache: ``FROM``, the user's Docker steps verbatim, then the
+packages in layers of their own, so that changing one pip pin reuses the base and Docker-step
+layers (and the venv). Packages go into a venv at :data:`VENV_PATH` because Debian's Python is
+"externally managed" (PEP 668); the venv sees the system's site-packages, so Python libraries a
+Docker step installs (``apt-get install python3-numpy``) stay importable, and it comes first on
+``PATH``.
+
+Conda YAML: ``python=X.Y`` is honoured by *checking* the base's Python (installing it with conda
+when the base has conda), ``pip`` itself needs nothing, the ``pip:`` list is installed with pip,
+and any other conda dependency needs micromamba, mamba or conda in the base. That is detected
+while building; without one the build fails with a message naming the packages. Nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from jupyter_mlws.assets.environment import EnvironmentSpec
+from jupyter_mlws.errors import UnsupportedEnvironmentError
+
+VENV_PATH = "/opt/mlws/venv"
+#: Where the build's own files are copied inside the image.
+MLWS_DIR = "/opt/mlws"
+#: The host's CA bundle, given to pip/conda inside builds (PyPI may sit behind a TLS proxy).
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CA_FILE = "mlws-ca-certificates.crt"
+REQUIREMENTS_FILE = "requirements.txt"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: Every message the build itself prints on failure starts with this (the builder looks for it).
+MESSAGE_PREFIX = "mlws: "
+
+_CONDA_FIND = "$(command -v micromamba || command -v mamba || command -v conda || true)"
+_DEP = re.compile(r"^\s*(?:[A-Za-z0-9_.\-]+::)?([A-Za-z0-9_.\-]+)\s*(.*?)\s*$")
+_CLAUSE = re.compile(r"^(==|=|>=|<=|!=|>|<|~=)?\s*([0-9]+(?:\.[0-9]+)*)(\.\*)?$")
+
+
+def conda_dep_name(dep: str) -> str:
+    """The package name of a conda dependency string (``conda-forge::numpy>=1.2`` -> numpy)."""
+    m = _DEP.match(dep)
+    return m.group(1).lower() if m else dep.strip().lower()
+
+
+def split_conda_deps(spec: EnvironmentSpec) -> tuple[str | None, list[str]]:
+    """``(python dependency or None, conda packages other than python and pip)``."""
+    python: str | None = None
+    others: list[str] = []
+    for dep in spec.conda_packages():
+        name = conda_dep_name(dep)
+        if name == "python":
+            python = dep
+        elif name != "pip":
+            others.append(dep)
+    return python, others
+
+
+def python_condition(dep: str) -> str | None:
+    """A Python expression on ``v = sys.version_info[:3]`` that holds when ``dep`` is met.
+
+    ``None`` when the dependency does not constrain the version (plain ``python``).
+    Raises :class:`UnsupportedEnvironmentError` for a constraint it cannot read.
+    """
+    m = _DEP.match(dep)
+    rest = (m.group(2) if m else "").strip()
+    if not rest or rest == "*":
+        return None
+    clauses: list[str] = []
+    for part in rest.split(","):
+        cm = _CLAUSE.match(part.strip())
+        if cm is None:
+            raise UnsupportedEnvironmentError(
+                f"The conda dependency {dep!r} has a Python version constraint that cannot be "
+                "checked.",
+                hint="Write it as python=3.11, python>=3.10 or python>=3.10,<3.13.",
+            )
+        op, version = cm.group(1) or "=", cm.group(2)
+        nums = tuple(int(x) for x in version.split("."))
+        n = len(nums)
+        if op in ("=", "==") or cm.group(3):
+            op = "!=" if op == "!=" else "=="
+        if op == "~=":
+            clauses.append(f"v[:{n}] >= {nums!r} and v[:{n - 1}] == {nums[: n - 1]!r}")
+        else:
+            clauses.append(f"v[:{n}] {op} {nums!r}")
+    return " and ".join(f"({c})" for c in clauses)
+
+
+def python_version_of(dep: str) -> str | None:
+    """``3.11`` for ``python=3.11`` / ``python==3.11.*``; ``None`` for ranges and plain python."""
+    m = _DEP.match(dep)
+    rest = (m.group(2) if m else "").strip()
+    cm = _CLAUSE.match(rest) if rest else None
+    if cm and (cm.group(1) or "=") in ("=", "=="):
+        return cm.group(2)
+    return None
+
+
+def _fail(message: str) -> str:
+    return f"{{ echo {shlex.quote(MESSAGE_PREFIX + message)} >&2; exit 1; }}"
+
+
+def _ssl_env(with_ca: bool, tool: str) -> str:
+    """Shell assignments that give ``tool`` (pip or conda) the copied CA bundle."""
+    if not with_ca:
+        return ""
+    ca = f"{MLWS_DIR}/{CA_FILE}"
+    if tool == "pip":
+        return f"PIP_CERT={ca} "
+    return (
+        f"SSL_CERT_FILE={ca} REQUESTS_CA_BUNDLE={ca} CONDA_SSL_VERIFY={ca} MAMBA_SSL_VERIFY={ca} "
+    )
+
+
+def _python_check_step(spec: EnvironmentSpec, dep: str, with_ca: bool) -> str | None:
+    cond = python_condition(dep)
+    if cond is None:
+        return None
+    code = f"import sys; v = tuple(sys.version_info[:3]); sys.exit(0 if {cond} else 1)"
+    check = f"python3 -c {shlex.quote(code)}"
+    wanted = dep.strip()
+    version = python_version_of(dep)
+    install = ""
+    if version is not None:
+        # A base with conda can provide another Python (best effort), then it is checked again.
+        install = (
+            f'c={_CONDA_FIND}; if [ -n "$c" ]; then {_ssl_env(with_ca, "conda")}"$c" install -y -n base '
+            f"{shlex.quote('python=' + version)} && {check} && exit 0; fi; "
+        )
+    return (
+        "RUN if command -v python3 >/dev/null 2>&1 && "
+        f"{check}; then exit 0; fi; {install}"
+        f'echo "{MESSAGE_PREFIX}the conda file asks for {wanted} but the base image '
+        f"{spec.image} has $(python3 -V 2>/dev/null || echo 'no python3'). Use a base image "
+        'with that Python (or with conda to install it) or change the python line." >&2; '
+        "exit 1"
+    )
+
+
+def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> str:
+    channels = [str(c) for c in (spec.conda_file or {}).get("channels", []) or []]
+    args = " ".join(f"-c {shlex.quote(c)}" for c in channels)
+    if channels:
+        args += " --override-channels"
+    pkgs = " ".join(shlex.quote(p) for p in packages)
+    names = ", ".join(packages)
+    message = (
+        f"the conda packages {names} need micromamba, mamba or conda in the base image "
+        f"({spec.image}), which has none. Use a base image with conda (e.g. "
+        "mambaorg/micromamba) or move them to the pip: section."
+    )
+    return (
+        f"RUN c={_CONDA_FIND}; "
+        f'if [ -z "$c" ]; then {_fail(message)}; fi; '
+        f'{_ssl_env(with_ca, "conda")}"$c" install -y -n base {args} {pkgs} '
+        '&& ("$c" clean -a -y >/dev/null 2>&1 || true)'
+    )
+
+
+def render_dockerfile(spec: EnvironmentSpec, *, with_ca: bool | None = None) -> str:
+    """The Dockerfile of a "managed" environment.
+
+    ``with_ca`` copies the host CA bundle (``CA_FILE`` in the context) for pip and conda;
+    by default when the host has one.
+    """
+    if spec.kind != "managed":
+        raise UnsupportedEnvironmentError(
+            f"Only environments built from a base image have a rendered Dockerfile; "
+            f"{spec.name!r} is of kind {spec.kind!r}."
+        )
+    if with_ca is None:
+        with_ca = HOST_CA_BUNDLE.is_file()
+    python_dep, conda_pkgs = split_conda_deps(spec)
+    pip_pkgs = spec.pip_packages()
+    lines = [
+        "# Rendered by jupyter_mlws for environment "
+        f"{spec.name}{':' + spec.version if spec.version else ''}; hash {spec.env_hash()}.",
+        f"FROM {spec.image}",
+    ]
+    if spec.docker_steps:
+        lines.append("# --- the definition's Docker steps, verbatim ---")
+        lines.extend(spec.docker_steps)
+    lines += [
+        "# --- Python packages (layers of their own, so a package change reuses the above) ---",
+        "# The definition's environment_variables are not baked into the image: they do not",
+        "# count in its hash, and jobs set them when they run.",
+    ]
+    needs_ca = with_ca and bool(pip_pkgs or conda_pkgs or python_dep)
+    if needs_ca:
+        lines.append(f"COPY {CA_FILE} {MLWS_DIR}/{CA_FILE}")
+    if python_dep is not None:
+        step = _python_check_step(spec, python_dep, needs_ca)
+        if step:
+            lines.append(step)
+    if conda_pkgs:
+        lines.append(_conda_step(spec, conda_pkgs, needs_ca))
+    if pip_pkgs:
+        no_python = (
+            f"the base image {spec.image} has no python3, so the pip packages cannot be "
+            "installed. Use a base image with Python."
+        )
+        lines += [
+            f"RUN command -v python3 >/dev/null 2>&1 || {_fail(no_python)}; "
+            f"python3 -m venv --system-site-packages {VENV_PATH}",
+            f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:${{PATH:-{DEFAULT_PATH}}}",
+            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
+            f"RUN {_ssl_env(needs_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
+            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def build_context_files(
+    spec: EnvironmentSpec, *, ca_bundle: Path | None = HOST_CA_BUNDLE
+) -> dict[str, bytes]:
+    """The small in-memory build context: ``Dockerfile``, ``requirements.txt``, the CA bundle."""
+    with_ca = ca_bundle is not None and Path(ca_bundle).is_file()
+    files: dict[str, bytes] = {
+        "Dockerfile": render_dockerfile(spec, with_ca=with_ca).encode("utf-8"),
+    }
+    pip_pkgs = spec.pip_packages()
+    if pip_pkgs:
+        files[REQUIREMENTS_FILE] = ("\n".join(pip_pkgs) + "\n").encode("utf-8")
+    if with_ca and ca_bundle is not None and f"COPY {CA_FILE}" in files["Dockerfile"].decode():
+        files[CA_FILE] = Path(ca_bundle).read_bytes()
+    return files

@@ -1,0 +1,173 @@
+"""The one error tree of jupyter_mlws.
+
+Every error carries a human message that says what is wrong and, where there is one, how to fix
+it; a stable ``code`` for scripts; and the HTTP status a REST route answers with. Surfaces (CLI,
+magics, server) print ``str(error)`` and never a traceback for these.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MlwsError(Exception):
+    """Base of every error the workspace raises on purpose."""
+
+    code: str = "error"
+    http_status: int = 500
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        self.message = message
+        self.hint = hint
+        self.details = details
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body a REST route answers with."""
+        body: dict[str, Any] = {"error": self.code, "message": self.message}
+        if self.hint:
+            body["hint"] = self.hint
+        if self.details:
+            body["details"] = {k: v for k, v in self.details.items() if _jsonable(v)}
+        return body
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool, list, dict, type(None)))
+
+
+# --- input problems (400) -------------------------------------------------------------------
+class ValidationError(MlwsError):
+    """A value given by the user is not acceptable."""
+
+    code = "invalid"
+    http_status = 400
+
+
+class InvalidNameError(ValidationError):
+    code = "invalid_name"
+
+
+class SpecError(ValidationError):
+    """A YAML or dict spec has a problem; ``location`` is ``file:line`` when known."""
+
+    code = "invalid_spec"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        line: int | None = None,
+        field: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.file = file
+        self.line = line
+        self.field = field
+        where = ""
+        if file:
+            where = f"{file}:{line}" if line else file
+        prefix = ": ".join(p for p in (where, f"field '{field}'" if field else "") if p)
+        super().__init__(
+            f"{prefix}: {message}" if prefix else message,
+            hint=hint,
+            file=file,
+            line=line,
+            field=field,
+        )
+
+
+class UnsafePathError(ValidationError):
+    code = "unsafe_path"
+
+
+class ReservedNameError(ValidationError):
+    code = "reserved_name"
+
+
+# --- lookups (404) ----------------------------------------------------------------------------
+class NotFoundError(MlwsError):
+    code = "not_found"
+    http_status = 404
+
+
+class AssetNotFoundError(NotFoundError):
+    code = "asset_not_found"
+
+
+class WorkspaceNotFoundError(NotFoundError):
+    code = "workspace_not_found"
+
+
+class UnknownPluginError(NotFoundError):
+    code = "unknown_plugin"
+
+
+# --- state conflicts (409) -----------------------------------------------------------------------
+class ConflictError(MlwsError):
+    code = "conflict"
+    http_status = 409
+
+
+class VersionConflictError(ConflictError):
+    """The same name and version already exist with different content."""
+
+    code = "version_conflict"
+
+
+class ArchivedError(ConflictError):
+    code = "archived"
+
+
+# --- the machine (5xx) --------------------------------------------------------------------------
+class StoreError(MlwsError):
+    code = "store_error"
+    http_status = 500
+
+
+class BuildError(MlwsError):
+    """An environment build failed; ``step`` and ``log_tail`` say where."""
+
+    code = "build_failed"
+    http_status = 500
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str | None = None,
+        log_tail: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.step = step
+        self.log_tail = log_tail
+        super().__init__(message, hint=hint, step=step, log_tail=log_tail)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.log_tail:
+            text += "\n--- last lines of the build log ---\n" + self.log_tail
+        return text
+
+
+class UnsupportedEnvironmentError(ValidationError):
+    """The definition cannot be materialized by the chosen builder (e.g. Docker steps in a venv)."""
+
+    code = "unsupported_environment"
+
+
+class DockerUnavailableError(MlwsError):
+    code = "docker_unavailable"
+    http_status = 503
+
+    def __init__(self, message: str | None = None, *, hint: str | None = None) -> None:
+        super().__init__(
+            message or "The Docker engine cannot be reached.",
+            hint=hint
+            or "Start it (on Debian: `bash scripts/docker-up.sh` from the project, or "
+            "`dockerd &`) and check with `docker info`.",
+        )

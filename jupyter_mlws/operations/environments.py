@@ -1,0 +1,226 @@
+"""``ws.environments``: definitions identified by the hash of what goes into their image."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyter_mlws.artifacts import PutSession, iter_folder
+from jupyter_mlws.assets.base import is_reserved, refuse_reserved, validate_name
+from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
+from jupyter_mlws.assets.yaml_io import validate_spec
+from jupyter_mlws.environments.identity import dockerignore_spec, image_name
+from jupyter_mlws.errors import AssetNotFoundError, SpecError, ValidationError
+from jupyter_mlws.operations.base import AssetOperations, Prepared
+
+ANONYMOUS_PREFIX = "anon_"
+
+
+class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
+    kind = "environment"
+    spec_class = EnvironmentSpec
+
+    def __init__(self, workspace: Any) -> None:
+        super().__init__(workspace)
+        self._allow_reserved = False
+
+    # --- creating ----------------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str | None = None,
+        *,
+        image: str | None = None,
+        conda_file: dict[str, Any] | str | Path | None = None,
+        pip_requirements: list[str] | str | None = None,
+        docker_steps: list[str] | str | None = None,
+        build: dict[str, Any] | None = None,
+        environment_variables: dict[str, str] | None = None,
+        version: str | int | None = None,
+        description: str | None = None,
+        tags: dict[str, str] | None = None,
+        from_: str | None = None,
+        spec: EnvironmentSpec | None = None,
+    ) -> Environment:
+        """Register an environment definition; the identical latest version is reused.
+
+        ``from_`` copies an existing environment (e.g. a curated ``MLWS-`` one) under ``name``.
+        """
+        if spec is None:
+            if from_ is not None:
+                source = self.get(from_).definition()
+                data: dict[str, Any] = source.model_dump(
+                    exclude={"name", "version", "description", "tags"}, exclude_none=True
+                )
+                data.update(description=source.description, tags=dict(source.tags))
+            else:
+                data = {
+                    "image": image,
+                    "pip_requirements": pip_requirements,
+                    "docker_steps": docker_steps,
+                    "build": build,
+                    "environment_variables": environment_variables,
+                    "conda_file": conda_file,
+                }
+                data = self._prepare_yaml(
+                    {k: v for k, v in data.items() if v is not None}, Path.cwd(), "<arguments>"
+                )
+            data.update(
+                {k: v for k, v in {"name": name, "version": version, "description": description,
+                                   "tags": tags}.items() if v is not None}
+            )
+            spec = validate_spec(EnvironmentSpec, data)
+        return self.register(spec)
+
+    def create_from_text(
+        self, name: str, text: str, *, fmt: str | None = None, image: str | None = None, **kw: Any
+    ) -> Environment:
+        """Register from a conda YAML, a requirements list or a Dockerfile (as ``%%environment``)."""
+        fields = parse_environment_text(text, fmt)
+        if image and "image" not in fields:
+            fields["image"] = image
+        elif image and fields.get("image") != image:
+            raise ValidationError("--image conflicts with the Dockerfile's FROM line.")
+        data = {"name": name, **fields, **{k: v for k, v in kw.items() if v is not None}}
+        return self.register(validate_spec(EnvironmentSpec, data))
+
+    def _prepare_yaml(self, data: dict[str, Any], base_dir: Path, source: str) -> dict[str, Any]:
+        conda = data.get("conda_file")
+        if isinstance(conda, Path):
+            data["conda_file"] = str(conda)
+        return EnvironmentSpec.prepare_yaml(data, base_dir, source)
+
+    def _check_name(self, spec: EnvironmentSpec) -> None:
+        if not self._allow_reserved:
+            refuse_reserved(spec.name)
+
+    def _prepare(self, spec: EnvironmentSpec, session: PutSession) -> Prepared:
+        if spec.build is not None and spec.build.files is None:
+            self._snapshot_context(spec, session)
+        env_hash = spec.env_hash()
+        return Prepared(
+            spec=spec.content(),
+            env_hash=env_hash,
+            hidden=spec.name.startswith(ANONYMOUS_PREFIX),
+            curated=is_reserved(spec.name),
+            reuse_identical_latest=True,
+        )
+
+    def _snapshot_context(self, spec: EnvironmentSpec, session: PutSession) -> None:
+        assert spec.build is not None
+        if not spec.build.path:
+            raise SpecError("a build context needs 'path'", field="build.path")
+        folder = Path(spec.build.path)
+        if not folder.is_dir():
+            raise SpecError(f"the build context {str(folder)!r} is not a folder", field="build.path")
+        if not (folder / spec.build.dockerfile_path).is_file():
+            raise SpecError(
+                f"no {spec.build.dockerfile_path} in the build context {str(folder)!r}",
+                field="build.dockerfile_path",
+            )
+        ignore = dockerignore_spec(folder)
+        stored = self._ws.artifacts.put_path(folder, ignore=ignore, session=session)
+        spec.build.tree_sha256 = stored.sha256
+        spec.build.files = [
+            (rel, sha) for rel, sha, _n, _x in self._ws.artifacts.manifest(stored.sha256)
+        ]
+
+    def register_anonymous(self, definition: EnvironmentSpec | dict[str, Any]) -> Environment:
+        """Register an inline definition under a name made from its hash, hidden from lists."""
+        data = (
+            definition.model_dump(exclude={"name", "version"}, exclude_none=True)
+            if isinstance(definition, EnvironmentSpec)
+            else {k: v for k, v in definition.items() if k not in ("name", "version")}
+        )
+        probe = validate_spec(EnvironmentSpec, {**data, "name": "probe"})
+        if probe.build is not None and probe.build.files is None:
+            self._snapshot_context(probe, session=PutSession())
+            data = probe.model_dump(exclude={"name", "version"}, exclude_none=True)
+        name = ANONYMOUS_PREFIX + probe.env_hash()[:32]
+        return self.register(validate_spec(EnvironmentSpec, {**data, "name": name}))
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def get_by_hash(self, env_hash: str) -> Environment:
+        """The first version registered with this hash (a prefix of 8 or more hex digits works)."""
+        text = env_hash.lower().removeprefix(image_name("")).strip()
+        if len(text) < 8 or any(c not in "0123456789abcdef" for c in text):
+            raise ValidationError(f"{env_hash!r} is not an environment hash (8+ hex digits).")
+        found = self._store.find_by_env_hash(text)
+        if not found:
+            raise AssetNotFoundError(f"No environment has the hash {text}.")
+        return found[0]  # type: ignore[return-value]
+
+    def diff(self, name: str, v1: str | int, v2: str | int) -> dict[str, Any]:
+        """What changed between two versions, and whether the hash (so the image) changes."""
+        a = self.get(name, v1).definition()
+        b = self.get(name, v2).definition()
+        ha, hb = a.env_hash(), b.env_hash()
+        changes: list[dict[str, Any]] = []
+
+        def compare(field: str, x: Any, y: Any) -> None:
+            if x != y:
+                changes.append({"field": field, "from": x, "to": y})
+
+        compare("image", a.image, b.image)
+        compare("build", _build_view(a), _build_view(b))
+        compare("docker_steps", a.docker_steps, b.docker_steps)
+        pa, pb = a.pip_packages(), b.pip_packages()
+        ca, cb = a.conda_packages(), b.conda_packages()
+        compare("conda_channels", (a.conda_file or {}).get("channels"),
+                (b.conda_file or {}).get("channels"))
+        compare("environment_variables", a.environment_variables, b.environment_variables)
+        return {
+            "name": name,
+            "from_version": str(v1),
+            "to_version": str(v2),
+            "hash_from": ha,
+            "hash_to": hb,
+            "hash_changed": ha != hb,
+            "image_from": image_name(ha),
+            "image_to": image_name(hb),
+            "pip": _list_diff(pa, pb),
+            "conda": _list_diff(ca, cb),
+            "changes": changes,
+        }
+
+    def sync_curated(self) -> int:
+        """Register the curated catalog shipped with the package (idempotent)."""
+        from jupyter_mlws.environments.curated import catalog
+
+        added = 0
+        self._allow_reserved = True
+        try:
+            for data in catalog():
+                env = self.register(validate_spec(EnvironmentSpec, data))
+                added += int(env.curated)
+        finally:
+            self._allow_reserved = False
+        return added
+
+
+def _build_view(spec: EnvironmentSpec) -> Any:
+    if spec.build is None:
+        return None
+    return {"dockerfile_path": spec.build.dockerfile_path, "files": spec.build.files}
+
+
+def _list_diff(a: list[str], b: list[str]) -> dict[str, Any]:
+    def key(req: str) -> str:
+        import re
+
+        m = re.match(r"[A-Za-z0-9][A-Za-z0-9._\-]*", req)
+        return m.group(0).lower() if m else req
+
+    ka = {key(x): x for x in a}
+    kb = {key(x): x for x in b}
+    return {
+        "added": [kb[k] for k in kb if k not in ka],
+        "removed": [ka[k] for k in ka if k not in kb],
+        "changed": [{"from": ka[k], "to": kb[k]} for k in ka if k in kb and ka[k] != kb[k]],
+        "reordered": [key(x) for x in a if key(x) in kb] != [key(x) for x in b if key(x) in ka],
+    }
+
+
+def validate_env_name(name: str) -> str:
+    return validate_name(name, what="environment name")

@@ -1,0 +1,102 @@
+"""The metadata store contract. Everything above ``store/`` talks to this, never to SQL."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_mlws.assets.base import Asset
+
+
+@dataclass
+class NewVersion:
+    """What a registration asks the store to write, in one transaction."""
+
+    kind: str
+    name: str
+    version: str | None
+    content_hash: str
+    spec: dict[str, Any]
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    hidden: bool = False
+    curated: bool = False
+    env_hash: str | None = None
+    job_id: str | None = None
+    created_by: str | None = None
+    secret: dict[str, Any] | None = None
+    #: With no version given: return the latest version instead when its content is the same.
+    reuse_identical_latest: bool = False
+
+
+class AbstractStore(abc.ABC):
+    """Versioned assets by (kind, name, version), with labels, tags and archiving."""
+
+    @abc.abstractmethod
+    def create_version(self, new: NewVersion) -> tuple[Asset, bool]:
+        """Write a version; return it and whether it was created (False: identical one exists)."""
+
+    @abc.abstractmethod
+    def get_version(
+        self, kind: str, name: str, version: str | None = None, *, latest: bool = False
+    ) -> Asset:
+        """One version; ``version=None`` means the latest unarchived one."""
+
+    @abc.abstractmethod
+    def list_versions(
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        include_archived: bool = False,
+        include_hidden: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Asset]:
+        """Versions of ``name`` (newest first), or the latest version of each name."""
+
+    @abc.abstractmethod
+    def count_versions(
+        self, kind: str, name: str | None = None, *, include_archived: bool = False
+    ) -> int: ...
+
+    @abc.abstractmethod
+    def names(self, kind: str, *, include_hidden: bool = False) -> list[str]: ...
+
+    @abc.abstractmethod
+    def set_archived(self, kind: str, name: str, version: str | None, archived: bool) -> int:
+        """Archive or restore one version, or every version of a name; returns how many."""
+
+    @abc.abstractmethod
+    def update_metadata(
+        self,
+        kind: str,
+        name: str,
+        version: str,
+        *,
+        description: str | None = None,
+        set_tags: Mapping[str, str] | None = None,
+        remove_tags: list[str] | None = None,
+    ) -> Asset: ...
+
+    @abc.abstractmethod
+    def find_by_env_hash(self, env_hash: str) -> list[Asset]: ...
+
+    @abc.abstractmethod
+    def get_secret(self, kind: str, name: str, version: str) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def get_meta(self, key: str) -> str | None: ...
+
+    @abc.abstractmethod
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    @abc.abstractmethod
+    def all_artifact_specs(self) -> list[dict[str, Any]]:
+        """The ``artifact`` field of every version that has one (for garbage collection)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

@@ -1,0 +1,430 @@
+"""The SQLAlchemy store: SQLite inside the workspace by default, PostgreSQL for a team.
+
+SQLite runs in WAL mode; writers take the database lock up front (``BEGIN IMMEDIATE``) so that
+version numbers are handed out one writer at a time. On PostgreSQL the per-name counter row is
+locked with ``SELECT ... FOR UPDATE`` instead. Both give contiguous versions under concurrency.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, event, func, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, aliased, sessionmaker
+
+from jupyter_mlws.assets import entity_class
+from jupyter_mlws.assets.base import Asset
+from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictError
+from jupyter_mlws.store.base import AbstractStore, NewVersion
+from jupyter_mlws.store.rows import (
+    AssetNameRow,
+    AssetTagRow,
+    AssetVersionRow,
+    MetaRow,
+    SecretRow,
+    utcnow,
+)
+
+#: The newest migration; the store migrates on open when the database is behind it.
+HEAD_REVISION = "0001"
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _to_entity(row: AssetVersionRow) -> Asset:
+    cls = entity_class(row.kind)
+    return cls.model_construct(**row.to_entity_dict())
+
+
+class SqlStore(AbstractStore):
+    """:class:`AbstractStore` on SQLAlchemy 2."""
+
+    def __init__(self, uri: str, *, lock_dir: Path | None = None) -> None:
+        self.uri = uri
+        self.is_sqlite = uri.startswith("sqlite")
+        try:
+            self.engine = self._make_engine(uri, immediate=False)
+            # SQLite: a second engine whose transactions take the write lock at BEGIN.
+            self.write_engine = (
+                self._make_engine(uri, immediate=True) if self.is_sqlite else self.engine
+            )
+        except (SQLAlchemyError, ModuleNotFoundError) as exc:
+            raise StoreError(
+                f"Cannot open the store {self._safe_uri()}: {exc}",
+                hint="For PostgreSQL install the driver: pip install 'jupyter_mlws[postgres]'.",
+            ) from None
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._migrate(lock_dir)
+
+    def _safe_uri(self) -> str:
+        """The URI without a password, for messages."""
+        from sqlalchemy.engine import make_url
+
+        try:
+            return make_url(self.uri).render_as_string(hide_password=True)
+        except Exception:
+            return "<store uri>"
+
+    @staticmethod
+    def _make_engine(uri: str, *, immediate: bool) -> Engine:
+        if not uri.startswith("sqlite"):
+            return create_engine(uri, pool_pre_ping=True)
+        engine = create_engine(
+            uri, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    # --- migrations ----------------------------------------------------------------------------
+
+    def _current_revision(self) -> str | None:
+        try:
+            with self.engine.connect() as conn:
+                return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except (OperationalError, SQLAlchemyError):
+            return None
+
+    def _migrate(self, lock_dir: Path | None) -> None:
+        if self._current_revision() == HEAD_REVISION:
+            return
+        from filelock import FileLock
+
+        from jupyter_mlws.store.migrate import upgrade
+
+        lock = FileLock(str((lock_dir or Path(".")) / ".migrate.lock"))
+        with lock:
+            if self._current_revision() != HEAD_REVISION:
+                upgrade(self.write_engine)
+
+    # --- sessions ------------------------------------------------------------------------------
+
+    @contextmanager
+    def _writing(self) -> Iterator[Session]:
+        """A write transaction; retried when SQLite still reports a busy database."""
+        for attempt in range(8):
+            session = self._write_sessions()
+            try:
+                yield session
+                session.commit()
+                return
+            except OperationalError as exc:
+                session.rollback()
+                if "locked" in str(exc) and attempt < 7:
+                    time.sleep(0.05 * (attempt + 1))
+                    continue
+                raise StoreError(f"The store could not write: {exc.orig}") from None
+            except BaseException:
+                session.rollback()
+                raise
+            finally:
+                session.close()
+
+    def _lock_name(self, s: Session, kind: str, name: str) -> AssetNameRow:
+        stmt = select(AssetNameRow).where(AssetNameRow.kind == kind, AssetNameRow.name == name)
+        if not self.is_sqlite:
+            stmt = stmt.with_for_update()
+        row = s.scalar(stmt)
+        if row is not None:
+            return row
+        try:
+            with s.begin_nested():
+                s.add(AssetNameRow(kind=kind, name=name, next_version=1, next_seq=1))
+        except IntegrityError:
+            pass  # another writer created it first; lock theirs
+        row = s.scalar(stmt)
+        assert row is not None
+        return row
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def create_version(self, new: NewVersion) -> tuple[Asset, bool]:
+        with self._writing() as s:
+            counter = self._lock_name(s, new.kind, new.name)
+            version = new.version
+            if version is not None:
+                existing = self._row(s, new.kind, new.name, version)
+                if existing is not None:
+                    if existing.content_hash == new.content_hash:
+                        return _to_entity(existing), False
+                    raise VersionConflictError(
+                        f"{new.kind} {new.name}:{version} already exists with different content.",
+                        hint="Versions are immutable: leave the version out to get the next one, "
+                        "or choose another version.",
+                    )
+                if version.isdigit():
+                    counter.next_version = max(counter.next_version, int(version) + 1)
+            else:
+                if new.reuse_identical_latest:
+                    latest = self._latest_row(s, new.kind, new.name)
+                    if latest is not None and latest.content_hash == new.content_hash:
+                        return _to_entity(latest), False
+                n = counter.next_version
+                while self._row(s, new.kind, new.name, str(n)) is not None:
+                    n += 1
+                version = str(n)
+                counter.next_version = n + 1
+            row = AssetVersionRow(
+                kind=new.kind,
+                name=new.name,
+                version=version,
+                seq=counter.next_seq,
+                content_hash=new.content_hash,
+                spec=json.dumps(new.spec, sort_keys=True),
+                description=new.description,
+                archived=False,
+                hidden=new.hidden,
+                curated=new.curated,
+                env_hash=new.env_hash,
+                job_id=new.job_id,
+                created_at=utcnow(),
+                created_by=new.created_by,
+            )
+            row.tags = [AssetTagRow(key=k, value=v) for k, v in sorted(new.tags.items())]
+            counter.next_seq += 1
+            s.add(row)
+            s.flush()
+            if new.secret:
+                s.add(SecretRow(asset_id=row.id, secret=json.dumps(new.secret)))
+            entity = _to_entity(row)
+        return entity, True
+
+    def set_archived(self, kind: str, name: str, version: str | None, archived: bool) -> int:
+        with self._writing() as s:
+            cond = [AssetVersionRow.kind == kind, AssetVersionRow.name == name]
+            if version is not None:
+                cond.append(AssetVersionRow.version == version)
+            rows = s.execute(
+                update(AssetVersionRow).where(*cond).values(archived=archived)
+            ).rowcount
+            if not rows:
+                raise self._not_found(s, kind, name, version)
+            return int(rows)
+
+    def update_metadata(
+        self,
+        kind: str,
+        name: str,
+        version: str,
+        *,
+        description: str | None = None,
+        set_tags: Mapping[str, str] | None = None,
+        remove_tags: list[str] | None = None,
+    ) -> Asset:
+        with self._writing() as s:
+            row = self._row(s, kind, name, version)
+            if row is None:
+                raise self._not_found(s, kind, name, version)
+            if description is not None:
+                row.description = description
+            current = {t.key: t for t in row.tags}
+            for key in remove_tags or []:
+                if key in current:
+                    row.tags.remove(current.pop(key))
+            for key, value in (set_tags or {}).items():
+                if key in current:
+                    current[key].value = value
+                else:
+                    row.tags.append(AssetTagRow(key=key, value=value))
+            s.flush()
+            return _to_entity(row)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._writing() as s:
+            row = s.get(MetaRow, key)
+            if row is None:
+                s.add(MetaRow(key=key, value=value))
+            else:
+                row.value = value
+
+    # --- reads --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _row(s: Session, kind: str, name: str, version: str) -> AssetVersionRow | None:
+        return s.scalar(
+            select(AssetVersionRow).where(
+                AssetVersionRow.kind == kind,
+                AssetVersionRow.name == name,
+                AssetVersionRow.version == version,
+            )
+        )
+
+    @staticmethod
+    def _latest_row(s: Session, kind: str, name: str) -> AssetVersionRow | None:
+        return s.scalar(
+            select(AssetVersionRow)
+            .where(
+                AssetVersionRow.kind == kind,
+                AssetVersionRow.name == name,
+                AssetVersionRow.archived.is_(False),
+            )
+            .order_by(AssetVersionRow.seq.desc())
+            .limit(1)
+        )
+
+    def _not_found(
+        self, s: Session, kind: str, name: str, version: str | None
+    ) -> AssetNotFoundError:
+        versions = s.scalars(
+            select(AssetVersionRow.version)
+            .where(AssetVersionRow.kind == kind, AssetVersionRow.name == name)
+            .order_by(AssetVersionRow.seq.desc())
+            .limit(10)
+        ).all()
+        if versions:
+            if version is None:
+                return AssetNotFoundError(
+                    f"Every version of {kind} {name!r} is archived.",
+                    hint=f"Restore one (`mlws {kind} restore {name} --version V`) or name a "
+                    f"version: {', '.join(versions)}.",
+                )
+            return AssetNotFoundError(
+                f"{kind} {name!r} has no version {version!r}.",
+                hint=f"Known versions (newest first): {', '.join(versions)}.",
+            )
+        known = self.names(kind)
+        shown = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "")
+        return AssetNotFoundError(
+            f"No {kind} named {name!r}.",
+            hint=f"Known {kind} names: {shown}." if known else f"No {kind} is registered yet.",
+        )
+
+    def get_version(
+        self, kind: str, name: str, version: str | None = None, *, latest: bool = False
+    ) -> Asset:
+        with self._read() as s:
+            row = (
+                self._latest_row(s, kind, name)
+                if version is None
+                else self._row(s, kind, name, version)
+            )
+            if row is None:
+                raise self._not_found(s, kind, name, version)
+            return _to_entity(row)
+
+    def list_versions(
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        include_archived: bool = False,
+        include_hidden: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Asset]:
+        v = AssetVersionRow
+        cond: list[Any] = [v.kind == kind]
+        if not include_archived:
+            cond.append(v.archived.is_(False))
+        if name is not None:
+            cond.append(v.name == name)
+        elif not include_hidden:
+            cond.append(v.hidden.is_(False))
+        for key, value in (tags or {}).items():
+            t = aliased(AssetTagRow)
+            tag_cond = [t.asset_id == v.id, t.key == key]
+            if value is not None:
+                tag_cond.append(t.value == value)
+            cond.append(select(t.asset_id).where(*tag_cond).exists())
+        stmt = select(v).where(*cond)
+        if name is None:
+            # the newest (unarchived, unless asked) version of each name
+            newer = aliased(AssetVersionRow)
+            newer_cond = [newer.kind == v.kind, newer.name == v.name, newer.seq > v.seq]
+            if not include_archived:
+                newer_cond.append(newer.archived.is_(False))
+            stmt = stmt.where(~select(newer.id).where(and_(*newer_cond)).exists())
+            stmt = stmt.order_by(v.name)
+        else:
+            stmt = stmt.order_by(v.seq.desc())
+        if offset:
+            stmt = stmt.offset(offset)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as s:
+            return [_to_entity(r) for r in s.scalars(stmt).all()]
+
+    def count_versions(
+        self, kind: str, name: str | None = None, *, include_archived: bool = False
+    ) -> int:
+        cond: list[Any] = [AssetVersionRow.kind == kind]
+        if name is not None:
+            cond.append(AssetVersionRow.name == name)
+        if not include_archived:
+            cond.append(AssetVersionRow.archived.is_(False))
+        with self._read() as s:
+            return int(s.scalar(select(func.count()).select_from(AssetVersionRow).where(*cond)))
+
+    def names(self, kind: str, *, include_hidden: bool = False) -> list[str]:
+        stmt = select(AssetVersionRow.name).where(AssetVersionRow.kind == kind)
+        if not include_hidden:
+            stmt = stmt.where(AssetVersionRow.hidden.is_(False))
+        with self._read() as s:
+            return list(s.scalars(stmt.distinct().order_by(AssetVersionRow.name)).all())
+
+    def find_by_env_hash(self, env_hash: str) -> list[Asset]:
+        with self._read() as s:
+            rows = s.scalars(
+                select(AssetVersionRow)
+                .where(AssetVersionRow.env_hash == env_hash)
+                .order_by(AssetVersionRow.id)
+            ).all()
+            return [_to_entity(r) for r in rows]
+
+    def get_secret(self, kind: str, name: str, version: str) -> dict[str, Any] | None:
+        with self._read() as s:
+            value = s.scalar(
+                select(SecretRow.secret)
+                .join(AssetVersionRow, AssetVersionRow.id == SecretRow.asset_id)
+                .where(
+                    AssetVersionRow.kind == kind,
+                    AssetVersionRow.name == name,
+                    AssetVersionRow.version == version,
+                )
+            )
+            return None if value is None else dict(json.loads(value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read() as s:
+            row = s.get(MetaRow, key)
+            return None if row is None else row.value
+
+    def all_artifact_specs(self) -> list[dict[str, Any]]:
+        with self._read() as s:
+            out = []
+            for spec in s.scalars(select(AssetVersionRow.spec)).all():
+                data = json.loads(spec)
+                if isinstance(data.get("artifact"), dict):
+                    out.append(data["artifact"])
+                build = data.get("build")
+                if isinstance(build, dict) and build.get("tree_sha256"):
+                    out.append({"kind": "folder", "sha256": build["tree_sha256"], "size": 0,
+                                "name": "context"})
+                if isinstance(data.get("code_artifact"), dict):
+                    out.append(data["code_artifact"])
+            return out
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self.write_engine is not self.engine:
+            self.write_engine.dispose()

@@ -1,0 +1,262 @@
+"""The Workspace facade: the one object every surface (CLI, magics, REST, sidebar) calls.
+
+A workspace is a folder (usually named ``.mlws``) holding ``workspace.yaml`` (settings), the
+metadata store (``mlws.db``, SQLite, unless ``store_uri`` names another database) and the
+artifact store (``artifacts/``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from jupyter_mlws import __version__
+from jupyter_mlws.artifacts import ArtifactStore, StoredArtifact
+from jupyter_mlws.assets.base import Asset
+from jupyter_mlws.assets.yaml_io import load_yaml
+from jupyter_mlws.errors import SpecError, ValidationError, WorkspaceNotFoundError
+from jupyter_mlws.operations.components import ComponentOperations
+from jupyter_mlws.operations.computes import DEFAULT_COMPUTE, ComputeOperations
+from jupyter_mlws.operations.data import DataOperations
+from jupyter_mlws.operations.datastores import DEFAULT_DATASTORE, DatastoreOperations
+from jupyter_mlws.operations.environments import EnvironmentOperations
+from jupyter_mlws.operations.models import ModelOperations
+from jupyter_mlws.store import AbstractStore, default_uri, open_store
+
+WORKSPACE_DIRNAME = ".mlws"
+SETTINGS_FILE = "workspace.yaml"
+ENV_WORKSPACE = "MLWS_WORKSPACE"
+ENV_STORE_URI = "MLWS_STORE_URI"
+ARTIFACTS_DIRNAME = "artifacts"
+
+
+class WorkspaceSettings(BaseModel):
+    """``workspace.yaml``. Paths are relative to the workspace folder unless absolute."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: int = 1
+    store_uri: str | None = Field(
+        default=None, description="SQLAlchemy URL; none means SQLite inside the workspace."
+    )
+    artifacts_dir: str = ARTIFACTS_DIRNAME
+    envs_dir: str | None = Field(
+        default=None, description="Where virtualenvs are materialized (default ~/.mlws/envs)."
+    )
+    registry: str | None = Field(
+        default=None, description="A container registry to pull/push environment images."
+    )
+
+
+def _is_workspace(path: Path) -> bool:
+    return (path / SETTINGS_FILE).is_file()
+
+
+def find_workspace(start: Path | None = None) -> Path:
+    """Where the workspace is: ``$MLWS_WORKSPACE``, else the nearest ``.mlws/`` upwards from
+    ``start`` (the current folder), else ``~/.mlws``."""
+    env = os.environ.get(ENV_WORKSPACE)
+    if env:
+        p = Path(env).expanduser()
+        if not _is_workspace(p) and _is_workspace(p / WORKSPACE_DIRNAME):
+            return p / WORKSPACE_DIRNAME
+        return p
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / WORKSPACE_DIRNAME
+        if _is_workspace(candidate):
+            return candidate
+    return Path.home() / WORKSPACE_DIRNAME
+
+
+class Workspace:
+    """Environments, models, data, components, datastores and computes of one workspace."""
+
+    def __init__(self, path: Path, settings: WorkspaceSettings, store: AbstractStore) -> None:
+        self.path = path
+        self.settings = settings
+        self.store = store
+        self.artifacts = ArtifactStore(self._abs(settings.artifacts_dir))
+        self.environments = EnvironmentOperations(self)
+        self.models = ModelOperations(self)
+        self.data = DataOperations(self)
+        self.components = ComponentOperations(self)
+        self.datastores = DatastoreOperations(self)
+        self.computes = ComputeOperations(self)
+
+    # --- opening -------------------------------------------------------------------------------
+
+    @classmethod
+    def init(cls, path: str | Path | None = None, *, store_uri: str | None = None) -> Workspace:
+        """Create a workspace in ``PATH/.mlws`` (or ``PATH`` itself when it is named ``.mlws``)."""
+        base = Path(path or Path.cwd()).expanduser().resolve()
+        folder = base if base.name == WORKSPACE_DIRNAME or _is_workspace(base) else (
+            base / WORKSPACE_DIRNAME
+        )
+        if not _is_workspace(folder):
+            folder.mkdir(parents=True, exist_ok=True)
+            settings = WorkspaceSettings(store_uri=store_uri)
+            tmp = folder / (SETTINGS_FILE + ".tmp")
+            tmp.write_text(
+                "# jupyter_mlws workspace settings\n"
+                + yaml.safe_dump(settings.model_dump(exclude_none=True), sort_keys=False)
+            )
+            os.replace(tmp, folder / SETTINGS_FILE)
+        return cls._open_folder(folder)
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> Workspace:
+        """Open the workspace at ``path``, or find it as :func:`find_workspace` does.
+
+        The default workspace (``~/.mlws`` or ``$MLWS_WORKSPACE``) is created on first use; an
+        explicit ``path`` must already hold one.
+        """
+        if path is not None:
+            p = Path(path).expanduser()
+            if _is_workspace(p):
+                return cls._open_folder(p.resolve())
+            if _is_workspace(p / WORKSPACE_DIRNAME):
+                return cls._open_folder((p / WORKSPACE_DIRNAME).resolve())
+            raise WorkspaceNotFoundError(
+                f"No workspace at {str(p)!r}.",
+                hint=f"Create one with `mlws workspace init {p}`.",
+            )
+        folder = find_workspace()
+        if not _is_workspace(folder):
+            return cls.init(folder)
+        return cls._open_folder(folder.resolve())
+
+    @classmethod
+    def _open_folder(cls, folder: Path) -> Workspace:
+        settings = cls._read_settings(folder)
+        uri = os.environ.get(ENV_STORE_URI) or settings.store_uri or default_uri(folder)
+        store = open_store(uri, lock_dir=folder)
+        ws = cls(folder, settings, store)
+        ws._seed()
+        return ws
+
+    @staticmethod
+    def _read_settings(folder: Path) -> WorkspaceSettings:
+        from jupyter_mlws.assets.yaml_io import validate_spec
+
+        source = str(folder / SETTINGS_FILE)
+        data, index = load_yaml(source)
+        return validate_spec(WorkspaceSettings, data or {}, source=source, index=index)
+
+    def _abs(self, rel: str) -> Path:
+        p = Path(rel).expanduser()
+        return p if p.is_absolute() else self.path / p
+
+    def _seed(self) -> None:
+        """Built-ins every workspace has: the local datastore and compute, curated environments."""
+        from jupyter_mlws.environments.curated import catalog_digest
+
+        key = f"{__version__}:{catalog_digest()}"
+        if self.store.get_meta("seeded") == key:
+            return
+        self.artifacts.ensure()
+        if DEFAULT_DATASTORE not in self.datastores.names():
+            self.datastores._ws_relative = True
+            self.datastores.create(
+                DEFAULT_DATASTORE,
+                type="local",
+                path=self.settings.artifacts_dir,
+                description="The workspace's own artifact folder.",
+            )
+            self.datastores._ws_relative = False
+        if DEFAULT_COMPUTE not in self.computes.names():
+            self.computes.create(
+                DEFAULT_COMPUTE,
+                type="local",
+                max_concurrent_jobs=max(1, os.cpu_count() or 1),
+                description="Runs jobs as processes on this machine.",
+            )
+        self.environments.sync_curated()
+        self.store.set_meta("seeded", key)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.path)!r})"
+
+    # --- across kinds ------------------------------------------------------------------------------
+
+    def operations(self, kind: str) -> Any:
+        """The operations object for an asset kind (``model``, ``data``, ...)."""
+        table = {
+            "environment": self.environments,
+            "model": self.models,
+            "data": self.data,
+            "component": self.components,
+            "datastore": self.datastores,
+            "compute": self.computes,
+        }
+        if kind not in table:
+            raise ValidationError(
+                f"Unknown asset kind {kind!r}.", hint=f"Use one of: {', '.join(table)}."
+            )
+        return table[kind]
+
+    def create_from_file(self, path: str | Path, *, kind: str | None = None) -> Asset:
+        """Register any asset from a YAML file; its kind comes from ``$schema`` (or ``kind``)."""
+        from jupyter_mlws.assets.schemas import kind_of
+
+        p = Path(path)
+        data, index = load_yaml(p)
+        if not isinstance(data, dict):
+            raise SpecError("expected a mapping of fields", file=str(p), line=1)
+        detected = kind_of(data, source=str(p), index=index)
+        if kind is not None and detected is not None and detected != kind:
+            raise SpecError(
+                f"this file describes a {detected}, not a {kind}",
+                file=str(p),
+                line=index.get(("$schema",)),
+                hint=f"Use `mlws {detected} create -f {p}`.",
+            )
+        chosen = kind or detected
+        if chosen is None:
+            raise SpecError(
+                "cannot tell which kind of asset this is",
+                file=str(p),
+                line=1,
+                hint="Add a $schema line, or use `mlws <kind> create -f FILE`.",
+            )
+        if chosen in ("command_job", "pipeline_job"):
+            raise SpecError(
+                "this is a job spec; jobs are not part of this workspace version yet",
+                file=str(p),
+            )
+        ops = self.operations(chosen)
+        return ops.create_from_dict(  # type: ignore[no-any-return]
+            data, base_dir=p.parent.resolve(), source=str(p), index=index
+        )
+
+    def info(self) -> dict[str, Any]:
+        store_uri = getattr(self.store, "_safe_uri", lambda: "?")()
+        return {
+            "path": str(self.path),
+            "store": store_uri,
+            "artifacts": str(self.artifacts.root),
+            "version": __version__,
+            "counts": {
+                kind: self.operations(kind).count()
+                for kind in ("environment", "model", "data", "component", "datastore", "compute")
+            },
+        }
+
+    def gc(self, *, older_than_s: float = 3600.0) -> list[str]:
+        """Delete artifact blobs no version refers to (left by a registration that was killed)."""
+        refs = [StoredArtifact.from_dict(a) for a in self.store.all_artifact_specs()]
+        keep = self.artifacts.referenced_blobs(refs)
+        return self.artifacts.garbage_collect(keep, older_than_s=older_than_s)
