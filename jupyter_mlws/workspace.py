@@ -97,10 +97,16 @@ class Workspace:
         folder = base if base.name == WORKSPACE_DIRNAME or _is_workspace(base) else (
             base / WORKSPACE_DIRNAME
         )
+        return cls._create(folder, store_uri=store_uri)
+
+    @classmethod
+    def _create(cls, folder: Path, *, store_uri: str | None = None) -> Workspace:
+        """Make ``folder`` a workspace (when it is not one yet) and open it."""
+        folder = folder.expanduser().resolve()
         if not _is_workspace(folder):
             folder.mkdir(parents=True, exist_ok=True)
             settings = WorkspaceSettings(store_uri=store_uri)
-            tmp = folder / (SETTINGS_FILE + ".tmp")
+            tmp = folder / f"{SETTINGS_FILE}.{os.getpid()}.tmp"
             tmp.write_text(
                 "# jupyter_mlws workspace settings\n"
                 + yaml.safe_dump(settings.model_dump(exclude_none=True), sort_keys=False)
@@ -127,7 +133,7 @@ class Workspace:
             )
         folder = find_workspace()
         if not _is_workspace(folder):
-            return cls.init(folder)
+            return cls._create(folder)
         return cls._open_folder(folder.resolve())
 
     @classmethod

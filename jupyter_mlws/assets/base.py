@@ -63,7 +63,8 @@ def refuse_reserved(name: str) -> None:
         raise ReservedNameError(
             f"Names starting with '{RESERVED_PREFIX}' are reserved for curated environments, "
             f"so {name!r} cannot be registered.",
-            hint=f"Copy it under a name of your own: `mlws env create --from {name} --name mine`.",
+            hint="Choose a name of your own; to start from a curated environment, copy it: "
+            "`mlws env create --from MLWS-python-3.11-minimal --name mine`.",
         )
 
 

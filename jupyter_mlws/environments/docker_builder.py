@@ -55,6 +55,8 @@ TAG = "latest"
 
 Log = Callable[[str], None]
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_COMMAND = re.compile(r"^The command '.*' returned", re.DOTALL)
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 _FROM = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?\s*$", re.IGNORECASE)
 _FREEZE_SCRIPT = (
@@ -90,6 +92,11 @@ def _engine() -> Iterator[None]:
         if "Error while fetching server API version" in text or "Connection" in text:
             raise DockerUnavailableError(f"The Docker engine cannot be reached: {text}") from exc
         raise
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _tar(files: Mapping[str, bytes]) -> io.BytesIO:
@@ -505,6 +512,7 @@ class DockerBuilder:
 
         def emit(line: str) -> None:
             nonlocal step
+            line = _ANSI.sub("", line)
             lines.append(line)
             m = _STEP.match(line)
             if m:
@@ -553,8 +561,14 @@ class DockerBuilder:
         own = [
             ln[len(MESSAGE_PREFIX) :] for ln in text.splitlines() if ln.startswith(MESSAGE_PREFIX)
         ]
-        where = f" at step {step[0]}/{step[1]} ({step[2]})" if step else ""
-        reason = own[-1] if own else error.strip()
+        where = f" at step {step[0]}/{step[1]} ({_short(step[2])})" if step else ""
+        errors = [ln for ln in text.splitlines() if ln.startswith(("ERROR:", "E: ", "error:"))]
+        if own:
+            reason = own[-1]
+        elif errors:
+            reason = _short(errors[-1], 300)
+        else:
+            reason = _short(_COMMAND.sub("The command returned", error.strip()), 300)
         hint = None
         low = text.lower()
         if "no matching distribution" in low or "could not find a version" in low:

@@ -58,17 +58,18 @@ def split_conda_deps(spec: EnvironmentSpec) -> tuple[str | None, list[str]]:
     return python, others
 
 
-def python_condition(dep: str) -> str | None:
-    """A Python expression on ``v = sys.version_info[:3]`` that holds when ``dep`` is met.
+def python_clauses(dep: str) -> list[tuple[str, tuple[int, ...]]]:
+    """The version constraint of a ``python`` conda dependency as ``(operator, numbers)``.
 
-    ``None`` when the dependency does not constrain the version (plain ``python``).
+    ``[]`` when it does not constrain the version (plain ``python``). ``=`` and ``X.Y.*`` read
+    as "this release series" (``==`` on as many numbers as given); ``~=`` is compatible-release.
     Raises :class:`UnsupportedEnvironmentError` for a constraint it cannot read.
     """
     m = _DEP.match(dep)
     rest = (m.group(2) if m else "").strip()
     if not rest or rest == "*":
-        return None
-    clauses: list[str] = []
+        return []
+    clauses: list[tuple[str, tuple[int, ...]]] = []
     for part in rest.split(","):
         cm = _CLAUSE.match(part.strip())
         if cm is None:
@@ -77,16 +78,46 @@ def python_condition(dep: str) -> str | None:
                 "checked.",
                 hint="Write it as python=3.11, python>=3.10 or python>=3.10,<3.13.",
             )
-        op, version = cm.group(1) or "=", cm.group(2)
-        nums = tuple(int(x) for x in version.split("."))
+        op = cm.group(1) or "="
+        nums = tuple(int(x) for x in cm.group(2).split("."))
+        if op == "=" or (cm.group(3) and op == "=="):
+            op = "=="
+        clauses.append((op, nums))
+    return clauses
+
+
+def _clause_expr(op: str, nums: tuple[int, ...]) -> str:
+    n = len(nums)
+    if op == "~=":
+        return f"v[:{n}] >= {nums!r} and v[:{n - 1}] == {nums[: n - 1]!r}"
+    return f"v[:{n}] {op} {nums!r}"
+
+
+def python_condition(dep: str) -> str | None:
+    """A Python expression on ``v = sys.version_info[:3]`` that holds when ``dep`` is met."""
+    clauses = python_clauses(dep)
+    if not clauses:
+        return None
+    return " and ".join(f"({_clause_expr(op, nums)})" for op, nums in clauses)
+
+
+def python_matches(dep: str, version: tuple[int, ...]) -> bool:
+    """Whether the Python ``version`` (e.g. ``(3, 11, 7)``) meets the dependency ``dep``."""
+    for op, nums in python_clauses(dep):
         n = len(nums)
-        if op in ("=", "==") or cm.group(3):
-            op = "!=" if op == "!=" else "=="
-        if op == "~=":
-            clauses.append(f"v[:{n}] >= {nums!r} and v[:{n - 1}] == {nums[: n - 1]!r}")
-        else:
-            clauses.append(f"v[:{n}] {op} {nums!r}")
-    return " and ".join(f"({c})" for c in clauses)
+        have = tuple(version[:n])
+        ok = {
+            "==": have == nums,
+            "!=": have != nums,
+            ">=": have >= nums,
+            "<=": have <= nums,
+            ">": have > nums,
+            "<": have < nums,
+            "~=": have >= nums and tuple(version[: n - 1]) == nums[: n - 1],
+        }[op]
+        if not ok:
+            return False
+    return True
 
 
 def python_version_of(dep: str) -> str | None:

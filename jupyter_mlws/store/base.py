@@ -83,7 +83,8 @@ class AbstractStore(abc.ABC):
     ) -> Asset: ...
 
     @abc.abstractmethod
-    def find_by_env_hash(self, env_hash: str) -> list[Asset]: ...
+    def find_by_env_hash(self, env_hash: str) -> list[Asset]:
+        """Environment versions whose hash is ``env_hash`` (or starts with it)."""
 
     @abc.abstractmethod
     def get_secret(self, kind: str, name: str, version: str) -> dict[str, Any] | None: ...

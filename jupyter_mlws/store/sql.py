@@ -386,7 +386,11 @@ class SqlStore(AbstractStore):
         with self._read() as s:
             rows = s.scalars(
                 select(AssetVersionRow)
-                .where(AssetVersionRow.env_hash == env_hash)
+                .where(
+                    AssetVersionRow.env_hash == env_hash
+                    if len(env_hash) == 64
+                    else AssetVersionRow.env_hash.startswith(env_hash, autoescape=True)
+                )
                 .order_by(AssetVersionRow.id)
             ).all()
             return [_to_entity(r) for r in rows]

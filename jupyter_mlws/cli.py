@@ -1,0 +1,621 @@
+"""The ``mlws`` command. It holds no logic: it parses, calls the Workspace, and prints.
+
+Readable tables by default, ``-o json`` for scripts. Errors print one line to stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from jupyter_mlws.assets.base import Asset
+from jupyter_mlws.errors import MlwsError
+
+OUTPUT = click.option(
+    "-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table",
+    show_default=True, help="Output format.",
+)
+WORKSPACE = click.option(
+    "-w", "--workspace", "workspace_path", type=click.Path(file_okay=False), default=None,
+    help="Workspace folder (default: $MLWS_WORKSPACE, else the nearest .mlws/, else ~/.mlws).",
+)
+
+
+def _open(workspace_path: str | None) -> Any:
+    from jupyter_mlws.workspace import Workspace
+
+    return Workspace.open(workspace_path) if workspace_path else Workspace.open()
+
+
+def _parse_tags(pairs: Sequence[str]) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not key:
+            raise click.BadParameter(f"{pair!r} must look like key=value", param_hint="--tag")
+        tags[key] = value if sep else ""
+    return tags
+
+
+def _split_ref(ref: str, version: str | None) -> tuple[str, str | None]:
+    if version is None and ":" in ref:
+        name, _, v = ref.partition(":")
+        return name, v
+    if ref.endswith("@latest"):
+        return ref[: -len("@latest")], version
+    return ref, version
+
+
+def _age(value: Any) -> str:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    return str(value)
+
+
+def _human_size(n: Any) -> str:
+    if not isinstance(n, int):
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+def print_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
+    """Print ``rows`` as an aligned table of ``(key, header)`` columns."""
+    if not rows:
+        click.echo("(none)")
+        return
+    cells = [[str(r.get(k, "") if r.get(k) is not None else "") for k, _ in columns] for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h) in enumerate(columns)]
+    click.echo("  ".join(h.upper().ljust(w) for (_, h), w in zip(columns, widths)).rstrip())
+    for c in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(c, widths)).rstrip())
+
+
+def emit(data: Any, output: str, *, table: Callable[[], None] | None = None) -> None:
+    if output == "json":
+        click.echo(json.dumps(data, indent=2, default=str))
+    elif output == "yaml" or table is None:
+        click.echo(yaml.safe_dump(json.loads(json.dumps(data, default=str)), sort_keys=False))
+    else:
+        table()
+
+
+# --- per-kind table columns -----------------------------------------------------------------------
+
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "environment": [("name", "name"), ("version", "version"), ("environment_kind", "kind"),
+                    ("hash12", "hash"), ("created", "created"), ("tags_text", "tags")],
+    "model": [("name", "name"), ("version", "version"), ("type", "type"),
+              ("size_text", "size"), ("sha12", "sha256"), ("created", "created"),
+              ("tags_text", "tags")],
+    "data": [("name", "name"), ("version", "version"), ("type", "type"), ("where", "where"),
+             ("created", "created"), ("tags_text", "tags")],
+    "component": [("name", "name"), ("version", "version"), ("environment", "environment"),
+                  ("created", "created"), ("tags_text", "tags")],
+    "datastore": [("name", "name"), ("version", "version"), ("type", "type"),
+                  ("location", "location"), ("created", "created")],
+    "compute": [("name", "name"), ("version", "version"), ("type", "type"),
+                ("max_concurrent_jobs", "max jobs"), ("created", "created")],
+}
+
+
+def _row(asset: Asset) -> dict[str, Any]:
+    d = asset.public_dict()
+    d["created"] = _age(asset.created_at)
+    d["tags_text"] = ",".join(f"{k}={v}" if v else k for k, v in sorted(asset.tags.items()))
+    if asset.archived:
+        d["version"] = f"{asset.version} (archived)"
+    if "hash" in d:
+        d["hash12"] = d["hash"][:12]
+    if d.get("sha256"):
+        d["sha12"] = str(d["sha256"])[:12]
+    d["size_text"] = _human_size(d.get("size"))
+    if asset.kind == "data":
+        d["where"] = "stored " + _human_size(d.get("size")) if d.get("stored") else d.get("uri")
+    return d
+
+
+def _show(asset: Asset, output: str, extra: dict[str, Any] | None = None) -> None:
+    data = asset.public_dict()
+    if extra:
+        data.update(extra)
+    if output != "table":
+        emit(data, output)
+        return
+    skip = {"spec", "hash12", "sha12", "size_text", "tags_text"}
+    for key, value in data.items():
+        if key in skip or value in (None, "", {}, []):
+            continue
+        if key == "created_at":
+            value = _age(value)
+        if key == "size":
+            value = f"{_human_size(value)} ({value} bytes)"
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        click.echo(f"{key + ':':<18}{value}")
+    click.echo("spec:")
+    click.echo("  " + yaml.safe_dump(data["spec"], sort_keys=True).replace("\n", "\n  ").rstrip())
+
+
+# --- the command tree ------------------------------------------------------------------------------
+
+
+class MlwsGroup(click.Group):
+    """Turns :class:`MlwsError` into one line on stderr and exit status 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MlwsError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=MlwsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="jupyter_mlws", prog_name="mlws")
+def main() -> None:
+    """A local-first machine-learning workspace: environments, models, data, components,
+    datastores and computes, versioned in an embedded store."""
+
+
+@main.group()
+def workspace() -> None:
+    """Create and inspect workspaces."""
+
+
+@workspace.command("init")
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--store-uri", help="SQLAlchemy URL of a shared database (default: SQLite inside).")
+@OUTPUT
+def workspace_init(path: str | None, store_uri: str | None, output: str) -> None:
+    """Create a workspace in PATH/.mlws (default: the current folder)."""
+    from jupyter_mlws.workspace import Workspace
+
+    ws = Workspace.init(path, store_uri=store_uri)
+    info = ws.info()
+    emit(info, output, table=lambda: click.echo(f"Workspace ready at {info['path']}"))
+
+
+@workspace.command("show")
+@WORKSPACE
+@OUTPUT
+def workspace_show(workspace_path: str | None, output: str) -> None:
+    """Where the workspace is and what it holds."""
+    info = _open(workspace_path).info()
+
+    def table() -> None:
+        for key in ("path", "store", "artifacts", "version"):
+            click.echo(f"{key + ':':<11}{info[key]}")
+        click.echo("assets:    " + ", ".join(f"{k}={v}" for k, v in info["counts"].items()))
+
+    emit(info, output, table=table)
+
+
+@workspace.command("gc")
+@click.option("--older-than", default=3600.0, show_default=True,
+              help="Only delete unreferenced blobs older than this many seconds.")
+@WORKSPACE
+def workspace_gc(older_than: float, workspace_path: str | None) -> None:
+    """Delete artifact blobs that no version refers to (left by an interrupted registration)."""
+    removed = _open(workspace_path).gc(older_than_s=older_than)
+    click.echo(f"Removed {len(removed)} unreferenced blob(s).")
+
+
+@main.command("schema")
+@click.option("--out", type=click.Path(file_okay=False), default="schemas", show_default=True)
+def schema_cmd(out: str) -> None:
+    """Write the JSON Schemas of every YAML spec (for editors' $schema support)."""
+    from jupyter_mlws.assets.schemas import write_schemas
+
+    for p in write_schemas(Path(out)):
+        click.echo(str(p))
+
+
+def _kind_group(kind: str, name: str, help_text: str) -> click.Group:
+    """The commands every asset kind has: list, show, archive, restore, update."""
+    group = click.Group(name=name, help=help_text)
+
+    @group.command("list")
+    @click.option("-n", "--name", "asset_name", help="List the versions of this name.")
+    @click.option("--tag", "tags", multiple=True, help="Filter by tag (key or key=value).")
+    @click.option("--include-archived", is_flag=True, help="Include archived versions.")
+    @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
+    @click.option("--offset", type=click.IntRange(min=0), default=0)
+    @WORKSPACE
+    @OUTPUT
+    def list_cmd(asset_name: str | None, tags: Sequence[str], include_archived: bool,
+                 limit: int | None, offset: int, workspace_path: str | None,
+                 output: str, **extra: Any) -> None:
+        """Without --name: the latest version of each name. With it: every version."""
+        tag_filter: dict[str, str | None] = {}
+        for t in tags:
+            key, sep, value = t.partition("=")
+            tag_filter[key] = value if sep else None
+        ops = _open(workspace_path).operations(kind)
+        items = ops.list(asset_name, tags=tag_filter or None, include_archived=include_archived,
+                         limit=limit, offset=offset, **extra)
+        emit([i.public_dict() for i in items], output,
+             table=lambda: print_table([_row(i) for i in items], COLUMNS[kind]))
+
+    if kind == "environment":
+        list_cmd = click.option("--include-hidden", "include_hidden", is_flag=True,
+                                help="Include anonymous environments.")(list_cmd)
+
+    @group.command("show")
+    @click.argument("ref")
+    @click.option("-v", "--version", help="Version (default: latest). NAME:VERSION works too.")
+    @WORKSPACE
+    @OUTPUT
+    def show_cmd(ref: str, version: str | None, workspace_path: str | None, output: str) -> None:
+        """Show one version (NAME, NAME:VERSION or NAME@latest)."""
+        asset_name, v = _split_ref(ref, version)
+        ws = _open(workspace_path)
+        _show(ws.operations(kind).get(asset_name, v), output)
+
+    for verb, flag in (("archive", True), ("restore", False)):
+
+        def make(verb: str = verb, flag: bool = flag) -> None:
+            @group.command(verb, help=f"{verb.capitalize()} one version, or every version.")
+            @click.argument("ref")
+            @click.option("-v", "--version", help="Only this version (default: all versions).")
+            @WORKSPACE
+            def cmd(ref: str, version: str | None, workspace_path: str | None) -> None:
+                asset_name, v = _split_ref(ref, version)
+                ops = _open(workspace_path).operations(kind)
+                n = ops.archive(asset_name, v) if flag else ops.restore(asset_name, v)
+                click.echo(f"{verb.capitalize()}d {n} version(s) of {kind} {asset_name}.")
+
+        make()
+
+    @group.command("update")
+    @click.argument("ref")
+    @click.option("-v", "--version")
+    @click.option("--description")
+    @click.option("--tag", "tags", multiple=True, help="Set a tag key=value.")
+    @click.option("--remove-tag", "remove", multiple=True, help="Remove a tag.")
+    @WORKSPACE
+    @OUTPUT
+    def update_cmd(ref: str, version: str | None, description: str | None, tags: Sequence[str],
+                   remove: Sequence[str], workspace_path: str | None, output: str) -> None:
+        """Change the description or tags of a version (its content never changes)."""
+        asset_name, v = _split_ref(ref, version)
+        ops = _open(workspace_path).operations(kind)
+        v = v or ops.get(asset_name).version
+        _show(ops.update(asset_name, v, description=description, tags=_parse_tags(tags),
+                         remove_tags=list(remove)), output)
+
+    return group
+
+
+def _created(asset: Asset, output: str) -> None:
+    if output == "table":
+        click.echo(f"Registered {asset.kind} {asset.name}:{asset.version}")
+        extra = asset.extra_fields()
+        for key in ("hash", "image", "sha256", "size", "uri"):
+            if extra.get(key) is not None:
+                click.echo(f"  {key}: {extra[key]}")
+    else:
+        emit(asset.public_dict(), output)
+
+
+FILE_OPT = click.option("-f", "--file", "file", type=click.Path(exists=True, dir_okay=False),
+                        help="A YAML spec (Azure ML CLI v2 shapes accepted).")
+COMMON_CREATE = [
+    click.option("--version", "version", help="Version (default: the next integer)."),
+    click.option("--description"),
+    click.option("--tag", "tags", multiple=True, help="A tag key=value (repeatable)."),
+]
+
+
+def _with(options: Iterable[Callable[[Any], Any]], f: Any) -> Any:
+    for opt in reversed(list(options)):
+        f = opt(f)
+    return f
+
+
+def _create_from_file_or(kind: str, file: str | None, workspace_path: str | None,
+                         build: Callable[[Any], Asset], need: dict[str, Any]) -> Asset:
+    ws = _open(workspace_path)
+    if file:
+        return ws.create_from_file(file, kind=kind)  # type: ignore[no-any-return]
+    missing = [f"--{k.replace('_', '-')}" for k, v in need.items() if v is None]
+    if missing:
+        raise click.UsageError(f"give -f FILE, or {' and '.join(missing)}")
+    return build(ws)
+
+
+# environments -----------------------------------------------------------------------------------
+env_group = _kind_group("environment", "env", "Environments: definitions identified by hash.")
+main.add_command(env_group)
+
+
+@env_group.command("create")
+@FILE_OPT
+@click.option("-n", "--name")
+@click.option("--image", help="Base image, or a ready image when nothing else is given.")
+@click.option("--conda-file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--pip-requirements", type=click.Path(exists=True, dir_okay=False))
+@click.option("--build-context", type=click.Path(exists=True, file_okay=False),
+              help="A Docker build context folder, used as is.")
+@click.option("--dockerfile-path", default="Dockerfile", show_default=True)
+@click.option("--from", "from_", help="Copy an existing environment, e.g. an MLWS- one.")
+@WORKSPACE
+@OUTPUT
+def env_create(file: str | None, name: str | None, image: str | None, conda_file: str | None,
+               pip_requirements: str | None, build_context: str | None, dockerfile_path: str,
+               from_: str | None, version: str | None, description: str | None,
+               tags: Sequence[str], workspace_path: str | None, output: str) -> None:
+    """Register an environment from a YAML file or from options."""
+    def build(ws: Any) -> Asset:
+        return ws.environments.create(  # type: ignore[no-any-return]
+            name,
+            image=image,
+            conda_file=conda_file,
+            pip_requirements=(Path(pip_requirements).read_text().splitlines()
+                              if pip_requirements else None),
+            build={"path": build_context, "dockerfile_path": dockerfile_path}
+            if build_context else None,
+            from_=from_, version=version, description=description,
+            tags=_parse_tags(tags) or None,
+        )
+
+    _created(_create_from_file_or("environment", file, workspace_path, build, {"name": name}),
+             output)
+
+
+env_create = _with(COMMON_CREATE, env_create)
+
+
+@env_group.command("diff")
+@click.argument("name")
+@click.argument("v1")
+@click.argument("v2")
+@WORKSPACE
+@OUTPUT
+def env_diff(name: str, v1: str, v2: str, workspace_path: str | None, output: str) -> None:
+    """What changed between two versions, and whether the image changes."""
+    d = _open(workspace_path).environments.diff(name, v1, v2)
+
+    def table() -> None:
+        verdict = "changes: a new image" if d["hash_changed"] else "is unchanged: same image"
+        click.echo(f"{name} {v1} -> {v2}: the hash {verdict}")
+        click.echo(f"  {d['image_from']} -> {d['image_to']}")
+        for section in ("pip", "conda"):
+            s = d[section]
+            for item in s["added"]:
+                click.echo(f"  + {section}: {item}")
+            for item in s["removed"]:
+                click.echo(f"  - {section}: {item}")
+            for item in s["changed"]:
+                click.echo(f"  ~ {section}: {item['from']} -> {item['to']}")
+            if s["reordered"]:
+                click.echo(f"  ~ {section}: order changed")
+        for c in d["changes"]:
+            click.echo(f"  ~ {c['field']}: {c['from']} -> {c['to']}")
+
+    emit(d, output, table=table)
+
+
+@env_group.command("hash")
+@FILE_OPT
+@click.option("--by-hash", help="Find the environment registered with this hash (or prefix).")
+@WORKSPACE
+def env_hash(file: str | None, by_hash: str | None, workspace_path: str | None) -> None:
+    """Print the hash and image name of a YAML definition without registering it."""
+    if by_hash:
+        env = _open(workspace_path).environments.get_by_hash(by_hash)
+        click.echo(f"{env.name}:{env.version}  {env.env_hash}")
+        return
+    if not file:
+        raise click.UsageError("give -f FILE or --by-hash HASH")
+    from jupyter_mlws.assets.environment import EnvironmentSpec
+    from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
+
+    data, index = load_yaml(file)
+    data = EnvironmentSpec.prepare_yaml(
+        {k: v for k, v in (data or {}).items() if k not in EnvironmentSpec.ignored_fields},
+        Path(file).parent, file)
+    spec = validate_spec(EnvironmentSpec, data, source=file, index=index)
+    if spec.build is not None:
+        from jupyter_mlws.artifacts import iter_folder
+        from jupyter_mlws.environments.identity import dockerignore_spec, sha256_file
+
+        folder = Path(spec.build.path or ".")
+        spec.build.files = [(rel, sha256_file(p))
+                            for rel, p in iter_folder(folder, dockerignore_spec(folder))]
+    click.echo(f"{spec.env_hash()}  {spec.image_name()}")
+
+
+# models ---------------------------------------------------------------------------------------------
+model_group = _kind_group("model", "model", "Models: versioned files and folders.")
+main.add_command(model_group)
+
+
+@model_group.command("create")
+@FILE_OPT
+@click.option("-n", "--name")
+@click.option("-p", "--path", type=click.Path(exists=True))
+@click.option("-t", "--type", "model_type", default="custom_model", show_default=True,
+              type=click.Choice(["custom_model", "mlflow_model", "triton_model"]))
+@WORKSPACE
+@OUTPUT
+def model_create(file: str | None, name: str | None, path: str | None, model_type: str,
+                 version: str | None, description: str | None, tags: Sequence[str],
+                 workspace_path: str | None, output: str) -> None:
+    """Register a model from a YAML file or a local file/folder."""
+    _created(_create_from_file_or(
+        "model", file, workspace_path,
+        lambda ws: ws.models.create(name, path, type=model_type, version=version,
+                                    description=description, tags=_parse_tags(tags)),
+        {"name": name, "path": path}), output)
+
+
+model_create = _with(COMMON_CREATE, model_create)
+
+
+def _download_cmd(group: click.Group, kind: str) -> None:
+    @group.command("download")
+    @click.argument("ref")
+    @click.option("-v", "--version")
+    @click.option("-d", "--dest", type=click.Path(file_okay=False), default=".",
+                  show_default=True, help="Folder to write into.")
+    @WORKSPACE
+    def download(ref: str, version: str | None, dest: str, workspace_path: str | None) -> None:
+        """Write a version's files into DEST."""
+        asset_name, v = _split_ref(ref, version)
+        out = _open(workspace_path).operations(kind).download(asset_name, v, dest)
+        click.echo(str(out))
+
+
+_download_cmd(model_group, "model")
+
+# data ------------------------------------------------------------------------------------------------
+data_group = _kind_group("data", "data", "Data: copied files and folders, or references.")
+main.add_command(data_group)
+
+
+@data_group.command("create")
+@FILE_OPT
+@click.option("-n", "--name")
+@click.option("-p", "--path", help="Local path (copied in), or a URI kept as a reference.")
+@click.option("-t", "--type", "data_type", default="uri_folder", show_default=True,
+              type=click.Choice(["uri_file", "uri_folder", "mltable"]))
+@WORKSPACE
+@OUTPUT
+def data_create(file: str | None, name: str | None, path: str | None, data_type: str,
+                version: str | None, description: str | None, tags: Sequence[str],
+                workspace_path: str | None, output: str) -> None:
+    """Register data from a YAML file, a local path or a URI."""
+    _created(_create_from_file_or(
+        "data", file, workspace_path,
+        lambda ws: ws.data.create(name, path, type=data_type, version=version,
+                                  description=description, tags=_parse_tags(tags)),
+        {"name": name, "path": path}), output)
+
+
+data_create = _with(COMMON_CREATE, data_create)
+_download_cmd(data_group, "data")
+
+# components ---------------------------------------------------------------------------------------
+component_group = _kind_group("component", "component", "Command components.")
+main.add_command(component_group)
+
+
+@component_group.command("create")
+@click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False))
+@WORKSPACE
+@OUTPUT
+def component_create(file: str, workspace_path: str | None, output: str) -> None:
+    """Register a command component from its YAML file."""
+    _created(_open(workspace_path).create_from_file(file, kind="component"), output)
+
+
+# datastores -----------------------------------------------------------------------------------------
+datastore_group = _kind_group("datastore", "datastore", "Datastores: folders and fsspec URLs.")
+main.add_command(datastore_group)
+
+
+@datastore_group.command("create")
+@FILE_OPT
+@click.option("-n", "--name")
+@click.option("--type", "ds_type", type=click.Choice(["local", "fsspec"]), default="local",
+              show_default=True)
+@click.option("--path", type=click.Path(file_okay=False), help="Folder of a local datastore.")
+@click.option("--url", help="URL of an fsspec datastore, e.g. s3://bucket/prefix.")
+@click.option("--credential", "credentials", multiple=True,
+              help="A credential key=value (kept secret; repeatable).")
+@WORKSPACE
+@OUTPUT
+def datastore_create(file: str | None, name: str | None, ds_type: str, path: str | None,
+                     url: str | None, credentials: Sequence[str], version: str | None,
+                     description: str | None, tags: Sequence[str], workspace_path: str | None,
+                     output: str) -> None:
+    """Register a datastore from a YAML file or options."""
+    _created(_create_from_file_or(
+        "datastore", file, workspace_path,
+        lambda ws: ws.datastores.create(name, type=ds_type, path=path, url=url,
+                                        credentials=_parse_tags(credentials),
+                                        description=description, tags=_parse_tags(tags)),
+        {"name": name}), output)
+
+
+datastore_create = _with(COMMON_CREATE, datastore_create)
+
+# computes ------------------------------------------------------------------------------------------
+compute_group = _kind_group("compute", "compute", "Compute definitions.")
+main.add_command(compute_group)
+
+
+@compute_group.command("create")
+@FILE_OPT
+@click.option("-n", "--name")
+@click.option("--type", "compute_type", default="local", show_default=True)
+@click.option("--max-concurrent", "max_concurrent", type=click.IntRange(min=1), default=2,
+              show_default=True)
+@click.option("--cpus", type=float)
+@click.option("--memory")
+@click.option("--address")
+@WORKSPACE
+@OUTPUT
+def compute_create(file: str | None, name: str | None, compute_type: str, max_concurrent: int,
+                   cpus: float | None, memory: str | None, address: str | None,
+                   version: str | None, description: str | None, tags: Sequence[str],
+                   workspace_path: str | None, output: str) -> None:
+    """Register a compute definition from a YAML file or options."""
+    settings = {k: v for k, v in {"cpus": cpus, "memory": memory, "address": address}.items()
+                if v is not None}
+    _created(_create_from_file_or(
+        "compute", file, workspace_path,
+        lambda ws: ws.computes.create(name, type=compute_type,
+                                      max_concurrent_jobs=max_concurrent,
+                                      description=description, tags=_parse_tags(tags),
+                                      **settings),
+        {"name": name}), output)
+
+
+compute_create = _with(COMMON_CREATE, compute_create)
+
+
+# `mlws create -f FILE`: any kind, told by $schema ----------------------------------------------------
+@main.command("create")
+@click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False))
+@WORKSPACE
+@OUTPUT
+def create_any(file: str, workspace_path: str | None, output: str) -> None:
+    """Register any asset from a YAML file whose $schema says its kind."""
+    _created(_open(workspace_path).create_from_file(file), output)
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI in-process; returns the exit status (for tests and embedding)."""
+    try:
+        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except MlwsError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

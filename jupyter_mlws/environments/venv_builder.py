@@ -1,0 +1,322 @@
+"""Materialize an environment as a local virtualenv (for the local compute; no Docker).
+
+A venv lives at ``root/<full hash>``. It is built in a temporary sibling folder and renamed into
+place, with a completion marker written last inside it, so a failed or interrupted build leaves
+nothing that looks finished. ``uv`` is used when it is on ``PATH``, else ``python -m venv`` and
+pip. Only what a venv can honour is accepted: pip packages and a ``python`` version; Docker
+steps, build contexts and conda packages are refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from filelock import Timeout
+
+from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
+from jupyter_mlws.environments.builds import BuildResult, hash_lock, tail
+from jupyter_mlws.environments.dockerfile import (
+    python_matches,
+    python_version_of,
+    split_conda_deps,
+)
+from jupyter_mlws.errors import BuildError, UnsupportedEnvironmentError
+
+MARKER = ".mlws-venv.json"
+REQUIREMENTS = "mlws-requirements.txt"
+_TMP_PREFIX = ".tmp-"
+_BIN = "Scripts" if os.name == "nt" else "bin"
+
+Log = Callable[[str], None]
+
+
+def venv_python(path: Path) -> Path:
+    """The interpreter of the venv at ``path``."""
+    return path / _BIN / ("python.exe" if os.name == "nt" else "python")
+
+
+class VenvMaterializer:
+    """Builds and finds the venv of an environment under ``root`` (e.g. ``~/.mlws/envs``)."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        lock_dir: Path | None = None,
+        python: str | None = None,
+        use_uv: bool | None = None,
+    ) -> None:
+        self.root = Path(root).expanduser()
+        self.lock_dir = Path(lock_dir) if lock_dir else self.root / ".locks"
+        self.python = python or sys.executable
+        self.uv = shutil.which("uv") if use_uv is not False else None
+        if use_uv and self.uv is None:
+            raise UnsupportedEnvironmentError("uv was asked for but is not on PATH.")
+
+    def path_for(self, spec: EnvironmentSpec, *, env_hash: str | None = None) -> Path:
+        return self.root / (env_hash or spec.env_hash())
+
+    def lookup(self, spec: EnvironmentSpec, *, env_hash: str | None = None) -> BuildResult | None:
+        """The finished venv of ``spec`` (its marker exists), else ``None``; one small read."""
+        path = self.path_for(spec, env_hash=env_hash)
+        try:
+            data = json.loads((path / MARKER).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        result = BuildResult.from_dict(data)
+        result.cached = True
+        result.build_seconds = 0.0
+        result.log = ""
+        return result
+
+    # --- what a venv can hold ----------------------------------------------------------------
+
+    def check(self, spec: EnvironmentSpec) -> str | None:
+        """Raise :class:`UnsupportedEnvironmentError` unless a venv can hold ``spec``.
+
+        Returns the Python version uv must provide, or ``None`` for the running interpreter.
+        """
+        who = f"The environment {spec.name!r}"
+        docker_hint = "Run it on a Docker compute target instead (its image is built from it)."
+        if spec.kind == "context":
+            raise UnsupportedEnvironmentError(
+                f"{who} is a Docker build context; a venv cannot be made from it.", hint=docker_hint
+            )
+        if spec.kind == "image":
+            raise UnsupportedEnvironmentError(
+                f"{who} is the ready Docker image {spec.image}; a venv cannot be made from it.",
+                hint=docker_hint,
+            )
+        if spec.docker_steps:
+            raise UnsupportedEnvironmentError(
+                f"{who} has Docker steps ({spec.docker_steps[0]!r}...), which a venv cannot run.",
+                hint=docker_hint,
+            )
+        python_dep, conda_pkgs = split_conda_deps(spec)
+        if conda_pkgs:
+            raise UnsupportedEnvironmentError(
+                f"{who} needs the conda packages {', '.join(conda_pkgs)}, which a venv cannot "
+                "install.",
+                hint="Move them to the pip: section, or run it on a Docker compute target whose "
+                "base image has conda.",
+            )
+        if python_dep is None:
+            return None
+        if python_matches(python_dep, self._python_info()):
+            return None
+        version = python_version_of(python_dep)
+        if self.uv and version and self._uv_has_python(version):
+            return version
+        have = ".".join(str(x) for x in self._python_info()[:3])
+        raise UnsupportedEnvironmentError(
+            f"{who} asks for {python_dep.strip()}, but this interpreter is Python {have}"
+            + (" and uv cannot provide it." if self.uv else " and uv is not installed."),
+            hint="Install that Python with uv (`uv python install X.Y`), change the python line, "
+            "or use a Docker compute target.",
+        )
+
+    def _python_info(self) -> tuple[int, ...]:
+        if self.python == sys.executable:
+            return tuple(sys.version_info[:3])
+        out = subprocess.run(
+            [self.python, "-c", "import sys; print(*sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return tuple(int(x) for x in out.split())
+
+    def _uv_has_python(self, version: str) -> bool:
+        assert self.uv
+        proc = subprocess.run([self.uv, "python", "find", version], capture_output=True, text=True)
+        return proc.returncode == 0
+
+    # --- build -------------------------------------------------------------------------------
+
+    def build(self, spec: EnvironmentSpec, *, log: Log = print) -> BuildResult:
+        """The venv of ``spec``: found (``cached=True``) or built and renamed into place."""
+        uv_python = self.check(spec)
+        h = spec.env_hash()
+        final = self.path_for(spec, env_hash=h)
+        self.root.mkdir(parents=True, exist_ok=True)
+        with hash_lock(self.lock_dir, h):
+            hit = self.lookup(spec, env_hash=h)
+            if hit is not None:
+                log(f"Using the cached venv {final}")
+                return hit
+            self._clean_stale(h)
+            if final.exists():  # an unfinished folder (no marker): never a result
+                shutil.rmtree(final, ignore_errors=True)
+            if spec.image and spec.image != DEFAULT_BASE_IMAGE:
+                log(
+                    f"Note: a venv does not use the base image {spec.image}; only its Python "
+                    "packages are installed."
+                )
+            tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            t0 = time.monotonic()
+            lines: list[str] = []
+            try:
+                result = self._build_into(spec, h, tmp, final, uv_python, lines, log)
+                result.build_seconds = round(time.monotonic() - t0, 3)
+                (tmp / MARKER).write_text(
+                    json.dumps({**result.to_dict(), "log": ""}, indent=1), encoding="utf-8"
+                )
+                os.rename(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            result.log = "\n".join(lines)
+            return result
+
+    def _build_into(
+        self,
+        spec: EnvironmentSpec,
+        h: str,
+        tmp: Path,
+        final: Path,
+        uv_python: str | None,
+        lines: list[str],
+        log: Log,
+    ) -> BuildResult:
+        packages = spec.pip_packages()
+        py = venv_python(tmp)
+        if self.uv:
+            create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
+        else:
+            create = [self.python, "-m", "venv", str(tmp)]
+        self._run(create, "create the venv", lines, log)
+        if packages:
+            (tmp / REQUIREMENTS).write_text("\n".join(packages) + "\n", encoding="utf-8")
+            if self.uv:
+                install = [self.uv, "pip", "install", "--python", str(py), "-r"]
+            else:
+                install = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-r"]
+            self._run([*install, str(tmp / REQUIREMENTS)], "pip install", lines, log)
+        freeze_cmd = (
+            [self.uv, "pip", "freeze", "--python", str(py)]
+            if self.uv
+            else [str(py), "-m", "pip", "freeze"]
+        )
+        frozen = self._run(freeze_cmd, "pip freeze", lines, lambda _line: None, keep=False)
+        _relocate(tmp, final)
+        version = subprocess.run(
+            [str(py), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return BuildResult(
+            env_hash=h,
+            image=str(final),
+            image_id=str(final),
+            size=_du(tmp),
+            cached=False,
+            resolved_packages=[ln for ln in frozen.splitlines() if ln and not ln.startswith("#")],
+            base_image=uv_python or self.python,
+            base_image_id=version or None,
+            kind=spec.kind,
+            builder="venv",
+        )
+
+    def _run(
+        self,
+        cmd: Sequence[str],
+        step: str,
+        lines: list[str],
+        log: Log,
+        *,
+        keep: bool = True,
+    ) -> str:
+        """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure."""
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+        env.pop("VIRTUAL_ENV", None)
+        if keep:
+            lines.append(f"==> [mlws venv] {step}: {' '.join(cmd)}")
+            log(lines[-1])
+        out: list[str] = []
+        proc = subprocess.Popen(
+            list(cmd),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                out.append(line)
+                if keep:
+                    lines.append(line)
+                    log(line)
+        finally:
+            code = proc.wait()
+        if code != 0:
+            text = "\n".join(lines if keep else out)
+            raise BuildError(
+                f"Making the venv failed at step '{step}' (exit code {code}).",
+                step=step,
+                log_tail=tail(text),
+                hint="Check the package names and versions (pip's error is in the log)."
+                if "install" in step
+                else None,
+            )
+        return "\n".join(out)
+
+    def _clean_stale(self, h: str) -> None:
+        """Remove temporary folders left by interrupted builds (whose lock nobody holds)."""
+        for tmp in self.root.glob(f"{_TMP_PREFIX}*"):
+            other = tmp.name[len(_TMP_PREFIX) :].split("-", 1)[0]
+            if other == h:
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+            lock = hash_lock(self.lock_dir, other, timeout=0)
+            with contextlib.suppress(Timeout), lock:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def remove(self, spec: EnvironmentSpec) -> bool:
+        """Delete the venv of ``spec``; whether there was one."""
+        h = spec.env_hash()
+        path = self.path_for(spec, env_hash=h)
+        with hash_lock(self.lock_dir, h):
+            if not path.exists():
+                return False
+            (path / MARKER).unlink(missing_ok=True)  # unfinished first, then gone
+            shutil.rmtree(path, ignore_errors=True)
+            return True
+
+
+def _relocate(tmp: Path, final: Path) -> None:
+    """Rewrite the temporary path to the final one in scripts and ``pyvenv.cfg``.
+
+    A venv records its own path in its activation scripts and script shebangs; it is built
+    under ``tmp`` and renamed to ``final`` afterwards.
+    """
+    old, new = str(tmp).encode(), str(final).encode()
+    candidates = [tmp / "pyvenv.cfg", *sorted((tmp / _BIN).iterdir())]
+    for path in candidates:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > (1 << 20):
+            continue
+        data = path.read_bytes()
+        if old not in data or b"\0" in data:
+            continue
+        mode = path.stat().st_mode
+        path.write_bytes(data.replace(old, new))
+        os.chmod(path, mode)
+
+
+def _du(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test: a throwaway HOME and a real workspace in a temp folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jupyter_mlws import Workspace
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+                   ) -> None:
+    """No test sees the user's ~/.mlws or a workspace named by the environment."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("MLWS_WORKSPACE", raising=False)
+    monkeypatch.delenv("MLWS_STORE_URI", raising=False)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Iterator[Workspace]:
+    workspace = Workspace.init(tmp_path / "project")
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """A folder with a small model file, a model folder and an mlflow model."""
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "model.pkl").write_bytes(b"weights-1")
+    folder = root / "model_dir"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("a")
+    (folder / "sub" / "b.txt").write_text("b")
+    mlflow = root / "mlflow_model"
+    mlflow.mkdir()
+    (mlflow / "MLmodel").write_text("flavors: {}\n")
+    (mlflow / "model.pkl").write_bytes(b"m")
+    return root
