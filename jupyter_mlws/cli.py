@@ -333,7 +333,7 @@ def _create_from_file_or(kind: str, file: str | None, workspace_path: str | None
                          build: Callable[[Any], Asset], need: dict[str, Any]) -> Asset:
     ws = _open(workspace_path)
     if file:
-        return ws.create_from_file(file, kind=kind)  # type: ignore[no-any-return]
+        return ws.create_from_file(file, kind=kind)
     missing = [f"--{k.replace('_', '-')}" for k, v in need.items() if v is None]
     if missing:
         raise click.UsageError(f"give -f FILE, or {' and '.join(missing)}")
@@ -363,7 +363,7 @@ def env_create(file: str | None, name: str | None, image: str | None, conda_file
                tags: Sequence[str], workspace_path: str | None, output: str) -> None:
     """Register an environment from a YAML file or from options."""
     def build(ws: Any) -> Asset:
-        return ws.environments.create(  # type: ignore[no-any-return]
+        return ws.environments.create(
             name,
             image=image,
             conda_file=conda_file,

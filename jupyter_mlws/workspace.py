@@ -244,7 +244,7 @@ class Workspace:
                 file=str(p),
             )
         ops = self.operations(chosen)
-        return ops.create_from_dict(  # type: ignore[no-any-return]
+        return ops.create_from_dict(
             data, base_dir=p.parent.resolve(), source=str(p), index=index
         )
 

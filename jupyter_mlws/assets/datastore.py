@@ -57,12 +57,12 @@ class DatastoreSpec(AssetSpec):
         if self.type == "fsspec" and (not self.url or "://" not in self.url):
             raise ValueError("an fsspec datastore needs 'url', e.g. s3://bucket/prefix")
         for key in self.storage_options:
-            if any(s in key.lower() for s in ("key", "secret", "token", "password", "sas")):
-                if key != "account_name":
-                    raise ValueError(
-                        f"storage_options.{key} looks like a credential: put it under "
-                        "'credentials' so it is kept secret"
-                    )
+            secretish = any(s in key.lower() for s in ("key", "secret", "token", "password", "sas"))
+            if secretish and key != "account_name":
+                raise ValueError(
+                    f"storage_options.{key} looks like a credential: put it under "
+                    "'credentials' so it is kept secret"
+                )
         return self
 
     def secret(self) -> dict[str, str]:

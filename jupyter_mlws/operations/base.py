@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import getpass
 import hashlib
 import json
@@ -129,7 +130,7 @@ class AssetOperations(Generic[S, E]):
         return data
 
     def _drop_ignored(self, data: dict[str, Any]) -> dict[str, Any]:
-        ignored = getattr(self.spec_class, "ignored_fields", frozenset())
+        ignored: frozenset[str] = getattr(self.spec_class, "ignored_fields", frozenset())
         return {k: v for k, v in data.items() if k not in ignored}
 
     # --- reading ----------------------------------------------------------------------------------
@@ -160,7 +161,7 @@ class AssetOperations(Generic[S, E]):
         include_hidden: bool = False,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[E]:
+    ) -> builtins.list[E]:
         """Versions of ``name``, newest first; without a name, the latest version of each name."""
         if name is not None:
             validate_name(name)
@@ -177,7 +178,7 @@ class AssetOperations(Generic[S, E]):
     def count(self, name: str | None = None, *, include_archived: bool = False) -> int:
         return self._store.count_versions(self.kind, name, include_archived=include_archived)
 
-    def names(self) -> list[str]:
+    def names(self) -> builtins.list[str]:
         return self._store.names(self.kind)
 
     # --- metadata ---------------------------------------------------------------------------------
@@ -200,7 +201,7 @@ class AssetOperations(Generic[S, E]):
         *,
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
-        remove_tags: list[str] | None = None,
+        remove_tags: builtins.list[str] | None = None,
     ) -> E:
         """Change the mutable metadata of a version (content never changes)."""
         return self._store.update_metadata(  # type: ignore[return-value]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlws.artifacts import PutSession, iter_folder
+from jupyter_mlws.artifacts import PutSession
 from jupyter_mlws.assets.base import is_reserved, refuse_reserved, validate_name
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
 from jupyter_mlws.assets.yaml_io import validate_spec

@@ -213,9 +213,8 @@ class SqlStore(AbstractStore):
             cond = [AssetVersionRow.kind == kind, AssetVersionRow.name == name]
             if version is not None:
                 cond.append(AssetVersionRow.version == version)
-            rows = s.execute(
-                update(AssetVersionRow).where(*cond).values(archived=archived)
-            ).rowcount
+            result = s.execute(update(AssetVersionRow).where(*cond).values(archived=archived))
+            rows = getattr(result, "rowcount", 0)
             if not rows:
                 raise self._not_found(s, kind, name, version)
             return int(rows)
@@ -373,7 +372,7 @@ class SqlStore(AbstractStore):
         if not include_archived:
             cond.append(AssetVersionRow.archived.is_(False))
         with self._read() as s:
-            return int(s.scalar(select(func.count()).select_from(AssetVersionRow).where(*cond)))
+            return int(s.scalar(select(func.count()).select_from(AssetVersionRow).where(*cond)) or 0)
 
     def names(self, kind: str, *, include_hidden: bool = False) -> list[str]:
         stmt = select(AssetVersionRow.name).where(AssetVersionRow.kind == kind)
