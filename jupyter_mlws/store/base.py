@@ -99,5 +99,26 @@ class AbstractStore(abc.ABC):
     def all_artifact_specs(self) -> list[dict[str, Any]]:
         """The ``artifact`` field of every version that has one (for garbage collection)."""
 
+    @abc.abstractmethod
+    def record_build(
+        self,
+        env_hash: str,
+        builder: str,
+        *,
+        status: str,
+        environment: str | None = None,
+        result: dict[str, Any] | None = None,
+        log: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Record that a build of ``env_hash`` started (``building``), succeeded or failed."""
+
+    @abc.abstractmethod
+    def get_build(self, env_hash: str, builder: str) -> dict[str, Any] | None:
+        """The latest build record (with its full ``log``), or ``None``."""
+
+    @abc.abstractmethod
+    def list_builds(self, builder: str | None = None) -> list[dict[str, Any]]: ...
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

@@ -122,3 +122,31 @@ class MetaRow(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class EnvironmentBuildRow(Base):
+    """The latest build of one environment hash by one builder (docker or venv)."""
+
+    __tablename__ = "environment_builds"
+
+    env_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    builder: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)  # building|succeeded|failed
+    environment: Mapped[str | None] = mapped_column(String(330), nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "env_hash": self.env_hash,
+            "builder": self.builder,
+            "status": self.status,
+            "environment": self.environment,
+            "result": json.loads(self.result) if self.result else None,
+            "error": self.error,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+        }

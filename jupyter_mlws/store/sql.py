@@ -26,13 +26,14 @@ from jupyter_mlws.store.rows import (
     AssetNameRow,
     AssetTagRow,
     AssetVersionRow,
+    EnvironmentBuildRow,
     MetaRow,
     SecretRow,
     utcnow,
 )
 
 #: The newest migration; the store migrates on open when the database is behind it.
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -426,6 +427,57 @@ class SqlStore(AbstractStore):
                 if isinstance(data.get("code_artifact"), dict):
                     out.append(data["code_artifact"])
             return out
+
+    # --- environment builds ---------------------------------------------------------------------
+
+    def record_build(
+        self,
+        env_hash: str,
+        builder: str,
+        *,
+        status: str,
+        environment: str | None = None,
+        result: dict[str, Any] | None = None,
+        log: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._writing() as s:
+            row = s.get(EnvironmentBuildRow, (env_hash, builder))
+            if row is None:
+                row = EnvironmentBuildRow(env_hash=env_hash, builder=builder, log="")
+                s.add(row)
+            if status == "building":
+                row.started_at = utcnow()
+                row.finished_at = None
+                row.error = None
+                row.log = ""
+            else:
+                row.finished_at = utcnow()
+            row.status = status
+            if environment is not None and (row.environment is None or status == "building"):
+                row.environment = environment
+            if result is not None:
+                row.result = json.dumps(result, default=str)
+            if log is not None:
+                row.log = log
+            if error is not None:
+                row.error = error
+
+    def get_build(self, env_hash: str, builder: str) -> dict[str, Any] | None:
+        with self._read() as s:
+            row = s.get(EnvironmentBuildRow, (env_hash, builder))
+            if row is None:
+                return None
+            data = row.to_dict()
+            data["log"] = row.log
+            return data
+
+    def list_builds(self, builder: str | None = None) -> list[dict[str, Any]]:
+        stmt = select(EnvironmentBuildRow)
+        if builder is not None:
+            stmt = stmt.where(EnvironmentBuildRow.builder == builder)
+        with self._read() as s:
+            return [r.to_dict() for r in s.scalars(stmt).all()]
 
     def close(self) -> None:
         self.engine.dispose()

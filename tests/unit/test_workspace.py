@@ -91,3 +91,29 @@ def test_gc_removes_only_unreferenced_blobs(ws: Workspace, files: Path) -> None:
     assert removed == [orphan]
     assert ws.models.download("m", dest=files.parent / "dl").is_dir()
     assert m.sha256 and ws.artifacts.has(m.sha256)
+
+
+def test_an_older_database_is_upgraded_on_open_and_keeps_its_data(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    from jupyter_mlws.store.migrate import upgrade
+
+    folder = tmp_path / ".mlws"
+    folder.mkdir()
+    (folder / "workspace.yaml").write_text("format: 1\n")
+    engine = create_engine(f"sqlite:///{folder / 'mlws.db'}")
+    upgrade(engine, "0001")  # a workspace made by the first release
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "insert into asset_names values ('model', 'old', 2, 2, '2026-01-01 00:00:00')")
+        conn.exec_driver_sql(
+            "insert into asset_versions (kind, name, version, seq, content_hash, spec, archived,"
+            " hidden, curated, created_at) values ('model', 'old', '1', 1, 'h', '{}', 0, 0, 0,"
+            " '2026-01-01 00:00:00')")
+    engine.dispose()
+    ws = Workspace.open(tmp_path)
+    db = sqlite3.connect(folder / "mlws.db")
+    assert db.execute("select version_num from alembic_version").fetchone()[0] == HEAD_REVISION
+    assert "environment_builds" in {r[0] for r in db.execute(
+        "select name from sqlite_master where type='table'")}
+    assert ws.models.get("old").version == "1"
