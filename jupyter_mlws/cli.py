@@ -266,7 +266,8 @@ def _kind_group(kind: str, name: str, help_text: str) -> click.Group:
         """Show one version (NAME, NAME:VERSION or NAME@latest)."""
         asset_name, v = _split_ref(ref, version)
         ws = _open(workspace_path)
-        _show(ws.operations(kind).get(asset_name, v), output)
+        item = ws.operations(kind).get(asset_name, v)
+        _show(item, output, ws.describe(item))
 
     for verb, flag in (("archive", True), ("restore", False)):
 
@@ -440,6 +441,106 @@ def env_hash(file: str | None, by_hash: str | None, workspace_path: str | None) 
         spec.build.files = [(rel, sha256_file(p))
                             for rel, p in iter_folder(folder, dockerignore_spec(folder))]
     click.echo(f"{spec.env_hash()}  {spec.image_name()}")
+
+
+def _build_printer() -> Callable[[str], None]:
+    """Print build lines; Dockerfile steps stand out so progress is easy to follow."""
+    def show(line: str) -> None:
+        text = line.rstrip("\n")
+        if text.startswith("Step ") and " : " in text:
+            click.secho(text, bold=True)
+        elif text.startswith("==> "):
+            click.secho(text, fg="cyan")
+        else:
+            click.echo(text)
+    return show
+
+
+@env_group.command("build")
+@click.argument("ref")
+@click.option("-v", "--version")
+@click.option("--builder", type=click.Choice(["docker", "venv"]), default="docker",
+              show_default=True, help="A Docker image, or a virtualenv for local compute.")
+@click.option("--refresh-base", is_flag=True,
+              help="Rebuild when the base image's tag now points at another image.")
+@click.option("--no-cache", is_flag=True, help="Build every layer afresh.")
+@WORKSPACE
+@OUTPUT
+def env_build(ref: str, version: str | None, builder: str, refresh_base: bool, no_cache: bool,
+              workspace_path: str | None, output: str) -> None:
+    """Build an environment (or reuse its cached image/venv), streaming the log."""
+    asset_name, v = _split_ref(ref, version)
+    ws = _open(workspace_path)
+    result = ws.environments.build(asset_name, v, builder=builder, refresh_base=refresh_base,
+                                   no_cache=no_cache,
+                                   log=_build_printer() if output == "table" else None)
+    data = result.to_dict()
+    data.pop("log", None)
+    if output != "table":
+        emit(data, output)
+        return
+    how = "cached" if result.cached else f"built in {result.build_seconds:.1f} s"
+    click.echo(f"{result.image} ({how}, {_human_size(result.size)})")
+    if result.resolved_packages:
+        click.echo(f"  {len(result.resolved_packages)} packages resolved; "
+                   f"`mlws env show {asset_name}` lists them")
+
+
+@env_group.command("logs")
+@click.argument("ref")
+@click.option("-v", "--version")
+@click.option("--builder", type=click.Choice(["docker", "venv"]), default="docker",
+              show_default=True)
+@WORKSPACE
+def env_logs(ref: str, version: str | None, builder: str, workspace_path: str | None) -> None:
+    """Print the full log of an environment's last build."""
+    asset_name, v = _split_ref(ref, version)
+    click.echo(_open(workspace_path).environments.logs(asset_name, v, builder=builder))
+
+
+@env_group.command("images")
+@WORKSPACE
+@OUTPUT
+def env_images(workspace_path: str | None, output: str) -> None:
+    """Built environment images, their sizes and the versions that use them."""
+    images = _open(workspace_path).environments.images()
+    rows = [{**i, "size_text": _human_size(i.get("size")), "hash12": i["env_hash"][:12],
+             "users": ", ".join(i["used_by"]) or "(none: `mlws env prune` removes it)"}
+            for i in images]
+    emit(images, output, table=lambda: print_table(
+        rows, [("repository", "image"), ("hash12", "hash"), ("size_text", "size"),
+               ("users", "used by")]))
+
+
+@env_group.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@WORKSPACE
+def env_prune(dry_run: bool, workspace_path: str | None) -> None:
+    """Remove images no registered, non-archived environment version uses."""
+    removed = _open(workspace_path).environments.prune(dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    for image in removed:
+        click.echo(f"{verb} {image['repository']} ({_human_size(image.get('size'))})")
+    click.echo(f"{verb} {len(removed)} image(s).")
+
+
+@main.group()
+def image() -> None:
+    """Base images made offline from Debian's packages."""
+
+
+@image.command("bootstrap")
+@click.argument("names", nargs=-1)
+@click.option("--force", is_flag=True, help="Remake the images even when they exist.")
+def image_bootstrap(names: Sequence[str], force: bool) -> None:
+    """Make the curated base images (debootstrap + docker import); no registry needed."""
+    from jupyter_mlws.environments.bootstrap import bootstrap_base_images
+    from jupyter_mlws.workspace import docker_client
+
+    for r in bootstrap_base_images(docker_client(), list(names) or None, force=force,
+                                   log=click.echo):
+        how = "already there" if r.reused else f"made in {r.seconds:.0f} s"
+        click.echo(f"{r.name}: {how} ({_human_size(r.size)})")
 
 
 # models ---------------------------------------------------------------------------------------------

@@ -52,6 +52,20 @@ class WorkspaceSettings(BaseModel):
     )
 
 
+def docker_client() -> Any:
+    """A client of the local Docker engine, or :class:`DockerUnavailableError`."""
+    import docker
+
+    from jupyter_mlws.errors import DockerUnavailableError
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # docker raises several kinds when the engine is down
+        raise DockerUnavailableError(f"The Docker engine cannot be reached ({exc}).") from None
+    return client
+
+
 def _is_workspace(path: Path) -> bool:
     return (path / SETTINGS_FILE).is_file()
 
@@ -87,6 +101,7 @@ class Workspace:
         self.components = ComponentOperations(self)
         self.datastores = DatastoreOperations(self)
         self.computes = ComputeOperations(self)
+        self._builders: dict[str, Any] = {}
 
     # --- opening -------------------------------------------------------------------------------
 
@@ -184,6 +199,36 @@ class Workspace:
         self.environments.sync_curated()
         self.store.set_meta("seeded", key)
 
+    def builder(self, kind: str = "docker") -> Any:
+        """The environment builder of ``kind`` (``docker`` or ``venv``), made once."""
+        if kind in self._builders:
+            return self._builders[kind]
+        cache = self.cache_dir
+        if kind == "docker":
+            from jupyter_mlws.environments.docker_builder import DockerBuilder
+
+            b: Any = DockerBuilder(lock_dir=cache / "docker", registry=self.settings.registry,
+                                   artifacts=self.artifacts)
+        elif kind == "venv":
+            from jupyter_mlws.environments.venv_builder import VenvMaterializer
+
+            b = VenvMaterializer(self.envs_dir, lock_dir=cache / "venv-locks")
+        else:
+            raise ValidationError(f"Unknown builder {kind!r}.", hint="Use docker or venv.")
+        self._builders[kind] = b
+        return b
+
+    @property
+    def envs_dir(self) -> Path:
+        """Where virtualenvs are materialized: ``envs_dir`` setting, else ``~/.mlws/envs``."""
+        configured = os.environ.get("MLWS_ENVS_DIR") or self.settings.envs_dir
+        return self._abs(configured) if configured else Path.home() / ".mlws" / "envs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Machine-wide build locks and records, shared by the workspaces of one user."""
+        return self.envs_dir.parent / "cache"
+
     def close(self) -> None:
         self.store.close()
 
@@ -247,6 +292,37 @@ class Workspace:
         return ops.create_from_dict(
             data, base_dir=p.parent.resolve(), source=str(p), index=index
         )
+
+    def describe(self, asset: Asset) -> dict[str, Any]:
+        """What a `show` adds to an asset: build state for environments."""
+        from jupyter_mlws.assets.environment import Environment
+
+        extra: dict[str, Any] = {}
+        if isinstance(asset, Environment):
+            for kind in ("docker", "venv"):
+                record = self.store.get_build(asset.env_hash, kind)
+                if record is None:
+                    extra[f"{kind}_build"] = "not built in this workspace"
+                    continue
+                result = record.get("result") or {}
+                state = {"status": record["status"], "image": result.get("image"),
+                         "image_id": result.get("image_id"), "digest": result.get("digest"),
+                         "size": result.get("size"), "build_seconds": result.get("build_seconds"),
+                         "finished_at": str(record.get("finished_at")),
+                         "resolved_packages": result.get("resolved_packages")}
+                if record.get("error"):
+                    state["error"] = record["error"].splitlines()[0]
+                if kind == "docker" and record["status"] == "succeeded":
+                    try:
+                        changed = self.builder("docker").base_changed(asset.definition())
+                    except Exception:
+                        changed = None
+                    if changed:
+                        state["base_changed"] = (
+                            "the base image's tag now points elsewhere: "
+                            "`mlws env build --refresh-base` rebuilds")
+                extra[f"{kind}_build"] = {k: v for k, v in state.items() if v is not None}
+        return extra
 
     def info(self) -> dict[str, Any]:
         store_uri = getattr(self.store, "_safe_uri", lambda: "?")()

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.artifacts import PutSession
 from jupyter_mlws.assets.base import is_reserved, refuse_reserved, validate_name
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
 from jupyter_mlws.assets.yaml_io import validate_spec
 from jupyter_mlws.environments.identity import dockerignore_spec, image_name
-from jupyter_mlws.errors import AssetNotFoundError, SpecError, ValidationError
+from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
 from jupyter_mlws.operations.base import AssetOperations, Prepared
+
+if TYPE_CHECKING:
+    from jupyter_mlws.environments.builds import BuildResult
+
+Log = Callable[[str], None]
+BUILDERS = ("docker", "venv")
 
 ANONYMOUS_PREFIX = "anon_"
 
@@ -183,6 +190,107 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
             "conda": _list_diff(ca, cb),
             "changes": changes,
         }
+
+    # --- builds ----------------------------------------------------------------------------------
+
+    def builder(self, kind: str = "docker") -> Any:
+        """The Docker image builder or the virtualenv materializer of this workspace."""
+        return self._ws.builder(kind)
+
+    def lookup(self, env: Environment, builder: str = "docker") -> BuildResult | None:
+        """The built image/venv of ``env`` when it exists (milliseconds), else ``None``."""
+        return self.builder(builder).lookup(env.definition())  # type: ignore[no-any-return]
+
+    def build(
+        self,
+        name: str | Environment,
+        version: str | int | None = None,
+        *,
+        builder: str = "docker",
+        log: Log | None = None,
+        refresh_base: bool = False,
+        no_cache: bool = False,
+    ) -> BuildResult:
+        """Build ``name:version`` (or reuse its cached image/venv); the log is recorded.
+
+        ``builder`` is ``docker`` (an image ``mlws/mlws_<hash>``) or ``venv``.
+        """
+        if builder not in BUILDERS:
+            raise ValidationError(f"Unknown builder {builder!r}.", hint="Use docker or venv.")
+        env = name if isinstance(name, Environment) else self.get(name, version)
+        spec = env.definition()
+        h = spec.env_hash()
+        lines: list[str] = []
+
+        def emit(line: str) -> None:
+            lines.append(line)
+            if log is not None:
+                log(line)
+
+        target = self.builder(builder)
+        fast = target.lookup(spec) if not refresh_base else None
+        if fast is not None:
+            emit(f"Using the cached {'image' if builder == 'docker' else 'venv'} {fast.image}")
+            return fast  # type: ignore[no-any-return]
+        self._store.record_build(h, builder, status="building", environment=env.ref)
+        try:
+            if builder == "docker":
+                result = target.build(spec, env_name=env.name, env_version=env.version, log=emit,
+                                      refresh_base=refresh_base, no_cache=no_cache)
+            else:
+                result = target.build(spec, log=emit)
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, MlwsError) else f"{type(exc).__name__}: {exc}"
+            self._store.record_build(h, builder, status="failed", log="\n".join(lines),
+                                     error=reason)
+            raise
+        full_log = result.log or "\n".join(lines)
+        record = result.to_dict()
+        record.pop("log", None)
+        self._store.record_build(h, builder, status="succeeded", result=record,
+                                 log=full_log if not result.cached else None)
+        return result  # type: ignore[no-any-return]
+
+    def build_record(self, env: Environment, builder: str = "docker") -> dict[str, Any] | None:
+        """The last recorded build of ``env``'s hash (status, result, full log)."""
+        return self._store.get_build(env.env_hash, builder)
+
+    def logs(self, name: str, version: str | int | None = None, *,
+             builder: str = "docker") -> str:
+        env = self.get(name, version)
+        record = self._store.get_build(env.env_hash, builder)
+        if record is None:
+            raise AssetNotFoundError(
+                f"environment {env.ref} has not been built with {builder} in this workspace.",
+                hint=f"Build it: `mlws env build {env.ref}`.",
+            )
+        return str(record.get("log") or "")
+
+    def images(self) -> list[dict[str, Any]]:
+        """Built ``mlws/mlws_*`` images, with their size and the versions that use them."""
+        users: dict[str, list[str]] = {}
+        for env in self.list(include_archived=True, include_hidden=True):
+            for version in self.list(env.name, include_archived=True):
+                users.setdefault(version.env_hash, []).append(
+                    version.ref + (" (archived)" if version.archived else ""))
+        out = []
+        for image in self.builder("docker").images():
+            labels = image.get("labels") or {}
+            h = labels.get("org.mlws.hash", "")
+            out.append({**image, "env_hash": h, "used_by": users.get(h, [])})
+        return out
+
+    def prune(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
+        """Remove images that no registered, non-archived environment version uses."""
+        keep = {v.env_hash for e in self.list(include_hidden=True) for v in self.list(e.name)}
+        removed = []
+        docker_builder = self.builder("docker")
+        for image in self.images():
+            if image["env_hash"] and image["env_hash"] not in keep:
+                if not dry_run:
+                    docker_builder.remove(image["id"], force=True)
+                removed.append(image)
+        return removed
 
     def sync_curated(self) -> int:
         """Register the curated catalog shipped with the package (idempotent)."""

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -150,3 +151,88 @@ class EnvironmentBuildRow(Base):
             "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
+
+
+class JobRow(Base):
+    """One job (a notebook, a command, a pipeline, or a pipeline's step)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status", "status"),
+        Index("ix_jobs_parent", "parent_id"),
+        Index("ix_jobs_created", "created_at"),
+        Index("ix_jobs_experiment", "experiment"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16), nullable=False)  # notebook|command|pipeline
+    display_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    experiment: Mapped[str] = mapped_column(String(255), nullable=False, default="default")
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    parent_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    step_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    compute: Mapped[str] = mapped_column(String(255), nullable=False)
+    environment: Mapped[str | None] = mapped_column(String(330), nullable=True)
+    env_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    image: Mapped[str | None] = mapped_column(Text, nullable=True)
+    spec: Mapped[str] = mapped_column(Text, nullable=False)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    runner_pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class JobEventRow(Base):
+    """Every status a job went through, with its time."""
+
+    __tablename__ = "job_events"
+    __table_args__ = (Index("ix_job_events_job", "job_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JobMetricRow(Base):
+    __tablename__ = "job_metrics"
+    __table_args__ = (Index("ix_job_metrics_job", "job_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False)
+    key: Mapped[str] = mapped_column(String(255), nullable=False)
+    value: Mapped[float] = mapped_column(Float, nullable=False)
+    step: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobParamRow(Base):
+    __tablename__ = "job_params"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class JobIORow(Base):
+    """What a job consumed (inputs) and produced (outputs): its lineage."""
+
+    __tablename__ = "job_io"
+    __table_args__ = (Index("ix_job_io_asset", "asset_kind", "asset_name", "asset_version"),)
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)  # input|output
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32), nullable=False)
+    uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    asset_kind: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    asset_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    asset_version: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -22,6 +22,7 @@ from jupyter_mlws.assets import entity_class
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictError
 from jupyter_mlws.store.base import AbstractStore, NewVersion
+from jupyter_mlws.store.jobs_sql import JobStoreMixin
 from jupyter_mlws.store.rows import (
     AssetNameRow,
     AssetTagRow,
@@ -33,7 +34,7 @@ from jupyter_mlws.store.rows import (
 )
 
 #: The newest migration; the store migrates on open when the database is behind it.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -42,7 +43,7 @@ def _to_entity(row: AssetVersionRow) -> Asset:
     return cls.model_construct(**row.to_entity_dict())
 
 
-class SqlStore(AbstractStore):
+class SqlStore(JobStoreMixin, AbstractStore):
     """:class:`AbstractStore` on SQLAlchemy 2."""
 
     def __init__(self, uri: str, *, lock_dir: Path | None = None) -> None:
