@@ -101,6 +101,9 @@ class Workspace:
         self.components = ComponentOperations(self)
         self.datastores = DatastoreOperations(self)
         self.computes = ComputeOperations(self)
+        from jupyter_mlws.jobs.operations import JobOperations
+
+        self.jobs = JobOperations(self)
         self._builders: dict[str, Any] = {}
 
     # --- opening -------------------------------------------------------------------------------
@@ -158,6 +161,7 @@ class Workspace:
         store = open_store(uri, lock_dir=folder)
         ws = cls(folder, settings, store)
         ws._seed()
+        ws.jobs.reap_orphans()
         return ws
 
     @staticmethod

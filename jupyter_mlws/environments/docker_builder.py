@@ -29,11 +29,18 @@ from typing import Any
 import docker
 import docker.errors
 import requests
+from docker.utils import parse_repository_tag
 
 from jupyter_mlws.artifacts import ArtifactStore, StoredArtifact
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.environments.builds import BuildResult, hash_lock, tail
-from jupyter_mlws.environments.dockerfile import MESSAGE_PREFIX, VENV_PATH, build_context_files
+from jupyter_mlws.environments.dockerfile import (
+    FREEZE_BEGIN,
+    FREEZE_END,
+    MESSAGE_PREFIX,
+    VENV_PATH,
+    build_context_files,
+)
 from jupyter_mlws.environments.identity import IMAGE_REPOSITORY, image_name
 from jupyter_mlws.errors import (
     BuildError,
@@ -94,6 +101,17 @@ def _engine() -> Iterator[None]:
         raise
 
 
+def _freeze_from_log(text: str) -> list[str] | None:
+    """The ``pip freeze`` lines the rendered pip step printed, or ``None`` (step was cached)."""
+    lines = text.splitlines()
+    try:
+        start = lines.index(FREEZE_BEGIN)
+        end = lines.index(FREEZE_END, start)
+    except ValueError:
+        return None
+    return [ln.strip() for ln in lines[start + 1 : end] if ln.strip() and not ln.startswith("#")]
+
+
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -146,7 +164,7 @@ class DockerBuilder:
         registry: str | None = None,
         package_version: str | None = None,
         artifacts: ArtifactStore | None = None,
-        build_timeout: float | None = None,
+        build_timeout: int | None = None,
     ) -> None:
         self._client = client
         self.lock_dir = Path(lock_dir)
@@ -203,6 +221,8 @@ class DockerBuilder:
         if record.get("image_id") != info["Id"]:
             record = {}
         digests = info.get("RepoDigests") or []
+        if kind == "image" and not labels.get(LABEL_BASE_ID) and not record:
+            record = {"base_image_id": info["Id"]}  # an adopted image is its own base
         return BuildResult(
             env_hash=h,
             image=ref,
@@ -251,11 +271,13 @@ class DockerBuilder:
         env_version: str,
         log: Log = print,
         refresh_base: bool = False,
+        no_cache: bool = False,
     ) -> BuildResult:
         """The environment's image: found (``cached=True``), adopted or built.
 
         ``refresh_base`` re-resolves the base (pulling it where a registry answers) and rebuilds
-        when it now is another image than the one the cached image was built on.
+        when it now is another image than the one the cached image was built on. ``no_cache``
+        builds every layer afresh when a build happens (the engine's ``--no-cache``).
         """
         h = spec.env_hash()
         environment = f"{env_name}:{env_version}"
@@ -272,14 +294,18 @@ class DockerBuilder:
                     hit = None
             if hit is not None:
                 log(f"Using the cached image {hit.image} ({hit.image_id[:19]})")
+                if self._read_record(h).get("image_id") != hit.image_id:
+                    # Built elsewhere (another lock_dir, a registry): record its packages once.
+                    hit.resolved_packages = self._freeze(hit.image, log, quiet=True)
+                    self._write_record(hit, environment)
                 return hit
             kind = spec.kind
             if kind == "image":
                 result = self._adopt_image(spec, h, log)
             elif kind == "managed":
-                result = self._build_managed(spec, h, environment, log)
+                result = self._build_managed(spec, h, environment, log, no_cache)
             else:
-                result = self._build_context(spec, h, environment, log)
+                result = self._build_context(spec, h, environment, log, no_cache)
             if self.registry:
                 self._push(result, log)
             self._write_record(result, environment)
@@ -329,7 +355,7 @@ class DockerBuilder:
 
     def _pull(self, ref: str, log: Log | None = None) -> str | None:
         """Pull ``ref``; the error text when it fails, else ``None``."""
-        repo, tag = docker.utils.parse_repository_tag(ref)
+        repo, tag = parse_repository_tag(ref)
         if tag is None and "@" not in repo:
             tag = TAG
         with _engine():
@@ -374,26 +400,27 @@ class DockerBuilder:
     # --- the three kinds ---------------------------------------------------------------------
 
     def _build_managed(
-        self, spec: EnvironmentSpec, h: str, environment: str, log: Log
+        self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
     ) -> BuildResult:
         assert spec.image is not None
         base_info = self._require_base(spec.image, log)
-        files = build_context_files(spec)
         labels = self._labels(h, environment, "managed", spec.image, str(base_info["Id"]))
+        files = build_context_files(spec, labels=labels)  # one LABEL step, not one per label
         t0 = time.monotonic()
         text = self._run_build(
             environment,
             log,
-            labels=labels,
+            labels=None,
             fileobj=_tar(files),
             custom_context=True,
             dockerfile="Dockerfile",
+            nocache=no_cache,
             tag=f"{image_name(h)}:{TAG}",
         )
         return self._finish(spec, h, base_info, t0, log, base_ref=spec.image, text=text)
 
     def _build_context(
-        self, spec: EnvironmentSpec, h: str, environment: str, log: Log
+        self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
     ) -> BuildResult:
         assert spec.build is not None
         tmp = Path(tempfile.mkdtemp(prefix=f"mlws-context-{h[:12]}-"))
@@ -422,6 +449,7 @@ class DockerBuilder:
                 labels=labels,
                 path=str(tmp),
                 dockerfile=spec.build.dockerfile_path,
+                nocache=no_cache,
                 tag=f"{image_name(h)}:{TAG}",
             )
             if base_info is None and base is not None and base.lower() != "scratch":
@@ -486,7 +514,9 @@ class DockerBuilder:
         info = self._inspect(ref)
         if info is None:
             raise BuildError(f"The build finished but {ref} is not in the engine.")
-        packages = self._freeze(ref, log, quiet=tolerate_no_python)
+        packages = _freeze_from_log(text)
+        if packages is None or (spec.kind == "managed" and spec.conda_packages()):
+            packages = self._freeze(ref, log, quiet=tolerate_no_python)
         base_digests = (base_info or {}).get("RepoDigests") or []
         result = self._result(h, ref, info, spec.kind, cached=False)
         result.build_seconds = round(seconds, 3)
@@ -502,7 +532,7 @@ class DockerBuilder:
     # --- the engine's build ------------------------------------------------------------------
 
     def _run_build(
-        self, environment: str, log: Log, *, labels: dict[str, str], **kwargs: Any
+        self, environment: str, log: Log, *, labels: dict[str, str] | None, **kwargs: Any
     ) -> str:
         """Run one engine build, streaming its log; the whole log, or :class:`BuildError`."""
         lines: list[str] = []

@@ -16,8 +16,10 @@ dropped silently.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from collections.abc import Mapping
 from pathlib import Path
 
 from jupyter_mlws.assets.environment import EnvironmentSpec
@@ -31,6 +33,9 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_FILE = "mlws-ca-certificates.crt"
 REQUIREMENTS_FILE = "requirements.txt"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#: The pip step prints ``pip freeze`` between these lines (the builder reads it from the log).
+FREEZE_BEGIN = "--- resolved packages (pip freeze) ---"
+FREEZE_END = "--- end of resolved packages ---"
 #: Every message the build itself prints on failure starts with this (the builder looks for it).
 MESSAGE_PREFIX = "mlws: "
 
@@ -191,11 +196,17 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
-def render_dockerfile(spec: EnvironmentSpec, *, with_ca: bool | None = None) -> str:
+def render_dockerfile(
+    spec: EnvironmentSpec,
+    *,
+    with_ca: bool | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> str:
     """The Dockerfile of a "managed" environment.
 
     ``with_ca`` copies the host CA bundle (``CA_FILE`` in the context) for pip and conda;
-    by default when the host has one.
+    by default when the host has one. ``labels`` become one ``LABEL`` instruction at the end.
+    The pip step prints ``pip freeze`` between :data:`FREEZE_BEGIN` and :data:`FREEZE_END`.
     """
     if spec.kind != "managed":
         raise UnsupportedEnvironmentError(
@@ -240,18 +251,26 @@ def render_dockerfile(spec: EnvironmentSpec, *, with_ca: bool | None = None) -> 
             f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
             f"RUN {_ssl_env(needs_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
             f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE}",
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
+            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
+            f"&& echo '{FREEZE_END}'",
         ]
+    if labels:
+        pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
+        lines.append(f"LABEL {pairs}")
     return "\n".join(lines) + "\n"
 
 
 def build_context_files(
-    spec: EnvironmentSpec, *, ca_bundle: Path | None = HOST_CA_BUNDLE
+    spec: EnvironmentSpec,
+    *,
+    ca_bundle: Path | None = HOST_CA_BUNDLE,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, bytes]:
     """The small in-memory build context: ``Dockerfile``, ``requirements.txt``, the CA bundle."""
     with_ca = ca_bundle is not None and Path(ca_bundle).is_file()
     files: dict[str, bytes] = {
-        "Dockerfile": render_dockerfile(spec, with_ca=with_ca).encode("utf-8"),
+        "Dockerfile": render_dockerfile(spec, with_ca=with_ca, labels=labels).encode("utf-8"),
     }
     pip_pkgs = spec.pip_packages()
     if pip_pkgs:

@@ -8,7 +8,7 @@ from typing import Any
 
 from jupyter_mlws.artifacts import PutSession, StoredArtifact
 from jupyter_mlws.assets.data import Data, DataSpec
-from jupyter_mlws.errors import NotFoundError, SpecError, UnsafePathError, ValidationError
+from jupyter_mlws.errors import SpecError, UnsafePathError, ValidationError
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 from jupyter_mlws.operations.models import local_source
 
@@ -63,10 +63,15 @@ class DataOperations(AssetOperations[DataSpec, Data]):
         if path.startswith("azureml://datastores/"):
             path = "mlws://" + path[len("azureml://") :]
             data["path"] = path
-        if path.startswith("mlws://jobs/") or path.startswith("azureml://jobs/"):
-            raise NotFoundError(
-                f"{path!r} names a job output, and this workspace has no jobs yet."
-            )
+        job_id = None
+        if path.startswith(("mlws://jobs/", "azureml://jobs/")):
+            job_id, out = self._ws.jobs.output_path(path)
+            self._check_type(spec, out)
+            stored = self._ws.artifacts.put_path(out, session=session)
+            data.pop("path", None)
+            data["source"] = path
+            data["artifact"] = stored.to_dict()
+            return Prepared(spec=data, job_id=job_id)
         ds = parse_datastore_uri(path)
         if ds is not None:
             self._ws.datastores.get(ds[0])  # the datastore must exist

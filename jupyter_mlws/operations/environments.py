@@ -199,7 +199,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
 
     def lookup(self, env: Environment, builder: str = "docker") -> BuildResult | None:
         """The built image/venv of ``env`` when it exists (milliseconds), else ``None``."""
-        return self.builder(builder).lookup(env.definition())  # type: ignore[no-any-return]
+        return self.builder(builder).lookup(env.definition())
 
     def build(
         self,
@@ -231,7 +231,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         fast = target.lookup(spec) if not refresh_base else None
         if fast is not None:
             emit(f"Using the cached {'image' if builder == 'docker' else 'venv'} {fast.image}")
-            return fast  # type: ignore[no-any-return]
+            return fast
         self._store.record_build(h, builder, status="building", environment=env.ref)
         try:
             if builder == "docker":
@@ -249,7 +249,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         record.pop("log", None)
         self._store.record_build(h, builder, status="succeeded", result=record,
                                  log=full_log if not result.cached else None)
-        return result  # type: ignore[no-any-return]
+        return result
 
     def build_record(self, env: Environment, builder: str = "docker") -> dict[str, Any] | None:
         """The last recorded build of ``env``'s hash (status, result, full log)."""

@@ -60,24 +60,24 @@ class ModelOperations(AssetOperations[ModelSpec, Model]):
         return validate_spec(ModelSpec, {k: v for k, v in data.items() if v is not None})
 
     def _prepare(self, spec: ModelSpec, session: PutSession) -> Prepared:
-        if spec.path.startswith("mlws://jobs/") or spec.path.startswith("azureml://jobs/"):
-            raise NotFoundError(
-                f"{spec.path!r} names a job output, and this workspace has no jobs yet.",
-                hint="Register a local file or folder.",
-            )
-        if "://" in spec.path and not spec.path.startswith("file://"):
+        job_id = None
+        path = spec.path
+        if path.startswith(("mlws://jobs/", "azureml://jobs/")):
+            job_id, src_path = self._ws.jobs.output_path(path)
+            path = str(src_path)
+        if "://" in path and not spec.path.startswith("file://"):
             raise ValidationError(
-                f"A model is registered from local files; {spec.path!r} is remote.",
+                f"A model is registered from local files or job outputs; {path!r} is remote.",
                 hint="Download it first, or register it as a data asset reference.",
             )
-        src = local_source(spec.path, what="model")
+        src = local_source(path, what="model")
         self._check_type(spec, src)
         stored = self._ws.artifacts.put_path(src, session=session)
         data = spec.content()
         data.pop("path", None)
-        data["source"] = str(src.resolve())
+        data["source"] = spec.path if job_id else str(src.resolve())
         data["artifact"] = stored.to_dict()
-        return Prepared(spec=data)
+        return Prepared(spec=data, job_id=job_id)
 
     @staticmethod
     def _check_type(spec: ModelSpec, src: Path) -> None:

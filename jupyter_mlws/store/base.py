@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.assets.base import Asset
+
+if TYPE_CHECKING:
+    from jupyter_mlws.jobs.model import Job, JobEvent, JobIO, Metric
 
 
 @dataclass
@@ -31,7 +34,66 @@ class NewVersion:
     reuse_identical_latest: bool = False
 
 
-class AbstractStore(abc.ABC):
+class AbstractJobStore(abc.ABC):
+    """Job records: status with its history, metrics, parameters, inputs and outputs."""
+
+    @abc.abstractmethod
+    def create_job(self, job: Mapping[str, Any], *, params: Mapping[str, Any] | None = None,
+                   io: Iterable[Mapping[str, Any]] = ()) -> Job: ...
+
+    @abc.abstractmethod
+    def transition_job(self, job_id: str, status: str, *, message: str | None = None,
+                       only_from: Iterable[str] | None = None, **fields: Any) -> bool:
+        """Move an active job to ``status``; False when it is not in ``only_from``."""
+
+    @abc.abstractmethod
+    def update_job(self, job_id: str, **fields: Any) -> None: ...
+
+    @abc.abstractmethod
+    def request_cancel(self, job_id: str) -> Job: ...
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job: ...
+
+    @abc.abstractmethod
+    def list_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
+                  parent_id: str | None = None, top_level: bool = True, type: str | None = None,
+                  limit: int | None = None, offset: int = 0) -> list[Job]: ...
+
+    @abc.abstractmethod
+    def count_jobs(self, *, status: Iterable[str] | None = None) -> int: ...
+
+    @abc.abstractmethod
+    def job_events(self, job_id: str) -> list[JobEvent]: ...
+
+    @abc.abstractmethod
+    def add_metrics(self, job_id: str, metrics: Iterable[Mapping[str, Any]]) -> int: ...
+
+    @abc.abstractmethod
+    def job_metrics(self, job_id: str) -> list[Metric]: ...
+
+    @abc.abstractmethod
+    def set_job_params(self, job_id: str, params: Mapping[str, Any]) -> None: ...
+
+    @abc.abstractmethod
+    def job_params(self, job_id: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def set_job_io(self, job_id: str, direction: str,
+                   items: Iterable[Mapping[str, Any]]) -> None: ...
+
+    @abc.abstractmethod
+    def job_io(self, job_id: str) -> list[JobIO]: ...
+
+    @abc.abstractmethod
+    def jobs_using(self, kind: str, name: str, version: str) -> list[str]:
+        """Jobs that consumed this asset version (lineage, the other way)."""
+
+    @abc.abstractmethod
+    def iter_active_jobs(self) -> Iterator[Job]: ...
+
+
+class AbstractStore(AbstractJobStore):
     """Versioned assets by (kind, name, version), with labels, tags and archiving."""
 
     @abc.abstractmethod

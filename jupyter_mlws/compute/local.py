@@ -1,0 +1,159 @@
+"""``local``: the job is a process on this machine, in the environment's cached virtualenv (or
+the current interpreter when the job names no environment)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
+from jupyter_mlws.errors import MlwsError
+
+NOTEBOOK_MODULES = ("papermill", "ipykernel")
+
+
+def _set_parent_death_signal() -> None:
+    """In the child: die with the runner (Linux), so no job outlives its watcher."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class LocalHandle:
+    """A process group started by the runner."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], started_at: float) -> None:
+        self.proc = proc
+        self.started_at = started_at
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self, grace: float = STOP_GRACE_S) -> None:
+        if self.proc.poll() is not None:
+            self._kill_group(signal.SIGKILL)  # a kernel left behind by a dead parent
+            return
+        self._kill_group(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=grace)
+        self._kill_group(signal.SIGKILL)
+        self.proc.wait()
+
+    def _kill_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, sig)
+
+    def close(self) -> None:
+        self._kill_group(signal.SIGKILL)  # anything still in the job's group
+
+
+def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: Path,
+                  pid_file: Path | None = None) -> LocalHandle:
+    """Start ``argv`` in its own process group, appending its output to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab", buffering=0) as log:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
+        )
+    if pid_file is not None:
+        pid_file.write_text(str(proc.pid))
+    return LocalHandle(proc, time.time())
+
+
+def local_env(launch: dict[str, Any], python: str) -> dict[str, str]:
+    """The job's environment variables for a process on this machine."""
+    env = dict(os.environ)
+    for key in ("VIRTUAL_ENV", "PYTHONHOME", "JPY_PARENT_PID"):
+        env.pop(key, None)
+    env.update(launch["env"])
+    bindir = str(Path(python).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    if python != sys.executable and (Path(bindir).parent / "pyvenv.cfg").exists():
+        env["VIRTUAL_ENV"] = str(Path(bindir).parent)
+    extra = launch.get("pythonpath")
+    if extra:
+        env["PYTHONPATH"] = extra + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
+                                     else "")
+    return env
+
+
+def local_argv(launch: dict[str, Any], python: str) -> list[str]:
+    return [python if a == "{python}" else a for a in launch["argv"]]
+
+
+class LocalTarget(ComputeTarget):
+    kind = "local"
+
+    def _python_for(self, launch: dict[str, Any], *, build: bool,
+                    log: Any = None) -> Runtime | None:
+        env_ref = launch.get("environment")
+        if not env_ref:
+            return Runtime(python=sys.executable, env_hash=None,
+                           details={"interpreter": "current"})
+        ws = self.workspace
+        env = ws.environments.get(env_ref)
+        result: Any
+        if build:
+            result = ws.environments.build(env, builder="venv", log=log)
+        else:
+            result = ws.environments.lookup(env, "venv")
+            if result is None:
+                return None
+        from jupyter_mlws.environments.venv_builder import venv_python
+
+        return Runtime(python=str(venv_python(Path(result.image))), env_hash=env.env_hash,
+                       details={"venv": result.image})
+
+    def plan(self, launch: dict[str, Any]) -> Runtime | None:
+        runtime = self._python_for(launch, build=False)
+        if runtime is not None and launch.get("kind") == "notebook":
+            self._check_notebook_runtime(runtime, launch)
+        return runtime
+
+    def prepare(self, ctx: RunContext) -> Runtime:
+        ctx.prepare_log(f"[mlws] preparing the environment {ctx.launch.get('environment') or '(current interpreter)'}"
+                        " as a virtualenv on this machine")
+        runtime = self._python_for(ctx.launch, build=True, log=ctx.prepare_log)
+        assert runtime is not None
+        if ctx.launch.get("kind") == "notebook":
+            self._check_notebook_runtime(runtime, ctx.launch)
+        return runtime
+
+    @staticmethod
+    def _check_notebook_runtime(runtime: Runtime, launch: dict[str, Any]) -> None:
+        assert runtime.python
+        if runtime.python == sys.executable:
+            import importlib.util
+
+            missing = [m for m in NOTEBOOK_MODULES if importlib.util.find_spec(m) is None]
+        else:
+            probe = ("import importlib.util as u, sys; "
+                     f"print(' '.join(m for m in {NOTEBOOK_MODULES!r} if u.find_spec(m) is None))")
+            out = subprocess.run([runtime.python, "-c", probe], capture_output=True, text=True,
+                                 timeout=60)
+            missing = out.stdout.split()
+        if missing:
+            raise MlwsError(
+                f"The environment {launch.get('environment') or '(current interpreter)'} cannot "
+                f"run notebooks: it lacks {', '.join(missing)}.",
+                hint="Add papermill and ipykernel to its pip packages (or start from "
+                "`mlws env create --from MLWS-python-3.11-minimal --name mine`).",
+            )
+
+    def start(self, ctx: RunContext, runtime: Runtime) -> LocalHandle:
+        assert runtime.python
+        return start_process(local_argv(ctx.launch, runtime.python), cwd=ctx.launch["cwd"],
+                             env=local_env(ctx.launch, runtime.python),
+                             log_path=ctx.paths.job_log, pid_file=ctx.paths.child_pid)

@@ -1,0 +1,114 @@
+"""The runner: one detached process per job, ``python -m jupyter_mlws.jobs.runner JOB_DIR``.
+
+It outlives whoever submitted the job. It holds ``runner.lock`` for as long as it lives, so a
+workspace that finds the lock free knows the runner died and marks the job Failed. It waits for
+a slot of its compute (``max_concurrent_jobs`` file locks that the OS frees if it dies), then
+hands the job to its compute target.
+
+When the submitter found the environment ready, the job's process is started *before* the
+workspace is opened (which costs a few hundred milliseconds of imports), so the kernel starts
+while the runner loads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from jupyter_mlws.jobs.paths import JobPaths
+
+SLOT_POLL_S = 0.1
+
+
+def try_lock(path: Path) -> TextIO | None:
+    """An exclusive lock on ``path`` held by the returned open file, or ``None`` if taken."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    f = open(path, "a+")  # noqa: SIM115 - the open file *is* the lock
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def is_locked(path: Path) -> bool:
+    """Whether some live process holds the lock on ``path``."""
+    if not path.exists():
+        return False
+    held = try_lock(path)
+    if held is None:
+        return True
+    held.close()
+    return False
+
+
+def wait_for_slot(launch: dict[str, Any], paths: JobPaths) -> TextIO | None:
+    """Take one of the compute's slots; ``None`` if the job was canceled while waiting."""
+    slot_dir = Path(launch["slot_dir"])
+    n = max(1, int(launch.get("max_concurrent", 1)))
+    while True:
+        for i in range(n):
+            held = try_lock(slot_dir / f"slot-{i}.lock")
+            if held is not None:
+                return held
+        if paths.cancel_flag.exists():
+            return None
+        time.sleep(SLOT_POLL_S)
+
+
+def main(argv: list[str]) -> int:
+    paths = JobPaths(Path(argv[0]))
+    launch = json.loads(paths.launch.read_text())
+    runner_lock = try_lock(paths.runner_lock)
+    if runner_lock is None:
+        return 0  # another runner has this job
+    job_id = launch["job_id"]
+    prestarted = None
+    runtime = None
+    slot = None
+    if launch["kind"] != "pipeline":
+        slot = wait_for_slot(launch, paths)
+        if slot is not None and launch.get("ready") and launch["compute_kind"] == "local":
+            from jupyter_mlws.compute.base import Runtime
+            from jupyter_mlws.compute.local import local_argv, local_env, start_process
+
+            python = launch["python"]
+            prestarted = start_process(local_argv(launch, python), cwd=launch["cwd"],
+                                       env=local_env(launch, python), log_path=paths.job_log,
+                                       pid_file=paths.child_pid)
+            runtime = Runtime(python=python, env_hash=launch.get("env_hash"))
+
+    from jupyter_mlws.workspace import Workspace
+
+    ws = Workspace.open(launch["workspace"])
+    try:
+        ws.store.update_job(job_id, runner_pid=os.getpid())
+        if launch["kind"] == "pipeline":
+            from jupyter_mlws.jobs.pipeline import run_pipeline
+
+            run_pipeline(ws, job_id, launch, paths)
+            return 0
+        if slot is None:
+            ws.store.transition_job(job_id, "Canceled", message="canceled while queued")
+            return 0
+        from jupyter_mlws.compute import target_for
+        from jupyter_mlws.compute.base import RunContext
+
+        target = target_for(ws, ws.computes.get(launch["compute"]))
+        target.run(RunContext(ws, job_id, launch, paths), prestarted=prestarted, runtime=runtime)
+        return 0
+    finally:
+        ws.close()
+        if slot is not None:
+            slot.close()
+        runner_lock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
