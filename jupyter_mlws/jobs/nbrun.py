@@ -92,7 +92,8 @@ def main(argv: list[str]) -> int:
 def _failing_cell_index(output: Path, exec_count: int | None) -> int | None:
     """The index (0-based, in the submitted notebook) of the cell whose execution failed.
 
-    Papermill's injected parameters cell is not counted: the index points at the user's cell.
+    Cells papermill adds (injected parameters, error banners) are not counted: the index
+    points at the user's cell.
     """
     try:
         cells = json.loads(output.read_text())["cells"]
@@ -100,7 +101,8 @@ def _failing_cell_index(output: Path, exec_count: int | None) -> int | None:
         return None
     index = 0
     for cell in cells:
-        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags or "papermill-error-cell-tag" in tags:
             continue
         meta = cell.get("metadata", {}).get("papermill", {})
         if meta.get("exception") or (exec_count is not None
