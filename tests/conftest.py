@@ -10,12 +10,19 @@ import pytest
 from jupyter_mlws import Workspace
 
 
+@pytest.fixture(scope="session")
+def shared_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Virtualenvs built by one test are reused by the next, as on a user's machine."""
+    return tmp_path_factory.mktemp("envs")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-                   ) -> None:
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch,
+                   shared_envs_dir: Path) -> None:
     """No test sees the user's ~/.mlws or a workspace named by the environment."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("MLWS_ENVS_DIR", str(shared_envs_dir))
     monkeypatch.delenv("MLWS_WORKSPACE", raising=False)
     monkeypatch.delenv("MLWS_STORE_URI", raising=False)
 

@@ -50,7 +50,8 @@ class CommandJobSpec(SpecModel):
     tags: dict[str, str] = Field(default_factory=dict)
     command: str
     code: str | None = None
-    environment: str | EnvironmentSpec
+    #: None: the current interpreter on local compute, the curated minimal image on Docker.
+    environment: str | EnvironmentSpec | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
     compute: str | None = None
     inputs: dict[str, JobInput] = Field(default_factory=dict)

@@ -153,13 +153,16 @@ class JobOperations:
             if raw is None:
                 values[name] = spec.get("default")
                 continue
-            if isinstance(raw, (bool, int, float)) or typ in ("string", "integer", "number",
-                                                                "boolean"):
+            text = str(raw)
+            untyped_literal = (typ is None and "path" not in spec and isinstance(raw, str)
+                               and not looks_like_ref(text) and "://" not in text
+                               and not Path(text).expanduser().exists())
+            if (isinstance(raw, (bool, int, float)) or untyped_literal
+                    or typ in ("string", "integer", "number", "boolean")):
                 values[name] = raw
-                lineage.append({"name": name, "type": typ or type(raw).__name__,
+                lineage.append({"name": name, "type": typ or _primitive_type(raw),
                                 "value": json.dumps(raw)})
                 continue
-            text = str(raw)
             if looks_like_ref(text):
                 value, row = self._bind_asset(name, text, typ, paths)
                 values[name] = value
@@ -788,6 +791,16 @@ def _input_type(value: Any) -> str:
         return "number"
     if isinstance(value, str) and (looks_like_ref(value) or "/" in value or "://" in value):
         return "uri_folder"
+    return "string"
+
+
+def _primitive_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
     return "string"
 
 
