@@ -7,8 +7,8 @@ records the job as Queued, starts the detached runner and returns at once.
 
 from __future__ import annotations
 
-import contextlib
 import builtins
+import contextlib
 import json
 import os
 import secrets

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,7 +43,5 @@ def jws(ws: Workspace) -> Iterator[Workspace]:
     for job in ws.jobs.list(status=["Queued", "Preparing", "Running"], include_children=True):
         ws.jobs.cancel(job.id)
     for job in ws.jobs.list(include_children=True, limit=None):
-        try:
+        with contextlib.suppress(TimeoutError):
             ws.jobs.wait(job.id, timeout=30)
-        except TimeoutError:
-            pass

@@ -1,0 +1,99 @@
+"""Jobs on the ``docker`` compute: containers from the environment's cached image.
+
+Needs a real Docker engine and the base image (``scripts/test.sh`` starts and makes both). When
+CI is set and the engine is missing, these tests fail instead of skipping.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from jupyter_mlws import Workspace
+
+
+@pytest.fixture(scope="module")
+def engine() -> object:
+    from jupyter_mlws.errors import DockerUnavailableError
+    from jupyter_mlws.workspace import docker_client
+
+    try:
+        client = docker_client()
+        client.images.get("mlws/base-python:3.11-bookworm")
+    except (DockerUnavailableError, Exception) as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the Docker engine and base image: {exc}")
+        pytest.skip(f"no Docker engine or base image here: {exc}")
+    return client
+
+
+@pytest.fixture
+def dws(jws: Workspace, engine: object) -> Workspace:
+    jws.computes.create("box", type="docker", max_concurrent_jobs=2, cpus=1, memory="1g")
+    return jws
+
+
+def test_notebook_job_in_a_container(dws: Workspace, notebook) -> None:
+    nb = notebook(
+        "import sys, os, json\nfrom jupyter_mlws import run\n"
+        "run.log_metric('acc', 0.9)\n"
+        "(run.output_path('info') / 'info.json').write_text(json.dumps("
+        "{'exe': sys.executable, 'n': n, 'container': os.path.exists('/.dockerenv')}))",
+        parameters="n = 1")
+    job = dws.jobs.submit_notebook(nb, {"n": 4}, compute="box",
+                                   environment="MLWS-python-3.11-minimal")
+    done = dws.jobs.wait(job.id, timeout=600)
+    assert done.status == "Completed", dws.jobs.logs(job.id)
+    info = json.loads((dws.jobs.paths(job.id).outputs / "info" / "info.json").read_text())
+    assert info == {"exe": "/opt/mlws/venv/bin/python3", "n": 4, "container": True} or (
+        info["container"] and info["n"] == 4)
+    assert [m.value for m in dws.jobs.metrics(job.id)] == [0.9]
+    assert done.image and done.image.startswith("mlws/mlws_")
+    assert "preparing the image" in dws.jobs.logs(job.id)
+
+
+def test_command_job_inputs_are_read_only_and_limits_apply(dws: Workspace,
+                                                          tmp_path: Path) -> None:
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "x.txt").write_text("hello")
+    job = dws.jobs.submit_command(
+        "cat ${{inputs.d}}/x.txt > ${{outputs.o}}/copy.txt; "
+        "touch ${{inputs.d}}/new.txt 2>/dev/null && echo WRITABLE || echo READONLY; "
+        "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/cpu.max 2>/dev/null || true",
+        compute="box", inputs={"d": {"type": "uri_folder", "path": str(data)}},
+        outputs={"o": {"type": "uri_folder"}})
+    done = dws.jobs.wait(job.id, timeout=300)
+    assert done.status == "Completed", dws.jobs.logs(job.id)
+    log = dws.jobs.logs(job.id)
+    assert "READONLY" in log and not (data / "new.txt").exists()
+    assert (dws.jobs.paths(job.id).outputs / "o" / "copy.txt").read_text() == "hello"
+    if "max" in log:  # cgroup v2: the limits are visible inside
+        assert str(1024**3) in log and "100000" in log
+
+
+def test_cancel_a_container_job(dws: Workspace) -> None:
+    from tests.jobs.test_notebook_jobs import wait_for
+
+    job = dws.jobs.submit_command("echo started; sleep 120", compute="box")
+    wait_for(lambda: "started" in dws.jobs.logs(job.id), timeout=300)
+    dws.jobs.cancel(job.id)
+    assert dws.jobs.wait(job.id, timeout=60).status == "Canceled"
+    import docker
+
+    left = docker.from_env().containers.list(all=True, filters={"label": f"org.mlws.job={job.id}"})
+    assert left == []
+
+
+def test_docker_engine_down_fails_the_job_in_preparing(jws: Workspace,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    jws.computes.create("nowhere", type="docker")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    job = jws.jobs.submit_command("echo hi", compute="nowhere")
+    done = jws.jobs.wait(job.id, timeout=120)
+    assert done.status == "Failed"
+    assert "Docker engine" in (done.error or "")
+    assert [e.status for e in jws.jobs.events(job.id)][-2:] == ["Preparing", "Failed"]
