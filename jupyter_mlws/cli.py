@@ -551,7 +551,7 @@ main.add_command(model_group)
 @model_group.command("create")
 @FILE_OPT
 @click.option("-n", "--name")
-@click.option("-p", "--path", type=click.Path(exists=True))
+@click.option("-p", "--path", help="A local file or folder, or a job output mlws://jobs/<id>/outputs/<name>.")
 @click.option("-t", "--type", "model_type", default="custom_model", show_default=True,
               type=click.Choice(["custom_model", "mlflow_model", "triton_model"]))
 @WORKSPACE
