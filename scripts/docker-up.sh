@@ -78,7 +78,7 @@ dockerd_pid() {   # pid of a live dockerd from the pid file, else nothing
 start_dockerd() {   # args: extra dockerd flags; sets DOCKERD_PID
     : >"$LOG"
     # setsid + nohup: own session, immune to the hang-up when this shell/CI step ends.
-    "${SUDO[@]}" setsid nohup dockerd "$@" >>"$LOG" 2>&1 </dev/null &
+    "${SUDO[@]}" setsid nohup dockerd "$@" >>"$LOG" 2>&1 </dev/null 9>&- &   # 9>&-: not the lock
     DOCKERD_PID=$!
 }
 

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,44 +140,49 @@ def bootstrap_base_images(
 ) -> list[BootstrapResult]:
     """Make sure the named base images (default: all of :data:`BASE_IMAGES`) exist in the engine.
 
-    An image already tagged in the engine from the same recipe is reused unless ``force``;
-    otherwise it is debootstrapped into a temporary folder under ``workdir`` (default: the system
-    temp dir), imported, tagged, and the folder removed.
+    An image already tagged in the engine from the same recipe (label ``org.mlws.recipe``) is
+    reused unless ``force``. Otherwise it is debootstrapped into a temporary folder under
+    ``workdir`` (default: the system temp dir; it needs exec and device nodes, so no
+    ``noexec``/``nodev`` mount), imported, tagged, and the folder removed. Debootstrap's output
+    goes line by line to ``log``. Concurrent calls on one machine build each image only once.
 
     Raises:
-        KeyError: a name is not in :data:`BASE_IMAGES`.
         DockerUnavailableError: the engine cannot be reached.
-        BuildError: debootstrap or the import failed.
+        BuildError: a name is not in :data:`BASE_IMAGES`, or debootstrap or the import failed.
     """
     wanted = list(BASE_IMAGES) if names is None else list(names)
     unknown = [n for n in wanted if n not in BASE_IMAGES]
     if unknown:
-        raise KeyError(f"unknown base image(s) {unknown}; known: {sorted(BASE_IMAGES)}")
+        raise BuildError(
+            f"Unknown base image(s): {', '.join(unknown)}.",
+            step="resolve",
+            hint=f"Known: {', '.join(BASE_IMAGES)}.",
+        )
     _ping(client)
     results = []
     for name in wanted:
         start = time.monotonic()
         recipe = BASE_IMAGES[name]
-        image = None if force else _existing(client, name)
-        if image is not None and image.labels.get(LABEL_RECIPE) != recipe.digest:
-            log(f"{name}: present but made from another recipe; rebuilding")
-            image = None
-        reused = image is not None
+        image = None if force else _current(client, name, recipe, log)
         if image is None:
-            _build(client, name, recipe, log, workdir)
-            image = client.images.get(name)
-        result = BootstrapResult(
-            name=name,
-            image_id=str(image.id),
-            size=int(image.attrs.get("Size") or 0),
-            seconds=round(time.monotonic() - start, 2),
-            reused=reused,
+            with _machine_lock(name, log):  # one build per image at a time on this machine
+                if not force:  # another process may have made it while we waited
+                    image = _current(client, name, recipe, lambda _: None)
+                reused = image is not None
+                if image is None:
+                    _build(client, name, recipe, log, workdir)
+                    image = client.images.get(name)
+        else:
+            reused = True
+        results.append(
+            BootstrapResult(
+                name=name,
+                image_id=str(image.id),
+                size=int(image.attrs.get("Size") or 0),
+                seconds=round(time.monotonic() - start, 2),
+                reused=reused,
+            )
         )
-        log(
-            f"{name}: {'reused' if reused else 'built'} {result.image_id[:19]} "
-            f"({result.size / 1e6:.0f} MB) in {result.seconds:.1f}s"
-        )
-        results.append(result)
     return results
 
 
@@ -189,12 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     args = parser.parse_args(argv)
     try:
-        client = _client_from_env()
-        bootstrap_base_images(client, args.names or None, force=args.force)
-    except (BuildError, DockerUnavailableError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
-        print(f"error: {message}", file=sys.stderr)
+        results = bootstrap_base_images(_client_from_env(), args.names or None, force=args.force)
+    except (BuildError, DockerUnavailableError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    for r in results:
+        how = "already there" if r.reused else "made"
+        print(f"{r.name}: {how}, {r.image_id[:19]}, {r.size / 1e6:.0f} MB, {r.seconds:.1f} s")
 
 
 # --- internals ------------------------------------------------------------------------------------
@@ -220,11 +229,35 @@ def _ping(client: docker.DockerClient) -> None:
         raise _unavailable(exc) from exc
 
 
-def _existing(client: docker.DockerClient, name: str) -> Image | None:
+def _current(
+    client: docker.DockerClient, name: str, recipe: BaseImageRecipe, log: Callable[[str], None]
+) -> Image | None:
+    """The tagged image if it was made from this recipe, else None."""
     try:
-        return client.images.get(name)
+        image = client.images.get(name)
     except ImageNotFound:
         return None
+    if image.labels.get(LABEL_RECIPE) != recipe.digest:
+        log(f"{name}: present but made from another recipe; remaking it")
+        return None
+    return image
+
+
+@contextlib.contextmanager
+def _machine_lock(name: str, log: Callable[[str], None]) -> Iterator[None]:
+    """Exclusive lock per image name, shared by all processes on the machine."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+    path = Path(tempfile.gettempdir()) / f"mlws-image-{safe}.lock"
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"{name}: another process is making it; waiting")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build(
