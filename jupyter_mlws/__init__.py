@@ -28,3 +28,20 @@ def __getattr__(name: str) -> Any:
 
         return MlwsError
     raise AttributeError(f"module 'jupyter_mlws' has no attribute {name!r}")
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The Jupyter Server extension: REST routes under ``/mlws/api/``."""
+    return [{"module": "jupyter_mlws.server"}]
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """The prebuilt JupyterLab sidebar shipped inside the package."""
+    return [{"src": "labextension", "dest": "jupyter-mlws"}]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext jupyter_mlws``: the magics %%environment, %submit, %register, %mlws."""
+    from jupyter_mlws.magics import load_ipython_extension as load
+
+    load(ipython)
