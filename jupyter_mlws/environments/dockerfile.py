@@ -162,8 +162,9 @@ def _python_check_step(spec: EnvironmentSpec, dep: str, with_ca: bool) -> str | 
     install = ""
     if version is not None:
         # A base with conda can provide another Python (best effort), then it is checked again.
+        conda_env = _ssl_env(with_ca, "conda")
         install = (
-            f'c={_CONDA_FIND}; if [ -n "$c" ]; then {_ssl_env(with_ca, "conda")}"$c" install -y -n base '
+            f'c={_CONDA_FIND}; if [ -n "$c" ]; then {conda_env}"$c" install -y -n base '
             f"{shlex.quote('python=' + version)} && {check} && exit 0; fi; "
         )
     return (

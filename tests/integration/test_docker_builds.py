@@ -8,6 +8,7 @@ missing; ``MLWS_TEST_BASE_IMAGE`` names another Debian/Python base).
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import subprocess
@@ -32,7 +33,7 @@ from jupyter_mlws.environments.docker_builder import (
     DockerBuilder,
 )
 from jupyter_mlws.environments.identity import image_name
-from jupyter_mlws.errors import BuildError
+from jupyter_mlws.errors import BuildError, DockerUnavailableError
 
 pytestmark = pytest.mark.docker
 
@@ -67,10 +68,9 @@ def base_image(docker_client: docker.DockerClient) -> str:
         pass
     if name != DEFAULT_BASE_IMAGE:
         pytest.fail(f"MLWS_TEST_BASE_IMAGE={name} is not in the engine")
-    from jupyter_mlws.environments import bootstrap  # made by `mlws image bootstrap`
+    from jupyter_mlws.environments.bootstrap import bootstrap_base_images
 
-    make = getattr(bootstrap, "ensure_base_image", None) or bootstrap.bootstrap_base_image
-    make()
+    bootstrap_base_images(docker_client, [name])  # what `mlws image bootstrap` does (~45 s)
     docker_client.images.get(name)
     return name
 
@@ -265,6 +265,44 @@ def test_missing_bootstrap_base_says_how_to_make_it(builder: DockerBuilder):
         builder.build(s, env_name="x", env_version="1", log=quiet)
     assert "mlws image bootstrap" in str(err.value)
     assert CountingAPIClient.builds == 0
+
+
+def test_refresh_base_rebuilds_when_the_base_moved(
+    builder: DockerBuilder, client: CountingClient, docker_client: docker.DockerClient, base_image
+):
+    repo, tag = "mlws-test/refresh-base", uuid.uuid4().hex[:12]
+    base_ref = f"{repo}:{tag}"
+    client.api.tag(base_image, repo, tag)
+    s = spec(base_ref, ["six==1.16.0"])
+    try:
+        first = builder.build(s, env_name="refresh", env_version="1", log=quiet)
+        assert first.base_image_id == client.api.inspect_image(base_image)["Id"]
+        assert builder.base_changed(s) is False
+        CountingAPIClient.builds = 0
+        assert builder.build(s, env_name="refresh", env_version="1", refresh_base=True).cached
+        assert CountingAPIClient.builds == 0
+
+        # The tag now names another image (as after a `docker pull` of a newer base).
+        moved = docker_client.images.build(
+            fileobj=io.BytesIO(f"FROM {base_image}\nLABEL moved={tag}\n".encode()),
+            tag=base_ref,
+            rm=True,
+        )[0]
+        assert builder.base_changed(s) is True
+        second = builder.build(s, env_name="refresh", env_version="1", refresh_base=True, log=quiet)
+        assert not second.cached and CountingAPIClient.builds == 1
+        assert second.base_image_id == moved.id and second.image_id != first.image_id
+        assert builder.base_changed(s) is False
+    finally:
+        remove_quietly(client, builder.image_ref(s))
+        remove_quietly(client, base_ref)
+
+
+def test_unreachable_engine_is_docker_unavailable(tmp_path: Path):
+    dead = docker.DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock", version="1.41")
+    b = DockerBuilder(dead, lock_dir=tmp_path / "locks")
+    with pytest.raises(DockerUnavailableError):
+        b.lookup(spec(DEFAULT_BASE_IMAGE, ["six"]))
 
 
 CHILD = textwrap.dedent(

@@ -54,7 +54,8 @@ def test_renamed_venv_scripts_point_at_the_final_path(built):
     pip = path / "bin" / "pip"
     if not pip.exists():
         pytest.skip("no pip script in this venv")
-    assert pip.read_text().splitlines()[0] == f"#!{venv_python(path)}"
+    head = "\n".join(pip.read_text().splitlines()[:3])  # long paths get an exec trampoline
+    assert str(venv_python(path)) in head and ".tmp-" not in head
     out = subprocess.run([str(pip), "--version"], capture_output=True, text=True, check=True)
     assert str(path) in out.stdout
     assert ".tmp-" not in (path / "pyvenv.cfg").read_text()
