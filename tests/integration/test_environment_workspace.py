@@ -1,0 +1,101 @@
+"""Builds through the Workspace and the CLI: what a user sees (records, logs, images, prune)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from jupyter_mlws import Workspace
+from jupyter_mlws.cli import main
+from jupyter_mlws.errors import BuildError
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def dws(ws: Workspace, docker_client: Any) -> Workspace:
+    docker_client.images.get("mlws/base-python:3.11-bookworm")  # made by scripts/test.sh
+    return ws
+
+
+def test_build_is_recorded_and_shown(dws: Workspace) -> None:
+    env = dws.environments.create("rec", pip_requirements=["six==1.16.0"])
+    lines: list[str] = []
+    result = dws.environments.build("rec", builder="docker", log=lines.append)
+    assert result.image.startswith(env.image) and lines
+    record = dws.environments.build_record(env)
+    assert record and record["status"] == "succeeded"
+    assert record["result"]["image_id"] == result.image_id
+    assert any(p.startswith("six==1.16.0") for p in record["result"]["resolved_packages"])
+    shown = dws.describe(env)["docker_build"]
+    assert shown["status"] == "succeeded" and shown["size"] > 0
+    assert "six==1.16.0" in " ".join(shown["resolved_packages"])
+    again = dws.environments.build("rec", builder="docker")
+    assert again.cached and again.image_id == result.image_id
+    assert "six" in dws.environments.logs("rec")
+
+
+def test_failed_build_keeps_its_log(dws: Workspace) -> None:
+    dws.environments.create("broken", pip_requirements=["this-package-does-not-exist-mlws==0.0.1"])
+    with pytest.raises(BuildError) as err:
+        dws.environments.build("broken", builder="docker")
+    assert "pip" in str(err.value).lower() or "RUN" in str(err.value)
+    env = dws.environments.get("broken")
+    record = dws.environments.build_record(env)
+    assert record and record["status"] == "failed" and record["error"]
+    assert "this-package-does-not-exist-mlws" in dws.environments.logs("broken")
+
+
+def test_images_and_prune(dws: Workspace) -> None:
+    keep = dws.environments.create("keep", pip_requirements=["idna==3.7"])
+    drop = dws.environments.create("drop", pip_requirements=["idna==3.6"])
+    dws.environments.build("keep")
+    dws.environments.build("drop")
+    listed = {i["env_hash"]: i for i in dws.environments.images()}
+    assert listed[keep.env_hash]["used_by"] == ["keep:1"]
+    dws.environments.archive("drop")
+    would = dws.environments.prune(dry_run=True)
+    assert drop.env_hash in {i["env_hash"] for i in would}
+    assert keep.env_hash not in {i["env_hash"] for i in would}
+    removed = dws.environments.prune()
+    assert drop.env_hash in {i["env_hash"] for i in removed}
+    assert dws.environments.lookup(drop) is None
+    assert dws.environments.lookup(keep) is not None
+
+
+def test_cli_build_logs_images(dws: Workspace, tmp_path: Path,
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLWS_WORKSPACE", str(dws.path))
+    runner = CliRunner()
+    (tmp_path / "req.txt").write_text("six==1.16.0\n")
+    out = runner.invoke(main, ["env", "create", "-n", "cli-env", "--pip-requirements",
+                               str(tmp_path / "req.txt")])
+    assert out.exit_code == 0, out.output
+    built = runner.invoke(main, ["env", "build", "cli-env"])
+    assert built.exit_code == 0, built.output
+    assert "mlws/mlws_" in built.output
+    shown = json.loads(runner.invoke(main, ["env", "show", "cli-env", "-o", "json"]).output)
+    assert shown["docker_build"]["status"] == "succeeded"
+    logs = runner.invoke(main, ["env", "logs", "cli-env"])
+    assert logs.exit_code == 0 and logs.output.strip()
+    images = runner.invoke(main, ["env", "images"])
+    assert "cli-env:1" in images.output
+    boot = runner.invoke(main, ["image", "bootstrap"])
+    assert boot.exit_code == 0 and "already there" in boot.output
+
+
+def test_venv_builds_through_the_workspace(ws: Workspace) -> None:
+    ws.environments.create("v", pip_requirements=["six==1.15.0"])
+    first = ws.environments.build("v", builder="venv")
+    second = ws.environments.build("v", builder="venv")
+    assert not first.cached and second.cached and first.image == second.image
+    assert ws.describe(ws.environments.get("v"))["venv_build"]["status"] == "succeeded"
+    ws.environments.create("steps", image="b", docker_steps=["RUN true"], pip_requirements=["six"])
+    from jupyter_mlws.errors import UnsupportedEnvironmentError
+
+    with pytest.raises(UnsupportedEnvironmentError, match="Docker steps"):
+        ws.environments.build("steps", builder="venv")
