@@ -229,8 +229,11 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
 
         target = self.builder(builder)
         fast = target.lookup(spec) if not refresh_base else None
-        if fast is not None:
+        known = self._store.get_build(h, builder) if fast is not None else None
+        if (fast is not None and known is not None and known["status"] == "succeeded"
+                and (known.get("result") or {}).get("image_id") == fast.image_id):
             emit(f"Using the cached {'image' if builder == 'docker' else 'venv'} {fast.image}")
+            fast.resolved_packages = (known.get("result") or {}).get("resolved_packages") or []
             return fast
         self._store.record_build(h, builder, status="building", environment=env.ref)
         try:
@@ -247,8 +250,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         full_log = result.log or "\n".join(lines)
         record = result.to_dict()
         record.pop("log", None)
-        self._store.record_build(h, builder, status="succeeded", result=record,
-                                 log=full_log if not result.cached else None)
+        self._store.record_build(h, builder, status="succeeded", result=record, log=full_log)
         return result
 
     def build_record(self, env: Environment, builder: str = "docker") -> dict[str, Any] | None:
