@@ -950,8 +950,15 @@ def job_download(job_id: str, dest: str, what: str, workspace_path: str | None) 
 @WORKSPACE
 @OUTPUT
 def create_any(file: str, workspace_path: str | None, output: str) -> None:
-    """Register any asset from a YAML file whose $schema says its kind."""
-    _created(_open(workspace_path).create_from_file(file), output)
+    """Register any asset (or submit a job) from a YAML file whose $schema says its kind."""
+    from jupyter_mlws.jobs.model import Job
+
+    result = _open(workspace_path).create_from_file(file)
+    if isinstance(result, Job):
+        emit(result.public_dict(), output,
+             table=lambda: click.echo(f"Submitted job {result.id} ({result.status})"))
+    else:
+        _created(result, output)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

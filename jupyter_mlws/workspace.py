@@ -264,7 +264,10 @@ class Workspace:
         return table[kind]
 
     def create_from_file(self, path: str | Path, *, kind: str | None = None) -> Asset:
-        """Register any asset from a YAML file; its kind comes from ``$schema`` (or ``kind``)."""
+        """Register any asset from a YAML file; its kind comes from ``$schema`` (or ``kind``).
+
+        A ``commandJob`` or ``pipelineJob`` file is submitted, and the Job is returned.
+        """
         from jupyter_mlws.assets.schemas import kind_of
 
         p = Path(path)
@@ -288,10 +291,7 @@ class Workspace:
                 hint="Add a $schema line, or use `mlws <kind> create -f FILE`.",
             )
         if chosen in ("command_job", "pipeline_job"):
-            raise SpecError(
-                "this is a job spec; jobs are not part of this workspace version yet",
-                file=str(p),
-            )
+            return self.jobs.create_from_file(p)  # type: ignore[return-value]
         ops = self.operations(chosen)
         return ops.create_from_dict(
             data, base_dir=p.parent.resolve(), source=str(p), index=index

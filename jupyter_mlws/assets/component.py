@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from jupyter_mlws.assets.base import Asset, AssetSpec, SpecModel
 from jupyter_mlws.assets.data import DATA_TYPES, PRIMITIVE_TYPES
-from jupyter_mlws.assets.environment import EnvironmentSpec
+from jupyter_mlws.assets.environment import EnvironmentSpec, inline_environment
 from jupyter_mlws.assets.model import MODEL_TYPES
 from jupyter_mlws.errors import ValidationError
 
@@ -151,12 +151,8 @@ class ComponentSpec(AssetSpec):
             return {k: _input_type_default(v) for k, v in value.items()}
         return value if value is not None else {}
 
-    @field_validator("environment", mode="before")
-    @classmethod
-    def _inline_env(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {"name": "inline", **value}
-        return value
+    _inline_env = field_validator("environment", mode="before")(
+        classmethod(lambda cls, v: inline_environment(v)))
 
     @model_validator(mode="after")
     def _command(self) -> ComponentSpec:

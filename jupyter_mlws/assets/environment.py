@@ -202,6 +202,13 @@ class EnvironmentSpec(AssetSpec):
         return data
 
 
+def inline_environment(value: object) -> object:
+    """An inline definition in a component or job: an environment spec without a name."""
+    if isinstance(value, dict):
+        return {"name": "inline", **value}
+    return value
+
+
 def _resolve(base_dir: Path, rel: str) -> Path:
     p = Path(rel).expanduser()
     return p if p.is_absolute() else (base_dir / p)

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from jupyter_mlws.assets.base import SpecModel
 from jupyter_mlws.assets.component import check_command
-from jupyter_mlws.assets.environment import EnvironmentSpec
+from jupyter_mlws.assets.environment import EnvironmentSpec, inline_environment
 
 
 class JobInput(SpecModel):
@@ -60,12 +60,8 @@ class CommandJobSpec(SpecModel):
 
     _coerce = field_validator("inputs", mode="before")(classmethod(lambda cls, v: _coerce_inputs(v)))
 
-    @field_validator("environment", mode="before")
-    @classmethod
-    def _inline_env(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {"name": "inline", **value}
-        return value
+    _inline_env = field_validator("environment", mode="before")(
+        classmethod(lambda cls, v: inline_environment(v)))
 
     @field_validator("compute", mode="before")
     @classmethod
