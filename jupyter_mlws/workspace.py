@@ -185,14 +185,7 @@ class Workspace:
             return
         self.artifacts.ensure()
         if DEFAULT_DATASTORE not in self.datastores.names():
-            self.datastores._ws_relative = True
-            self.datastores.create(
-                DEFAULT_DATASTORE,
-                type="local",
-                path=self.settings.artifacts_dir,
-                description="The workspace's own artifact folder.",
-            )
-            self.datastores._ws_relative = False
+            self.datastores.create_builtin_local(self.settings.artifacts_dir)
         if DEFAULT_COMPUTE not in self.computes.names():
             self.computes.create(
                 DEFAULT_COMPUTE,

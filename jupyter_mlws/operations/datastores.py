@@ -18,8 +18,6 @@ DEFAULT_DATASTORE = "local"
 class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
     kind = "datastore"
     spec_class = DatastoreSpec
-    #: True only while the workspace seeds its own datastore (a path inside the workspace).
-    _ws_relative = False
 
     def create(
         self,
@@ -37,6 +35,8 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         if spec is None:
             from jupyter_mlws.assets.yaml_io import validate_spec
 
+            if path is not None:  # a folder given here is named from where the caller stands
+                path = Path(path).expanduser().resolve()
             fields: dict[str, Any] = {
                 "name": name, "type": type, "path": None if path is None else str(path),
                 "url": url, "credentials": credentials or {},
@@ -50,16 +50,19 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         data = spec.content()
         secret = spec.secret()
         data["credential_names"] = sorted(secret)
-        if spec.type == "local" and spec.path and Path(spec.path).expanduser().is_absolute():
-            data["path"] = str(Path(spec.path).expanduser())
-        elif spec.type == "local" and spec.path and not self._ws_relative:
-            data["path"] = str(Path(spec.path).expanduser().resolve())
         digest = (
             hashlib.sha256(json.dumps(secret, sort_keys=True).encode()).hexdigest()
             if secret
             else None
         )
         return Prepared(spec=data, secret=secret or None, hash_extra={"secret": digest})
+
+    def create_builtin_local(self, artifacts_dir: str) -> Datastore:
+        """The workspace's own ``local`` datastore: a path relative to the workspace folder, so
+        the workspace can be moved."""
+        return self.register(DatastoreSpec(name=DEFAULT_DATASTORE, type="local",
+                                           path=artifacts_dir,
+                                           description="The workspace's own artifact folder."))
 
     def credentials(self, name: str, version: str | None = None) -> dict[str, str]:
         """The secret values, for code that opens a connection. Never print them."""
