@@ -230,3 +230,27 @@ def test_rerun_and_download(jws: Workspace, notebook, tmp_path: Path) -> None:
     assert (target / "outputs" / "o" / "v.txt").read_text() == "3"
     assert (target / "notebook" / "output.ipynb").exists()
     assert (target / "logs" / "job.log").exists()
+
+
+def test_a_notebook_job_runs_in_its_environments_virtualenv(jws: Workspace, notebook) -> None:
+    nb = notebook("import sys, six\nfrom jupyter_mlws import run\n"
+                  "run.log_param('exe', sys.executable)\nrun.log_param('six', six.__version__)")
+    jws.environments.create("nb-env", pip_requirements=["ipykernel==7.4.0", "papermill==2.7.0",
+                                                        "six==1.16.0"])
+    job = jws.jobs.wait(jws.jobs.submit_notebook(nb, environment="nb-env").id, timeout=600)
+    assert job.status == "Completed", jws.jobs.logs(job.id)
+    params = jws.jobs.params(job.id)
+    env = jws.environments.get("nb-env")
+    assert env.env_hash in params["exe"] and params["six"] == "1.16.0"
+    assert job.env_hash == env.env_hash and job.environment == "nb-env:1"
+
+
+def test_an_environment_without_papermill_fails_in_preparing_with_the_fix(
+        jws: Workspace, notebook) -> None:
+    jws.environments.create("bare", pip_requirements=["six==1.16.0"])
+    job = jws.jobs.wait(jws.jobs.submit_notebook(notebook("print(1)"), environment="bare").id,
+                        timeout=600)
+    assert job.status == "Failed"
+    assert "lacks papermill, ipykernel" in (job.error or "")
+    assert "MLWS-python-3.11-minimal" in (job.error or "")
+    assert [e.status for e in jws.jobs.events(job.id)] == ["Queued", "Preparing", "Failed"]
