@@ -75,7 +75,7 @@ def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: P
 def local_env(launch: dict[str, Any], python: str) -> dict[str, str]:
     """The job's environment variables for a process on this machine."""
     env = dict(os.environ)
-    for key in ("VIRTUAL_ENV", "PYTHONHOME", "JPY_PARENT_PID"):
+    for key in ("VIRTUAL_ENV", "PYTHONHOME", "JPY_PARENT_PID", "JPY_SESSION_NAME"):
         env.pop(key, None)
     env.update(launch["env"])
     bindir = str(Path(python).parent)
