@@ -161,8 +161,10 @@ class AssetOperations(Generic[S, E]):
         include_hidden: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        name_contains: str | None = None,
     ) -> builtins.list[E]:
-        """Versions of ``name``, newest first; without a name, the latest version of each name."""
+        """Versions of ``name``, newest first; without a name, the latest version of each name
+        (only names containing ``name_contains``, ignoring case, when given)."""
         if name is not None:
             validate_name(name)
         return self._store.list_versions(  # type: ignore[return-value]
@@ -173,10 +175,27 @@ class AssetOperations(Generic[S, E]):
             include_hidden=include_hidden,
             limit=limit,
             offset=offset,
+            name_contains=name_contains,
         )
 
-    def count(self, name: str | None = None, *, include_archived: bool = False) -> int:
-        return self._store.count_versions(self.kind, name, include_archived=include_archived)
+    def count(
+        self,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        include_archived: bool = False,
+        include_hidden: bool = False,
+        name_contains: str | None = None,
+    ) -> int:
+        """How many :meth:`list` gives with the same filters: versions of ``name``, or names."""
+        return self._store.count_versions(
+            self.kind,
+            name,
+            tags=tags,
+            include_archived=include_archived,
+            include_hidden=include_hidden,
+            name_contains=name_contains,
+        )
 
     def names(self) -> builtins.list[str]:
         return self._store.names(self.kind)

@@ -117,13 +117,26 @@ class AbstractStore(AbstractJobStore):
         include_hidden: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        name_contains: str | None = None,
     ) -> list[Asset]:
-        """Versions of ``name`` (newest first), or the latest version of each name."""
+        """Versions of ``name`` (newest first), or the latest version of each name.
+
+        ``name_contains`` keeps the names that contain it, ignoring case.
+        """
 
     @abc.abstractmethod
     def count_versions(
-        self, kind: str, name: str | None = None, *, include_archived: bool = False
-    ) -> int: ...
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        include_archived: bool = False,
+        include_hidden: bool = False,
+        name_contains: str | None = None,
+    ) -> int:
+        """How many items :meth:`list_versions` gives with the same filters and no limit: the
+        versions of ``name``, or without a name the number of names."""
 
     @abc.abstractmethod
     def names(self, kind: str, *, include_hidden: bool = False) -> list[str]: ...

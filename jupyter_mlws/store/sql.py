@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, select, text, update
+from sqlalchemy import Engine, create_engine, event, false, func, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -276,7 +276,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
             .where(
                 AssetVersionRow.kind == kind,
                 AssetVersionRow.name == name,
-                AssetVersionRow.archived.is_(False),
+                AssetVersionRow.archived == false(),  # equality: the index yields seq order
             )
             .order_by(AssetVersionRow.seq.desc())
             .limit(1)
@@ -322,6 +322,55 @@ class SqlStore(JobStoreMixin, AbstractStore):
                 raise self._not_found(s, kind, name, version)
             return _to_entity(row)
 
+    @staticmethod
+    def _versions_query(
+        what: Any,
+        kind: str,
+        name: str | None,
+        *,
+        tags: Mapping[str, str | None] | None,
+        include_archived: bool,
+        include_hidden: bool,
+        name_contains: str | None,
+    ) -> Any:
+        """The SELECT of :meth:`list_versions` and :meth:`count_versions`: the versions of
+        ``name``, or without a name the newest (unarchived, unless asked) version of each name.
+
+        Without a name the query walks ``asset_names`` in name order and finds each latest
+        version with one index seek, so a page costs its size, not the number of versions.
+        """
+        v = AssetVersionRow
+        cond: list[Any] = [v.kind == kind]
+        if not include_archived:
+            cond.append(v.archived.is_(False))
+        if name is not None:
+            cond.append(v.name == name)
+        elif not include_hidden:
+            cond.append(v.hidden.is_(False))
+        if name_contains:
+            cond.append(func.lower(v.name).contains(name_contains.lower(), autoescape=True))
+        for key, value in (tags or {}).items():
+            t = aliased(AssetTagRow)
+            tag_cond = [t.asset_id == v.id, t.key == key]
+            if value is not None:
+                tag_cond.append(t.value == value)
+            cond.append(select(t.asset_id).where(*tag_cond).exists())
+        if name is not None:
+            return select(what).select_from(v).where(*cond)
+        n = AssetNameRow
+        x = aliased(AssetVersionRow)
+        newest = select(x.id).where(x.kind == n.kind, x.name == n.name)
+        if not include_archived:
+            # an equality (not IS), so that the (kind, name, archived, seq) index gives seq order
+            newest = newest.where(x.archived == false())
+        latest_id = newest.order_by(x.seq.desc()).limit(1).correlate(n).scalar_subquery()
+        return (
+            select(what)
+            .select_from(n)
+            .join(v, v.id == latest_id)
+            .where(n.kind == kind, *cond)
+        )
+
     def list_versions(
         self,
         kind: str,
@@ -332,32 +381,17 @@ class SqlStore(JobStoreMixin, AbstractStore):
         include_hidden: bool = False,
         limit: int | None = None,
         offset: int = 0,
+        name_contains: str | None = None,
     ) -> list[Asset]:
-        v = AssetVersionRow
-        cond: list[Any] = [v.kind == kind]
-        if not include_archived:
-            cond.append(v.archived.is_(False))
-        if name is not None:
-            cond.append(v.name == name)
-        elif not include_hidden:
-            cond.append(v.hidden.is_(False))
-        for key, value in (tags or {}).items():
-            t = aliased(AssetTagRow)
-            tag_cond = [t.asset_id == v.id, t.key == key]
-            if value is not None:
-                tag_cond.append(t.value == value)
-            cond.append(select(t.asset_id).where(*tag_cond).exists())
-        stmt = select(v).where(*cond)
-        if name is None:
-            # the newest (unarchived, unless asked) version of each name
-            newer = aliased(AssetVersionRow)
-            newer_cond = [newer.kind == v.kind, newer.name == v.name, newer.seq > v.seq]
-            if not include_archived:
-                newer_cond.append(newer.archived.is_(False))
-            stmt = stmt.where(~select(newer.id).where(and_(*newer_cond)).exists())
-            stmt = stmt.order_by(v.name)
-        else:
-            stmt = stmt.order_by(v.seq.desc())
+        stmt = self._versions_query(
+            AssetVersionRow, kind, name, tags=tags, include_archived=include_archived,
+            include_hidden=include_hidden, name_contains=name_contains,
+        )
+        stmt = (
+            stmt.order_by(AssetNameRow.name)
+            if name is None
+            else stmt.order_by(AssetVersionRow.seq.desc())
+        )
         if offset:
             stmt = stmt.offset(offset)
         if limit is not None:
@@ -366,15 +400,21 @@ class SqlStore(JobStoreMixin, AbstractStore):
             return [_to_entity(r) for r in s.scalars(stmt).all()]
 
     def count_versions(
-        self, kind: str, name: str | None = None, *, include_archived: bool = False
+        self,
+        kind: str,
+        name: str | None = None,
+        *,
+        tags: Mapping[str, str | None] | None = None,
+        include_archived: bool = False,
+        include_hidden: bool = False,
+        name_contains: str | None = None,
     ) -> int:
-        cond: list[Any] = [AssetVersionRow.kind == kind]
-        if name is not None:
-            cond.append(AssetVersionRow.name == name)
-        if not include_archived:
-            cond.append(AssetVersionRow.archived.is_(False))
+        stmt = self._versions_query(
+            func.count(), kind, name, tags=tags, include_archived=include_archived,
+            include_hidden=include_hidden, name_contains=name_contains,
+        )
         with self._read() as s:
-            return int(s.scalar(select(func.count()).select_from(AssetVersionRow).where(*cond)) or 0)
+            return int(s.scalar(stmt) or 0)
 
     def names(self, kind: str, *, include_hidden: bool = False) -> list[str]:
         stmt = select(AssetVersionRow.name).where(AssetVersionRow.kind == kind)

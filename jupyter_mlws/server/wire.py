@@ -1,0 +1,252 @@
+"""Wire models of the REST API: what a request may carry and what a response holds.
+
+They mirror ``openapi.yaml`` (the written contract). Queries ignore parameters they do not know
+(Jupyter adds ``token`` and ``no_track_activity``); bodies refuse unknown fields.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from jupyter_mlws.errors import ValidationError
+
+#: The path segment of each asset kind and the kind the facade knows it by.
+KIND_SEGMENTS: dict[str, str] = {
+    "environments": "environment",
+    "models": "model",
+    "data": "data",
+    "components": "component",
+    "datastores": "datastore",
+    "computes": "compute",
+}
+JOB_STATUSES = ("Queued", "Preparing", "Running", "Completed", "Failed", "Canceled")
+BuildStatus = Literal["not_built", "building", "succeeded", "failed", "cached"]
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+M = TypeVar("M", bound=BaseModel)
+
+
+# --- requests -------------------------------------------------------------------------------
+
+
+class Query(BaseModel):
+    """Query parameters; unknown ones (``token``, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class PageQuery(Query):
+    limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    offset: int = Field(0, ge=0)
+
+
+class AssetListQuery(PageQuery):
+    q: str | None = None
+    tag: list[str] = Field(default_factory=list)
+    include_archived: bool = False
+
+    def tags(self) -> dict[str, str | None]:
+        """``key`` or ``key=value`` per ``tag`` parameter; all must match."""
+        out: dict[str, str | None] = {}
+        for item in self.tag:
+            key, sep, value = item.partition("=")
+            if not key.strip():
+                raise ValidationError(
+                    f"The tag filter {item!r} has no key.", hint="Use tag=key or tag=key=value."
+                )
+            out[key.strip()] = value if sep else None
+        return out
+
+
+class VersionListQuery(PageQuery):
+    include_archived: bool = False
+
+
+class BuildQuery(Query):
+    builder: Literal["docker", "venv"] = "docker"
+
+
+class JobListQuery(PageQuery):
+    status: str | None = None
+    experiment: str | None = None
+    parent: str | None = None
+
+    def statuses(self) -> list[str] | None:
+        if not self.status:
+            return None
+        given = [s.strip() for s in self.status.split(",") if s.strip()]
+        by_lower = {s.lower(): s for s in JOB_STATUSES}
+        unknown = [s for s in given if s.lower() not in by_lower]
+        if unknown:
+            raise ValidationError(
+                f"Unknown job status {', '.join(unknown)}.",
+                hint=f"Use one or several (comma-separated) of: {', '.join(JOB_STATUSES)}.",
+            )
+        return [by_lower[s.lower()] for s in given]
+
+
+class LogQuery(Query):
+    offset: int = Field(0, ge=0)
+    tail: int | None = Field(None, ge=1)
+
+
+class NotebookQuery(Query):
+    path: str = Field(min_length=1)
+
+
+class Body(BaseModel):
+    """A JSON request body; unknown fields are refused (they are most likely typos)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssetPatch(Body):
+    description: str | None = None
+    tags: dict[str, str] | None = None
+    remove_tags: list[str] | None = None
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tag_values(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return value
+
+
+class NotebookSubmission(Body):
+    notebook: str = Field(min_length=1, description="Path relative to the server root.")
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    environment: str | None = None
+    compute: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    outputs: list[str] = Field(default_factory=list)
+    experiment: str | None = None
+    timeout: float | None = Field(None, gt=0)
+
+
+def parse_query(model: type[M], arguments: Mapping[str, list[bytes]]) -> M:
+    """Validate tornado's ``request.query_arguments`` against ``model`` (400 when invalid)."""
+    data: dict[str, Any] = {}
+    for key, values in arguments.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        decoded = [v.decode("utf-8", errors="replace") for v in values]
+        is_list = getattr(field.annotation, "__origin__", None) is list
+        data[key] = decoded if is_list else decoded[-1]
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationError(
+            "Invalid query: " + describe_errors(exc),
+            hint="See the API contract (openapi.yaml) for the accepted values.",
+        ) from None
+
+
+def parse_body(model: type[M], raw: bytes) -> M:
+    """Validate a JSON body against ``model`` (400 when it is not JSON or does not fit)."""
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except PydanticValidationError as exc:
+        raise ValidationError("Invalid request body: " + describe_errors(exc)) from None
+
+
+def describe_errors(exc: PydanticValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()))
+        parts.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return "; ".join(parts)
+
+
+# --- responses ------------------------------------------------------------------------------
+
+
+class Page(BaseModel):
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+def utc(value: Any) -> datetime | None:
+    """A timezone-aware datetime (SQLite gives naive UTC ones back)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value if isinstance(value, datetime) else None
+
+
+class Build(BaseModel):
+    status: BuildStatus
+    env_hash: str
+    builder: str
+    environment: str | None = None
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    log: str = ""
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @field_validator("started_at", "finished_at", mode="before")
+    @classmethod
+    def _aware(cls, value: Any) -> datetime | None:
+        return utc(value)
+
+
+class LogChunk(BaseModel):
+    text: str
+    offset: int
+    done: bool
+
+
+class NotebookParameter(BaseModel):
+    name: str
+    type: str | None = None
+    default: str | None = None
+    help: str | None = None
+
+    @classmethod
+    def from_papermill(cls, name: str, info: Mapping[str, Any]) -> NotebookParameter:
+        """From ``papermill.inspect_notebook``: the annotation's type, else the type of a literal
+        default (``2`` -> ``int``), so that a form can offer the right input."""
+        typ = info.get("inferred_type_name")
+        default = None if info.get("default") is None else str(info["default"])
+        if typ in (None, "None") and default is not None:
+            try:
+                typ = type(ast.literal_eval(default)).__name__
+            except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+                typ = None
+        return cls(
+            name=name,
+            type=None if typ in (None, "None", "NoneType") else str(typ),
+            default=default,
+            help=str(info.get("help") or "") or None,
+        )
+
+
+def job_detail(base: dict[str, Any], *, events: list[Any], params: dict[str, Any],
+               io: list[Any], produced: list[str], progress: dict[str, int] | None,
+               children: list[str]) -> dict[str, Any]:
+    """``JobDetail``: the job with its history, parameters, inputs, outputs and products."""
+    io_dicts = [x.model_dump(mode="json") for x in io]
+    return {
+        **base,
+        "events": [e.model_dump(mode="json") for e in events],
+        "params": params,
+        "inputs": [x for x in io_dicts if x.get("direction") == "input"],
+        "outputs": [x for x in io_dicts if x.get("direction") == "output"],
+        "produced": produced,
+        "progress": progress,
+        "children": children,
+    }
