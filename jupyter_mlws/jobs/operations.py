@@ -559,12 +559,7 @@ class JobOperations:
 
     def produced(self, job_id: str) -> builtins.list[str]:
         """Assets registered from this job's outputs (``kind:name:version``)."""
-        out = []
-        for kind in ("model", "data"):
-            ops = self._ws.operations(kind)
-            out += [f"{kind}:{a.ref}" for a in ops.list(include_archived=True)
-                    for a in ops.list(a.name, include_archived=True) if a.job_id == job_id]
-        return out
+        return [f"{a.kind}:{a.ref}" for a in self._store.find_by_job(job_id)]
 
     def logs(self, job_id: str, *, tail: int | None = None) -> str:
         """The preparation log then what the job printed."""
@@ -578,34 +573,53 @@ class JobOperations:
             text = "\n".join(text.splitlines()[-tail:])
         return text
 
+    def read_log(self, job_id: str, offset: int = 0, *, max_bytes: int | None = None
+                 ) -> dict[str, Any]:
+        """The log from byte ``offset``: ``{text, offset, done}``; pass ``offset`` back to follow.
+
+        ``done`` is true once the job has ended and everything has been read. A character is
+        never cut in two between reads.
+        """
+        from jupyter_mlws.jobs.logs import LOG_CHUNK_BYTES, decode_complete, read_log_chunk
+
+        job = self.get(job_id)  # the status first: once ended, what is read is complete
+        paths = self.paths(job.id)
+        data, end, total = read_log_chunk([paths.prepare_log, paths.job_log], max(0, offset),
+                                          max_bytes or LOG_CHUNK_BYTES)
+        text, used = decode_complete(data, job.done and end >= total)
+        new_offset = min(max(0, offset), total) + used
+        return {"text": text, "offset": new_offset, "done": job.done and new_offset >= total}
+
+    def read_log_tail(self, job_id: str, lines: int) -> dict[str, Any]:
+        """The last ``lines`` lines, with the offset to follow from."""
+        job = self.get(job_id)
+        paths = self.paths(job.id)
+        total = sum(p.stat().st_size for p in (paths.prepare_log, paths.job_log) if p.exists())
+        return {"text": self.logs(job.id, tail=lines), "offset": total, "done": job.done}
+
+    def count(self, *, status: str | builtins.list[str] | None = None,
+              experiment: str | None = None, parent_id: str | None = None) -> int:
+        """How many jobs :meth:`list` pages through with the same filters."""
+        statuses = [status] if isinstance(status, str) else status
+        return self._store.count_jobs(status=statuses, experiment=experiment,
+                                      parent_id=parent_id, top_level=parent_id is None)
+
     def stream(self, job_id: str, *, poll_s: float = 0.2, from_start: bool = True
                ) -> Iterator[str]:
         """Yield log lines as they are written, until the job ends and its log is drained."""
-        paths = self.paths(self.get(job_id).id)
-        offsets = {paths.prepare_log: 0, paths.job_log: 0}
-        if not from_start:
-            offsets = {p: p.stat().st_size if p.exists() else 0 for p in offsets}
-        buffers = {p: b"" for p in offsets}
+        offset = 0 if from_start else self.read_log_tail(job_id, 1)["offset"]
+        partial = ""
         while True:
-            done = self.get(job_id).done
-            for p in offsets:
-                try:
-                    with open(p, "rb") as f:
-                        f.seek(offsets[p])
-                        chunk = f.read()
-                except FileNotFoundError:
-                    continue
-                offsets[p] += len(chunk)
-                data = buffers[p] + chunk
-                *lines, buffers[p] = data.split(b"\n")
-                for line in lines:
-                    yield line.decode(errors="replace")
-            if done:
-                for rest in buffers.values():
-                    if rest:
-                        yield rest.decode(errors="replace")
+            chunk = self.read_log(job_id, offset)
+            offset = chunk["offset"]
+            *lines, partial = (partial + chunk["text"]).split("\n")
+            yield from lines
+            if chunk["done"]:
+                if partial:
+                    yield partial
                 return
-            time.sleep(poll_s)
+            if not chunk["text"]:
+                time.sleep(poll_s)
 
     def wait(self, job_id: str, *, timeout: float | None = None, poll_s: float = 0.05) -> Job:
         """Block until the job ends; returns it (raises TimeoutError after ``timeout``)."""

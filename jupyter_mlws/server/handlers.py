@@ -174,35 +174,6 @@ def env_cached(state: MlwsState, env: Any) -> bool:
     return False
 
 
-def read_log_chunk(parts: list[Path], offset: int, limit: int = LOG_CHUNK_BYTES
-                   ) -> tuple[bytes, int, int]:
-    """Bytes of the files in ``parts`` read as one text, from ``offset``; returns (bytes, new
-    offset, total size)."""
-    sizes = [p.stat().st_size if p.exists() else 0 for p in parts]
-    total = sum(sizes)
-    out = bytearray()
-    start = 0
-    for path, size in zip(parts, sizes):
-        end = start + size
-        if offset < end and len(out) < limit:
-            with open(path, "rb") as f:
-                f.seek(max(0, offset - start))
-                out += f.read(min(size - max(0, offset - start), limit - len(out)))
-        start = end
-    return bytes(out), min(offset, total) + len(out), total
-
-
-def decode_complete(data: bytes, final: bool) -> tuple[str, int]:
-    """UTF-8 text of ``data`` without a character cut at its end (unless ``final``); returns the
-    text and how many bytes it used."""
-    try:
-        return data.decode("utf-8"), len(data)
-    except UnicodeDecodeError as exc:
-        if not final and exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
-            return data[: exc.start].decode("utf-8", errors="replace"), exc.start
-        return data.decode("utf-8", errors="replace"), len(data)
-
-
 # --- routes ---------------------------------------------------------------------------------
 
 
@@ -394,17 +365,11 @@ class JobsHandler(MlwsHandler):
 def _job_total(ws: Any, q: JobListQuery, statuses: list[str] | None, n: int) -> int:
     """The number of jobs the listing pages through.
 
-    A short page tells it at once. ``count_jobs`` counts pipeline steps too, so it is exact only
-    with no pipeline in the workspace and no experiment or parent filter; otherwise the listing
-    is counted. (A store ``count_jobs`` with the list's filters would make this one query.)
+    A short page tells it at once; otherwise the store counts with the listing's filters.
     """
     if n < q.limit and (n or q.offset == 0):
         return q.offset + n
-    if q.experiment is None and q.parent is None and not ws.store.list_jobs(
-            type="pipeline", top_level=False, limit=1):
-        return int(ws.store.count_jobs(status=statuses))
-    return len(ws.jobs.list(status=statuses, experiment=q.experiment, parent_id=q.parent,
-                            limit=None))
+    return ws.jobs.count(status=statuses, experiment=q.experiment, parent_id=q.parent)
 
 
 class JobHandler(MlwsHandler):
@@ -433,18 +398,9 @@ class JobLogsHandler(MlwsHandler):
 
         def chunk() -> dict[str, Any]:
             jobs = self.state.workspace.jobs
-            job = jobs.get(job_id)  # its status first: once ended, what we read is complete
-            paths = jobs.paths(job.id)
-            parts = [paths.prepare_log, paths.job_log]
             if q.tail is not None:
-                text = jobs.logs(job.id, tail=q.tail)
-                total = sum(p.stat().st_size for p in parts if p.exists())
-                return LogChunk(text=text, offset=total, done=job.done).model_dump()
-            data, end, total = read_log_chunk(parts, q.offset)
-            final = job.done and end >= total
-            text, used = decode_complete(data, final)
-            offset = min(q.offset, total) + used
-            return LogChunk(text=text, offset=offset, done=job.done and offset >= total
+                return LogChunk(**jobs.read_log_tail(job_id, q.tail)).model_dump()
+            return LogChunk(**jobs.read_log(job_id, q.offset, max_bytes=LOG_CHUNK_BYTES)
                             ).model_dump()
 
         self.send(await self.call(chunk))

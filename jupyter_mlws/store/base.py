@@ -61,7 +61,9 @@ class AbstractJobStore(abc.ABC):
                   limit: int | None = None, offset: int = 0) -> list[Job]: ...
 
     @abc.abstractmethod
-    def count_jobs(self, *, status: Iterable[str] | None = None) -> int: ...
+    def count_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
+                   parent_id: str | None = None, top_level: bool = False) -> int:
+        """Jobs with these filters (``top_level``: pipeline steps left out)."""
 
     @abc.abstractmethod
     def job_events(self, job_id: str) -> list[JobEvent]: ...
@@ -160,6 +162,10 @@ class AbstractStore(AbstractJobStore):
     @abc.abstractmethod
     def find_by_env_hash(self, env_hash: str) -> list[Asset]:
         """Environment versions whose hash is ``env_hash`` (or starts with it)."""
+
+    @abc.abstractmethod
+    def find_by_job(self, job_id: str) -> list[Asset]:
+        """Versions registered from the outputs of ``job_id``."""
 
     @abc.abstractmethod
     def get_secret(self, kind: str, name: str, version: str) -> dict[str, Any] | None: ...

@@ -169,10 +169,17 @@ class JobStoreMixin:
         with self._read() as s:
             return [_job(r) for r in s.scalars(stmt).all()]
 
-    def count_jobs(self, *, status: Iterable[str] | None = None) -> int:
+    def count_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
+                   parent_id: str | None = None, top_level: bool = False) -> int:
         stmt = select(func.count()).select_from(JobRow)
         if status:
             stmt = stmt.where(JobRow.status.in_(list(status)))
+        if experiment:
+            stmt = stmt.where(JobRow.experiment == experiment)
+        if parent_id is not None:
+            stmt = stmt.where(JobRow.parent_id == parent_id)
+        elif top_level:
+            stmt = stmt.where(JobRow.parent_id.is_(None))
         with self._read() as s:
             return int(s.scalar(stmt) or 0)
 

@@ -50,6 +50,7 @@ class AssetVersionRow(Base):
         Index("ix_asset_versions_latest", "kind", "name", "archived", "seq"),
         Index("ix_asset_versions_env_hash", "env_hash"),
         Index("ix_asset_versions_kind_seen", "kind", "hidden", "archived"),
+        Index("ix_asset_versions_job", "job_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -34,7 +34,7 @@ from jupyter_mlws.store.rows import (
 )
 
 #: The newest migration; the store migrates on open when the database is behind it.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -434,6 +434,12 @@ class SqlStore(JobStoreMixin, AbstractStore):
                 )
                 .order_by(AssetVersionRow.id)
             ).all()
+            return [_to_entity(r) for r in rows]
+
+    def find_by_job(self, job_id: str) -> list[Asset]:
+        with self._read() as s:
+            rows = s.scalars(select(AssetVersionRow).where(AssetVersionRow.job_id == job_id)
+                             .order_by(AssetVersionRow.id)).all()
             return [_to_entity(r) for r in rows]
 
     def get_secret(self, kind: str, name: str, version: str) -> dict[str, Any] | None:

@@ -12,9 +12,8 @@ import html
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
@@ -33,45 +32,42 @@ _PRE_STYLE = (
 
 
 class LogTail:
-    """The last ``maxlen`` lines of growing log files, each read from where the last read ended."""
+    """The last ``maxlen`` lines of a growing log, each read from where the last read ended.
 
-    def __init__(self, paths: Iterable[Path], maxlen: int = 30) -> None:
-        self._offsets: dict[Path, int] = {Path(p): 0 for p in paths}
-        self._partial: dict[Path, bytes] = {p: b"" for p in self._offsets}
+    ``read_chunk(offset)`` returns ``(text, new offset)``; the job monitor passes the facade's
+    ``ws.jobs.read_log``.
+    """
+
+    def __init__(self, read_chunk: Callable[[int], tuple[str, int]], maxlen: int = 30) -> None:
+        self._read_chunk = read_chunk
+        self._offset = 0
+        self._partial = ""
         self.lines: deque[str] = deque(maxlen=maxlen)
         self.count = 0
-        self.bytes_read = 0
+
+    @property
+    def bytes_read(self) -> int:
+        return self._offset
 
     def read(self) -> int:
         """Take in what was appended since the previous call; returns the new line count."""
-        new = 0
-        for path, offset in self._offsets.items():
-            try:
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    chunk = f.read()
-            except FileNotFoundError:
-                continue
-            if not chunk:
-                continue
-            self._offsets[path] = offset + len(chunk)
-            self.bytes_read += len(chunk)
-            *complete, self._partial[path] = (self._partial[path] + chunk).split(b"\n")
-            for raw in complete:
-                self.lines.append(raw.decode(errors="replace").rstrip("\r"))
-            new += len(complete)
-        self.count += new
-        return new
+        text, self._offset = self._read_chunk(self._offset)
+        if not text:
+            return 0
+        *complete, self._partial = (self._partial + text).split("\n")
+        for line in complete:
+            self.lines.append(line.rstrip("\r"))
+        self.count += len(complete)
+        return len(complete)
 
     def flush(self) -> int:
-        """Take in the unterminated last lines too (once the writer has finished)."""
+        """Take in the unterminated last line too (once the writer has finished)."""
         new = self.read()
-        for path, rest in self._partial.items():
-            if rest:
-                self.lines.append(rest.decode(errors="replace"))
-                self._partial[path] = b""
-                new += 1
-                self.count += 1
+        if self._partial:
+            self.lines.append(self._partial)
+            self._partial = ""
+            self.count += 1
+            new += 1
         return new
 
 
@@ -134,7 +130,11 @@ class JobMonitor(widgets.VBox):
         self._thread: threading.Thread | None = None
         paths = ws.jobs.paths(job_id)
         self._paths = paths
-        self._tail = LogTail([paths.prepare_log, paths.job_log], maxlen=tail_lines)
+        def read_chunk(offset: int) -> tuple[str, int]:
+            chunk = ws.jobs.read_log(job_id, offset)
+            return chunk["text"], chunk["offset"]
+
+        self._tail = LogTail(read_chunk, maxlen=tail_lines)
 
         self._title = widgets.HTML(layout=widgets.Layout(margin="0 12px 0 0"))
         self._cancel = widgets.Button(description="Cancel", icon="stop", button_style="warning",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_mlws import Workspace
-from jupyter_mlws.errors import AssetNotFoundError, SpecError, ValidationError
+from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
 
 TYPES_CELL = """
 import json
@@ -247,10 +247,14 @@ def test_a_notebook_job_runs_in_its_environments_virtualenv(jws: Workspace, note
 
 def test_an_environment_without_papermill_fails_in_preparing_with_the_fix(
         jws: Workspace, notebook) -> None:
-    jws.environments.create("bare", pip_requirements=["six==1.16.0"])
-    job = jws.jobs.wait(jws.jobs.submit_notebook(notebook("print(1)"), environment="bare").id,
-                        timeout=600)
+    jws.environments.create("bare", pip_requirements=["six==1.14.0"])  # not built by any test
+    nb = notebook("print(1)")
+    job = jws.jobs.wait(jws.jobs.submit_notebook(nb, environment="bare").id, timeout=600)
     assert job.status == "Failed"
     assert "lacks papermill, ipykernel" in (job.error or "")
     assert "MLWS-python-3.11-minimal" in (job.error or "")
     assert [e.status for e in jws.jobs.events(job.id)] == ["Queued", "Preparing", "Failed"]
+    # now that its venv exists, the next submission is refused before anything runs
+    with pytest.raises(MlwsError, match="lacks papermill, ipykernel"):
+        jws.jobs.submit_notebook(nb, environment="bare")
+    assert len(jws.jobs.list()) == 1

@@ -115,8 +115,16 @@ def test_monitor_of_a_finished_job_polls_once(sws: Workspace) -> None:
 
 
 def test_log_tail_reads_only_what_was_appended(tmp_path: Path) -> None:
+    from jupyter_mlws.jobs.logs import decode_complete, read_log_chunk
+
     a, b = tmp_path / "prepare.log", tmp_path / "job.log"
-    tail = LogTail([a, b], maxlen=3)
+
+    def read_chunk(offset: int) -> tuple[str, int]:  # what ws.jobs.read_log does, on two files
+        data, _end, total = read_log_chunk([a, b], offset)
+        text, used = decode_complete(data, final=False)
+        return text, min(offset, total) + used
+
+    tail = LogTail(read_chunk, maxlen=3)
     assert tail.read() == 0  # no files yet
     a.write_text("p1\n")
     with open(b, "w") as f:
