@@ -1,0 +1,211 @@
+/**
+ * jupyter-mlws: the JupyterLab face of jupyter_mlws.
+ *
+ * - `jupyter-mlws:sidebar` — the "ML Workspace" panel (models, data, environments, components,
+ *   jobs) and the job detail tabs; provides `IMlwsWorkspace`.
+ * - `jupyter-mlws:run-as-job` — the command "Run as job…" in the palette, the notebook toolbar
+ *   and the notebook context menu.
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import {
+  CommandToolbarButton,
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { runIcon } from '@jupyterlab/ui-components';
+import { Token } from '@lumino/coreutils';
+
+import { createJobPanel, JobDetailWidget } from './jobDetail';
+import { MlwsApiError } from './request';
+import { runAsJob } from './runJob';
+import { MlwsService } from './service';
+import { MlwsSidebar } from './sidebar';
+
+export * from './service';
+export { requestAPI, MlwsApiError } from './request';
+
+/** Command ids. */
+export namespace CommandIDs {
+  export const openPanel = 'mlws:open-panel';
+  export const refresh = 'mlws:refresh';
+  export const openJob = 'mlws:open-job';
+  export const runAsJob = 'mlws:run-as-job';
+}
+
+/** What the sidebar plugin provides to others. */
+export interface IMlwsWorkspace {
+  readonly service: MlwsService;
+  readonly sidebar: MlwsSidebar;
+}
+
+export const IMlwsWorkspace = new Token<IMlwsWorkspace>(
+  'jupyter-mlws:IMlwsWorkspace',
+  'The ML Workspace panel and the REST client of jupyter_mlws.'
+);
+
+const CATEGORY = 'ML Workspace';
+
+const sidebarPlugin: JupyterFrontEndPlugin<IMlwsWorkspace> = {
+  id: 'jupyter-mlws:sidebar',
+  description: 'The ML Workspace panel: models, data, environments, components and jobs.',
+  autoStart: true,
+  provides: IMlwsWorkspace,
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ): IMlwsWorkspace => {
+    const service = new MlwsService();
+    const tracker = new WidgetTracker<MainAreaWidget<JobDetailWidget>>({
+      namespace: 'mlws-job'
+    });
+
+    const sidebar = new MlwsSidebar({
+      service,
+      openJob: id => void app.commands.execute(CommandIDs.openJob, { id })
+    });
+    sidebar.title.caption = 'ML Workspace';
+    app.shell.add(sidebar, 'left', { rank: 450 });
+
+    app.commands.addCommand(CommandIDs.openPanel, {
+      label: 'Open the ML Workspace panel',
+      caption: 'Models, data, environments, components and jobs',
+      execute: () => app.shell.activateById(sidebar.id)
+    });
+
+    app.commands.addCommand(CommandIDs.refresh, {
+      label: 'Refresh the ML Workspace panel',
+      execute: () => sidebar.refresh()
+    });
+
+    app.commands.addCommand(CommandIDs.openJob, {
+      label: args => (args.id ? `Open job ${args.id}` : 'Open a job'),
+      execute: args => {
+        const id = String(args.id ?? '');
+        if (!id) {
+          return;
+        }
+        const open = tracker.find(w => w.content.jobId === id);
+        if (open) {
+          app.shell.activateById(open.id);
+          return open;
+        }
+        const panel = createJobPanel(service, id, {
+          openPath: path => app.commands.execute('docmanager:open', { path }),
+          jobChanged: () => sidebar.refresh()
+        });
+        void tracker.add(panel);
+        app.shell.add(panel, 'main');
+        app.shell.activateById(panel.id);
+        return panel;
+      }
+    });
+
+    if (palette) {
+      palette.addItem({ command: CommandIDs.openPanel, category: CATEGORY });
+      palette.addItem({ command: CommandIDs.refresh, category: CATEGORY });
+    }
+    if (restorer) {
+      restorer.add(sidebar, 'jupyter-mlws-sidebar');
+      void restorer.restore(tracker, {
+        command: CommandIDs.openJob,
+        args: w => ({ id: w.content.jobId }),
+        name: w => w.content.jobId
+      });
+    }
+    return { service, sidebar };
+  }
+};
+
+const runAsJobPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-mlws:run-as-job',
+  description: 'Run the current notebook as a jupyter_mlws job.',
+  autoStart: true,
+  requires: [IMlwsWorkspace, INotebookTracker],
+  optional: [ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    workspace: IMlwsWorkspace,
+    notebooks: INotebookTracker,
+    palette: ICommandPalette | null
+  ): void => {
+    const { service, sidebar } = workspace;
+
+    app.commands.addCommand(CommandIDs.runAsJob, {
+      label: 'Run as job…',
+      caption: 'Run this notebook as a job (environment, compute, parameters)',
+      icon: args => (args.toolbar ? runIcon : undefined),
+      isEnabled: args => typeof args.path === 'string' || !!notebooks.currentWidget,
+      execute: async args => {
+        const panel: NotebookPanel | null = notebooks.currentWidget;
+        let path = typeof args.path === 'string' ? args.path : '';
+        if (!path) {
+          if (!panel) {
+            return;
+          }
+          await panel.context.ready;
+          // Run what the user sees: save first.
+          if (panel.context.model.dirty) {
+            await panel.context.save();
+          }
+          path = app.serviceManager.contents.localPath(panel.context.path);
+        }
+        try {
+          const job = await runAsJob(service, path);
+          if (!job) {
+            return;
+          }
+          sidebar.revealJob(job);
+          app.shell.activateById(sidebar.id);
+          Notification.success(`Submitted job ${job.display_name || job.id} (${job.status})`, {
+            autoClose: 4000,
+            actions: [
+              {
+                label: 'Open',
+                callback: () => void app.commands.execute(CommandIDs.openJob, { id: job.id })
+              }
+            ]
+          });
+          return job;
+        } catch (error) {
+          const message =
+            error instanceof MlwsApiError ? error.display : (error as Error).message;
+          Notification.error(`Run as job failed: ${message}`, { autoClose: false });
+        }
+      }
+    });
+
+    if (palette) {
+      palette.addItem({ command: CommandIDs.runAsJob, category: CATEGORY });
+    }
+    app.contextMenu.addItem({
+      command: CommandIDs.runAsJob,
+      selector: '.jp-Notebook',
+      rank: 100
+    });
+
+    // A toolbar button on every notebook.
+    notebooks.widgetAdded.connect((_, panel) => {
+      const button = new CommandToolbarButton({
+        commands: app.commands,
+        id: CommandIDs.runAsJob,
+        args: { toolbar: true },
+        label: 'Run as job'
+      });
+      button.addClass('jp-mlws-run-button');
+      if (!panel.toolbar.insertAfter('cellType', 'mlws-run-as-job', button)) {
+        panel.toolbar.addItem('mlws-run-as-job', button);
+      }
+    });
+  }
+};
+
+export default [sidebarPlugin, runAsJobPlugin];

@@ -1,0 +1,265 @@
+/**
+ * "Run as job…": a form to submit the current notebook as a job — environment, compute and one
+ * input per parameter of its parameters cell (values written as Python literals).
+ */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import { LiteralError, parsePythonLiteral } from './literal';
+import { MlwsApiError } from './request';
+import { IAsset, IJob, INotebookParameter, MlwsService } from './service';
+
+/** The value of the environment select that means "no environment: the kernel's Python". */
+export const KERNEL_PYTHON = '';
+/** How many environments and computes the selects offer. */
+const CHOICES_LIMIT = 500;
+
+/** What the form returns. */
+export interface IRunJobValue {
+  environment: string;
+  compute: string;
+  /** Parameter name -> text typed (a Python literal). */
+  texts: Record<string, string>;
+}
+
+/** What the form is built from. */
+export interface IRunJobChoices {
+  path: string;
+  parameters: INotebookParameter[];
+  parametersError?: string;
+  environments: IAsset[];
+  computes: IAsset[];
+  choicesError?: string;
+}
+
+function errorText(error: unknown): string {
+  return error instanceof MlwsApiError
+    ? error.display
+    : ((error as Error)?.message ?? String(error));
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Record<string, string> = {},
+  text?: string
+): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === 'class') {
+      node.className = v;
+    } else {
+      node.setAttribute(k, v);
+    }
+  }
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  return node;
+}
+
+/** The body of the dialog. */
+export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValue> {
+  constructor(choices: IRunJobChoices, previous?: IRunJobValue, error?: string) {
+    super({ node: el('form', { class: 'jp-mlws-run-form' }) });
+    const form = this.node as HTMLFormElement;
+    form.addEventListener('submit', e => e.preventDefault());
+
+    form.appendChild(el('div', { class: 'jp-mlws-run-path' }, choices.path));
+    if (error) {
+      form.appendChild(el('div', { class: 'jp-mlws-error jp-mlws-run-error' }, error));
+    }
+    if (choices.choicesError) {
+      form.appendChild(el('div', { class: 'jp-mlws-error' }, choices.choicesError));
+    }
+
+    // Environment
+    const envLabel = el('label', { class: 'jp-mlws-run-field' });
+    envLabel.appendChild(el('span', { class: 'jp-mlws-run-label' }, 'Environment'));
+    this._env = el('select', {
+      class: 'jp-mod-styled jp-mlws-run-environment',
+      name: 'environment'
+    });
+    this._env.appendChild(el('option', { value: KERNEL_PYTHON }, "(kernel's Python)"));
+    for (const env of choices.environments) {
+      const ref = `${env.name}:${env.version}`;
+      const label = env.cached === false ? `${ref} (not built)` : ref;
+      this._env.appendChild(el('option', { value: ref }, label));
+    }
+    this._env.value = previous?.environment ?? KERNEL_PYTHON;
+    envLabel.appendChild(this._env);
+    form.appendChild(envLabel);
+
+    // Compute
+    const computeLabel = el('label', { class: 'jp-mlws-run-field' });
+    computeLabel.appendChild(el('span', { class: 'jp-mlws-run-label' }, 'Compute'));
+    this._compute = el('select', {
+      class: 'jp-mod-styled jp-mlws-run-compute',
+      name: 'compute'
+    });
+    const names = choices.computes.map(c => c.name);
+    if (!names.includes('local')) {
+      names.unshift('local');
+    }
+    for (const name of names) {
+      const compute = choices.computes.find(c => c.name === name);
+      const type = (compute?.spec?.type as string | undefined) ?? compute?.type;
+      this._compute.appendChild(
+        el('option', { value: name }, type && type !== name ? `${name} (${type})` : name)
+      );
+    }
+    this._compute.value = previous?.compute ?? 'local';
+    computeLabel.appendChild(this._compute);
+    form.appendChild(computeLabel);
+
+    // Parameters
+    const fieldset = el('fieldset', { class: 'jp-mlws-run-params' });
+    fieldset.appendChild(el('legend', {}, 'Parameters'));
+    if (choices.parametersError) {
+      fieldset.appendChild(el('div', { class: 'jp-mlws-error' }, choices.parametersError));
+    } else if (choices.parameters.length === 0) {
+      fieldset.appendChild(
+        el(
+          'div',
+          { class: 'jp-mlws-muted jp-mlws-run-noparams' },
+          "This notebook has no cell tagged 'parameters'; it runs with its own values."
+        )
+      );
+    }
+    for (const p of choices.parameters) {
+      const row = el('label', { class: 'jp-mlws-run-field jp-mlws-run-param' });
+      const name = el('span', { class: 'jp-mlws-run-label' }, p.name);
+      if (p.type) {
+        name.appendChild(el('span', { class: 'jp-mlws-muted' }, `: ${p.type}`));
+      }
+      row.appendChild(name);
+      const input = el('input', {
+        class: 'jp-mod-styled jp-mlws-param-input',
+        type: 'text',
+        name: `param-${p.name}`,
+        'data-mlws-param': p.name,
+        spellcheck: 'false',
+        placeholder: p.default ?? ''
+      });
+      input.value = previous?.texts[p.name] ?? p.default ?? '';
+      if (p.help) {
+        input.title = p.help;
+      }
+      row.appendChild(input);
+      fieldset.appendChild(row);
+      this._params.set(p.name, input);
+    }
+    form.appendChild(fieldset);
+    form.appendChild(
+      el(
+        'div',
+        { class: 'jp-mlws-muted jp-mlws-run-note' },
+        "Values are Python literals (0.5, 'text', [1, 2], True). The notebook is saved first."
+      )
+    );
+  }
+
+  getValue(): IRunJobValue {
+    const texts: Record<string, string> = {};
+    for (const [name, input] of this._params) {
+      texts[name] = input.value;
+    }
+    return { environment: this._env.value, compute: this._compute.value, texts };
+  }
+
+  protected onAfterAttach(): void {
+    const first = this._params.values().next().value as HTMLInputElement | undefined;
+    (first ?? this._env).focus();
+  }
+
+  private _env: HTMLSelectElement;
+  private _compute: HTMLSelectElement;
+  private _params = new Map<string, HTMLInputElement>();
+}
+
+/**
+ * Parameters to send: only those whose text differs from the notebook's default (the others
+ * keep the notebook's own value), each read as a Python literal.
+ */
+export function parametersToSend(
+  parameters: INotebookParameter[],
+  texts: Record<string, string>
+): { values: Record<string, unknown>; errors: string[] } {
+  const values: Record<string, unknown> = {};
+  const errors: string[] = [];
+  for (const p of parameters) {
+    const text = (texts[p.name] ?? '').trim();
+    if (text === (p.default ?? '').trim()) {
+      continue;
+    }
+    if (text === '') {
+      errors.push(`${p.name}: a value is missing (write None for nothing)`);
+      continue;
+    }
+    try {
+      values[p.name] = parsePythonLiteral(text);
+    } catch (error) {
+      const why = error instanceof LiteralError ? error.message : String(error);
+      errors.push(`${p.name}: ${why}`);
+    }
+  }
+  return { values, errors };
+}
+
+/** Everything the form offers, fetched in parallel. */
+export async function loadChoices(service: MlwsService, path: string): Promise<IRunJobChoices> {
+  const [params, envs, computes] = await Promise.allSettled([
+    service.notebookParameters(path),
+    service.listAssets('environments', { limit: CHOICES_LIMIT }),
+    service.listAssets('computes', { limit: CHOICES_LIMIT })
+  ]);
+  const failed = [envs, computes].find(r => r.status === 'rejected') as
+    | PromiseRejectedResult
+    | undefined;
+  return {
+    path,
+    parameters: params.status === 'fulfilled' ? params.value : [],
+    parametersError: params.status === 'rejected' ? errorText(params.reason) : undefined,
+    environments: envs.status === 'fulfilled' ? envs.value.items : [],
+    computes: computes.status === 'fulfilled' ? computes.value.items : [],
+    choicesError: failed ? errorText(failed.reason) : undefined
+  };
+}
+
+/**
+ * Show the form for the notebook at `path` (relative to the server root) and submit it.
+ * Resolves with the submitted job, or null if the user canceled. Errors (unreadable values,
+ * the server refusing the submission) are shown in the form, which opens again.
+ */
+export async function runAsJob(service: MlwsService, path: string): Promise<IJob | null> {
+  const choices = await loadChoices(service, path);
+  let previous: IRunJobValue | undefined;
+  let error: string | undefined;
+  for (;;) {
+    const result = await showDialog<IRunJobValue>({
+      title: 'Run as job',
+      body: new RunJobForm(choices, previous, error),
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Submit' })],
+      focusNodeSelector: '.jp-mlws-param-input',
+      hasClose: true
+    });
+    if (!result.button.accept || !result.value) {
+      return null;
+    }
+    previous = result.value;
+    const { values, errors } = parametersToSend(choices.parameters, previous.texts);
+    if (errors.length) {
+      error = errors.join('\n');
+      continue;
+    }
+    try {
+      return await service.submitNotebook({
+        notebook: path,
+        parameters: values,
+        environment: previous.environment === KERNEL_PYTHON ? null : previous.environment,
+        compute: previous.compute || null
+      });
+    } catch (e) {
+      error = `The job was not submitted: ${errorText(e)}`;
+    }
+  }
+}
