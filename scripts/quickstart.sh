@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up jupyter_mlws and run the quickstart on the embedded default (SQLite in ./.mlws):
 # define an environment, run the example notebook as a job on local compute, register the model
-# it trained, and list it.
+# it trained, list it, and say how to see it in JupyterLab's sidebar.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,4 +24,6 @@ mlws model list
 mlws model show iris-classifier
 mlws job list
 echo
-echo "The JupyterLab sidebar that shows these is not built yet; see the README."
+echo "== 5. see it in JupyterLab: run 'jupyter lab' in this folder (add --allow-root as root) and"
+echo "      open the ML Workspace panel in the left bar: Models > iris-classifier > version 1"
+echo "      names the job that trained it; Jobs shows the run with its log and metrics."
