@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import print_table  # noqa: E402
-
 import nbformat  # noqa: E402
+from _util import print_table  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
 
