@@ -227,6 +227,15 @@ def schema_cmd(out: str) -> None:
         click.echo(str(p))
 
 
+def _cluster_fields(item: Asset) -> dict[str, Any]:
+    """For a Ray compute: the cluster's nodes, resources and health (the token never shows)."""
+    if item.kind != "compute" or item.spec.get("type") != "ray":
+        return {}
+    from jupyter_mlws.compute.ray import describe_compute
+
+    return describe_compute(item)
+
+
 def _kind_group(kind: str, name: str, help_text: str) -> click.Group:
     """The commands every asset kind has: list, show, archive, restore, update."""
     group = click.Group(name=name, help=help_text)
@@ -267,7 +276,7 @@ def _kind_group(kind: str, name: str, help_text: str) -> click.Group:
         asset_name, v = _split_ref(ref, version)
         ws = _open(workspace_path)
         item = ws.operations(kind).get(asset_name, v)
-        _show(item, output, ws.describe(item))
+        _show(item, output, {**ws.describe(item), **_cluster_fields(item)})
 
     for verb, flag in (("archive", True), ("restore", False)):
 
@@ -666,21 +675,37 @@ main.add_command(compute_group)
 @compute_group.command("create")
 @FILE_OPT
 @click.option("-n", "--name")
-@click.option("--type", "compute_type", default="local", show_default=True)
+@click.option("--type", "--kind", "compute_type", default="local", show_default=True,
+              help="local, docker, ray, or a plugin's kind.")
 @click.option("--max-concurrent", "max_concurrent", type=click.IntRange(min=1), default=2,
               show_default=True)
 @click.option("--cpus", type=float)
 @click.option("--memory")
-@click.option("--address")
+@click.option("--gpus", help="A number of GPUs, or 'all'.")
+@click.option("--address", help="Ray: the dashboard address, e.g. http://HEAD:8265.")
+@click.option("--resources", help='Ray: resources a job asks for, as JSON, e.g. \'{"GPU": 1}\'.')
+@click.option("--shared-path", "shared_paths", multiple=True,
+              help="Ray: a folder mounted at the same place on every node (repeatable).")
+@click.option("--token-env", help="Ray: the environment variable that holds the auth token.")
 @WORKSPACE
 @OUTPUT
 def compute_create(file: str | None, name: str | None, compute_type: str, max_concurrent: int,
-                   cpus: float | None, memory: str | None, address: str | None,
-                   version: str | None, description: str | None, tags: Sequence[str],
-                   workspace_path: str | None, output: str) -> None:
+                   cpus: float | None, memory: str | None, gpus: str | None,
+                   address: str | None, resources: str | None, shared_paths: Sequence[str],
+                   token_env: str | None, version: str | None, description: str | None,
+                   tags: Sequence[str], workspace_path: str | None, output: str) -> None:
     """Register a compute definition from a YAML file or options."""
-    settings = {k: v for k, v in {"cpus": cpus, "memory": memory, "address": address}.items()
-                if v is not None}
+    settings: dict[str, Any] = {k: v for k, v in {
+        "cpus": cpus, "memory": memory, "address": address,
+        "gpus": int(gpus) if gpus and gpus.isdigit() else gpus,
+        "shared_paths": [str(Path(p).resolve()) for p in shared_paths] or None,
+        "token_env": token_env}.items() if v is not None}
+    if resources:
+        try:
+            settings["resources"] = json.loads(resources)
+        except ValueError:
+            raise click.BadParameter("must be a JSON object, e.g. '{\"GPU\": 1}'",
+                                     param_hint="--resources") from None
     _created(_create_from_file_or(
         "compute", file, workspace_path,
         lambda ws: ws.computes.create(name, type=compute_type,

@@ -29,9 +29,11 @@ class ComputeRegistry:
         self._loaded = True
         from jupyter_mlws.compute.docker import DockerTarget
         from jupyter_mlws.compute.local import LocalTarget
+        from jupyter_mlws.compute.ray import RayTarget
 
         self.register("local", LocalTarget)
         self.register("docker", DockerTarget)
+        self.register("ray", RayTarget)
         for ep in entry_points(group="jupyter_mlws.compute"):
             if ep.name in self._targets:
                 continue
