@@ -21,23 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nbformat  # noqa: E402
-from _util import print_table  # noqa: E402
+from _util import make_notebook, print_table  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
-
-
-def make_notebook(path: Path) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]}),
-                nbformat.v4.new_code_cell("m = n * 2"),
-                nbformat.v4.new_code_cell("print(m)"),
-                nbformat.v4.new_code_cell("total = sum(range(m))")]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 def job_times(ws: Workspace, nb: Path, compute: str, **kw: object) -> tuple[float, float]:
@@ -67,7 +53,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ws = Workspace.init(root / "p")
-        nb = make_notebook(root / "code" / "trivial.ipynb")
+        nb = make_notebook(root / "code" / "trivial.ipynb", "m = n * 2", "print(m)",
+                           "total = sum(range(m))")
         job_times(ws, nb, "local")  # warm up: imports, kernel spec cache
         subprocess.run(["papermill", str(nb), str(root / "warm.ipynb")], check=True,
                        capture_output=True)

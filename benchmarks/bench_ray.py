@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import nbformat  # noqa: E402
-from _util import print_table  # noqa: E402
+from _util import make_notebook, print_table  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
 
@@ -34,17 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "ray-cluster.sh"
 STATE = Path(os.environ.get("MLWS_RAY_STATE", "/tmp/mlws-ray"))
 TOKEN_ENV = "MLWS_BENCH_RAY_TOKEN"
-
-
-def make_notebook(path: Path, *cells: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("n = 1", metadata={"tags": ["parameters"]})]
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 def job_times(ws: Workspace, nb: Path, compute: str, **kw: object) -> tuple[float, float]:

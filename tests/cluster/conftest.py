@@ -8,7 +8,6 @@ elsewhere they are skipped with the reason.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -19,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from jupyter_mlws import Workspace
+from tests.helpers import stop_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "ray-cluster.sh"
@@ -91,20 +90,6 @@ def rws(ws: Workspace, ray_cluster: RayCluster, tmp_path: Path,
     ws.computes.create("ray", type="ray", address=ray_cluster.address, max_concurrent_jobs=2,
                        settings=settings)
     yield ws
-    for job in ws.jobs.list(status=["Queued", "Preparing", "Running"], include_children=True):
-        ws.jobs.cancel(job.id)
-    for job in ws.jobs.list(include_children=True, limit=None):
-        with contextlib.suppress(TimeoutError):
-            ws.jobs.wait(job.id, timeout=60)
+    stop_jobs(ws, timeout=60)
 
 
-def make_notebook(path: Path, *cells: str, parameters: str | None = None) -> Path:
-    nb = nbformat.v4.new_notebook()
-    if parameters is not None:
-        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.errors import MlwsError, UnsupportedEnvironmentError, ValidationError
+from tests.helpers import make_notebook
 
-from .conftest import HEAD_IP, TOKEN_ENV, WORKER_IP, RayCluster, make_notebook
+from .conftest import HEAD_IP, TOKEN_ENV, WORKER_IP, RayCluster
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.cli import main
-from tests.jobs.conftest import make_notebook
+from tests.helpers import make_notebook
 
 
 @pytest.fixture

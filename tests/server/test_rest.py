@@ -18,6 +18,7 @@ import nbformat
 import pytest
 
 from jupyter_mlws import Workspace
+from tests.helpers import make_notebook
 
 Api = Any  # the ``api`` fixture of conftest.py: calls the API, validates against openapi.yaml
 Reply = Any
@@ -32,18 +33,6 @@ for i in range(epochs):
     time.sleep(0.5)
 (run.output_path("model") / "weights.txt").write_text(name)
 """
-
-
-def write_notebook(path: Path, *cells: str, parameters: str | None = None) -> Path:
-    nb = nbformat.v4.new_notebook()
-    if parameters is not None:
-        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
 
 
 async def until(check: Callable[[], Any], timeout: float = 90.0, every: float = 0.15) -> Any:
@@ -368,7 +357,7 @@ async def test_docker_down_lists_still_work_and_builds_answer_503(
 
 async def test_a_notebook_job_from_submission_to_its_output_notebook(
         api: Api, ws: Workspace, jp_root_dir: Path) -> None:
-    write_notebook(jp_root_dir / "work" / "train.ipynb", TRAIN, parameters=TRAIN_PARAMS)
+    make_notebook(jp_root_dir / "work" / "train.ipynb", TRAIN, parameters=TRAIN_PARAMS)
 
     reply = await api.get("/notebooks/parameters", params={"path": "work/train.ipynb"})
     params = {p["name"]: p for p in reply.json["parameters"]}
@@ -439,7 +428,7 @@ async def test_a_notebook_job_from_submission_to_its_output_notebook(
 
 
 async def test_cancel_a_running_job(api: Api, jp_root_dir: Path) -> None:
-    write_notebook(jp_root_dir / "sleepy.ipynb",
+    make_notebook(jp_root_dir / "sleepy.ipynb",
                    'import time\nprint("sleeping", flush=True)\ntime.sleep(120)')
     job = (await api.post("/jobs", body={"notebook": "sleepy.ipynb"})).json
 
@@ -482,8 +471,8 @@ async def test_job_lists_page_and_filter(api: Api, ws: Workspace) -> None:
 
 
 async def test_job_routes_refuse_bad_input(api: Api, jp_root_dir: Path, tmp_path: Path) -> None:
-    write_notebook(jp_root_dir / "nb.ipynb", "x = 1", parameters="a = 1")
-    outside = write_notebook(tmp_path / "outside" / "secret.ipynb", "print('no')")
+    make_notebook(jp_root_dir / "nb.ipynb", "x = 1", parameters="a = 1")
+    outside = make_notebook(tmp_path / "outside" / "secret.ipynb", "print('no')")
     (jp_root_dir / "link").symlink_to(outside.parent, target_is_directory=True)
     (jp_root_dir / "notes.ipynb").write_text("this is not json")
 

@@ -1,34 +1,10 @@
-"""Helpers of the surface tests: notebooks made on the fly, and stopping jobs left running."""
+"""Where the example notebooks are."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
-from typing import Any
-
-import nbformat
 
 REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = REPO / "notebooks"
 
 
-def make_notebook(path: Path, *cells: str, parameters: str | None = None) -> Path:
-    """A notebook of code cells (the first one tagged ``parameters`` when given)."""
-    nb = nbformat.v4.new_notebook()
-    if parameters is not None:
-        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
-    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
-
-
-def stop_jobs(ws: Any) -> None:
-    """Cancel what is still running and wait for every job to settle."""
-    for job in ws.jobs.list(status=["Queued", "Preparing", "Running"], include_children=True):
-        ws.jobs.cancel(job.id)
-    for job in ws.jobs.list(include_children=True, limit=None):
-        with contextlib.suppress(TimeoutError):
-            ws.jobs.wait(job.id, timeout=30)

@@ -12,8 +12,9 @@ import papermill
 import pytest
 
 from jupyter_mlws import Workspace
+from tests.helpers import stop_jobs
 
-from .conftest import NOTEBOOKS, stop_jobs
+from .conftest import NOTEBOOKS
 
 EXAMPLES = ("quickstart.ipynb", "submit-runs.ipynb", "compare-runs.ipynb")
 

@@ -25,8 +25,9 @@ from papermill.exceptions import PapermillExecutionError
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.magics import MlwsMagics, literal, resolve_session_path, saved_notebook_has_cell
+from tests.helpers import make_notebook, stop_jobs
 
-from .conftest import NOTEBOOKS, make_notebook, stop_jobs
+from .conftest import NOTEBOOKS
 
 SESSION = "nb/self.ipynb"
 SELF_CELL = "%submit -p x 2"

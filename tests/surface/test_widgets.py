@@ -11,8 +11,7 @@ import pytest
 from jupyter_mlws import Workspace
 from jupyter_mlws.widgets.asset_browser import AssetBrowser
 from jupyter_mlws.widgets.job_monitor import JobMonitor, LogTail, sparkline_svg
-
-from .conftest import make_notebook, stop_jobs
+from tests.helpers import make_notebook, stop_jobs
 
 ORDER = ["Queued", "Preparing", "Running", "Completed"]
 

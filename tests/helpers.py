@@ -1,0 +1,32 @@
+"""Helpers shared by the test suites: notebooks made on the fly, and settling jobs."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+
+def make_notebook(path: Path, *cells: str, parameters: str | None = None,
+                  kernel: str = "python3") -> Path:
+    """A notebook of code cells (the first one tagged ``parameters`` when given)."""
+    nb = nbformat.v4.new_notebook()
+    if parameters is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    display = "Python 3" if kernel == "python3" else kernel
+    nb.metadata["kernelspec"] = {"name": kernel, "display_name": display, "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def stop_jobs(ws: Any, timeout: float = 30) -> None:
+    """Cancel what is still running and wait for every job to settle."""
+    for job in ws.jobs.list(status=["Queued", "Preparing", "Running"], include_children=True):
+        ws.jobs.cancel(job.id)
+    for job in ws.jobs.list(include_children=True, limit=None):
+        with contextlib.suppress(TimeoutError):
+            ws.jobs.wait(job.id, timeout=timeout)
