@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,11 @@ def test_concurrency_limit_of_a_compute(jws: Workspace) -> None:
 def test_cancel_while_queued(jws: Workspace) -> None:
     jws.computes.create("single", type="local", max_concurrent_jobs=1)
     first = jws.jobs.submit_command("sleep 30", compute="single")
+    # the first holds the only slot before the second exists (slots are not handed out in order)
+    deadline = time.monotonic() + 60
+    while jws.jobs.get(first.id).status != "Running":
+        assert time.monotonic() < deadline, "the first job never started"
+        time.sleep(0.05)
     second = jws.jobs.submit_command("echo never", compute="single")
     jws.jobs.cancel(second.id)
     assert jws.jobs.wait(second.id, timeout=30).status == "Canceled"
@@ -158,7 +164,7 @@ def test_pipeline_cycle_is_refused(jws: Workspace) -> None:
 
 
 def test_pipeline_with_a_component_and_a_notebook_step(jws: Workspace, tmp_path: Path) -> None:
-    from tests.jobs.conftest import make_notebook
+    from tests.helpers import make_notebook
 
     (tmp_path / "comp").mkdir()
     (tmp_path / "comp" / "make.py").write_text(
