@@ -152,15 +152,7 @@ class JobStoreMixin:
         limit: int | None = None,
         offset: int = 0,
     ) -> list[Job]:
-        stmt = select(JobRow)
-        if status:
-            stmt = stmt.where(JobRow.status.in_(list(status)))
-        if experiment:
-            stmt = stmt.where(JobRow.experiment == experiment)
-        if parent_id is not None:
-            stmt = stmt.where(JobRow.parent_id == parent_id)
-        elif top_level:
-            stmt = stmt.where(JobRow.parent_id.is_(None))
+        stmt = _filtered(select(JobRow), status, experiment, parent_id, top_level)
         if type:
             stmt = stmt.where(JobRow.type == type)
         stmt = stmt.order_by(JobRow.created_at.desc(), JobRow.id.desc()).offset(offset)
@@ -171,15 +163,8 @@ class JobStoreMixin:
 
     def count_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
                    parent_id: str | None = None, top_level: bool = False) -> int:
-        stmt = select(func.count()).select_from(JobRow)
-        if status:
-            stmt = stmt.where(JobRow.status.in_(list(status)))
-        if experiment:
-            stmt = stmt.where(JobRow.experiment == experiment)
-        if parent_id is not None:
-            stmt = stmt.where(JobRow.parent_id == parent_id)
-        elif top_level:
-            stmt = stmt.where(JobRow.parent_id.is_(None))
+        stmt = _filtered(select(func.count()).select_from(JobRow), status, experiment, parent_id,
+                         top_level)
         with self._read() as s:
             return int(s.scalar(stmt) or 0)
 
@@ -240,6 +225,20 @@ class JobStoreMixin:
             rows = s.scalars(select(JobRow).where(JobRow.status.in_(ACTIVE_VALUES))).all()
             jobs = [_job(r) for r in rows]
         yield from jobs
+
+
+def _filtered(stmt: Any, status: Iterable[str] | None, experiment: str | None,
+              parent_id: str | None, top_level: bool) -> Any:
+    """The filters :meth:`JobStoreMixin.list_jobs` and ``count_jobs`` share."""
+    if status:
+        stmt = stmt.where(JobRow.status.in_(list(status)))
+    if experiment:
+        stmt = stmt.where(JobRow.experiment == experiment)
+    if parent_id is not None:
+        stmt = stmt.where(JobRow.parent_id == parent_id)
+    elif top_level:
+        stmt = stmt.where(JobRow.parent_id.is_(None))
+    return stmt
 
 
 def _io(r: JobIORow) -> JobIO:
