@@ -251,14 +251,17 @@ class Environment(Asset):
             {**self.spec, "name": self.name, "version": self.version}
         )
 
+    #: The hash computed at registration, as the store keeps it (not shown in dumps).
+    stored_hash: str | None = Field(default=None, exclude=True)
+
     @property
     def env_hash(self) -> str:
-        return self.definition().env_hash()
+        return self.stored_hash or self.definition().env_hash()
 
     @property
     def image(self) -> str:
         return image_name(self.env_hash)
 
     def extra_fields(self) -> dict[str, Any]:
-        d = self.definition()
-        return {"hash": self.env_hash, "image": self.image, "environment_kind": d.kind}
+        return {"hash": self.env_hash, "image": self.image,
+                "environment_kind": self.definition().kind}

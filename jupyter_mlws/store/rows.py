@@ -78,7 +78,9 @@ class AssetVersionRow(Base):
         created = self.created_at
         if created.tzinfo is None:  # SQLite hands back naive datetimes
             created = created.replace(tzinfo=timezone.utc)
+        extra = {"stored_hash": self.env_hash} if self.kind == "environment" else {}
         return {
+            **extra,
             "kind": self.kind,
             "name": self.name,
             "version": self.version,
