@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from jupyter_mlws.errors import InvalidNameError, ReservedNameError, ValidationError
 
-AssetKind = Literal["environment", "model", "data", "component", "datastore", "compute"]
 ASSET_KINDS: tuple[str, ...] = ("environment", "model", "data", "component", "datastore", "compute")
 
 NAME_MAX = 255

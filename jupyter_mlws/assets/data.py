@@ -10,8 +10,6 @@ DataType = Literal["uri_file", "uri_folder", "mltable"]
 DATA_TYPES: tuple[str, ...] = ("uri_file", "uri_folder", "mltable")
 #: Input types a job spec may describe without registering anything.
 PRIMITIVE_TYPES: tuple[str, ...] = ("string", "boolean", "number", "integer")
-#: URI schemes kept as references rather than copied.
-REFERENCE_SCHEMES: tuple[str, ...] = ("file://", "http://", "https://", "mlws://datastores/")
 
 
 class DataSpec(AssetSpec):

@@ -527,10 +527,6 @@ class RayTarget(ComputeTarget):
 
     def prepare(self, ctx: RunContext) -> Runtime:
         launch = ctx.launch
-        # the job's log exists before the preparation log grows: readers of the two as one text
-        # (jobs.logs.read_log_chunk) open every part that lies before their offset's end
-        ctx.paths.job_log.parent.mkdir(parents=True, exist_ok=True)
-        ctx.paths.job_log.touch()
         self._check_storage(launch)
         client = self.client()
         version = client.version()

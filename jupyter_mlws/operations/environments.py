@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.artifacts import PutSession
-from jupyter_mlws.assets.base import is_reserved, refuse_reserved, validate_name
+from jupyter_mlws.assets.base import is_reserved, refuse_reserved
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
 from jupyter_mlws.assets.yaml_io import validate_spec
 from jupyter_mlws.environments.identity import dockerignore_spec, image_name
@@ -330,7 +330,3 @@ def _list_diff(a: list[str], b: list[str]) -> dict[str, Any]:
         "changed": [{"from": ka[k], "to": kb[k]} for k in ka if k in kb and ka[k] != kb[k]],
         "reordered": [key(x) for x in a if key(x) in kb] != [key(x) for x in b if key(x) in ka],
     }
-
-
-def validate_env_name(name: str) -> str:
-    return validate_name(name, what="environment name")
