@@ -14,7 +14,7 @@ from jupyter_mlws import Workspace
 from jupyter_mlws.errors import MlwsError, UnsupportedEnvironmentError, ValidationError
 from tests.helpers import make_notebook
 
-from .conftest import HEAD_IP, TOKEN_ENV, WORKER_IP, RayCluster
+from .conftest import HEAD_IP, TOKEN_ENV, WORKER_IP, RayCluster, _unavailable
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -267,7 +267,7 @@ def test_storage_the_nodes_cannot_reach_is_refused_at_submission(ws: Workspace,
 def test_a_wrong_token_is_refused_without_showing_it(rws: Workspace, ray_cluster: RayCluster,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     if not ray_cluster.token:
-        pytest.skip("the cluster runs without token auth (MLWS_RAY_AUTH=disabled)")
+        _unavailable("the cluster runs without token auth (MLWS_RAY_AUTH=disabled)")
     monkeypatch.setenv(TOKEN_ENV, "not-the-token-0123456789")
     with pytest.raises(MlwsError, match="HTTP 403") as err:
         rws.jobs.submit_command("echo hi", compute="ray")
