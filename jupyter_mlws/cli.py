@@ -544,7 +544,7 @@ def image() -> None:
 def image_bootstrap(names: Sequence[str], force: bool) -> None:
     """Make the curated base images (debootstrap + docker import); no registry needed."""
     from jupyter_mlws.environments.bootstrap import bootstrap_base_images
-    from jupyter_mlws.workspace import docker_client
+    from jupyter_mlws.docker_engine import docker_client
 
     for r in bootstrap_base_images(docker_client(), list(names) or None, force=force,
                                    log=click.echo):

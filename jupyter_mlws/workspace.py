@@ -18,6 +18,7 @@ from jupyter_mlws import __version__
 from jupyter_mlws.artifacts import ArtifactStore, StoredArtifact
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.assets.yaml_io import load_yaml
+from jupyter_mlws.docker_engine import docker_client  # noqa: F401  (re-exported)
 from jupyter_mlws.errors import SpecError, ValidationError, WorkspaceNotFoundError
 from jupyter_mlws.operations.components import ComponentOperations
 from jupyter_mlws.operations.computes import DEFAULT_COMPUTE, ComputeOperations
@@ -50,20 +51,6 @@ class WorkspaceSettings(BaseModel):
     registry: str | None = Field(
         default=None, description="A container registry to pull/push environment images."
     )
-
-
-def docker_client() -> Any:
-    """A client of the local Docker engine, or :class:`DockerUnavailableError`."""
-    import docker
-
-    from jupyter_mlws.errors import DockerUnavailableError
-
-    try:
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # docker raises several kinds when the engine is down
-        raise DockerUnavailableError(f"The Docker engine cannot be reached ({exc}).") from None
-    return client
 
 
 def _is_workspace(path: Path) -> bool:

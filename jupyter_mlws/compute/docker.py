@@ -90,7 +90,7 @@ class DockerTarget(ComputeTarget):
                        details={"image_id": result.image_id})
 
     def start(self, ctx: RunContext, runtime: Runtime) -> DockerHandle:
-        from jupyter_mlws.workspace import docker_client
+        from jupyter_mlws.docker_engine import docker_client
 
         client = docker_client()
         launch = ctx.launch
