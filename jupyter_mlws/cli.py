@@ -543,8 +543,8 @@ def image() -> None:
 @click.option("--force", is_flag=True, help="Remake the images even when they exist.")
 def image_bootstrap(names: Sequence[str], force: bool) -> None:
     """Make the curated base images (debootstrap + docker import); no registry needed."""
-    from jupyter_mlws.environments.bootstrap import bootstrap_base_images
     from jupyter_mlws.docker_engine import docker_client
+    from jupyter_mlws.environments.bootstrap import bootstrap_base_images
 
     for r in bootstrap_base_images(docker_client(), list(names) or None, force=force,
                                    log=click.echo):
