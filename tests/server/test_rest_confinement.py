@@ -44,7 +44,7 @@ async def finished(ws: Workspace, job_id: str) -> Any:
 
 async def test_inputs_code_and_outputs_may_not_name_host_paths(
         api: Api, ws: Workspace, jp_root_dir: Path, tmp_path: Path) -> None:
-    make_notebook(jp_root_dir / "nb.ipynb", "pass", parameters="src = ''")
+    make_notebook(jp_root_dir / "work" / "nb.ipynb", "pass", parameters="src = ''")
     secret = tmp_path / "outside" / "secret.txt"
     secret.parent.mkdir()
     secret.write_text("s3cret")
@@ -67,15 +67,18 @@ async def test_inputs_code_and_outputs_may_not_name_host_paths(
         {"outputs": ["../../escape"]},
     ]
     for extra in refused:
-        reply = await api.post("/jobs", body={"notebook": "nb.ipynb", **extra})
+        reply = await api.post("/jobs", body={"notebook": "work/nb.ipynb", **extra})
         # 400, or 404 for an absolute path read (as for the notebook) relative to the root
         assert reply.code in (400, 404), (extra, reply.code, reply.body[:300])
         assert reply.json["error"] in ("unsafe_path", "invalid", "not_found"), (extra, reply.json)
-    body = error(await api.post("/jobs", body={"notebook": "nb.ipynb",
+    body = error(await api.post("/jobs", body={"notebook": "work/nb.ipynb",
                                                "inputs": {"src": str(secret)}}), 400)
     assert "server's root folder" in body["message"] and "register" in body["hint"]
     assert ws.jobs.list(include_children=True) == []
     assert not (tmp_path / "escape").exists()
+    # the same notebook with an allowed input is accepted (the refusals above were the inputs)
+    reply = await api.post("/jobs", body={"notebook": "work/nb.ipynb", "inputs": {"src": "x"}})
+    assert reply.code == 201, reply.body
 
 
 async def test_nul_bytes_and_unusable_paths_answer_400(api: Api, ws: Workspace,
