@@ -108,14 +108,15 @@ class AssetBrowser(widgets.VBox):
         return f"<b>{html.escape(name)}</b>" + html_table(self.headers, self.rows)
 
     def _job(self, job_id: str) -> str:
-        job = self.ws.jobs.get(job_id)
+        detail = self.ws.jobs.detail(job_id)  # the JobDetail the CLI and REST show
+        job = detail.job
         self.headers = ["direction", "name", "type", "asset / uri / value"]
         self.rows = [[io.direction, io.name, io.type,
                       io.asset or io.uri or ("" if io.value is None else io.value)]
-                     for io in self.ws.jobs.io(job_id)]
+                     for io in [*detail.inputs, *detail.outputs]]
         self.rows += [["registered", ref.split(":", 1)[1], ref.split(":", 1)[0], ref]
-                      for ref in self.ws.jobs.produced(job_id)]
-        params = self.ws.jobs.params(job_id)
+                      for ref in detail.produced]
+        params = detail.params
         summary = (
             f"<b>{html.escape(job.id)}</b> {html.escape(job.display_name or job.type)} · "
             f"{html.escape(job.status)} · compute {html.escape(job.compute)}"
