@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from jupyter_mlws.errors import ValidationError
@@ -114,6 +114,17 @@ class JobRequest(BaseModel):
     experiment: str | None = None
     timeout: float | None = Field(None, gt=0)
     environment_variables: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_values(cls, inputs: dict[str, Any]) -> dict[str, Any]:
+        for name, value in inputs.items():
+            if isinstance(value, (list, tuple, set, bytes)):
+                raise ValueError(
+                    f"the input {name!r} is a {type(value).__name__}; an input is a number, a "
+                    "bool, a string (a data/model reference, a path or a URI) or an input spec "
+                    "mapping; give a list as a notebook parameter instead")
+        return inputs
 
     @classmethod
     def create(cls, **fields: Any) -> Any:

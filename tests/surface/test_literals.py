@@ -54,3 +54,5 @@ def test_request_models_refuse_what_does_not_fit() -> None:
                    {"notebook": "nb.ipynb", "bogus": 1}):
         with pytest.raises(ValidationError, match="NotebookJobRequest"):
             NotebookJobRequest.create(**fields)
+    with pytest.raises(ValidationError, match="the input 'x' is a list.*notebook parameter"):
+        CommandJobRequest.create(command="echo", inputs=parse_assignments(["x=[1, 2]"], "-i"))
