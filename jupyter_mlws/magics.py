@@ -8,7 +8,6 @@ or the usage problem) and fails the cell without a traceback.
 from __future__ import annotations
 
 import argparse
-import ast
 import functools
 import html
 import json
@@ -26,8 +25,14 @@ import yaml
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
+from jupyter_mlws.cli._format import age, detail_lines, html_table, text_table
 from jupyter_mlws.errors import AssetNotFoundError, DockerUnavailableError, MlwsError
-from jupyter_mlws.widgets import html_table, text_table
+from jupyter_mlws.jobs.requests import (
+    NotebookJobRequest,
+    parse_assignments,
+    parse_literal,
+    parse_pairs,
+)
 
 ENV_JOB_ID = "MLWS_JOB_ID"
 ENV_SESSION = "JPY_SESSION_NAME"
@@ -90,23 +95,18 @@ def _parse(parser: argparse.ArgumentParser, line: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def literal(text: str) -> Any:
-    """A parameter value: a Python literal when it is one (``0.1``, ``[64, 32]``), else the text."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        return text
+#: A parameter value as every surface reads it (see :func:`jupyter_mlws.jobs.requests.parse_literal`).
+literal = parse_literal
 
 
-def _pairs(items: Sequence[str] | None, what: str, *, typed: bool = False) -> dict[str, Any]:
-    """``NAME=VALUE`` items (``what`` names the magic and option, for the error)."""
-    out: dict[str, Any] = {}
+def _pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
+    """``NAME=VALUE`` items kept as text, e.g. tags (``what`` names the magic and option)."""
+    out: dict[str, str] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not key or not sep:
             raise MagicError(f"{what} {item!r} must look like NAME=VALUE.")
-        parsed = literal(value) if typed else value
-        out[key] = parsed if isinstance(parsed, (bool, int, float)) else value
+        out[key] = value
     return out
 
 
@@ -144,10 +144,6 @@ def _show_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: st
         print(empty)
         return
     _show(text_table(headers, rows), html_table(headers, rows))
-
-
-def _age(value: Any) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
 class LiveLog:
@@ -394,8 +390,8 @@ class MlwsMagics(Magics):
     @_one_line_errors
     def _submit(self, line: str) -> None:
         args = _parse(self._submit_parser, line)
-        params = {name: literal(value) for name, value in args.param or []}
-        inputs = _pairs(args.input, "%submit: --input", typed=True)
+        params = parse_pairs(args.param)
+        inputs = parse_assignments(args.input, "%submit: --input")
         outputs: dict[str, dict[str, Any]] = {name: {} for name in args.out or []}
         notebook = args.notebook
         if notebook is None:
@@ -405,9 +401,9 @@ class MlwsMagics(Magics):
                       "itself again).")
                 return
             notebook = str(self._this_notebook())
-        job = self.ws.jobs.submit_notebook(
-            notebook, params, environment=args.environment, compute=args.compute,
-            inputs=inputs or None, outputs=outputs or None)
+        job = self.ws.jobs.submit(NotebookJobRequest.create(
+            notebook=notebook, parameters=params, environment=args.environment,
+            compute=args.compute, inputs=inputs, outputs=outputs))
         self.last_job_id = job.id
         from jupyter_mlws.widgets.job_monitor import JobMonitor
 
@@ -543,7 +539,7 @@ class MlwsMagics(Magics):
             jobs = self.ws.jobs.list(limit=50)
             _show_table(
                 ["id", "name", "status", "created", "duration", "compute", "environment"],
-                [(j.id, j.display_name or j.type, j.status, _age(j.created_at),
+                [(j.id, j.display_name or j.type, j.status, age(j.created_at),
                   "" if j.duration_s is None else f"{j.duration_s:.1f} s", j.compute,
                   j.environment or "") for j in jobs], "No jobs yet.")
             return
@@ -551,34 +547,32 @@ class MlwsMagics(Magics):
         label = "data" if kind == "data" else f"{kind}s"
         rows: list[tuple[Any, ...]]
         if kind == "environment":
-            rows = [(e.name, e.version, e.env_hash[:12], _age(e.created_at),
+            rows = [(e.name, e.version, e.env_hash[:12], age(e.created_at),
                      "curated" if e.curated else "", e.tags) for e in assets]
             _show_table(["name", "version", "hash", "created", "", "tags"], rows,
                         f"No {label} yet.")
         elif kind in ("model", "data"):
-            rows = [(a.name, a.version, a.spec.get("type"), _age(a.created_at),
+            rows = [(a.name, a.version, a.spec.get("type"), age(a.created_at),
                      a.job_id or "", a.tags, a.description or "") for a in assets]
             _show_table(["name", "version", "type", "created", "from job", "tags",
                          "description"], rows, f"No {label} yet.")
         else:
-            rows = [(a.name, a.version, _age(a.created_at), a.description or "")
+            rows = [(a.name, a.version, age(a.created_at), a.description or "")
                     for a in assets]
             _show_table(["name", "version", "created", "description"], rows, f"No {label} yet.")
 
     def _show_one(self, kind: str, ref: str) -> None:
         if kind == "job":
-            job = self.ws.jobs.get(ref)
-            data: dict[str, Any] = job.public_dict()
-            data["parameters"] = self.ws.jobs.params(job.id)
-            data["metrics"] = {m.key: m.value for m in self.ws.jobs.metrics(job.id)}
-            data["io"] = [io.model_dump(exclude_none=True) for io in self.ws.jobs.io(job.id)]
-            data["produced"] = self.ws.jobs.produced(job.id)
-            data["log_tail"] = self.ws.jobs.logs(job.id, tail=20)
-        else:
-            asset = self.ws.operations(kind).get(ref)
-            data = asset.public_dict()
-            if kind == "environment":
-                data.update(self.ws.describe(asset))
+            detail = self.ws.jobs.detail(ref)
+            lines = detail_lines(detail.public_dict())
+            tail = self.ws.jobs.logs(detail.job.id, tail=20)
+            text = "\n".join(lines + (["log (last lines):", tail] if tail.strip() else []))
+            _show(text, f"<pre style='font-size:12px'>{html.escape(text)}</pre>")
+            return
+        asset = self.ws.operations(kind).get(ref)
+        data: dict[str, Any] = asset.public_dict()
+        if kind == "environment":
+            data.update(self.ws.describe(asset))
         text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=100)
         _show(text, f"<pre style='font-size:12px'>{html.escape(text)}</pre>")
 

@@ -90,3 +90,40 @@ class Job(BaseModel):
         data = self.model_dump(mode="json")
         data["duration_s"] = self.duration_s
         return data
+
+
+class JobDetail(BaseModel):
+    """One view of a job, shown alike by the CLI (``mlws job show``), REST and the magics."""
+
+    job: Job
+    events: list[JobEvent] = Field(default_factory=list)
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: list[Metric] = Field(default_factory=list)
+    inputs: list[JobIO] = Field(default_factory=list)
+    outputs: list[JobIO] = Field(default_factory=list)
+    produced: list[str] = Field(default_factory=list)
+    children: list[str] = Field(default_factory=list)
+    progress: dict[str, int] | None = None
+
+    @property
+    def latest_metrics(self) -> dict[str, float]:
+        """The last value logged for each metric key (the metrics summary)."""
+        last: dict[str, float] = {}
+        for m in self.metrics:
+            last[m.key] = m.value
+        return last
+
+    def public_dict(self) -> dict[str, Any]:
+        """The job's fields with the rest beside them (the REST ``JobDetail`` body)."""
+        return {
+            **self.job.public_dict(),
+            "events": [e.model_dump(mode="json") for e in self.events],
+            "params": self.params,
+            "metrics": [m.model_dump(mode="json") for m in self.metrics],
+            "latest_metrics": self.latest_metrics,
+            "inputs": [x.model_dump(mode="json") for x in self.inputs],
+            "outputs": [x.model_dump(mode="json") for x in self.outputs],
+            "produced": self.produced,
+            "children": self.children,
+            "progress": self.progress,
+        }

@@ -649,6 +649,18 @@ class JobOperations:
                         "total": len(code)}
         return None
 
+    def detail(self, job_id: str) -> Any:
+        """One view of a job (see :func:`jupyter_mlws.jobs.detail.build_job_detail`)."""
+        from jupyter_mlws.jobs.detail import build_job_detail
+
+        return build_job_detail(self, job_id)
+
+    def submit(self, request: Any) -> Job:
+        """Submit a notebook or command job request (see :mod:`jupyter_mlws.jobs.requests`)."""
+        from jupyter_mlws.jobs.requests import submit_request
+
+        return submit_request(self, request)
+
     # --- acting ------------------------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> Job:

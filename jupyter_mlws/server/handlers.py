@@ -8,13 +8,15 @@ own status, a bad query or body with 400, an unknown route or asset kind with 40
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from http.client import responses
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any, TypeVar
 
 import tornado.web
@@ -30,7 +32,9 @@ from jupyter_mlws.errors import (
     SpecError,
     UnsafePathError,
 )
+from jupyter_mlws.jobs.requests import NotebookJobRequest, parse_pairs
 from jupyter_mlws.server import API_PATH, SETTINGS_KEY, MlwsState
+from jupyter_mlws.server.confine import confine_inputs, resolve_under_root
 from jupyter_mlws.server.wire import (
     KIND_SEGMENTS,
     AssetListQuery,
@@ -45,7 +49,6 @@ from jupyter_mlws.server.wire import (
     NotebookSubmission,
     Page,
     VersionListQuery,
-    job_detail,
     parse_body,
     parse_query,
 )
@@ -125,24 +128,6 @@ class MlwsHandler(APIHandler):
 
 
 # --- helpers (no HTTP in them) ----------------------------------------------------------------
-
-
-def resolve_under_root(root: Path, rel: str, what: str) -> Path:
-    """``rel`` (as Jupyter's file browser shows it) inside ``root``; refuses a way out."""
-    text = rel.replace("\\", "/").lstrip("/")
-    if not text or PureWindowsPath(rel).drive:
-        raise UnsafePathError(f"The {what} path {rel!r} is not a path relative to the server's "
-                              "root folder.", hint="Give it as the file browser shows it, "
-                              "e.g. 'folder/notebook.ipynb'.")
-    if ".." in PurePosixPath(text).parts:
-        raise UnsafePathError(f"The {what} path {rel!r} climbs out with '..'.",
-                              hint="Give a path inside the server's root folder.")
-    resolved = (root / text).resolve()
-    if not resolved.is_relative_to(root):
-        raise UnsafePathError(f"The {what} path {rel!r} leads outside the server's root folder "
-                              "(through a symbolic link).",
-                              hint="Copy the file into the root folder instead of linking it.")
-    return resolved
 
 
 def asset_view(state: MlwsState, asset: Any, *, describe: bool = False) -> dict[str, Any]:
@@ -347,15 +332,20 @@ class JobsHandler(MlwsHandler):
     @authorized
     async def post(self) -> None:
         body = parse_body(NotebookSubmission, self.request.body)
-        notebook = self.under_root(body.notebook, "notebook")
         state = self.state
+        notebook = self.under_root(body.notebook, "notebook")
+        code = self.under_root(body.code, "code") if body.code else None
+        request = NotebookJobRequest.create(
+            notebook=notebook, code=code,
+            parameters={**body.parameters, **parse_pairs(body.literal_parameters)},
+            inputs=confine_inputs(state.root_dir,
+                                  {**body.inputs, **parse_pairs(body.literal_inputs)}),
+            outputs={name: {"type": "uri_folder"} for name in body.outputs},
+            environment=body.environment, compute=body.compute,
+            display_name=body.display_name, experiment=body.experiment, timeout=body.timeout)
 
         def submit() -> Any:
-            return state.workspace.jobs.submit_notebook(
-                notebook, body.parameters, environment=body.environment, compute=body.compute,
-                inputs=body.inputs or None,
-                outputs={name: {"type": "uri_folder"} for name in body.outputs} or None,
-                experiment=body.experiment, timeout=body.timeout)
+            return state.workspace.jobs.submit(request)
 
         job = await self.call(submit)
         self.set_header("Location", url_path_join(self.base_url, API_PATH, "jobs", job.id))
@@ -376,16 +366,8 @@ class JobHandler(MlwsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        def detail() -> dict[str, Any]:
-            jobs = self.state.workspace.jobs
-            job = jobs.get(job_id)
-            return job_detail(
-                job.public_dict(), events=jobs.events(job.id), params=jobs.params(job.id),
-                io=jobs.io(job.id), produced=jobs.produced(job.id),
-                progress=jobs.progress(job.id),
-                children=[c.id for c in jobs.children(job.id)])
-
-        self.send(await self.call(detail))
+        jobs = self.state.workspace.jobs
+        self.send(await self.call(lambda: jobs.detail(job_id).public_dict()))
 
 
 class JobLogsHandler(MlwsHandler):
@@ -449,12 +431,33 @@ class JobOutputNotebookHandler(MlwsHandler):
                                         "outputs folder")
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{job.id}.ipynb"
-            tmp = folder / f".{job.id}.ipynb.{os.getpid()}.tmp"
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, target)
+            copy_exclusively(source, target)
             return {"path": target.relative_to(state.root_dir).as_posix()}
 
         self.send(await self.call(copy))
+
+
+def copy_exclusively(source: Path, target: Path) -> None:
+    """Copy ``source`` to ``target`` through a new temp file of a random name in its folder
+    (created with O_EXCL), then rename it in place; never writes through a symbolic link."""
+    if target.is_symlink():
+        raise UnsafePathError(f"{target.name} in the outputs folder is a symbolic link; it is "
+                              "not overwritten.", hint="Remove the link and ask again.")
+    try:
+        reader = os.fdopen(os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+    except OSError as exc:
+        raise UnsafePathError(f"The job's output notebook cannot be read safely ({exc.strerror}).",
+                              hint="It must be a regular file in the job's folder.") from None
+    with reader:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as writer:
+                shutil.copyfileobj(reader, writer)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 class NotebookParametersHandler(MlwsHandler):

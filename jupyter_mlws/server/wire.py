@@ -7,6 +7,7 @@ They mirror ``openapi.yaml`` (the written contract). Queries ignore parameters t
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeVar
@@ -28,6 +29,7 @@ KIND_SEGMENTS: dict[str, str] = {
 JOB_STATUSES = ("Queued", "Preparing", "Running", "Completed", "Failed", "Canceled")
 BuildStatus = Literal["not_built", "building", "succeeded", "failed", "cached"]
 DEFAULT_LIMIT = 50
+_OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
 MAX_LIMIT = 500
 
 M = TypeVar("M", bound=BaseModel)
@@ -121,14 +123,31 @@ class AssetPatch(Body):
 
 
 class NotebookSubmission(Body):
+    """``POST /jobs``. Every path in it is confined to the server root (see ``confine.py``)."""
+
     notebook: str = Field(min_length=1, description="Path relative to the server root.")
     parameters: dict[str, Any] = Field(default_factory=dict)
+    literal_parameters: dict[str, str] = Field(
+        default_factory=dict, description="Parameters written as Python literals, read by the "
+        "parser the CLI and the magics use (wins over ``parameters``).")
     environment: str | None = None
     compute: str | None = None
     inputs: dict[str, Any] = Field(default_factory=dict)
+    literal_inputs: dict[str, str] = Field(default_factory=dict)
     outputs: list[str] = Field(default_factory=list)
+    code: str | None = Field(None, min_length=1)
+    display_name: str | None = None
     experiment: str | None = None
     timeout: float | None = Field(None, gt=0)
+
+    @field_validator("outputs")
+    @classmethod
+    def _output_names(cls, names: list[str]) -> list[str]:
+        bad = [n for n in names if not _OUTPUT_NAME.fullmatch(n)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an output name (letters, digits, '_', '-', "
+                             "'.'; not a path)")
+        return names
 
 
 def parse_query(model: type[M], arguments: Mapping[str, list[bytes]]) -> M:
@@ -233,20 +252,3 @@ class NotebookParameter(BaseModel):
             default=default,
             help=str(info.get("help") or "") or None,
         )
-
-
-def job_detail(base: dict[str, Any], *, events: list[Any], params: dict[str, Any],
-               io: list[Any], produced: list[str], progress: dict[str, int] | None,
-               children: list[str]) -> dict[str, Any]:
-    """``JobDetail``: the job with its history, parameters, inputs, outputs and products."""
-    io_dicts = [x.model_dump(mode="json") for x in io]
-    return {
-        **base,
-        "events": [e.model_dump(mode="json") for e in events],
-        "params": params,
-        "inputs": [x for x in io_dicts if x.get("direction") == "input"],
-        "outputs": [x for x in io_dicts if x.get("direction") == "output"],
-        "produced": produced,
-        "progress": progress,
-        "children": children,
-    }

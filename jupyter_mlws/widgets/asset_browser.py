@@ -11,8 +11,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from jupyter_mlws.cli._format import age, html_table
 from jupyter_mlws.errors import MlwsError
-from jupyter_mlws.widgets import html_table
 
 KINDS: tuple[tuple[str, str], ...] = (
     ("Models", "model"), ("Data", "data"), ("Environments", "environment"),
@@ -97,39 +97,36 @@ class AssetBrowser(widgets.VBox):
         versions = self.ws.operations(self.kind).list(name, include_archived=True)
         if self.kind == "environment":
             self.headers = ["version", "created", "hash", "image", "tags", "description"]
-            self.rows = [[v.version, _date(v.created_at), v.env_hash[:12], v.image, v.tags,
+            self.rows = [[v.version, age(v.created_at), v.env_hash[:12], v.image, v.tags,
                           v.description] for v in versions]
         else:
             self.headers = ["version", "created", "type", "tags", "produced by job", "source",
                             "archived"]
-            self.rows = [[v.version, _date(v.created_at), v.spec.get("type"), v.tags, v.job_id,
+            self.rows = [[v.version, age(v.created_at), v.spec.get("type"), v.tags, v.job_id,
                           v.spec.get("source") or v.spec.get("path"),
                           "yes" if v.archived else ""] for v in versions]
         return f"<b>{html.escape(name)}</b>" + html_table(self.headers, self.rows)
 
     def _job(self, job_id: str) -> str:
-        job = self.ws.jobs.get(job_id)
+        detail = self.ws.jobs.detail(job_id)  # the JobDetail the CLI and REST show
+        job = detail.job
         self.headers = ["direction", "name", "type", "asset / uri / value"]
         self.rows = [[io.direction, io.name, io.type,
                       io.asset or io.uri or ("" if io.value is None else io.value)]
-                     for io in self.ws.jobs.io(job_id)]
+                     for io in [*detail.inputs, *detail.outputs]]
         self.rows += [["registered", ref.split(":", 1)[1], ref.split(":", 1)[0], ref]
-                      for ref in self.ws.jobs.produced(job_id)]
-        params = self.ws.jobs.params(job_id)
+                      for ref in detail.produced]
+        params = detail.params
         summary = (
             f"<b>{html.escape(job.id)}</b> {html.escape(job.display_name or job.type)} · "
             f"{html.escape(job.status)} · compute {html.escape(job.compute)}"
             + (f" · environment {html.escape(job.environment)}" if job.environment else "")
-            + f" · {_date(job.created_at)}"
+            + f" · {age(job.created_at)}"
         )
         if params:
             summary += "<br>parameters: " + html.escape(
                 ", ".join(f"{k}={v!r}" for k, v in params.items()))
         return summary + html_table(self.headers, self.rows)
-
-
-def _date(value: Any) -> str:
-    return value.astimezone().strftime("%Y-%m-%d %H:%M") if value is not None else ""
 
 
 def _error(exc: MlwsError) -> str:

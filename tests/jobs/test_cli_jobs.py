@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from jupyter_mlws import Workspace
 from jupyter_mlws.cli import main
 from tests.helpers import make_notebook
+from tests.surface.literal_cases import CASES, NOTEBOOK_PARAMETERS, REFUSED, as_json, expected
 
 
 @pytest.fixture
@@ -77,3 +78,25 @@ def test_bad_parameter_is_one_line(run, tmp_path: Path) -> None:  # type: ignore
     make_notebook(tmp_path / "p.ipynb", "print(a)", parameters="a = 1")
     out = run("job", "notebook", "p.ipynb", "-p", "b", "2", code=1)
     assert out.startswith("error: Unknown parameter b") and "defines: a" in out
+
+
+def test_parameters_have_the_types_every_surface_gives(run, jws: Workspace,  # type: ignore[no-untyped-def]
+                                                         tmp_path: Path) -> None:
+    make_notebook(tmp_path / "types.ipynb", "pass", parameters=NOTEBOOK_PARAMETERS)
+    args = [a for name, (text, _v) in CASES.items() for a in ("-p", name, text)]
+    out = json.loads(run("job", "notebook", "types.ipynb", *args, "-o", "json"))
+    assert as_json(jws.jobs.get(out["id"]).spec["parameters"]) == expected()
+    for text, words in REFUSED.items():
+        err = run("job", "notebook", "types.ipynb", "-p", "p_int", text, code=1)
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+        assert all(word in err for word in words), err
+
+
+def test_input_literals_are_typed_as_in_the_magics(run, jws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    """The issue's example: ``-i lr=-0.5`` was the string "-0.5" on the CLI."""
+    out = json.loads(run("job", "command", "echo ${{inputs.lr}} ${{inputs.opt}} ${{inputs.n}}",
+                         "-i", "lr=-0.5", "-i", "opt=adam", "-i", "n=3", "--wait", "-o", "json"))
+    assert out["status"] == "Completed"
+    assert as_json(jws.jobs.params(out["id"])) == as_json({"lr": -0.5, "opt": "adam", "n": 3})
+    err = run("job", "command", "echo ${{inputs.x}}", "-i", "x=1+2j", code=1)
+    assert "a complex number" in err

@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import time
 from collections.abc import Iterator
@@ -24,10 +25,19 @@ from jupyter_client.manager import start_new_kernel
 from papermill.exceptions import PapermillExecutionError
 
 from jupyter_mlws import Workspace
+from jupyter_mlws.cli._format import detail_lines
 from jupyter_mlws.magics import MlwsMagics, literal, resolve_session_path, saved_notebook_has_cell
 from tests.helpers import make_notebook, stop_jobs
 
 from .conftest import NOTEBOOKS
+from .literal_cases import (
+    CASES,
+    INPUT_CASES,
+    NOTEBOOK_PARAMETERS,
+    REFUSED,
+    as_json,
+    expected,
+)
 
 SESSION = "nb/self.ipynb"
 SELF_CELL = "%submit -p x 2"
@@ -310,7 +320,10 @@ def test_submit_wait_then_register_its_output(kernel: Kernel, kws: Workspace) ->
     shown = "\n".join(kernel.ok("%mlws show model iris:1").texts())
     assert f"job_id: {job_id}" in shown and "custom_model" in shown
     shown = "\n".join(kernel.ok(f"%mlws show job {job_id}").texts())
-    assert "accuracy:" in shown and "status: Completed" in shown and "model:iris:1" in shown
+    assert "accuracy=" in shown and re.search(r"status:\s+Completed", shown)
+    assert "produced:     model:iris:1" in shown
+    cli_lines = detail_lines(kws.jobs.detail(job_id).public_dict())
+    assert "\n".join(cli_lines) in shown  # what `mlws job show` prints
     html = [m["content"]["data"]["text/html"] for m in kernel.ok("%mlws list jobs").msgs
             if m["msg_type"] == "display_data"]
     assert html and "<table" in html[0]
@@ -323,6 +336,22 @@ def test_submit_parameters_keep_their_types(kernel: Kernel, kws: Workspace) -> N
     assert job.spec["parameters"] == {"lr": 0.1, "layers": [64, 32], "opt": "adam",
                                       "flag": True, "n": -3}
     assert "float [64, 32] adam True -3" in kws.jobs.logs(job.id)
+
+
+def test_submit_literals_have_the_types_every_surface_gives(
+        setup: tuple[Kernel, Workspace, Path]) -> None:
+    kernel, kws, code = setup
+    make_notebook(code / "types.ipynb", "pass", parameters=NOTEBOOK_PARAMETERS)
+    def word(text: str) -> str:  # IPython expands {expr} in a magic's line: {{ is a brace
+        return shlex.quote(text.replace("{", "{{").replace("}", "}}"))
+
+    args = " ".join(f"-p {name} {word(text)}" for name, (text, _v) in CASES.items())
+    inputs = " ".join(f"--input {name}={text}" for name, (text, _v) in INPUT_CASES.items())
+    res = kernel.ok(f"%submit types.ipynb {args} {inputs}")
+    assert as_json(kws.jobs.get(res.job_id).spec["parameters"]) == expected(inputs=True)
+    for text, words in REFUSED.items():
+        kernel.fails(f"%submit types.ipynb -p p_int {word(text)}", *words)
+    kernel.fails("%submit types.ipynb --input x={{1,2}}", "a set", "list")
 
 
 def test_submit_wait_on_a_failing_job_fails_the_cell(kernel: Kernel) -> None:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -115,3 +116,67 @@ def test_the_installed_command_exits_non_zero(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: No model named 'x'")
+
+
+# --- datastore credentials off the command line ----------------------------------------------------
+
+def _invoke(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def _stored(name: str) -> dict[str, str]:
+    from jupyter_mlws import Workspace
+
+    ws = Workspace.open(".")
+    try:
+        return ws.datastores.credentials(name)
+    finally:
+        ws.close()
+
+
+def test_datastore_credential_prompts_with_hidden_input(cli) -> None:  # type: ignore[no-untyped-def]
+    result = _invoke("datastore", "create", "-n", "s1", "--type", "fsspec", "--url",
+                     "memory://bucket", "--credential", "key", "--credential", "token",
+                     input="topsecret\nt0ken-value\n")
+    assert result.exit_code == 0, result.output
+    assert "Value of credential key" in result.output
+    assert "topsecret" not in result.output and "t0ken-value" not in result.output
+    assert "warning" not in result.output
+    assert _stored("s1") == {"key": "topsecret", "token": "t0ken-value"}
+    shown = cli("datastore", "show", "s1", "-o", "json")
+    assert "topsecret" not in shown and "t0ken-value" not in shown
+
+
+def test_datastore_credentials_from_env_and_file(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "creds.yml").write_text("key: from-file\nsecret: s3cr3t-file\n")
+    (tmp_path / "creds.json").write_text('{"key": "json-key"}')
+    result = _invoke("datastore", "create", "-n", "s2", "--type", "fsspec", "--url",
+                     "memory://bucket", "--credential-file", "creds.yml",
+                     "--credential-env", "key=MY_KEY", env={"MY_KEY": "env-value"})
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output
+    assert "s3cr3t-file" not in result.output and "env-value" not in result.output
+    assert _stored("s2") == {"key": "env-value", "secret": "s3cr3t-file"}  # env wins
+    result = _invoke("datastore", "create", "-n", "s3", "--type", "fsspec", "--url",
+                     "memory://bucket", "--credential-file", "creds.json")
+    assert result.exit_code == 0 and _stored("s3") == {"key": "json-key"}
+
+
+def test_datastore_credential_errors_never_show_the_secret(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "bad.yml").write_text("key: [hunter2-secret]\n")
+    (tmp_path / "broken.yml").write_text("key: 'hunter2-secret\n  other: {\n")
+    for args in (["--credential-file", "bad.yml"], ["--credential-file", "broken.yml"],
+                 ["--credential-env", "key=MLWS_TEST_UNSET_VAR"]):
+        out = cli("datastore", "create", "-n", "s4", "--type", "fsspec", "--url",
+                  "memory://bucket", *args, ok=False)
+        assert out.startswith("error: ") and "hunter2" not in out, out
+        assert "Traceback" not in out
+
+
+def test_datastore_credential_on_argv_still_works_but_warns(cli) -> None:  # type: ignore[no-untyped-def]
+    result = _invoke("datastore", "create", "-n", "s5", "--type", "fsspec", "--url",
+                     "memory://bucket", "--credential", "key=argv-secret")
+    assert result.exit_code == 0, result.output
+    assert "warning: --credential key=VALUE" in result.output
+    assert "--credential-env" in result.output and "argv-secret" not in result.output
+    assert _stored("s5") == {"key": "argv-secret"}

@@ -1,0 +1,7 @@
+"""``python -m jupyter_mlws.cli``: the ``mlws`` command."""
+
+import sys
+
+from jupyter_mlws.cli import main
+
+sys.exit(main())

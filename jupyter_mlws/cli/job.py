@@ -1,0 +1,213 @@
+"""``mlws job ...``: submit, follow and inspect jobs.
+
+Each submission builds a request model (:mod:`jupyter_mlws.jobs.requests`), whose one literal
+parser types ``-p``/``-i`` values as the magics and the REST server do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from jupyter_mlws.cli._common import OUTPUT, WORKSPACE, open_workspace, with_options
+from jupyter_mlws.cli._format import age, detail_lines, emit, print_table
+from jupyter_mlws.jobs.requests import (
+    CommandJobRequest,
+    NotebookJobRequest,
+    parse_assignments,
+    parse_pairs,
+)
+
+
+@click.group()
+def job() -> None:
+    """Jobs: notebooks, commands and pipelines on a compute target."""
+
+
+def _job_row(j: Any) -> dict[str, Any]:
+    d = j.public_dict()
+    d["created"] = age(j.created_at)
+    d["duration"] = f"{j.duration_s:.1f} s" if j.duration_s is not None else ""
+    d["name"] = j.display_name or ""
+    return d
+
+
+JOB_COLUMNS = [("id", "id"), ("type", "type"), ("status", "status"), ("name", "name"),
+               ("compute", "compute"), ("created", "created"), ("duration", "duration")]
+
+
+def _after_submit(ws: Any, j: Any, wait: bool, stream: bool, output: str) -> None:
+    if stream:
+        for line in ws.jobs.stream(j.id):
+            click.echo(line)
+        j = ws.jobs.get(j.id)
+    elif wait:
+        j = ws.jobs.wait(j.id)
+    if output != "table":
+        emit(j.public_dict(), output)
+    else:
+        click.echo(f"Job {j.id}: {j.status}" + (f" ({j.error})" if j.error else ""))
+        if not (wait or stream):
+            click.echo(f"  follow it with `mlws job stream {j.id}`")
+    if (wait or stream) and j.status != "Completed":
+        raise SystemExit(1)
+
+
+SUBMIT_OPTS = [
+    click.option("-e", "--environment", help="Environment (NAME, NAME:VERSION, NAME@latest)."),
+    click.option("-c", "--compute", help="Compute target (default: local)."),
+    click.option("-i", "--input", "inputs", multiple=True,
+                 help="An input name=value: a data/model reference, a path or a literal."),
+    click.option("--out", "outputs", multiple=True, help="A named output folder (repeatable)."),
+    click.option("--experiment", help="Group jobs under an experiment name."),
+    click.option("--timeout", type=float, help="Fail the job after this many seconds."),
+    click.option("--wait", is_flag=True, help="Wait until the job ends (exit 1 unless Completed)."),
+    click.option("--stream", is_flag=True, help="Print the log as it comes, until the job ends."),
+    WORKSPACE, OUTPUT,
+]
+
+
+@job.command("notebook")
+@click.argument("notebook", type=click.Path(exists=True, dir_okay=False))
+@click.option("-p", "--parameter", "parameters", nargs=2, multiple=True,
+              metavar="NAME VALUE", help="A parameter; the value is read as a Python literal.")
+@click.option("--code", type=click.Path(exists=True, file_okay=False),
+              help="The folder to snapshot (default: the notebook's folder).")
+def job_notebook(notebook: str, parameters: Sequence[tuple[str, str]], code: str | None,
+                 environment: str | None, compute: str | None, inputs: Sequence[str],
+                 outputs: Sequence[str], experiment: str | None, timeout: float | None,
+                 wait: bool, stream: bool, workspace_path: str | None, output: str) -> None:
+    """Run a notebook with papermill as a job."""
+    ws = open_workspace(workspace_path)
+    request = NotebookJobRequest.create(
+        notebook=notebook, parameters=parse_pairs(parameters), environment=environment,
+        compute=compute, inputs=parse_assignments(inputs, "--input"),
+        outputs={o: {"type": "uri_folder"} for o in outputs}, code=code,
+        experiment=experiment, timeout=timeout)
+    _after_submit(ws, ws.jobs.submit(request), wait, stream, output)
+
+
+job_notebook = with_options(SUBMIT_OPTS, job_notebook)
+
+
+@job.command("command")
+@click.argument("command")
+@click.option("--code", type=click.Path(exists=True, file_okay=False))
+def job_command(command: str, code: str | None, environment: str | None, compute: str | None,
+                inputs: Sequence[str], outputs: Sequence[str], experiment: str | None,
+                timeout: float | None, wait: bool, stream: bool, workspace_path: str | None,
+                output: str) -> None:
+    """Run a shell command as a job (${{inputs.x}} and ${{outputs.y}} are filled in)."""
+    ws = open_workspace(workspace_path)
+    request = CommandJobRequest.create(
+        command=command, code=code, environment=environment, compute=compute,
+        inputs=parse_assignments(inputs, "--input"),
+        outputs={o: {"type": "uri_folder"} for o in outputs}, experiment=experiment,
+        timeout=timeout)
+    _after_submit(ws, ws.jobs.submit(request), wait, stream, output)
+
+
+job_command = with_options(SUBMIT_OPTS, job_command)
+
+
+@job.command("create")
+@click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("-c", "--compute", help="Override the spec's compute.")
+@click.option("--wait", is_flag=True)
+@click.option("--stream", is_flag=True)
+@WORKSPACE
+@OUTPUT
+def job_create(file: str, compute: str | None, wait: bool, stream: bool,
+               workspace_path: str | None, output: str) -> None:
+    """Submit a command or pipeline job from its YAML (Azure ML CLI v2 shapes)."""
+    ws = open_workspace(workspace_path)
+    j = ws.jobs.create_from_file(file, **({"compute": compute} if compute else {}))
+    _after_submit(ws, j, wait, stream, output)
+
+
+@job.command("list")
+@click.option("--status", multiple=True, help="Only jobs in this state (repeatable).")
+@click.option("--experiment")
+@click.option("--parent", help="The steps of this pipeline job.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@WORKSPACE
+@OUTPUT
+def job_list(status: Sequence[str], experiment: str | None, parent: str | None, limit: int,
+             offset: int, workspace_path: str | None, output: str) -> None:
+    """Jobs, newest first."""
+    jobs = open_workspace(workspace_path).jobs.list(status=list(status) or None, experiment=experiment,
+                                           parent_id=parent, limit=limit, offset=offset)
+    emit([j.public_dict() for j in jobs], output,
+         table=lambda: print_table([_job_row(j) for j in jobs], JOB_COLUMNS))
+
+
+@job.command("show")
+@click.argument("job_id")
+@WORKSPACE
+@OUTPUT
+def job_show(job_id: str, workspace_path: str | None, output: str) -> None:
+    """A job: its states, what it consumed and produced, its metrics."""
+    data = open_workspace(workspace_path).jobs.detail(job_id).public_dict()
+    emit(data, output, table=lambda: click.echo("\n".join(detail_lines(data))))
+
+
+@job.command("logs")
+@click.argument("job_id")
+@click.option("--tail", type=int, help="Only the last N lines.")
+@WORKSPACE
+def job_logs(job_id: str, tail: int | None, workspace_path: str | None) -> None:
+    """Print a job's log (the environment preparation, then what the job printed)."""
+    click.echo(open_workspace(workspace_path).jobs.logs(job_id, tail=tail), nl=False)
+
+
+@job.command("stream")
+@click.argument("job_id")
+@WORKSPACE
+def job_stream(job_id: str, workspace_path: str | None) -> None:
+    """Print a job's log as it is written, until the job ends."""
+    ws = open_workspace(workspace_path)
+    for line in ws.jobs.stream(job_id):
+        click.echo(line)
+    j = ws.jobs.get(job_id)
+    click.echo(f"Job {j.id}: {j.status}" + (f" ({j.error})" if j.error else ""), err=True)
+
+
+@job.command("cancel")
+@click.argument("job_id")
+@WORKSPACE
+def job_cancel(job_id: str, workspace_path: str | None) -> None:
+    """Stop a job and everything it started."""
+    ws = open_workspace(workspace_path)
+    ws.jobs.cancel(job_id)
+    j = ws.jobs.wait(job_id, timeout=60)
+    click.echo(f"Job {j.id}: {j.status}")
+
+
+@job.command("rerun")
+@click.argument("job_id")
+@click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE")
+@click.option("-c", "--compute")
+@WORKSPACE
+@OUTPUT
+def job_rerun(job_id: str, parameters: Sequence[tuple[str, str]], compute: str | None,
+              workspace_path: str | None, output: str) -> None:
+    """Submit a job again (parameters can be changed)."""
+    ws = open_workspace(workspace_path)
+    extra: dict[str, Any] = {"parameters": parse_pairs(parameters)}
+    if compute:
+        extra["compute"] = compute
+    _after_submit(ws, ws.jobs.rerun(job_id, **extra), False, False, output)
+
+
+@job.command("download")
+@click.argument("job_id")
+@click.option("-d", "--dest", type=click.Path(file_okay=False), default=".", show_default=True)
+@click.option("--what", type=click.Choice(["all", "outputs", "logs", "notebook"]), default="all",
+              show_default=True)
+@WORKSPACE
+def job_download(job_id: str, dest: str, what: str, workspace_path: str | None) -> None:
+    """Copy a job's outputs, logs and output notebook into DEST/<job id>."""
+    click.echo(str(open_workspace(workspace_path).jobs.download(job_id, dest, what=what)))
