@@ -206,6 +206,8 @@ class DiskFullError(StoreError):
             parts.append(f": {what} needs {_human_size(needed)}")
             if free is not None:
                 parts.append(f" and {_human_size(free)} is free")
+        else:
+            parts.append(f": {what} needs more space than is left")
         super().__init__(
             "".join(parts) + ". Nothing was recorded.",
             hint=hint

@@ -167,10 +167,16 @@ class ArtifactStore:
     def has(self, sha256: str) -> bool:
         return self.blob_path(sha256).exists()
 
-    def session(self) -> contextlib.AbstractContextManager[PutSession]:
+    @contextlib.contextmanager
+    def session(self) -> Iterator[PutSession]:
         """A put session for one registration: what it stores or reuses stays pinned (safe from
         gc and from other registrations' rollbacks) until the block ends."""
-        return self.guard.session()
+        with self._on_full(None, "a registration"):
+            session = self.guard.open_session()
+        try:
+            yield session
+        finally:
+            session.close()
 
     def referenced_by(self, records: ArtifactRecords) -> set[str]:
         """Every blob a committed record of ``records`` refers to (folders: their files too)."""
@@ -179,8 +185,17 @@ class ArtifactStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def _disk_full(self, needed: int | None, what: str) -> DiskFullError:
-        return DiskFullError(str(self.root), needed=needed, free=_free_bytes(self.root), what=what)
+    @contextlib.contextmanager
+    def _on_full(self, needed: int | None, what: str) -> Iterator[None]:
+        """Turn "no space left" below into :class:`DiskFullError` naming the store's folder."""
+        try:
+            yield
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFullError(
+                str(self.root), needed=needed, free=_free_bytes(self.root), what=what
+            ) from None
 
     def _new_part(self) -> tuple[Path, IO[bytes]]:
         """A temp file, created and locked under the shared lock (gc leaves it alone)."""
@@ -220,49 +235,38 @@ class ArtifactStore:
 
     def put_bytes(self, data: bytes, session: PutSession | None = None) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if self._reuse(sha, session):
-            return sha
-        tmp, f = self._new_part()
-        try:
-            with f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-                self._commit_tmp(tmp, sha, session)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise self._disk_full(len(data), "a manifest") from None
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._on_full(len(data), "a manifest"):
+            if self._reuse(sha, session):
+                return sha
+            tmp, f = self._new_part()
+            try:
+                with f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    self._commit_tmp(tmp, sha, session)
+            finally:
+                tmp.unlink(missing_ok=True)
         return sha
 
     def put_file(self, src: Path, session: PutSession | None = None) -> tuple[str, int]:
         """Copy one file in (hashing while copying); return ``(sha256, size)``."""
         h = hashlib.sha256()
         size = 0
-        try:
+        with self._on_full(Path(src).stat().st_size, f"storing {src.name!r}"):
             tmp, fout = self._new_part()
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise self._disk_full(Path(src).stat().st_size, f"storing {src.name!r}") from None
-            raise
-        try:
-            with open(src, "rb") as fin, fout:
-                while chunk := fin.read(_BUF):
-                    h.update(chunk)
-                    fout.write(chunk)
-                    size += len(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-                sha = h.hexdigest()
-                self._commit_tmp(tmp, sha, session)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise self._disk_full(Path(src).stat().st_size, f"storing {src.name!r}") from None
-            raise
-        finally:
-            tmp.unlink(missing_ok=True)
+            try:
+                with open(src, "rb") as fin, fout:
+                    while chunk := fin.read(_BUF):
+                        h.update(chunk)
+                        fout.write(chunk)
+                        size += len(chunk)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+                    sha = h.hexdigest()
+                    self._commit_tmp(tmp, sha, session)
+            finally:
+                tmp.unlink(missing_ok=True)
         return sha, size
 
     def put_path(
@@ -298,8 +302,9 @@ class ArtifactStore:
             tree_sha = self.put_bytes(manifest, session)
         except DiskFullError:
             needed = sum(full.stat().st_size for _rel, full in listed)
-            raise self._disk_full(
-                needed, f"storing the folder {src.name!r} ({len(listed)} files)"
+            raise DiskFullError(
+                str(self.root), needed=needed, free=_free_bytes(self.root),
+                what=f"storing the folder {src.name!r} ({len(listed)} files)",
             ) from None
         return StoredArtifact("folder", tree_sha, total, len(files), src.resolve().name)
 
@@ -313,7 +318,10 @@ class ArtifactStore:
             return removed
         with self.guard.exclusive():
             keep = self.guard.live_pins(exclude=session)
-            keep |= referenced()
+            try:
+                keep |= referenced()
+            except Exception:  # noqa: BLE001 - cannot tell what is used: delete nothing
+                return removed  # (gc takes what is left once the store answers again)
             for path in reversed(session.created):
                 sha = path.parent.name + path.name
                 if sha in keep:

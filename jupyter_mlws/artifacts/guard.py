@@ -36,7 +36,7 @@ def _flocked(path: Path, mode: int) -> Iterator[None]:
 class PutSession:
     """The blobs one registration wrote (``created``) and pinned (``pinned``).
 
-    Made by :meth:`BlobGuard.session`; a bare ``PutSession()`` records what it created but pins
+    Made by :meth:`BlobGuard.open_session`; a bare ``PutSession()`` records what it created but pins
     nothing (its blobs are then only protected by garbage collection's age grace).
     """
 
@@ -88,19 +88,14 @@ class BlobGuard:
         with _flocked(self.lock_path, fcntl.LOCK_EX):
             yield
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[PutSession]:
-        """A put session whose pins live until the block ends (commit or rollback done)."""
+    def open_session(self) -> PutSession:
+        """A put session whose pins live until :meth:`PutSession.close`."""
         self._ready()
         path = self.pending / f"{uuid.uuid4().hex}.pin"
         with self.shared():  # a deleter never sees the file before it is locked
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             fcntl.flock(fd, fcntl.LOCK_EX)
-        session = PutSession(pin_file=path, _fd=fd)
-        try:
-            yield session
-        finally:
-            session.close()
+        return PutSession(pin_file=path, _fd=fd)
 
     def live_pins(self, *, exclude: PutSession | None = None) -> set[str]:
         """Blobs pinned by running registrations (call under :meth:`exclusive`).
