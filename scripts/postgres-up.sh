@@ -56,11 +56,23 @@ if [[ ! -f "$DIR/data/PG_VERSION" ]]; then
         cat "$DIR/initdb.log" >&2; exit 1; }
 fi
 
-PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# fsync off and a small footprint: a throwaway server for tests
-OPTS="-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=100"
-as_pg "'$BIN/pg_ctl' -D '$DIR/data' -o '$OPTS' -l '$DIR/log' -w -t 60 start" >/dev/null || {
-    tail -n 20 "$DIR/log" >&2; exit 1; }
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+started=""
+for _try in 1 2 3; do  # another program may take the port between choosing and binding it
+    PORT=$(free_port)
+    # fsync off: a throwaway server for tests
+    OPTS="-p $PORT -k $DIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    if as_pg "'$BIN/pg_ctl' -D '$DIR/data' -o '$OPTS' -l '$DIR/log' -w -t 60 start" >/dev/null; then
+        started=1
+        break
+    fi
+done
+if [[ -z "$started" ]]; then
+    tail -n 20 "$DIR/log" >&2
+    exit 1
+fi
 URL="postgresql+psycopg://postgres@127.0.0.1:$PORT/postgres"
 echo "$URL" >"$DIR/url"
 echo "$URL"
