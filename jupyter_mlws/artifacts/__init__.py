@@ -308,6 +308,16 @@ class ArtifactStore:
             ) from None
         return StoredArtifact("folder", tree_sha, total, len(files), src.resolve().name)
 
+    def snapshot(
+        self, src: Path, dest: Path, *, ignore: pathspec.PathSpec | None = None
+    ) -> StoredArtifact:
+        """Store ``src`` and lay a copy out at ``dest`` while its blobs stay pinned (a job's
+        code: gc cannot take the blobs between storing and copying out)."""
+        with self.session() as session:
+            stored = self.put_path(src, ignore=ignore, session=session)
+            self.materialize(stored, dest)
+        return stored
+
     # --- deleting (only under the exclusive lock) -------------------------------------------
 
     def rollback(self, session: PutSession, *, referenced: Callable[[], set[str]]) -> list[str]:

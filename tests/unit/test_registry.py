@@ -440,3 +440,10 @@ def test_reusing_an_old_orphan_blob_restarts_its_gc_grace(ws: Workspace) -> None
     assert ws.artifacts.put_bytes(b"an orphan, reused later") == sha  # e.g. a job snapshot
     assert ws.gc() == []  # default grace: used a moment ago
     assert ws.gc(older_than_s=0) == [sha]
+
+
+def test_snapshot_stores_and_lays_out_a_folder(ws: Workspace, files: Path, tmp_path: Path) -> None:
+    stored = ws.artifacts.snapshot(files / "model_dir", tmp_path / "code")
+    assert (tmp_path / "code" / "sub" / "b.txt").read_text() == "b"
+    assert stored.kind == "folder" and ws.artifacts.has(stored.sha256)
+    assert not list((ws.artifacts.root / "pending").iterdir())
