@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, false, func, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from jupyter_mlws.assets import entity_class
@@ -22,7 +22,7 @@ from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictError
 from jupyter_mlws.store.base import AbstractStore, NewVersion
 from jupyter_mlws.store.jobs_sql import JobStoreMixin
-from jupyter_mlws.store.retrying import retry_locked, sqlite_folder
+from jupyter_mlws.store.retrying import retry_locked, sqlite_folder, translate
 from jupyter_mlws.store.rows import (
     AssetNameRow,
     AssetTagRow,
@@ -73,7 +73,10 @@ class SqlStore(JobStoreMixin, AbstractStore):
             ) from None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._migrate(lock_dir)
+        try:
+            self._migrate(lock_dir)
+        except DBAPIError as exc:  # locked through the busy timeout, disk full...
+            raise translate(self, exc) from None
 
     def _safe_uri(self) -> str:
         """The URI without a password, for messages."""

@@ -157,3 +157,11 @@ def test_a_download_to_a_full_disk(ws: Workspace, small_disk: Path, tmp_path: Pa
         ws.models.download("m", dest=small_disk / "out")
     assert str(small_disk / "out") in str(err.value) and "6.0 MB" in str(err.value)
     assert parts(small_disk) == [] and list(small_disk.rglob(".mlws-*")) == []
+
+
+def test_a_new_store_on_a_full_disk(small_disk: Path) -> None:
+    from jupyter_mlws.store.sql import SqlStore
+
+    fill(small_disk)
+    with pytest.raises(DiskFullError, match="metadata store"):
+        SqlStore(f"sqlite:///{small_disk / 'mlws.db'}", lock_dir=small_disk)
