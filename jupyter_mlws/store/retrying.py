@@ -35,6 +35,10 @@ class RetryingStore(Protocol):
 
     def _on_locked(self, attempt: int) -> None: ...
 
+    #: Seconds after the first attempt past which a locked write is not tried again (each
+    #: attempt already waits SQLite's busy timeout).
+    retry_budget_s: float
+
 
 S = TypeVar("S")  # a store that is a RetryingStore (mixins make the bound impractical)
 
@@ -69,7 +73,7 @@ def translate(store: RetryingStore, exc: DBAPIError) -> StoreError:
     if is_locked(exc):
         return StoreBusyError(
             f"The store {store._safe_uri()} stayed locked by another writer through "
-            f"{ATTEMPTS} attempts.",
+            "every retry.",
             hint="Another process holds a long write transaction (a stuck `sqlite3` shell or "
             "a killed tool?). Close it and try again.",
         )
@@ -77,17 +81,19 @@ def translate(store: RetryingStore, exc: DBAPIError) -> StoreError:
 
 
 def retry_locked(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
-    """Run a write method again (in a new transaction) while the database is locked; raise a
-    typed :class:`StoreError` (:class:`StoreBusyError`, :class:`DiskFullError`) after that."""
+    """Run a write method again (in a new transaction) while the database is locked, up to
+    :data:`ATTEMPTS` times within the store's ``retry_budget_s``; then raise a typed
+    :class:`StoreError` (:class:`StoreBusyError`, :class:`DiskFullError`)."""
 
     @functools.wraps(fn)
     def wrapper(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         store: RetryingStore = self  # type: ignore[assignment]
+        deadline = time.monotonic() + store.retry_budget_s
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 return fn(self, *args, **kwargs)
             except OperationalError as exc:
-                if is_locked(exc) and attempt < ATTEMPTS:
+                if is_locked(exc) and attempt < ATTEMPTS and time.monotonic() < deadline:
                     store._on_locked(attempt)
                     time.sleep(FIRST_PAUSE_S * attempt)
                     continue

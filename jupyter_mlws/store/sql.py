@@ -58,6 +58,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
         self.uri = uri
         self.is_sqlite = uri.startswith("sqlite")
         self.busy_timeout_ms = busy_timeout_ms
+        self.retry_budget_s = max(2 * busy_timeout_ms / 1000, 5.0)
         try:
             self.engine = self._make_engine(uri, immediate=False, busy_ms=busy_timeout_ms)
             # SQLite: a second engine whose transactions take the write lock at BEGIN.

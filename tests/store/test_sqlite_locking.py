@@ -56,8 +56,9 @@ class ObservedStore(SqlStore):
     """A real store that records each locked attempt and may act on it (the test's hook)."""
 
     def __init__(self, uri: str, release_after: int | None = None,
-                 holder: LockHolder | None = None) -> None:
+                 holder: LockHolder | None = None, budget_s: float = 600) -> None:
         super().__init__(uri, busy_timeout_ms=50)
+        self.retry_budget_s = budget_s  # every attempt, however loaded the machine
         self.locked: list[int] = []
         self.release_after, self.holder = release_after, holder
 
@@ -108,4 +109,13 @@ def test_a_lock_held_through_every_retry_is_a_typed_error(db: Path, holder: Lock
     holder.release()
     assert store.create_version(nv("b"))[0].version == "1"  # nothing half-written before
     assert store.get_meta("held") is None
+    store.close()
+
+
+def test_no_retry_past_the_budget(db: Path, holder: LockHolder) -> None:
+    """Each attempt already waited SQLite's busy timeout: past the budget it is an error."""
+    store = ObservedStore(f"sqlite:///{db}", budget_s=0)
+    with pytest.raises(StoreBusyError):
+        store.set_meta("k", "v")
+    assert store.locked == []
     store.close()
