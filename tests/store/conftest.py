@@ -71,7 +71,9 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)"))
             conn.execute(text(f"CREATE DATABASE {TEMPLATE_DB}"))
         admin.dispose()
-        SqlStore(_with_database(url, TEMPLATE_DB)).close()  # migrated once, copied per test
+        locks = Path(tempfile.mkdtemp(prefix="mlws-pg-locks-"))
+        SqlStore(_with_database(url, TEMPLATE_DB), lock_dir=locks).close()  # copied per test
+        shutil.rmtree(locks, ignore_errors=True)
         yield url
     finally:
         if folder is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -251,11 +252,12 @@ for i in range(4):
 
 
 def test_concurrent_registrations_from_processes_get_contiguous_versions(
-    store: SqlStore, store_uri: str
+    store: SqlStore, store_uri: str, tmp_path: Path
 ) -> None:
     procs = [subprocess.Popen([sys.executable, "-c", RACER, store_uri, str(i)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+             for i in range(4)]
     n = 4 * len(procs)
     for p in procs:
         assert p.stdin is not None

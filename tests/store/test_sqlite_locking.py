@@ -76,7 +76,7 @@ def nv(content: str) -> NewVersion:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "mlws.db"
-    SqlStore(f"sqlite:///{path}").close()  # created and migrated
+    SqlStore(f"sqlite:///{path}", lock_dir=tmp_path).close()  # created and migrated
     return path
 
 
