@@ -171,3 +171,56 @@ class DockerUnavailableError(MlwsError):
             or "Start it (on Debian: `bash scripts/docker-up.sh` from the project, or "
             "`dockerd &`) and check with `docker info`.",
         )
+
+
+# --- storage (blob store, metadata store) -----------------------------------------------------
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+class DiskFullError(StoreError):
+    """A write found no space left on the disk that holds ``folder``."""
+
+    code = "disk_full"
+    http_status = 507
+
+    def __init__(
+        self,
+        folder: str,
+        *,
+        needed: int | None = None,
+        free: int | None = None,
+        what: str = "the write",
+        hint: str | None = None,
+    ) -> None:
+        self.folder = folder
+        self.needed = needed
+        self.free = free
+        parts = [f"The disk holding {folder!r} is full"]
+        if needed is not None:
+            parts.append(f": {what} needs {_human_size(needed)}")
+            if free is not None:
+                parts.append(f" and {_human_size(free)} is free")
+        else:
+            parts.append(f": {what} needs more space than is left")
+        super().__init__(
+            "".join(parts) + ". Nothing was recorded.",
+            hint=hint
+            or "Free some space there (`mlws workspace gc` removes unreferenced blobs), or move "
+            "the workspace to a bigger disk, and try again.",
+            folder=folder,
+            needed=needed,
+            free=free,
+        )
+
+
+class StoreBusyError(StoreError):
+    """The metadata store stayed locked by another writer through every retry."""
+
+    code = "store_busy"
+    http_status = 503

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from jupyter_mlws import __version__
-from jupyter_mlws.artifacts import ArtifactStore, StoredArtifact
+from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.assets.yaml_io import load_yaml
 from jupyter_mlws.docker_engine import docker_client  # noqa: F401  (re-exported)
@@ -322,7 +322,8 @@ class Workspace:
         }
 
     def gc(self, *, older_than_s: float = 3600.0) -> list[str]:
-        """Delete artifact blobs no version refers to (left by a registration that was killed)."""
-        refs = [StoredArtifact.from_dict(a) for a in self.store.all_artifact_specs()]
-        keep = self.artifacts.referenced_blobs(refs)
-        return self.artifacts.garbage_collect(keep, older_than_s=older_than_s)
+        """Delete artifact blobs that no version or job refers to and no running registration
+        uses (left by a registration that was killed), last used ``older_than_s`` ago or more."""
+        return self.artifacts.garbage_collect(
+            lambda: self.artifacts.referenced_by(self.store), older_than_s=older_than_s
+        )

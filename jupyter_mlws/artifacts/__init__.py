@@ -4,28 +4,62 @@ A file is stored once under ``blobs/<sha[:2]>/<sha[2:]>`` whatever its name. A f
 *tree*: a JSON manifest ``{"files": [[path, sha256, size, executable], ...]}`` sorted by path,
 itself stored as a blob; the folder's sha256 is the manifest's. Writes go to a temporary file and
 are renamed into place, so a blob that exists is complete.
+
+Blobs are shared between versions, so nothing deletes one without the collection lock and a
+look at the live pins of running registrations and at every committed reference (see
+:mod:`jupyter_mlws.artifacts.guard`). A full disk gives :class:`DiskFullError`, never a partial
+blob.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import stat
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import IO, Any, Literal, Protocol
 
 import pathspec
 
-from jupyter_mlws.errors import NotFoundError, UnsafePathError, ValidationError
+from jupyter_mlws.artifacts.guard import BlobGuard, PutSession
+from jupyter_mlws.errors import (
+    DiskFullError,
+    NotFoundError,
+    UnsafePathError,
+    ValidationError,
+)
+
+__all__ = ["ArtifactStore", "PutSession", "StoredArtifact", "iter_folder", "is_disk_full"]
 
 _BUF = 1 << 20
+
+
+def is_disk_full(exc: OSError) -> bool:
+    """ENOSPC or a full quota."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for candidate in (folder, *folder.parents):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(candidate).free
+    return None
+
+
+class ArtifactRecords(Protocol):
+    """What the blob store needs of the metadata store to know which blobs are in use."""
+
+    def all_artifact_specs(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -56,13 +90,6 @@ class StoredArtifact:
             file_count=int(data.get("file_count", 1)),
             name=data["name"],
         )
-
-
-@dataclass
-class PutSession:
-    """Blobs newly written by one registration, so a failed one can take them back."""
-
-    created: list[Path] = field(default_factory=list)
 
 
 def _safe_relpath(rel: str) -> str:
@@ -126,6 +153,7 @@ class ArtifactStore:
         self.root = Path(root)
         self.blobs = self.root / "blobs"
         self.tmp = self.root / "tmp"
+        self.guard = BlobGuard(self.root)
 
     def ensure(self) -> None:
         self.blobs.mkdir(parents=True, exist_ok=True)
@@ -139,49 +167,106 @@ class ArtifactStore:
     def has(self, sha256: str) -> bool:
         return self.blob_path(sha256).exists()
 
+    @contextlib.contextmanager
+    def session(self) -> Iterator[PutSession]:
+        """A put session for one registration: what it stores or reuses stays pinned (safe from
+        gc and from other registrations' rollbacks) until the block ends."""
+        with self._on_full(None, "a registration"):
+            session = self.guard.open_session()
+        try:
+            yield session
+        finally:
+            session.close()
+
+    def referenced_by(self, records: ArtifactRecords) -> set[str]:
+        """Every blob a committed record of ``records`` refers to (folders: their files too)."""
+        refs = [StoredArtifact.from_dict(a) for a in records.all_artifact_specs()]
+        return self.referenced_blobs(refs)
+
     # --- writing ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _on_full(self, needed: int | None, what: str) -> Iterator[None]:
+        """Turn "no space left" below into :class:`DiskFullError` naming the store's folder."""
+        try:
+            yield
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            raise DiskFullError(
+                str(self.root), needed=needed, free=_free_bytes(self.root), what=what
+            ) from None
+
+    def _new_part(self) -> tuple[Path, IO[bytes]]:
+        """A temp file, created and locked under the shared lock (gc leaves it alone)."""
+        self.ensure()
+        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
+        with self.guard.shared():
+            f = open(tmp, "xb")  # noqa: SIM115 - the caller closes it
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        return tmp, f
 
     def _commit_tmp(self, tmp: Path, sha: str, session: PutSession | None) -> None:
         dest = self.blob_path(sha)
-        if dest.exists():
-            tmp.unlink(missing_ok=True)
-            return
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, dest)
-        if session is not None:
-            session.created.append(dest)
+        with self.guard.shared():
+            if session is not None:
+                session.pin(sha)
+            if dest.exists():
+                with contextlib.suppress(OSError):
+                    os.utime(dest)  # in use again: gc's age grace starts anew
+                tmp.unlink(missing_ok=True)
+                return
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+            if session is not None:
+                session.created.append(dest)
+
+    def _reuse(self, sha: str, session: PutSession | None) -> bool:
+        """Pin ``sha`` and say whether it is stored already."""
+        dest = self.blob_path(sha)
+        with self.guard.shared():
+            if session is not None:
+                session.pin(sha)
+            if not dest.exists():
+                return False
+            with contextlib.suppress(OSError):
+                os.utime(dest)
+            return True
 
     def put_bytes(self, data: bytes, session: PutSession | None = None) -> str:
         sha = hashlib.sha256(data).hexdigest()
-        if self.blob_path(sha).exists():
-            return sha
-        self.ensure()
-        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        self._commit_tmp(tmp, sha, session)
+        with self._on_full(len(data), "a manifest"):
+            if self._reuse(sha, session):
+                return sha
+            tmp, f = self._new_part()
+            try:
+                with f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    self._commit_tmp(tmp, sha, session)
+            finally:
+                tmp.unlink(missing_ok=True)
         return sha
 
     def put_file(self, src: Path, session: PutSession | None = None) -> tuple[str, int]:
         """Copy one file in (hashing while copying); return ``(sha256, size)``."""
-        self.ensure()
-        tmp = self.tmp / f"{uuid.uuid4().hex}.part"
         h = hashlib.sha256()
         size = 0
-        try:
-            with open(src, "rb") as fin, open(tmp, "wb") as fout:
-                while chunk := fin.read(_BUF):
-                    h.update(chunk)
-                    fout.write(chunk)
-                    size += len(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-            sha = h.hexdigest()
-            self._commit_tmp(tmp, sha, session)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with self._on_full(Path(src).stat().st_size, f"storing {src.name!r}"):
+            tmp, fout = self._new_part()
+            try:
+                with open(src, "rb") as fin, fout:
+                    while chunk := fin.read(_BUF):
+                        h.update(chunk)
+                        fout.write(chunk)
+                        size += len(chunk)
+                    fout.flush()
+                    os.fsync(fout.fileno())
+                    sha = h.hexdigest()
+                    self._commit_tmp(tmp, sha, session)
+            finally:
+                tmp.unlink(missing_ok=True)
         return sha, size
 
     def put_path(
@@ -191,29 +276,102 @@ class ArtifactStore:
         ignore: pathspec.PathSpec | None = None,
         session: PutSession | None = None,
     ) -> StoredArtifact:
-        """Store a file or a folder; the same bytes are stored once."""
+        """Store a file or a folder; the same bytes are stored once.
+
+        Without a ``session`` the blobs are pinned only while this call runs.
+        """
         src = Path(src)
         if not src.exists():
             raise NotFoundError(f"{str(src)!r} does not exist.", hint="Check the path.")
+        if session is None:
+            with self.session() as own:
+                return self.put_path(src, ignore=ignore, session=own)
         if src.is_file():
             sha, size = self.put_file(src, session)
             return StoredArtifact("file", sha, size, 1, src.name)
+        listed = list(iter_folder(src, ignore))
         files = []
         total = 0
-        for rel, full in iter_folder(src, ignore):
-            sha, size = self.put_file(full, session)
-            executable = bool(full.stat().st_mode & stat.S_IXUSR)
-            files.append([rel, sha, size, executable])
-            total += size
-        manifest = json.dumps({"files": files}, separators=(",", ":")).encode()
-        tree_sha = self.put_bytes(manifest, session)
+        try:
+            for rel, full in listed:
+                sha, size = self.put_file(full, session)
+                executable = bool(full.stat().st_mode & stat.S_IXUSR)
+                files.append([rel, sha, size, executable])
+                total += size
+            manifest = json.dumps({"files": files}, separators=(",", ":")).encode()
+            tree_sha = self.put_bytes(manifest, session)
+        except DiskFullError:
+            needed = sum(full.stat().st_size for _rel, full in listed)
+            raise DiskFullError(
+                str(self.root), needed=needed, free=_free_bytes(self.root),
+                what=f"storing the folder {src.name!r} ({len(listed)} files)",
+            ) from None
         return StoredArtifact("folder", tree_sha, total, len(files), src.resolve().name)
 
-    def rollback(self, session: PutSession) -> None:
-        """Remove the blobs a failed registration wrote (best effort)."""
-        for path in reversed(session.created):
-            with contextlib.suppress(OSError):
-                path.unlink()
+    def snapshot(
+        self, src: Path, dest: Path, *, ignore: pathspec.PathSpec | None = None
+    ) -> StoredArtifact:
+        """Store ``src`` and lay a copy out at ``dest`` while its blobs stay pinned (a job's
+        code: gc cannot take the blobs between storing and copying out)."""
+        with self.session() as session:
+            stored = self.put_path(src, ignore=ignore, session=session)
+            self.materialize(stored, dest)
+        return stored
+
+    # --- deleting (only under the exclusive lock) -------------------------------------------
+
+    def rollback(self, session: PutSession, *, referenced: Callable[[], set[str]]) -> list[str]:
+        """Take back the blobs a failed registration wrote, except those that a committed
+        record (``referenced()``) or another running registration (its pins) uses."""
+        removed: list[str] = []
+        if not session.created:
+            return removed
+        with self.guard.exclusive():
+            keep = self.guard.live_pins(exclude=session)
+            try:
+                keep |= referenced()
+            except Exception:  # noqa: BLE001 - cannot tell what is used: delete nothing
+                return removed  # (gc takes what is left once the store answers again)
+            for path in reversed(session.created):
+                sha = path.parent.name + path.name
+                if sha in keep:
+                    continue
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(sha)
+        session.created.clear()
+        return removed
+
+    def garbage_collect(
+        self,
+        referenced: Callable[[], set[str]],
+        *,
+        older_than_s: float = 3600.0,
+        now: Callable[[], float] | None = None,
+    ) -> list[str]:
+        """Delete blobs that no committed record (``referenced()``, read under the lock) and no
+        running registration uses, and that were last written or reused ``older_than_s`` ago or
+        more; and temp files no writer holds."""
+        removed: list[str] = []
+        with self.guard.exclusive():
+            keep = self.guard.live_pins()  # the pins first, then the committed references
+            keep |= referenced()
+            t = (now or time.time)()
+            for sub in self.blobs.iterdir() if self.blobs.exists() else []:
+                for blob in sub.iterdir():
+                    sha = sub.name + blob.name
+                    if sha in keep:
+                        continue
+                    with contextlib.suppress(FileNotFoundError):
+                        if t - blob.stat().st_mtime >= older_than_s:
+                            blob.unlink()
+                            removed.append(sha)
+            for part in self.tmp.glob("*.part") if self.tmp.exists() else []:
+                with contextlib.suppress(FileNotFoundError):
+                    stale = t - part.stat().st_mtime >= older_than_s
+                    if stale and not self.guard.part_in_use(part):
+                        part.unlink()
+        return removed
 
     # --- reading ---------------------------------------------------------------------------
 
@@ -239,17 +397,26 @@ class ArtifactStore:
         src = self.blob_path(sha)
         if not src.exists():
             raise NotFoundError(f"The blob {sha[:12]} is missing from the artifact store.")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".mlws-", suffix=".part")
-        os.close(fd)
+        tmp = None
         try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".mlws-", suffix=".part")
+            os.close(fd)
             shutil.copyfile(src, tmp)
             if executable:
                 os.chmod(tmp, 0o755)
             os.replace(tmp, dest)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFullError(
+                    str(dest.parent), needed=src.stat().st_size, free=_free_bytes(dest.parent),
+                    what=f"writing {dest.name!r}",
+                ) from None
+            raise
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def referenced_blobs(self, artifacts: list[StoredArtifact]) -> set[str]:
         keep: set[str] = set()
@@ -258,26 +425,3 @@ class ArtifactStore:
             if art.kind == "folder" and self.has(art.sha256):
                 keep.update(sha for _r, sha, _n, _x in self.manifest(art.sha256))
         return keep
-
-    def garbage_collect(
-        self, keep: set[str], *, older_than_s: float = 3600.0, now: Callable[[], float] | None = None
-    ) -> list[str]:
-        """Delete blobs not in ``keep`` that are older than ``older_than_s`` (left by a crash)."""
-        import time
-
-        t = (now or time.time)()
-        removed: list[str] = []
-        if not self.blobs.exists():
-            return removed
-        for sub in self.blobs.iterdir():
-            for blob in sub.iterdir():
-                sha = sub.name + blob.name
-                if sha in keep:
-                    continue
-                if t - blob.stat().st_mtime >= older_than_s:
-                    blob.unlink(missing_ok=True)
-                    removed.append(sha)
-        for part in self.tmp.glob("*.part") if self.tmp.exists() else []:
-            if t - part.stat().st_mtime >= older_than_s:
-                part.unlink(missing_ok=True)
-        return removed

@@ -74,35 +74,39 @@ class AssetOperations(Generic[S, E]):
         """A hook for reserved names."""
 
     def register(self, spec: S) -> E:
-        """Register ``spec`` as a new version (or return the identical existing one)."""
+        """Register ``spec`` as a new version (or return the identical existing one).
+
+        The blobs it stores or reuses stay pinned until the version is committed; when the
+        registration fails, only the blobs that nothing else uses are taken back.
+        """
         self._check_name(spec)
-        session = PutSession()
-        try:
-            prepared = self._prepare(spec, session)
-            new = NewVersion(
-                kind=self.kind,
-                name=spec.name,
-                version=spec.version,
-                content_hash=content_hash(prepared.spec, prepared.hash_extra),
-                spec=prepared.spec,
-                description=spec.description,
-                tags=dict(spec.tags),
-                hidden=prepared.hidden,
-                curated=prepared.curated,
-                env_hash=prepared.env_hash,
-                job_id=prepared.job_id,
-                created_by=_user(),
-                secret=prepared.secret,
-                reuse_identical_latest=prepared.reuse_identical_latest,
-            )
-            entity, created = self._store.create_version(new)
-        except BaseException:
-            self._ws.artifacts.rollback(session)
-            raise
-        if not created:
-            # identical content already stored: the blobs we wrote (if any) are shared, keep them
-            pass
+        artifacts = self._ws.artifacts
+        with artifacts.session() as session:
+            try:
+                prepared = self._prepare(spec, session)
+                entity, _created = self._store.create_version(self._new_version(spec, prepared))
+            except BaseException:
+                artifacts.rollback(session, referenced=lambda: artifacts.referenced_by(self._store))
+                raise
         return entity  # type: ignore[return-value]
+
+    def _new_version(self, spec: S, prepared: Prepared) -> NewVersion:
+        return NewVersion(
+            kind=self.kind,
+            name=spec.name,
+            version=spec.version,
+            content_hash=content_hash(prepared.spec, prepared.hash_extra),
+            spec=prepared.spec,
+            description=spec.description,
+            tags=dict(spec.tags),
+            hidden=prepared.hidden,
+            curated=prepared.curated,
+            env_hash=prepared.env_hash,
+            job_id=prepared.job_id,
+            created_by=_user(),
+            secret=prepared.secret,
+            reuse_identical_latest=prepared.reuse_identical_latest,
+        )
 
     def create_from_dict(
         self,

@@ -140,11 +140,12 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
             else {k: v for k, v in definition.items() if k not in ("name", "version")}
         )
         probe = validate_spec(EnvironmentSpec, {**data, "name": "probe"})
-        if probe.build is not None and probe.build.files is None:
-            self._snapshot_context(probe, session=PutSession())
-            data = probe.model_dump(exclude={"name", "version"}, exclude_none=True)
-        name = ANONYMOUS_PREFIX + probe.env_hash()[:32]
-        return self.register(validate_spec(EnvironmentSpec, {**data, "name": name}))
+        with self._ws.artifacts.session() as session:  # context blobs pinned until registered
+            if probe.build is not None and probe.build.files is None:
+                self._snapshot_context(probe, session=session)
+                data = probe.model_dump(exclude={"name", "version"}, exclude_none=True)
+            name = ANONYMOUS_PREFIX + probe.env_hash()[:32]
+            return self.register(validate_spec(EnvironmentSpec, {**data, "name": name}))
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -178,7 +178,8 @@ class AbstractStore(AbstractJobStore):
 
     @abc.abstractmethod
     def all_artifact_specs(self) -> list[dict[str, Any]]:
-        """The ``artifact`` field of every version that has one (for garbage collection)."""
+        """Every stored artifact a committed record refers to (for garbage collection): the
+        ``artifact``/``code_artifact`` of versions, build contexts, and jobs' code snapshots."""
 
     @abc.abstractmethod
     def record_build(

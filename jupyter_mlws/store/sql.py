@@ -8,14 +8,13 @@ locked with ``SELECT ... FOR UPDATE`` instead. Both give contiguous versions und
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, false, func, select, text, update
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from jupyter_mlws.assets import entity_class
@@ -23,11 +22,13 @@ from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictError
 from jupyter_mlws.store.base import AbstractStore, NewVersion
 from jupyter_mlws.store.jobs_sql import JobStoreMixin
+from jupyter_mlws.store.retrying import retry_locked, sqlite_folder, translate
 from jupyter_mlws.store.rows import (
     AssetNameRow,
     AssetTagRow,
     AssetVersionRow,
     EnvironmentBuildRow,
+    JobRow,
     MetaRow,
     SecretRow,
     utcnow,
@@ -44,16 +45,27 @@ def _to_entity(row: AssetVersionRow) -> Asset:
 
 
 class SqlStore(JobStoreMixin, AbstractStore):
-    """:class:`AbstractStore` on SQLAlchemy 2."""
+    """:class:`AbstractStore` on SQLAlchemy 2.
 
-    def __init__(self, uri: str, *, lock_dir: Path | None = None) -> None:
+    Every write method is one transaction (:meth:`_writing`) and is run again as a whole while
+    the database is locked (:func:`~jupyter_mlws.store.retrying.retry_locked`).
+    ``busy_timeout_ms`` is how long SQLite itself waits for the write lock on each attempt.
+    """
+
+    def __init__(
+        self, uri: str, *, lock_dir: Path | None = None, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+    ) -> None:
         self.uri = uri
         self.is_sqlite = uri.startswith("sqlite")
+        self.busy_timeout_ms = busy_timeout_ms
+        self.retry_budget_s = max(2 * busy_timeout_ms / 1000, 5.0)
         try:
-            self.engine = self._make_engine(uri, immediate=False)
+            self.engine = self._make_engine(uri, immediate=False, busy_ms=busy_timeout_ms)
             # SQLite: a second engine whose transactions take the write lock at BEGIN.
             self.write_engine = (
-                self._make_engine(uri, immediate=True) if self.is_sqlite else self.engine
+                self._make_engine(uri, immediate=True, busy_ms=busy_timeout_ms)
+                if self.is_sqlite
+                else self.engine
             )
         except (SQLAlchemyError, ModuleNotFoundError) as exc:
             raise StoreError(
@@ -62,7 +74,10 @@ class SqlStore(JobStoreMixin, AbstractStore):
             ) from None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
-        self._migrate(lock_dir)
+        try:
+            self._migrate(lock_dir)
+        except DBAPIError as exc:  # locked through the busy timeout, disk full...
+            raise translate(self, exc) from None
 
     def _safe_uri(self) -> str:
         """The URI without a password, for messages."""
@@ -73,12 +88,21 @@ class SqlStore(JobStoreMixin, AbstractStore):
         except Exception:
             return "<store uri>"
 
+    def _database_folder(self) -> str:
+        """Where the database lives, for a disk-full message."""
+        if self.is_sqlite:
+            return sqlite_folder(self.uri)
+        return f"the database server of {self._safe_uri()}"
+
+    def _on_locked(self, attempt: int) -> None:
+        """Called after attempt ``attempt`` of a write found the database locked (a hook)."""
+
     @staticmethod
-    def _make_engine(uri: str, *, immediate: bool) -> Engine:
+    def _make_engine(uri: str, *, immediate: bool, busy_ms: int = BUSY_TIMEOUT_MS) -> Engine:
         if not uri.startswith("sqlite"):
             return create_engine(uri, pool_pre_ping=True)
         engine = create_engine(
-            uri, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            uri, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}
         )
 
         @event.listens_for(engine, "connect")
@@ -88,7 +112,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -122,24 +146,29 @@ class SqlStore(JobStoreMixin, AbstractStore):
 
     @contextmanager
     def _writing(self) -> Iterator[Session]:
-        """A write transaction; retried when SQLite still reports a busy database."""
-        for attempt in range(8):
-            session = self._write_sessions()
-            try:
-                yield session
-                session.commit()
-                return
-            except OperationalError as exc:
-                session.rollback()
-                if "locked" in str(exc) and attempt < 7:
-                    time.sleep(0.05 * (attempt + 1))
-                    continue
-                raise StoreError(f"The store could not write: {exc.orig}") from None
-            except BaseException:
-                session.rollback()
-                raise
-            finally:
-                session.close()
+        """One write transaction: commits when the block ends, rolls back when it raises.
+
+        It yields once; retrying a locked database is the job of :func:`retry_locked` around
+        the whole store method.
+        """
+        session = self._write_sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # job writes (JobStoreMixin) are retried like every other write
+    create_job = retry_locked(JobStoreMixin.create_job)
+    transition_job = retry_locked(JobStoreMixin.transition_job)
+    update_job = retry_locked(JobStoreMixin.update_job)
+    request_cancel = retry_locked(JobStoreMixin.request_cancel)
+    add_metrics = retry_locked(JobStoreMixin.add_metrics)
+    set_job_params = retry_locked(JobStoreMixin.set_job_params)
+    set_job_io = retry_locked(JobStoreMixin.set_job_io)
 
     def _lock_name(self, s: Session, kind: str, name: str) -> AssetNameRow:
         stmt = select(AssetNameRow).where(AssetNameRow.kind == kind, AssetNameRow.name == name)
@@ -159,6 +188,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
 
     # --- writes -------------------------------------------------------------------------------
 
+    @retry_locked
     def create_version(self, new: NewVersion) -> tuple[Asset, bool]:
         with self._writing() as s:
             counter = self._lock_name(s, new.kind, new.name)
@@ -210,6 +240,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
             entity = _to_entity(row)
         return entity, True
 
+    @retry_locked
     def set_archived(self, kind: str, name: str, version: str | None, archived: bool) -> int:
         with self._writing() as s:
             cond = [AssetVersionRow.kind == kind, AssetVersionRow.name == name]
@@ -221,6 +252,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
                 raise self._not_found(s, kind, name, version)
             return int(rows)
 
+    @retry_locked
     def update_metadata(
         self,
         kind: str,
@@ -249,6 +281,7 @@ class SqlStore(JobStoreMixin, AbstractStore):
             s.flush()
             return _to_entity(row)
 
+    @retry_locked
     def set_meta(self, key: str, value: str) -> None:
         with self._writing() as s:
             row = s.get(MetaRow, key)
@@ -473,10 +506,15 @@ class SqlStore(JobStoreMixin, AbstractStore):
                                 "name": "context"})
                 if isinstance(data.get("code_artifact"), dict):
                     out.append(data["code_artifact"])
+            for spec in s.scalars(select(JobRow.spec)).all():  # the code snapshot of each job
+                snapshot = json.loads(spec).get("snapshot")
+                if isinstance(snapshot, dict) and snapshot.get("sha256"):
+                    out.append(snapshot)
             return out
 
     # --- environment builds ---------------------------------------------------------------------
 
+    @retry_locked
     def record_build(
         self,
         env_hash: str,

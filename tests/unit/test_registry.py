@@ -410,3 +410,40 @@ def test_failed_registration_leaves_no_version_and_no_blob(ws: Workspace, files:
     assert blob_count(ws) == before
     assert ws.models.count("m") == 0
     assert not list(ws.artifacts.tmp.iterdir())
+
+
+def test_rollback_takes_back_only_blobs_nothing_else_uses(ws: Workspace, tmp_path: Path) -> None:
+    """A session's own blob that a version committed meanwhile stays; an unused one goes."""
+    shared = tmp_path / "shared.bin"
+    shared.write_bytes(b"the same bytes in two registrations")
+    alone = tmp_path / "alone.bin"
+    alone.write_bytes(b"only the failed registration had these")
+    with ws.artifacts.session() as session:
+        kept = ws.artifacts.put_path(shared, session=session)
+        gone = ws.artifacts.put_path(alone, session=session)
+        ws.models.create("other", shared)  # finds the blob present and commits a version
+        removed = ws.artifacts.rollback(
+            session, referenced=lambda: ws.artifacts.referenced_by(ws.store))
+    assert removed == [gone.sha256]
+    assert ws.artifacts.has(kept.sha256) and not ws.artifacts.has(gone.sha256)
+    assert ws.models.download("other", dest=tmp_path / "dl").read_bytes() == shared.read_bytes()
+    assert not list((ws.artifacts.root / "pending").iterdir())  # the session's pins are gone
+
+
+def test_reusing_an_old_orphan_blob_restarts_its_gc_grace(ws: Workspace) -> None:
+    import os
+    import time
+
+    sha = ws.artifacts.put_bytes(b"an orphan, reused later")
+    old = time.time() - 7200
+    os.utime(ws.artifacts.blob_path(sha), (old, old))
+    assert ws.artifacts.put_bytes(b"an orphan, reused later") == sha  # e.g. a job snapshot
+    assert ws.gc() == []  # default grace: used a moment ago
+    assert ws.gc(older_than_s=0) == [sha]
+
+
+def test_snapshot_stores_and_lays_out_a_folder(ws: Workspace, files: Path, tmp_path: Path) -> None:
+    stored = ws.artifacts.snapshot(files / "model_dir", tmp_path / "code")
+    assert (tmp_path / "code" / "sub" / "b.txt").read_text() == "b"
+    assert stored.kind == "folder" and ws.artifacts.has(stored.sha256)
+    assert not list((ws.artifacts.root / "pending").iterdir())
