@@ -171,3 +171,12 @@ class DockerUnavailableError(MlwsError):
             or "Start it (on Debian: `bash scripts/docker-up.sh` from the project, or "
             "`dockerd &`) and check with `docker info`.",
         )
+
+
+# --- job core (issue 9: launch contract, typed parameters) ---------------------------------------
+
+
+class LaunchFormatError(MlwsError):
+    """A job's ``launch.json`` is unreadable, or written by a newer jupyter_mlws."""
+
+    code = "launch_format"
