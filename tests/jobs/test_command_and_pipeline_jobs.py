@@ -195,3 +195,33 @@ def test_pipeline_with_a_component_and_a_notebook_step(jws: Workspace, tmp_path:
     assert [m.value for m in jws.jobs.metrics(children["use"].id)] == [7.0]
     assert json.loads((jws.jobs.paths(children["make"].id).outputs / "out" / "v.json")
                       .read_text()) == 7
+
+
+# --- issue 9, defect 6: substituted values never run as shell code ---------------------------
+
+
+def test_an_input_value_cannot_inject_shell_commands(jws: Workspace, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    value = f"a;touch${{IFS}}{marker}"
+    job = jws.jobs.submit_command(
+        "python -c 'import sys; print(\"ARGS\", sys.argv[1:])' ${{inputs.x}} "
+        "$[[${{inputs.y}}]] ${{outputs.o}}",
+        inputs={"x": value, "y": f"$(touch {marker})"}, outputs={"o": {"type": "uri_folder"}})
+    done = jws.jobs.wait(job.id, timeout=120)
+    assert done.status == "Completed", jws.jobs.logs(job.id)
+    out = str(jws.jobs.paths(job.id).outputs / "o")
+    assert f"ARGS {[value, f'$(touch {marker})', out]!r}" in jws.jobs.logs(job.id)
+    assert not marker.exists()
+
+
+def test_a_pipeline_input_cannot_inject_shell_commands(jws: Workspace, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    value = f"x'; touch {marker}; echo '"
+    pipe = jws.jobs.submit_pipeline({"type": "pipeline", "inputs": {"v": value}, "jobs": {
+        "show": {"command": "echo 'got:${{inputs.n}}'", "inputs": {"n": "${{parent.inputs.v}}"}},
+    }}, base_dir=tmp_path)
+    done = jws.jobs.wait(pipe.id, timeout=180)
+    assert done.status == "Completed", done.error
+    (child,) = jws.jobs.children(pipe.id)
+    assert f"got:{value}" in jws.jobs.logs(child.id)
+    assert not marker.exists()
