@@ -6,11 +6,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.assets.base import looks_like_ref, parse_ref
-from jupyter_mlws.errors import AssetNotFoundError, NotFoundError
+from jupyter_mlws.errors import (
+    AssetNotFoundError,
+    MlwsError,
+    NotFoundError,
+    UnsafePathError,
+    ValidationError,
+)
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.queries import parse_job_uri
 
@@ -73,18 +79,49 @@ class InputBinder:
             return str(out_path), {"name": name, "type": typ or "uri_folder", "uri": text}, True
         if text.startswith(("http://", "https://")):
             return text, {"name": name, "type": typ or "uri_file", "uri": text}, False
-        from jupyter_mlws.operations.data import parse_datastore_uri
-
-        ds = parse_datastore_uri(text)
-        local = Path(text[len("file://"):] if text.startswith("file://") else text)
-        if ds is not None:
-            local = Path(self._ws.datastores.root(ds[0])) / ds[1]
-        if not local.exists():
-            raise NotFoundError(f"The input {name!r} names {text!r}, which does not exist.")
+        remote = self._remote(text)
+        if remote is not None:
+            local = fetch_remote(remote[0], remote[1], paths.inputs / name, typ,
+                                 what=f"The input {name!r}", uri=text)
+        else:
+            local = self._local(text)
+            if not local.exists():
+                raise NotFoundError(f"The input {name!r} names {text!r}, which does not exist.")
         local = local.resolve()
         row = {"name": name, "type": typ or ("uri_file" if local.is_file() else "uri_folder"),
                "uri": text}
         return str(local), row, True
+
+    def _remote(self, uri: str) -> tuple[Any, str] | None:
+        """``(fsspec filesystem, path)`` when ``uri`` is on an fsspec datastore or is an fsspec
+        URL; ``None`` for local paths (and local datastores)."""
+        from jupyter_mlws.operations.data import parse_datastore_uri
+
+        ds = parse_datastore_uri(uri)
+        if ds is not None:
+            if self._ws.datastores.get(ds[0]).type == "local":
+                return None
+            fs, root = self._ws.datastores.fs(ds[0])
+            return fs, f"{str(root).rstrip('/')}/{ds[1]}" if ds[1] else str(root)
+        if "://" not in uri or uri.startswith(("file://", "mlws://", "azureml://")):
+            return None
+        import fsspec
+
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+        except (ValueError, ImportError) as exc:
+            raise ValidationError(f"{uri!r} cannot be read: {exc}",
+                                  hint="Install the fsspec backend for its scheme, or register "
+                                  "a datastore for it.") from None
+        return fs, path
+
+    def _local(self, uri: str) -> Path:
+        from jupyter_mlws.operations.data import parse_datastore_uri
+
+        ds = parse_datastore_uri(uri)
+        if ds is not None:
+            return Path(self._ws.datastores.root(ds[0])) / ds[1]
+        return Path(uri[len("file://"):] if uri.startswith("file://") else uri)
 
     def _bind_asset(self, name: str, ref: str, typ: str | None, paths: JobPaths
                     ) -> tuple[str, dict[str, Any]]:
@@ -116,16 +153,55 @@ class InputBinder:
             return str(target), row
         uri = str(asset.spec.get("path"))
         row["uri"] = uri
-        from jupyter_mlws.operations.data import parse_datastore_uri
+        if uri.startswith(("http://", "https://")):
+            return uri, row
+        remote = self._remote(uri)
+        if remote is not None:
+            local = fetch_remote(remote[0], remote[1], paths.inputs / name, row["type"],
+                                 what=f"The input {name!r} ({asset.ref})", uri=uri)
+            return str(local.resolve()), row
+        return str(self._local(uri)), row
 
-        ds = parse_datastore_uri(uri)
-        if ds is not None:
-            value = str(Path(self._ws.datastores.root(ds[0])) / ds[1])
-        elif uri.startswith("file://"):
-            value = uri[len("file://"):]
-        else:
-            value = uri
-        return value, row
+
+def fetch_remote(fs: Any, rpath: str, dest: Path, typ: str | None, *, what: str,
+                 uri: str) -> Path:
+    """Download a file or folder from an fsspec filesystem into ``dest``; the local path.
+
+    A folder becomes ``dest`` itself; a file becomes ``dest/<its name>``. Names that would
+    leave ``dest`` are refused.
+    """
+    try:
+        if not fs.exists(rpath):
+            raise NotFoundError(f"{what} names {uri!r}, which does not exist.")
+        if fs.isdir(rpath):
+            if typ == "uri_file":
+                raise ValidationError(f"{what} is a uri_file, but {uri!r} is a folder.",
+                                      hint="Declare it as uri_folder.")
+            base = rpath.rstrip("/")
+            dest.mkdir(parents=True, exist_ok=True)
+            for found in sorted(fs.find(rpath)):
+                rel = PurePosixPath(str(found)[len(base):].lstrip("/"))
+                if not str(found).startswith(base + "/") or ".." in rel.parts:
+                    raise UnsafePathError(f"{what}: {found!r} in {uri!r} would leave the "
+                                          "job's inputs folder.")
+                target = dest.joinpath(*rel.parts)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                fs.get_file(found, str(target))
+            return dest
+        if typ in ("uri_folder", "mltable"):
+            raise ValidationError(f"{what} is a {typ}, but {uri!r} is a file.",
+                                  hint="Declare it as uri_file.")
+        name = PurePosixPath(rpath.rstrip("/")).name
+        if not name or name in (".", ".."):
+            raise UnsafePathError(f"{what}: {uri!r} has no file name.")
+        dest.mkdir(parents=True, exist_ok=True)
+        fs.get_file(rpath, str(dest / name))
+        return dest / name
+    except MlwsError:
+        raise
+    except OSError as exc:
+        raise MlwsError(f"{what} could not be downloaded from {uri!r}: {exc}",
+                        hint="Check the datastore's URL and credentials.") from None
 
 
 def bind_outputs(outputs: Mapping[str, Any] | None, paths: JobPaths) -> dict[str, str]:
