@@ -180,3 +180,12 @@ class LaunchFormatError(MlwsError):
     """A job's ``launch.json`` is unreadable, or written by a newer jupyter_mlws."""
 
     code = "launch_format"
+
+
+class ParameterTypeError(ValidationError):
+    """A notebook parameter's value has another type than the notebook's default for it.
+
+    ``details``: ``parameter``, ``expected`` (``int``, ``float``, ``bool``), ``value``.
+    """
+
+    code = "parameter_type"

@@ -7,7 +7,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlws.errors import NotFoundError, SpecError, ValidationError
+from jupyter_mlws.errors import NotFoundError, ParameterTypeError, SpecError, ValidationError
+
+#: Types a parameter is checked against (from its annotation, else its default's literal).
+_CHECKED_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
 
 def read_notebook(path: Path) -> dict[str, Any]:
@@ -39,7 +42,8 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
 
 def check_parameters(path: Path, params: Mapping[str, Any]) -> None:
-    """Refuse parameters the notebook's parameters cell does not define."""
+    """Refuse parameters the notebook's parameters cell does not define, and values of another
+    type than an ``int``, ``float`` or ``bool`` default (an int is fine for a float)."""
     if not params:
         return
     known = notebook_parameters(path)
@@ -56,6 +60,49 @@ def check_parameters(path: Path, params: Mapping[str, Any]) -> None:
             f"{path.name}.",
             hint=f"Its parameters cell defines: {', '.join(known)}.",
         )
+    for name, value in params.items():
+        expected = expected_type(known[name])
+        if expected is not None and not _fits(value, expected):
+            raise ParameterTypeError(
+                f"The parameter {name!r} of {path.name} is {_article(expected)} "
+                f"{expected.__name__} (its default is {known[name].get('default')}), but the "
+                f"value given is {value!r} ({type(value).__name__}).",
+                hint=f"Give {_article(expected)} {expected.__name__}, e.g. "
+                f"{name}={known[name].get('default')} (a string in quotes stays a string).",
+                parameter=name, expected=expected.__name__, value=value,
+            )
+
+
+def expected_type(info: Mapping[str, Any]) -> type | None:
+    """``int``, ``float`` or ``bool`` when papermill's view of a parameter says so unambiguously
+    (its annotation, else the literal type of its default); else ``None``."""
+    annotated = _CHECKED_TYPES.get(str(info.get("inferred_type_name")))
+    if annotated is not None:
+        return annotated
+    import ast
+
+    try:
+        default = ast.literal_eval(str(info.get("default")))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    kind = type(default)
+    return kind if kind in (int, float, bool) else None
+
+
+def _fits(value: Any, expected: type) -> bool:
+    if value is None:
+        return True  # None is how a notebook says "not set"
+    if expected is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, int)
+
+
+def _article(kind: type) -> str:
+    return "an" if kind.__name__[0] in "aeiou" else "a"
 
 
 def notebook_progress(executed_nb: Path, submitted_nb: Path) -> dict[str, int] | None:
