@@ -33,9 +33,10 @@ def hostile_values(marker: Path) -> list[str]:
     ]
 
 
-def run_sh(command: str) -> str:
+def run_sh(command: str, cwd: Path) -> str:
+    """Run it in ``cwd`` (so that a value that did run leaves its files in the test's folder)."""
     done = subprocess.run(["/bin/sh", "-c", command], capture_output=True, text=True,
-                          timeout=30)
+                          timeout=30, cwd=cwd)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -44,7 +45,7 @@ def test_a_value_outside_quotes_is_exactly_one_word(tmp_path: Path) -> None:
     marker = tmp_path / "PWNED"
     for value in hostile_values(marker):
         resolved = resolve_command(f"{PRINT_ARGS} ${{{{inputs.x}}}} end", {"x": value})
-        assert run_sh(resolved) == repr([value, "end"]), resolved
+        assert run_sh(resolved, tmp_path) == repr([value, "end"]), resolved
     assert not marker.exists()
 
 
@@ -55,7 +56,7 @@ def test_outputs_and_optional_segments_are_quoted_too(tmp_path: Path) -> None:
         resolved = resolve_command(
             f"{PRINT_ARGS} $[[--opt ${{{{inputs.x}}}}]] --out ${{{{outputs.o}}}}",
             {"x": value}, {"o": out})
-        assert run_sh(resolved) == repr(["--opt", value, "--out", out]), resolved
+        assert run_sh(resolved, tmp_path) == repr(["--opt", value, "--out", out]), resolved
     assert not marker.exists()
 
 
@@ -71,7 +72,7 @@ def test_a_value_inside_the_templates_quotes_is_literal_text_there(tmp_path: Pat
     marker = tmp_path / "PWNED"
     for value in hostile_values(marker):
         resolved = resolve_command(template.format(p=PRINT_ARGS), {"x": value})
-        assert run_sh(resolved) == repr([f"value={value}!"]), resolved
+        assert run_sh(resolved, tmp_path) == repr([f"value={value}!"]), resolved
     assert not marker.exists()
 
 
