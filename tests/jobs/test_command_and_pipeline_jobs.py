@@ -294,3 +294,23 @@ def test_a_missing_or_mistyped_fsspec_input_is_refused_at_submission(jws: Worksp
         jws.jobs.submit_command("cat ${{inputs.x}}", inputs={
             "x": {"type": "uri_file", "path": "mlws://datastores/lake2/paths/only"}})
     assert jws.jobs.list() == []
+
+
+def test_cancel_a_running_pipeline(jws: Workspace) -> None:
+    """A pipeline runs on the job template: cancel stops its running step, skips the rest."""
+    from tests.jobs.test_notebook_jobs import wait_for
+
+    pipe = jws.jobs.submit_pipeline({"type": "pipeline", "jobs": {
+        "slow": {"command": "echo started; sleep 120", "outputs": {"o": {"type": "uri_folder"}}},
+        "after": {"command": "echo never ${{inputs.x}}",
+                  "inputs": {"x": "${{parent.jobs.slow.outputs.o}}"}}}})
+    wait_for(lambda: any("started" in jws.jobs.logs(c.id) for c in jws.jobs.children(pipe.id)))
+    jws.jobs.cancel(pipe.id)
+    done = jws.jobs.wait(pipe.id, timeout=60)
+    assert done.status == "Canceled"
+    assert [e.status for e in jws.jobs.events(pipe.id)] == [
+        "Queued", "Preparing", "Running", "Canceled"]
+    (slow,) = jws.jobs.children(pipe.id)
+    assert jws.jobs.get(slow.id).status == "Canceled"
+    assert done.result == {"steps": {"slow": {"job": slow.id, "status": "Canceled"},
+                                     "after": {"job": None, "status": "Canceled"}}}
