@@ -224,3 +224,21 @@ class StoreBusyError(StoreError):
 
     code = "store_busy"
     http_status = 503
+
+
+# --- job core (issue 9: launch contract, typed parameters) ---------------------------------------
+
+
+class LaunchFormatError(MlwsError):
+    """A job's ``launch.json`` is unreadable, or written by a newer jupyter_mlws."""
+
+    code = "launch_format"
+
+
+class ParameterTypeError(ValidationError):
+    """A notebook parameter's value has another type than the notebook's default for it.
+
+    ``details``: ``parameter``, ``expected`` (``int``, ``float``, ``bool``), ``value``.
+    """
+
+    code = "parameter_type"

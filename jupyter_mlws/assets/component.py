@@ -91,20 +91,15 @@ def resolve_command(
 ) -> str:
     """Fill a command template. Inputs whose value is ``None`` count as not given.
 
-    Strings are inserted as they are (paths and numbers are what templates hold); a value with
-    spaces is quoted for the shell.
+    Every value is inserted as literal text for ``/bin/sh``: outside quotes it is exactly one
+    shell word; inside a quoted string of the template it becomes literal text of that string.
+    No value can run a command, expand a variable or split into several words.
     """
     outputs = outputs or {}
 
     def value_of(group: str, name: str) -> Any:
         source = inputs if group == "inputs" else outputs
         return source.get(name)
-
-    def render(value: Any) -> str:
-        if isinstance(value, bool):
-            return "True" if value else "False"
-        text = str(value)
-        return shlex.quote(text) if (not text or any(c.isspace() for c in text)) else text
 
     def keep_optional(m: re.Match[str]) -> str:
         body = m.group(1)
@@ -114,17 +109,82 @@ def resolve_command(
         return ""
 
     text = _OPTIONAL.sub(keep_optional, command)
-
-    def fill(m: re.Match[str]) -> str:
+    out: list[str] = []
+    scanner = _ShellQuoting()
+    pos = 0
+    for m in _PLACEHOLDER.finditer(text):
+        scanner.feed(text[pos:m.start()])
+        out.append(text[pos:m.start()])
         value = value_of(m.group(1), m.group(2))
         if value is None:
             raise ValidationError(
                 f"The command needs {m.group(1)}.{m.group(2)}, which has no value.",
                 hint="Give it a value, or a default in the component.",
             )
-        return render(value)
+        out.append(scanner.literal(_render(value)))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out).strip()
 
-    return _PLACEHOLDER.sub(fill, text).strip()
+
+def _render(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"
+    return str(value)
+
+
+class _ShellQuoting:
+    """Follows the quoting state of POSIX shell text, to insert a value as a literal there."""
+
+    _CODE = frozenset({"out", "sub", "paren", "backtick"})
+
+    def __init__(self) -> None:
+        self._stack = ["out"]
+
+    def feed(self, text: str) -> None:
+        i = 0
+        stack = self._stack
+        while i < len(text):
+            c, top = text[i], stack[-1]
+            nxt = text[i + 1] if i + 1 < len(text) else ""
+            if top == "sq":
+                if c == "'":
+                    stack.pop()
+            elif c == "\\":
+                i += 1  # the next character is escaped
+            elif c == "$" and nxt == "(":
+                stack.append("sub")
+                i += 1
+            elif c == "`":
+                if top == "backtick":
+                    stack.pop()
+                else:
+                    stack.append("backtick")
+            elif top == "dq":
+                if c == '"':
+                    stack.pop()
+            elif c == "'":
+                stack.append("sq")
+            elif c == '"':
+                stack.append("dq")
+            elif c == "(":
+                stack.append("paren")
+            elif c == ")" and top in ("sub", "paren"):
+                stack.pop()
+            i += 1
+
+    def literal(self, value: str) -> str:
+        """``value`` as literal text at the current position."""
+        quoted = shlex.quote(value)
+        top = self._stack[-1]
+        if top == "sq":  # close the template's quote, add the value, reopen it
+            quoted = f"'{quoted}'"
+        elif top == "dq":
+            quoted = f'"{quoted}"'
+        for _ in range(self._stack.count("backtick")):  # the shell unescapes `...` once more
+            quoted = (quoted.replace("\\", "\\\\").replace("`", "\\`")
+                      .replace("$", "\\$"))
+        return quoted
 
 
 class ComponentSpec(AssetSpec):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import warnings
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from jupyter_mlws.errors import UnknownPluginError
 
 if TYPE_CHECKING:
+    from jupyter_mlws.assets.compute import Compute
     from jupyter_mlws.compute.base import ComputeTarget
+    from jupyter_mlws.compute.services import TargetServices
 
 
 class ComputeRegistry:
@@ -60,6 +62,6 @@ class ComputeRegistry:
 registry = ComputeRegistry()
 
 
-def target_for(workspace: Any, compute: Any) -> ComputeTarget:
+def target_for(services: TargetServices, compute: Compute) -> ComputeTarget:
     """The target object that runs jobs on the compute definition ``compute``."""
-    return registry.get(compute.type)(workspace, compute)
+    return registry.get(compute.type)(services, compute)

@@ -1,5 +1,10 @@
-"""The compute target contract. The base class owns the job's life (states, persistence,
-cancel, timeout, metrics, outputs); a target implements only :meth:`prepare` and :meth:`start`.
+"""The job's life as a template method, and the compute target contract.
+
+:class:`JobTemplate` owns the job's states (Queued -> Preparing -> Running -> a final state),
+persistence, cancel, timeout, metrics and outputs; a subclass implements only :meth:`prepare`
+and :meth:`start` (and may refine :meth:`outcome`). :class:`ComputeTarget` is the template for
+jobs that run on a compute definition; it sees the workspace only through
+:class:`~jupyter_mlws.compute.services.TargetServices`.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.compute import Compute
-    from jupyter_mlws.workspace import Workspace
+    from jupyter_mlws.compute.services import JobRecords, TargetServices
+    from jupyter_mlws.jobs.launch import Launch
 
 POLL_S = 0.05
 CANCEL_CHECK_S = 0.25
@@ -53,16 +60,18 @@ class Runtime:
 
 @dataclass
 class RunContext:
-    workspace: Workspace
+    """One run of one job: what was launched, where its files are, and the job store."""
+
+    services: TargetServices
     job_id: str
-    launch: dict[str, Any]
+    launch: Launch
     paths: JobPaths
     _metrics_offset: int = 0
     _params_offset: int = 0
 
     @property
-    def store(self) -> Any:
-        return self.workspace.store
+    def store(self) -> JobRecords:
+        return self.services.jobs
 
     def prepare_log(self, line: str) -> None:
         with open(self.paths.prepare_log, "a", encoding="utf-8") as f:
@@ -118,27 +127,10 @@ def signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-class ComputeTarget(abc.ABC):
-    """Runs jobs on one compute definition."""
+class JobTemplate(abc.ABC):
+    """The job's life; subclasses say how to prepare and start it."""
 
-    kind: str = ""
-
-    def __init__(self, workspace: Workspace, compute: Compute) -> None:
-        self.workspace = workspace
-        self.compute = compute
-
-    @property
-    def settings(self) -> dict[str, Any]:
-        return dict(self.compute.spec)
-
-    # --- what a target implements ----------------------------------------------------------
-
-    def plan(self, launch: dict[str, Any]) -> Runtime | None:
-        """At submission: the runtime when it is ready already (a cache hit), else ``None``.
-
-        Must be fast (milliseconds); the default prepares nothing ahead.
-        """
-        return None
+    # --- what a subclass implements ----------------------------------------------------------
 
     @abc.abstractmethod
     def prepare(self, ctx: RunContext) -> Runtime:
@@ -151,49 +143,62 @@ class ComputeTarget(abc.ABC):
     # --- the job's life (template method) ------------------------------------------------------
 
     def run(self, ctx: RunContext, *, prestarted: Handle | None = None,
-            runtime: Runtime | None = None) -> str:
-        """Take the job from Queued to a final state; return that state."""
+            runtime: Runtime | None = None) -> JobStatus:
+        """Take the job from Queued to a final state; return that state.
+
+        The handle is closed (its process, container or follower released) before the final
+        state is recorded, so a job seen as ended has nothing left running.
+        """
         store = ctx.store
         handle: Handle | None = prestarted
+        outcome: tuple[JobStatus, str | None]
         try:
             if handle is None:
-                store.transition_job(ctx.job_id, "Preparing", only_from=["Queued"])
+                store.transition_job(ctx.job_id, JobStatus.PREPARING,
+                                     only_from=[JobStatus.QUEUED])
                 if ctx.cancel_requested():
-                    return self._finish(ctx, "Canceled", "canceled before it started")
+                    return self._finish(ctx, JobStatus.CANCELED, "canceled before it started")
                 runtime = self.prepare(ctx)
-                store.update_job(ctx.job_id, image=runtime.image or runtime.python,
-                                 env_hash=runtime.env_hash)
+                self._record_runtime(ctx, runtime)
                 if ctx.cancel_requested():
-                    return self._finish(ctx, "Canceled", "canceled while preparing")
+                    return self._finish(ctx, JobStatus.CANCELED, "canceled while preparing")
                 handle = self.start(ctx, runtime)
             else:
-                store.transition_job(ctx.job_id, "Preparing", only_from=["Queued"],
+                store.transition_job(ctx.job_id, JobStatus.PREPARING,
+                                     only_from=[JobStatus.QUEUED],
                                      message="environment ready (cached)")
                 if runtime is not None:
-                    store.update_job(ctx.job_id, image=runtime.image or runtime.python,
-                                     env_hash=runtime.env_hash)
+                    self._record_runtime(ctx, runtime)
             from datetime import datetime, timezone
 
             started = datetime.fromtimestamp(handle.started_at, timezone.utc)
-            store.transition_job(ctx.job_id, "Running", only_from=["Preparing"],
+            store.transition_job(ctx.job_id, JobStatus.RUNNING, only_from=[JobStatus.PREPARING],
                                  started_at=started)
-            return self._watch(ctx, handle)
+            outcome = self._watch(ctx, handle)
         except MlwsError as exc:
             if handle is not None:
                 handle.stop()
-            return self._finish(ctx, "Failed", str(exc))
+            outcome = (JobStatus.FAILED, str(exc))
         except Exception as exc:
             if handle is not None:
                 handle.stop()
             with open(ctx.paths.job_log, "a", encoding="utf-8") as f:
                 f.write("\n[mlws] internal error:\n" + traceback.format_exc())
-            return self._finish(ctx, "Failed", f"internal error: {type(exc).__name__}: {exc}")
+            outcome = (JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             if handle is not None:
                 handle.close()
+        return self._finish(ctx, *outcome)
 
-    def _watch(self, ctx: RunContext, handle: Handle) -> str:
-        timeout = ctx.launch.get("timeout")
+    @staticmethod
+    def _record_runtime(ctx: RunContext, runtime: Runtime) -> None:
+        if runtime.image or runtime.python or runtime.env_hash:
+            ctx.store.update_job(ctx.job_id, image=runtime.image or runtime.python,
+                                 env_hash=runtime.env_hash)
+
+    def _watch(self, ctx: RunContext, handle: Handle) -> tuple[JobStatus, str | None]:
+        """Follow the started job to its end: cancel, timeout, metrics; its outcome."""
+        timeout = ctx.launch.timeout
         t0 = time.monotonic()
         last_cancel = last_ingest = t0
         canceled = timed_out = False
@@ -214,34 +219,29 @@ class ComputeTarget(abc.ABC):
                 ctx.ingest()
             time.sleep(POLL_S)
         if canceled:
-            return self._finish(ctx, "Canceled", "canceled by request")
+            return JobStatus.CANCELED, "canceled by request"
         if timed_out:
-            return self._finish(ctx, "Failed", f"timed out after {timeout} s (the job's timeout)")
-        status, message = self.outcome(ctx, code)
-        return self._finish(ctx, status, message)
+            return JobStatus.FAILED, f"timed out after {timeout} s (the job's timeout)"
+        return self.outcome(ctx, code)
 
-    def outcome(self, ctx: RunContext, code: int) -> tuple[str, str | None]:
+    def outcome(self, ctx: RunContext, code: int) -> tuple[JobStatus, str | None]:
         """The final state from the exit code (and, for notebooks, the runner's report)."""
-        report: dict[str, Any] = {}
-        if ctx.paths.result.exists():
-            try:
-                report = json.loads(ctx.paths.result.read_text())
-            except ValueError:
-                report = {}
-        if ctx.launch.get("kind") == "notebook" and report:
+        report = _read_result(ctx.paths.result)
+        if ctx.launch.kind == "notebook" and report:
             if report.get("status") == "completed":
-                return "Completed", report.get("message")
-            return "Failed", report.get("message") or "the notebook failed"
+                return JobStatus.COMPLETED, report.get("message")
+            return JobStatus.FAILED, report.get("message") or "the notebook failed"
         if code == 0:
-            return "Completed", None
+            return JobStatus.COMPLETED, None
         if code < 0:
-            return "Failed", (f"the job was killed by {signal_name(code)}"
-                              + (" (out of memory?)" if code == -signal.SIGKILL else ""))
+            return JobStatus.FAILED, (f"the job was killed by {signal_name(code)}"
+                                      + (" (out of memory?)" if code == -signal.SIGKILL else ""))
         if code == 137:
-            return "Failed", "the job was killed (exit 137: out of memory or SIGKILL)"
-        return "Failed", f"the command exited with code {code}; see `mlws job logs {ctx.job_id}`"
+            return JobStatus.FAILED, "the job was killed (exit 137: out of memory or SIGKILL)"
+        return JobStatus.FAILED, (f"the command exited with code {code}; see "
+                                  f"`mlws job logs {ctx.job_id}`")
 
-    def _finish(self, ctx: RunContext, status: str, message: str | None) -> str:
+    def _finish(self, ctx: RunContext, status: JobStatus, message: str | None) -> JobStatus:
         try:
             ctx.ingest()
         except Exception as exc:  # metrics must not hide the job's outcome
@@ -251,18 +251,44 @@ class ComputeTarget(abc.ABC):
             for d in sorted(ctx.paths.outputs.iterdir()):
                 if d.is_dir():
                     outputs.append({"name": d.name,
-                                    "type": ctx.launch.get("outputs", {}).get(d.name, "uri_folder"),
+                                    "type": ctx.launch.outputs.get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})
         ctx.store.set_job_io(ctx.job_id, "output", outputs)
-        result: dict[str, Any] = {}
-        if ctx.paths.result.exists():
-            try:
-                result = json.loads(ctx.paths.result.read_text())
-            except ValueError:
-                result = {}
+        result = _read_result(ctx.paths.result)
         fields: dict[str, Any] = {"result": result or None}
-        if status != "Completed":
+        if status != JobStatus.COMPLETED:
             fields["error"] = message
         ctx.store.transition_job(ctx.job_id, status, message=message, **fields)
         return status
 
+
+def _read_result(path: Path) -> dict[str, Any]:
+    """What the job's runner reported in ``result.json`` (``{}`` when nothing readable)."""
+    if not path.exists():
+        return {}
+    try:
+        report = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+class ComputeTarget(JobTemplate):
+    """Runs jobs on one compute definition, using only ``services`` of the workspace."""
+
+    kind: str = ""
+
+    def __init__(self, services: TargetServices, compute: Compute) -> None:
+        self.services = services
+        self.compute = compute
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.compute.spec)
+
+    def plan(self, launch: Launch) -> Runtime | None:
+        """At submission: the runtime when it is ready already (a cache hit), else ``None``.
+
+        Must be fast (milliseconds); the default prepares nothing ahead.
+        """
+        return None

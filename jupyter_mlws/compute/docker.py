@@ -9,25 +9,20 @@ outputs) read-write, and the ``jupyter_mlws`` package read-only at ``/opt/mlws/l
 from __future__ import annotations
 
 import contextlib
-import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
+from jupyter_mlws.compute.units import parse_memory
 from jupyter_mlws.errors import DockerUnavailableError, MlwsError
+
+if TYPE_CHECKING:
+    from jupyter_mlws.jobs.launch import Launch
 
 CONTAINER_LIB = "/opt/mlws/lib"
 DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
-
-
-def _memory_bytes(text: str) -> int:
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kKmMgGtT]?)[iI]?[bB]?", text.strip())
-    if not m:
-        raise MlwsError(f"Cannot read the memory limit {text!r}.", hint="Use e.g. 512m or 4g.")
-    scale = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
 
 
 class DockerHandle:
@@ -76,16 +71,16 @@ class DockerHandle:
 class DockerTarget(ComputeTarget):
     kind = "docker"
 
-    def _environment(self, launch: dict[str, Any]) -> Any:
-        return self.workspace.environments.get(launch.get("environment") or DEFAULT_ENVIRONMENT)
+    def _environment(self, launch: Launch) -> Any:
+        return self.services.environment(launch.environment or DEFAULT_ENVIRONMENT)
 
-    def plan(self, launch: dict[str, Any]) -> Runtime | None:
+    def plan(self, launch: Launch) -> Runtime | None:
         return None  # the runner looks the image up (one inspect call) before it starts
 
     def prepare(self, ctx: RunContext) -> Runtime:
         env = self._environment(ctx.launch)
         ctx.prepare_log(f"[mlws] preparing the image of {env.ref} ({env.image})")
-        result = self.workspace.environments.build(env, builder="docker", log=ctx.prepare_log)
+        result = self.services.build_environment(env, "docker", log=ctx.prepare_log)
         return Runtime(image=result.image, env_hash=env.env_hash,
                        details={"image_id": result.image_id})
 
@@ -96,18 +91,18 @@ class DockerTarget(ComputeTarget):
         launch = ctx.launch
         volumes: dict[str, dict[str, str]] = {
             str(ctx.paths.root): {"bind": str(ctx.paths.root), "mode": "rw"},
-            launch["package_dir"]: {"bind": f"{CONTAINER_LIB}/jupyter_mlws", "mode": "ro"},
+            launch.package_dir: {"bind": f"{CONTAINER_LIB}/jupyter_mlws", "mode": "ro"},
         }
-        for mount in launch.get("mounts", []):
+        for mount in launch.mounts:
             volumes[mount] = {"bind": mount, "mode": "ro"}
-        env = {**launch["env"], "PYTHONPATH": CONTAINER_LIB, "PYTHONUNBUFFERED": "1"}
-        argv = ["python3" if a == "{python}" else a for a in launch["argv"]]
+        env = {**launch.env, "PYTHONPATH": CONTAINER_LIB, "PYTHONUNBUFFERED": "1"}
+        argv = ["python3" if a == "{python}" else a for a in launch.argv]
         kwargs: dict[str, Any] = {}
         settings = self.settings
         if settings.get("cpus"):
             kwargs["nano_cpus"] = int(float(settings["cpus"]) * 1e9)
         if settings.get("memory"):
-            kwargs["mem_limit"] = _memory_bytes(str(settings["memory"]))
+            kwargs["mem_limit"] = parse_memory(str(settings["memory"]))
         gpus = settings.get("gpus")
         if gpus:
             import docker
@@ -117,7 +112,7 @@ class DockerTarget(ComputeTarget):
                                                                     capabilities=[["gpu"]])]
         try:
             container = client.containers.run(
-                runtime.image, argv, detach=True, working_dir=launch["cwd"], environment=env,
+                runtime.image, argv, detach=True, working_dir=launch.cwd, environment=env,
                 volumes=volumes, labels={"org.mlws.job": ctx.job_id}, **kwargs,
             )
         except Exception as exc:

@@ -10,10 +10,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError
+
+if TYPE_CHECKING:
+    from jupyter_mlws.jobs.launch import Launch
 
 NOTEBOOK_MODULES = ("papermill", "ipykernel")
 
@@ -72,43 +75,42 @@ def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: P
     return LocalHandle(proc, time.time())
 
 
-def local_env(launch: dict[str, Any], python: str) -> dict[str, str]:
+def local_env(launch: Launch, python: str) -> dict[str, str]:
     """The job's environment variables for a process on this machine."""
     env = dict(os.environ)
     for key in ("VIRTUAL_ENV", "PYTHONHOME", "JPY_PARENT_PID", "JPY_SESSION_NAME"):
         env.pop(key, None)
-    env.update(launch["env"])
+    env.update(launch.env)
     bindir = str(Path(python).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     if python != sys.executable and (Path(bindir).parent / "pyvenv.cfg").exists():
         env["VIRTUAL_ENV"] = str(Path(bindir).parent)
-    extra = launch.get("pythonpath")
+    extra = launch.pythonpath
     if extra:
         env["PYTHONPATH"] = extra + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH")
                                      else "")
     return env
 
 
-def local_argv(launch: dict[str, Any], python: str) -> list[str]:
-    return [python if a == "{python}" else a for a in launch["argv"]]
+def local_argv(launch: Launch, python: str) -> list[str]:
+    return [python if a == "{python}" else a for a in launch.argv]
 
 
 class LocalTarget(ComputeTarget):
     kind = "local"
 
-    def _python_for(self, launch: dict[str, Any], *, build: bool,
+    def _python_for(self, launch: Launch, *, build: bool,
                     log: Any = None) -> Runtime | None:
-        env_ref = launch.get("environment")
+        env_ref = launch.environment
         if not env_ref:
             return Runtime(python=sys.executable, env_hash=None,
                            details={"interpreter": "current"})
-        ws = self.workspace
-        env = ws.environments.get(env_ref)
+        env = self.services.environment(env_ref)
         result: Any
         if build:
-            result = ws.environments.build(env, builder="venv", log=log)
+            result = self.services.build_environment(env, "venv", log=log)
         else:
-            result = ws.environments.lookup(env, "venv")
+            result = self.services.lookup_environment(env, "venv")
             if result is None:
                 return None
         from jupyter_mlws.environments.venv_builder import venv_python
@@ -116,23 +118,24 @@ class LocalTarget(ComputeTarget):
         return Runtime(python=str(venv_python(Path(result.image))), env_hash=env.env_hash,
                        details={"venv": result.image})
 
-    def plan(self, launch: dict[str, Any]) -> Runtime | None:
+    def plan(self, launch: Launch) -> Runtime | None:
         runtime = self._python_for(launch, build=False)
-        if runtime is not None and launch.get("kind") == "notebook":
+        if runtime is not None and launch.kind == "notebook":
             self._check_notebook_runtime(runtime, launch)
         return runtime
 
     def prepare(self, ctx: RunContext) -> Runtime:
-        ctx.prepare_log(f"[mlws] preparing the environment {ctx.launch.get('environment') or '(current interpreter)'}"
+        ctx.prepare_log("[mlws] preparing the environment "
+                        f"{ctx.launch.environment or '(current interpreter)'}"
                         " as a virtualenv on this machine")
         runtime = self._python_for(ctx.launch, build=True, log=ctx.prepare_log)
         assert runtime is not None
-        if ctx.launch.get("kind") == "notebook":
+        if ctx.launch.kind == "notebook":
             self._check_notebook_runtime(runtime, ctx.launch)
         return runtime
 
     @staticmethod
-    def _check_notebook_runtime(runtime: Runtime, launch: dict[str, Any]) -> None:
+    def _check_notebook_runtime(runtime: Runtime, launch: Launch) -> None:
         assert runtime.python
         if runtime.python == sys.executable:
             import importlib.util
@@ -146,7 +149,7 @@ class LocalTarget(ComputeTarget):
             missing = out.stdout.split()
         if missing:
             raise MlwsError(
-                f"The environment {launch.get('environment') or '(current interpreter)'} cannot "
+                f"The environment {launch.environment or '(current interpreter)'} cannot "
                 f"run notebooks: it lacks {', '.join(missing)}.",
                 hint="Add papermill and ipykernel to its pip packages (or start from "
                 "`mlws env create --from MLWS-python-3.11-minimal --name mine`).",
@@ -154,6 +157,6 @@ class LocalTarget(ComputeTarget):
 
     def start(self, ctx: RunContext, runtime: Runtime) -> LocalHandle:
         assert runtime.python
-        return start_process(local_argv(ctx.launch, runtime.python), cwd=ctx.launch["cwd"],
+        return start_process(local_argv(ctx.launch, runtime.python), cwd=ctx.launch.cwd,
                              env=local_env(ctx.launch, runtime.python),
                              log_path=ctx.paths.job_log, pid_file=ctx.paths.child_pid)

@@ -1,18 +1,23 @@
 """Pipelines: steps wired by ``${{parent.jobs.A.outputs.o}}`` run as child jobs, in dependency
 order, independent ones side by side (each child's runner takes a slot of its compute, so the
 compute's limit holds). A failed step fails the steps that depend on it; the others go on.
+
+A pipeline runs on the same job template as every job (:class:`PipelineRun`): the template owns
+its states, cancel and outcome; this module only starts the steps and follows them.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jupyter_mlws.compute.base import JobTemplate, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError, SpecError
-from jupyter_mlws.jobs.paths import JobPaths
+from jupyter_mlws.jobs.model import JobStatus
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.job import PipelineJobSpec
@@ -166,70 +171,120 @@ def _component(ws: Workspace, ref: Any, base: Path) -> dict[str, Any]:
     return data
 
 
-def run_pipeline(ws: Workspace, job_id: str, launch: dict[str, Any], paths: JobPaths) -> str:
-    """Orchestrate the steps; the pipeline's final state follows its steps'."""
-    store = ws.store
-    pipe = store.get_job(job_id).spec
-    steps: dict[str, dict[str, Any]] = pipe["jobs"]
-    deps = dependencies(steps)
-    store.transition_job(job_id, "Preparing", only_from=["Queued"])
-    store.transition_job(job_id, "Running", only_from=["Preparing"])
-    children: dict[str, str] = {}
-    state: dict[str, str] = {}
-    outputs_of: dict[str, Path] = {}
-    canceled = False
-    log = open(paths.job_log, "a", encoding="utf-8")  # noqa: SIM115 - held for the whole run
+class PipelineHandle:
+    """The running pipeline: each poll submits the steps whose dependencies completed and
+    collects the states of the steps that ended."""
 
-    def say(text: str) -> None:
-        log.write(f"[pipeline] {text}\n")
-        log.flush()
+    def __init__(self, ws: Workspace, ctx: RunContext, pipe: dict[str, Any]) -> None:
+        self.started_at = time.time()
+        self._ws = ws
+        self._ctx = ctx
+        self._pipe = pipe
+        self._steps: dict[str, dict[str, Any]] = pipe["jobs"]
+        self._deps = dependencies(self._steps)
+        self.children: dict[str, str] = {}
+        self.state: dict[str, JobStatus] = {}
+        self._outputs_of: dict[str, Path] = {}
+        self._canceled = False
+        self._next_poll = 0.0
+        self._log = open(ctx.paths.job_log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
 
-    try:
-        while len(state) < len(steps):
-            if not canceled and (paths.cancel_flag.exists()
-                                 or store.get_job(job_id).cancel_requested):
-                canceled = True
-                for child in children.values():
-                    ws.jobs.cancel(child)
-            for name in steps:
-                if name in state or name in children:
+    def _say(self, text: str) -> None:
+        self._log.write(f"[pipeline] {text}\n")
+        self._log.flush()
+
+    @property
+    def failed(self) -> list[str]:
+        return sorted(n for n, s in self.state.items() if s == JobStatus.FAILED)
+
+    def poll(self) -> int | None:
+        if len(self.state) >= len(self._steps):
+            return 1 if self.failed else 0
+        now = time.monotonic()
+        if now < self._next_poll:
+            return None
+        self._next_poll = now + POLL_S
+        self._submit_ready()
+        self._collect()
+        if len(self.state) < len(self._steps):
+            return None
+        result = {"steps": {n: {"job": self.children.get(n), "status": self.state[n].value}
+                            for n in self._steps}}
+        write_json(self._ctx.paths.result, result)
+        return 1 if self.failed else 0
+
+    def _submit_ready(self) -> None:
+        for name in self._steps:
+            if name in self.state or name in self.children:
+                continue
+            failed_deps = [d for d in self._deps[name]
+                           if self.state.get(d) in (JobStatus.FAILED, JobStatus.CANCELED)]
+            if failed_deps or self._canceled:
+                why = (f"skipped: the step(s) it depends on did not complete "
+                       f"({', '.join(failed_deps)})" if failed_deps else "pipeline canceled")
+                self.state[name] = JobStatus.FAILED if failed_deps else JobStatus.CANCELED
+                self._say(f"{name}: {why}")
+                continue
+            if all(self.state.get(d) == JobStatus.COMPLETED for d in self._deps[name]):
+                try:
+                    child = _submit_step(self._ws, self._ctx.job_id, name, self._steps[name],
+                                         self._pipe, self._outputs_of)
+                except MlwsError as exc:
+                    self.state[name] = JobStatus.FAILED
+                    self._say(f"{name}: could not be submitted: {exc}")
                     continue
-                failed_deps = [d for d in deps[name] if state.get(d) in ("Failed", "Canceled")]
-                if failed_deps or canceled:
-                    why = (f"skipped: the step(s) it depends on did not complete "
-                           f"({', '.join(failed_deps)})" if failed_deps else "pipeline canceled")
-                    state[name] = "Failed" if failed_deps else "Canceled"
-                    say(f"{name}: {why}")
-                    continue
-                if all(state.get(d) == "Completed" for d in deps[name]):
-                    try:
-                        child = _submit_step(ws, job_id, name, steps[name], pipe, outputs_of)
-                    except MlwsError as exc:
-                        state[name] = "Failed"
-                        say(f"{name}: could not be submitted: {exc}")
-                        continue
-                    children[name] = child
-                    outputs_of[name] = ws.jobs.paths(child).outputs
-                    say(f"{name}: submitted as job {child}")
-            for name, child in list(children.items()):
-                if name in state:
-                    continue
-                job = store.get_job(child)
-                if job.done:
-                    state[name] = job.status
-                    say(f"{name}: {job.status}" + (f" ({job.error})" if job.error else ""))
-            time.sleep(POLL_S)
-    finally:
-        log.close()
-    failed = sorted(n for n, s in state.items() if s == "Failed")
-    if canceled:
-        status, message = "Canceled", "canceled by request"
-    elif failed:
-        status, message = "Failed", f"step(s) failed: {', '.join(failed)}"
-    else:
-        status, message = "Completed", None
-    store.transition_job(job_id, status, message=message,
-                         result={"steps": {n: {"job": children.get(n), "status": state[n]}
-                                           for n in steps}},
-                         **({"error": message} if status != "Completed" else {}))
-    return status
+                self.children[name] = child
+                self._outputs_of[name] = self._ws.jobs.paths(child).outputs
+                self._say(f"{name}: submitted as job {child}")
+
+    def _collect(self) -> None:
+        for name, child in list(self.children.items()):
+            if name in self.state:
+                continue
+            job = self._ctx.store.get_job(child)
+            if job.done:
+                self.state[name] = JobStatus(job.status)
+                self._say(f"{name}: {job.status}" + (f" ({job.error})" if job.error else ""))
+
+    def stop(self, grace: float = 0.0) -> None:
+        """Cancel the running steps; the steps not started yet are skipped."""
+        if self._canceled:
+            return
+        self._canceled = True
+        for name, child in self.children.items():
+            if name not in self.state:
+                self._ws.jobs.cancel(child)
+        self._next_poll = 0.0
+
+    def close(self) -> None:
+        self._log.close()
+
+
+class PipelineRun(JobTemplate):
+    """A pipeline job on the job template: preparing reads the steps, starting orchestrates
+    them; the pipeline's final state follows its steps'."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self._ws = ws
+        self._handle: PipelineHandle | None = None
+
+    def prepare(self, ctx: RunContext) -> Runtime:
+        pipe = ctx.store.get_job(ctx.job_id).spec
+        dependencies(pipe["jobs"])  # refuses unknown steps before anything runs
+        return Runtime(details={"pipeline": pipe})
+
+    def start(self, ctx: RunContext, runtime: Runtime) -> PipelineHandle:
+        self._handle = PipelineHandle(self._ws, ctx, runtime.details["pipeline"])
+        return self._handle
+
+    def outcome(self, ctx: RunContext, code: int) -> tuple[JobStatus, str | None]:
+        failed = self._handle.failed if self._handle is not None else []
+        if failed:
+            return JobStatus.FAILED, f"step(s) failed: {', '.join(failed)}"
+        return JobStatus.COMPLETED, None
+
+
+def write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)

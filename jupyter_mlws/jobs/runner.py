@@ -13,13 +13,15 @@ while the runner loads.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
+from jupyter_mlws.errors import LaunchFormatError
+from jupyter_mlws.jobs.launch import Launch
+from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
 
 SLOT_POLL_S = 0.1
@@ -48,10 +50,10 @@ def is_locked(path: Path) -> bool:
     return False
 
 
-def wait_for_slot(launch: dict[str, Any], paths: JobPaths) -> TextIO | None:
+def wait_for_slot(launch: Launch, paths: JobPaths) -> TextIO | None:
     """Take one of the compute's slots; ``None`` if the job was canceled while waiting."""
-    slot_dir = Path(launch["slot_dir"])
-    n = max(1, int(launch.get("max_concurrent", 1)))
+    slot_dir = Path(launch.slot_dir)
+    n = max(1, launch.max_concurrent)
     while True:
         for i in range(n):
             held = try_lock(slot_dir / f"slot-{i}.lock")
@@ -64,44 +66,51 @@ def wait_for_slot(launch: dict[str, Any], paths: JobPaths) -> TextIO | None:
 
 def main(argv: list[str]) -> int:
     paths = JobPaths(Path(argv[0]))
-    launch = json.loads(paths.launch.read_text())
+    try:
+        launch = Launch.read(paths.launch)
+    except LaunchFormatError as exc:  # runner.log: the reaper quotes it when it fails the job
+        print(f"[mlws] {exc}", file=sys.stderr, flush=True)
+        return 2
     runner_lock = try_lock(paths.runner_lock)
     if runner_lock is None:
         return 0  # another runner has this job
-    job_id = launch["job_id"]
+    job_id = launch.job_id
     prestarted = None
     runtime = None
     slot = None
-    if launch["kind"] != "pipeline":
+    if launch.kind != "pipeline":
         slot = wait_for_slot(launch, paths)
-        if slot is not None and launch.get("ready") and launch["compute_kind"] == "local":
+        if (slot is not None and launch.ready and launch.compute_kind == "local"
+                and launch.python):
             from jupyter_mlws.compute.base import Runtime
             from jupyter_mlws.compute.local import local_argv, local_env, start_process
 
-            python = launch["python"]
-            prestarted = start_process(local_argv(launch, python), cwd=launch["cwd"],
+            python = launch.python
+            prestarted = start_process(local_argv(launch, python), cwd=launch.cwd,
                                        env=local_env(launch, python), log_path=paths.job_log,
                                        pid_file=paths.child_pid)
-            runtime = Runtime(python=python, env_hash=launch.get("env_hash"))
+            runtime = Runtime(python=python, env_hash=launch.env_hash)
 
+    from jupyter_mlws.compute.base import RunContext
+    from jupyter_mlws.operations.target_services import WorkspaceTargetServices
     from jupyter_mlws.workspace import Workspace
 
-    ws = Workspace.open(launch["workspace"])
+    ws = Workspace.open(launch.workspace)
     try:
         ws.store.update_job(job_id, runner_pid=os.getpid())
-        if launch["kind"] == "pipeline":
-            from jupyter_mlws.jobs.pipeline import run_pipeline
+        ctx = RunContext(WorkspaceTargetServices(ws), job_id, launch, paths)
+        if launch.kind == "pipeline":
+            from jupyter_mlws.jobs.pipeline import PipelineRun
 
-            run_pipeline(ws, job_id, launch, paths)
+            PipelineRun(ws).run(ctx)
             return 0
         if slot is None:
-            ws.store.transition_job(job_id, "Canceled", message="canceled while queued")
+            ws.store.transition_job(job_id, JobStatus.CANCELED, message="canceled while queued")
             return 0
         from jupyter_mlws.compute import target_for
-        from jupyter_mlws.compute.base import RunContext
 
-        target = target_for(ws, ws.computes.get(launch["compute"]))
-        target.run(RunContext(ws, job_id, launch, paths), prestarted=prestarted, runtime=runtime)
+        target = target_for(ctx.services, ws.computes.get(launch.compute))
+        target.run(ctx, prestarted=prestarted, runtime=runtime)
         return 0
     finally:
         ws.close()

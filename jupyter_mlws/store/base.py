@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlws.assets.base import Asset
 
 if TYPE_CHECKING:
-    from jupyter_mlws.jobs.model import Job, JobEvent, JobIO, Metric
+    from jupyter_mlws.jobs.model import Job, JobEvent, JobIO, JobStatus, Metric
 
 
 @dataclass
@@ -42,8 +42,8 @@ class AbstractJobStore(abc.ABC):
                    io: Iterable[Mapping[str, Any]] = ()) -> Job: ...
 
     @abc.abstractmethod
-    def transition_job(self, job_id: str, status: str, *, message: str | None = None,
-                       only_from: Iterable[str] | None = None, **fields: Any) -> bool:
+    def transition_job(self, job_id: str, status: JobStatus, *, message: str | None = None,
+                       only_from: Iterable[JobStatus] | None = None, **fields: Any) -> bool:
         """Move an active job to ``status``; False when it is not in ``only_from``."""
 
     @abc.abstractmethod

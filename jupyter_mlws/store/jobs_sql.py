@@ -18,6 +18,7 @@ from jupyter_mlws.jobs.model import (
     Job,
     JobEvent,
     JobIO,
+    JobStatus,
     Metric,
 )
 from jupyter_mlws.store.rows import (
@@ -92,32 +93,34 @@ class JobStoreMixin:
     def transition_job(
         self,
         job_id: str,
-        status: str,
+        status: JobStatus,
         *,
         message: str | None = None,
-        only_from: Iterable[str] | None = None,
+        only_from: Iterable[JobStatus] | None = None,
         **fields: Any,
     ) -> bool:
         """Move a job to ``status`` (recording the event). Terminal jobs never move again.
 
         Returns ``False`` (and changes nothing) when the job's status is not in ``only_from``.
         """
+        stored = JobStatus(status).value  # the text in the database
         with self._writing() as s:
             row = self._job_row(s, job_id)
-            allowed = tuple(only_from) if only_from is not None else ACTIVE_VALUES
+            allowed = (tuple(JobStatus(x).value for x in only_from) if only_from is not None
+                       else ACTIVE_VALUES)
             if row.status not in allowed or row.status in TERMINAL_VALUES:
                 return False
             now = utcnow()
-            row.status = status
-            if status == "Running" and row.started_at is None:
+            row.status = stored
+            if stored == JobStatus.RUNNING.value and row.started_at is None:
                 row.started_at = now
-            if status in TERMINAL_VALUES:
+            if stored in TERMINAL_VALUES:
                 row.ended_at = now
             for key, value in fields.items():
                 if key == "result":
                     value = json.dumps(value, default=str)
                 setattr(row, key, value)
-            s.add(JobEventRow(job_id=job_id, status=status, at=now, message=message))
+            s.add(JobEventRow(job_id=job_id, status=stored, at=now, message=message))
             return True
 
     def update_job(self, job_id: str, **fields: Any) -> None:

@@ -195,3 +195,122 @@ def test_pipeline_with_a_component_and_a_notebook_step(jws: Workspace, tmp_path:
     assert [m.value for m in jws.jobs.metrics(children["use"].id)] == [7.0]
     assert json.loads((jws.jobs.paths(children["make"].id).outputs / "out" / "v.json")
                       .read_text()) == 7
+
+
+# --- issue 9, defect 6: substituted values never run as shell code ---------------------------
+
+
+def test_an_input_value_cannot_inject_shell_commands(jws: Workspace, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    value = f"a;touch${{IFS}}{marker}"
+    job = jws.jobs.submit_command(
+        "python -c 'import sys; print(\"ARGS\", sys.argv[1:])' ${{inputs.x}} "
+        "$[[${{inputs.y}}]] ${{outputs.o}}",
+        inputs={"x": value, "y": f"$(touch {marker})"}, outputs={"o": {"type": "uri_folder"}})
+    done = jws.jobs.wait(job.id, timeout=120)
+    assert done.status == "Completed", jws.jobs.logs(job.id)
+    out = str(jws.jobs.paths(job.id).outputs / "o")
+    assert f"ARGS {[value, f'$(touch {marker})', out]!r}" in jws.jobs.logs(job.id)
+    assert not marker.exists()
+
+
+def test_a_pipeline_input_cannot_inject_shell_commands(jws: Workspace, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    value = f"x'; touch {marker}; echo '"
+    pipe = jws.jobs.submit_pipeline({"type": "pipeline", "inputs": {"v": value}, "jobs": {
+        "show": {"command": "echo 'got:${{inputs.n}}'", "inputs": {"n": "${{parent.inputs.v}}"}},
+    }}, base_dir=tmp_path)
+    done = jws.jobs.wait(pipe.id, timeout=180)
+    assert done.status == "Completed", done.error
+    (child,) = jws.jobs.children(pipe.id)
+    assert f"got:{value}" in jws.jobs.logs(child.id)
+    assert not marker.exists()
+
+
+# --- issue 9, defect 12: inputs on fsspec datastores reach the job as local files ------------
+
+
+def _memory_lake(files: dict[str, bytes]) -> str:
+    """A bucket in fsspec's in-memory filesystem (the submitting process downloads from it)."""
+    import uuid
+
+    import fsspec
+
+    mem = fsspec.filesystem("memory")
+    bucket = f"/lake-{uuid.uuid4().hex[:8]}"
+    for rel, data in files.items():
+        mem.pipe(f"{bucket}/{rel}", data)
+    return f"memory://{bucket}"
+
+
+def test_inputs_on_an_fsspec_datastore_are_downloaded(jws: Workspace) -> None:
+    url = _memory_lake({"train/a.csv": b"x\n1\n", "train/sub/b.csv": b"x\n2\n",
+                        "labels.txt": b"cat dog"})
+    jws.datastores.create("lake", type="fsspec", url=url)
+    job = jws.jobs.submit_command(
+        "cat ${{inputs.folder}}/a.csv ${{inputs.folder}}/sub/b.csv ${{inputs.file}}; "
+        "echo; echo FOLDER=${{inputs.folder}}; echo FILE=${{inputs.file}}",
+        inputs={"folder": {"type": "uri_folder", "path": "mlws://datastores/lake/paths/train"},
+                "file": {"type": "uri_file",
+                         "path": "azureml://datastores/lake/paths/labels.txt"}})
+    done = jws.jobs.wait(job.id, timeout=120)
+    log = jws.jobs.logs(job.id)
+    assert done.status == "Completed", log
+    inputs = jws.jobs.paths(job.id).inputs.resolve()
+    assert "x\n1\nx\n2\ncat dog" in log
+    assert f"FOLDER={inputs / 'folder'}\n" in log
+    assert f"FILE={inputs / 'file' / 'labels.txt'}\n" in log
+    lineage = {io.name: io for io in jws.jobs.io(job.id) if io.direction == "input"}
+    assert lineage["folder"].uri == "mlws://datastores/lake/paths/train"
+
+
+def test_data_assets_on_fsspec_storage_are_downloaded(jws: Workspace, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    (remote / "sets").mkdir(parents=True)
+    (remote / "sets" / "rows.csv").write_text("a,b\n1,2\n")
+    jws.datastores.create("disk", type="fsspec", url=f"file://{remote}")
+    jws.data.create("rows", "mlws://datastores/disk/paths/sets/rows.csv", type="uri_file")
+    jws.data.create("mem", _memory_lake({"d/x.txt": b"in memory"}) + "/d", type="uri_folder")
+    job = jws.jobs.submit_command(
+        "cat ${{inputs.rows}} ${{inputs.mem}}/x.txt; echo; echo ROWS=${{inputs.rows}}",
+        inputs={"rows": "azureml:rows@latest", "mem": "azureml:mem@latest"})
+    done = jws.jobs.wait(job.id, timeout=120)
+    log = jws.jobs.logs(job.id)
+    assert done.status == "Completed", log
+    assert "a,b\n1,2\nin memory" in log
+    rows = jws.jobs.paths(job.id).inputs.resolve() / "rows" / "rows.csv"
+    assert f"ROWS={rows}\n" in log
+
+
+def test_a_missing_or_mistyped_fsspec_input_is_refused_at_submission(jws: Workspace) -> None:
+    from jupyter_mlws.errors import NotFoundError, ValidationError
+
+    url = _memory_lake({"only/file.txt": b"1"})
+    jws.datastores.create("lake2", type="fsspec", url=url)
+    with pytest.raises(NotFoundError, match="does not exist"):
+        jws.jobs.submit_command("cat ${{inputs.x}}",
+                                inputs={"x": "mlws://datastores/lake2/paths/nope.txt"})
+    with pytest.raises(ValidationError, match="uri_file, but .* is a folder"):
+        jws.jobs.submit_command("cat ${{inputs.x}}", inputs={
+            "x": {"type": "uri_file", "path": "mlws://datastores/lake2/paths/only"}})
+    assert jws.jobs.list() == []
+
+
+def test_cancel_a_running_pipeline(jws: Workspace) -> None:
+    """A pipeline runs on the job template: cancel stops its running step, skips the rest."""
+    from tests.jobs.test_notebook_jobs import wait_for
+
+    pipe = jws.jobs.submit_pipeline({"type": "pipeline", "jobs": {
+        "slow": {"command": "echo started; sleep 120", "outputs": {"o": {"type": "uri_folder"}}},
+        "after": {"command": "echo never ${{inputs.x}}",
+                  "inputs": {"x": "${{parent.jobs.slow.outputs.o}}"}}}})
+    wait_for(lambda: any("started" in jws.jobs.logs(c.id) for c in jws.jobs.children(pipe.id)))
+    jws.jobs.cancel(pipe.id)
+    done = jws.jobs.wait(pipe.id, timeout=60)
+    assert done.status == "Canceled"
+    assert [e.status for e in jws.jobs.events(pipe.id)] == [
+        "Queued", "Preparing", "Running", "Canceled"]
+    (slow,) = jws.jobs.children(pipe.id)
+    assert jws.jobs.get(slow.id).status == "Canceled"
+    assert done.result == {"steps": {"slow": {"job": slow.id, "status": "Canceled"},
+                                     "after": {"job": None, "status": "Canceled"}}}

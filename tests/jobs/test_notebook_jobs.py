@@ -71,6 +71,32 @@ def test_unknown_parameter_lists_the_known_ones(jws: Workspace, notebook) -> Non
         jws.jobs.submit_notebook(plain, {"x": 1})
 
 
+def test_a_value_of_the_wrong_type_for_a_typed_default_is_refused(jws: Workspace,
+                                                                  notebook) -> None:
+    """Issue 9, defect 12: an int parameter given a string (and the like) is a typed error."""
+    from jupyter_mlws.errors import ParameterTypeError
+
+    nb = notebook("print(epochs, lr, flag, name)",
+                  parameters='epochs = 3\nlr = 0.1\nflag = False\nname = "x"\n'
+                  'rate: float = 1\nmaybe = None\n')
+    refused = [({"epochs": "3"}, "epochs", "int"), ({"epochs": "ten"}, "epochs", "int"),
+               ({"epochs": True}, "epochs", "int"), ({"epochs": 2.5}, "epochs", "int"),
+               ({"lr": "0.5"}, "lr", "float"), ({"lr": False}, "lr", "float"),
+               ({"flag": "True"}, "flag", "bool"), ({"flag": 1}, "flag", "bool"),
+               ({"rate": "fast"}, "rate", "float")]
+    for params, name, expected in refused:
+        with pytest.raises(ParameterTypeError) as err:
+            jws.jobs.submit_notebook(nb, params)
+        assert err.value.details == {"parameter": name, "expected": expected,
+                                     "value": params[name]}
+        assert f"{name!r}" in err.value.message and expected in err.value.message
+        assert repr(params[name]) in err.value.message
+    assert jws.jobs.list() == []
+    ok = jws.jobs.submit_notebook(nb, {"epochs": 5, "lr": 1, "flag": True, "name": 7,
+                                       "rate": 2, "maybe": "anything"})
+    assert jws.jobs.wait(ok.id, timeout=120).status == "Completed", jws.jobs.logs(ok.id)
+
+
 def test_a_file_that_is_not_a_notebook_is_refused_before_anything_runs(
         jws: Workspace, tmp_path: Path) -> None:
     bad = tmp_path / "bad.ipynb"
