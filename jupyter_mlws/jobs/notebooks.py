@@ -43,7 +43,8 @@ def notebook_parameters(path: Path) -> dict[str, Any]:
 
 def check_parameters(path: Path, params: Mapping[str, Any]) -> None:
     """Refuse parameters the notebook's parameters cell does not define, and values of another
-    type than an ``int``, ``float`` or ``bool`` default (an int is fine for a float)."""
+    type than an ``int``, ``float`` or ``bool`` default (a number is fine for a number, unless
+    the parameter is annotated ``int``)."""
     if not params:
         return
     known = notebook_parameters(path)
@@ -62,7 +63,9 @@ def check_parameters(path: Path, params: Mapping[str, Any]) -> None:
         )
     for name, value in params.items():
         expected = expected_type(known[name])
-        if expected is not None and not _fits(value, expected):
+        # `alpha = 1` takes 0.5 too: only `alpha: int = 1` insists on an int
+        lenient = expected is int and _annotation(known[name]) is None
+        if expected is not None and not _fits(value, float if lenient else expected):
             raise ParameterTypeError(
                 f"The parameter {name!r} of {path.name} is {_article(expected)} "
                 f"{expected.__name__} (its default is {known[name].get('default')}), but the "
@@ -76,7 +79,7 @@ def check_parameters(path: Path, params: Mapping[str, Any]) -> None:
 def expected_type(info: Mapping[str, Any]) -> type | None:
     """``int``, ``float`` or ``bool`` when papermill's view of a parameter says so unambiguously
     (its annotation, else the literal type of its default); else ``None``."""
-    annotated = _CHECKED_TYPES.get(str(info.get("inferred_type_name")))
+    annotated = _annotation(info)
     if annotated is not None:
         return annotated
     import ast
@@ -87,6 +90,10 @@ def expected_type(info: Mapping[str, Any]) -> type | None:
         return None
     kind = type(default)
     return kind if kind in (int, float, bool) else None
+
+
+def _annotation(info: Mapping[str, Any]) -> type | None:
+    return _CHECKED_TYPES.get(str(info.get("inferred_type_name")))
 
 
 def _fits(value: Any, expected: type) -> bool:
