@@ -25,6 +25,7 @@ import pytest
 
 from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
+from jupyter_mlws.docker_engine import run_to_end
 from jupyter_mlws.environments.docker_builder import (
     LABEL_BASE_ID,
     LABEL_ENVIRONMENT,
@@ -197,8 +198,8 @@ def test_build_context(builder: DockerBuilder, client: CountingClient, base_imag
     assert not result.cached and CountingAPIClient.builds == 1
     assert result.base_image == base_image
     assert result.base_image_id == client.api.inspect_image(base_image)["Id"]
-    out = client.containers.run(result.image, ["cat", "/hello.txt"], remove=True)
-    assert out.decode().strip() == marker
+    # read the output before the container is removed (run(remove=True) can lose it)
+    assert run_to_end(client, result.image, ["cat", "/hello.txt"]) == (0, marker.encode())
     labels = client.api.inspect_image(result.image)["Config"]["Labels"]
     assert labels[LABEL_KIND] == "context" and labels[LABEL_ENVIRONMENT] == "ctx:1"
 
