@@ -343,11 +343,8 @@ def test_two_processes_build_one_hash_once(tmp_path: Path, base_image: str):
 
 def test_no_cache_rebuilds_and_replaces_the_tag(
     builder: DockerBuilder, client: CountingClient, base_image: str
-):
+) -> None:
     """Defect 15: no_cache used to return the cached image without building."""
-    from jupyter_mlws.environments.builders import Builder
-
-    assert isinstance(builder, Builder)
     # A hash no earlier run built; its RUN step writes the moment it ran into the image.
     stamp = f"RUN date +%s%N > /built-at && echo {uuid.uuid4().hex} > /run-id"
     s = spec(base_image, ["six==1.16.0"], docker_steps=[stamp])

@@ -119,10 +119,7 @@ def test_failed_build_leaves_no_finished_venv(tmp_path: Path):
 
 def test_no_cache_makes_the_venv_again_in_place(tmp_path: Path):
     """Defect 15 (venv side): no_cache returned the cached venv without making anything."""
-    from jupyter_mlws.environments.builders import Builder
-
     m = VenvMaterializer(tmp_path, use_uv=False)
-    assert isinstance(m, Builder) and m.name == "venv"
     spec = EnvironmentSpec(name="again", pip_requirements=["six==1.16.0"])
     first = m.build(spec, log=quiet)
     path = m.path_for(spec)
@@ -144,3 +141,18 @@ def test_no_cache_makes_the_venv_again_in_place(tmp_path: Path):
     hit = m.lookup(spec)
     assert hit is not None and hit.built_at == second.built_at
     assert m.build(spec, log=quiet).cached
+
+
+def test_both_builders_are_builders_picked_by_name(tmp_path: Path):
+    from jupyter_mlws.environments.builders import BUILDER_NAMES, Builder, builder_name
+    from jupyter_mlws.environments.docker_builder import DockerBuilder
+    from jupyter_mlws.errors import ValidationError
+
+    docker_builder = DockerBuilder(lock_dir=tmp_path / "locks")  # no engine call yet
+    venv_builder = VenvMaterializer(tmp_path / "envs", use_uv=False)
+    for b in (docker_builder, venv_builder):
+        assert isinstance(b, Builder)
+    assert (docker_builder.name, venv_builder.name) == BUILDER_NAMES == ("docker", "venv")
+    assert builder_name("venv") == "venv"
+    with pytest.raises(ValidationError, match="docker or venv"):
+        builder_name("conda")
