@@ -60,3 +60,27 @@ def docker_client(*, ping: bool = True) -> Any:
     except Exception as exc:  # docker-py raises several kinds when the engine is down
         raise unavailable(exc) from None
     return client
+
+
+def run_to_end(
+    client: Any, image: str, command: list[str], *, stderr: bool = False,
+    timeout: float | None = None, **create: Any,
+) -> tuple[int, bytes]:
+    """Run a container to its end: its exit code and its output (stdout; with ``stderr``, both).
+
+    The output is read from the exited container *before* it is removed, so none is lost however
+    fast the container exits (``containers.run(..., remove=True)`` reads a log stream after the
+    removal and can return nothing). ``create`` goes to ``containers.create``.
+    """
+    import docker
+
+    with engine_calls():
+        container = client.containers.create(image, command, **create)
+        try:
+            container.start()
+            status = int(container.wait(timeout=timeout).get("StatusCode", -1))
+            out = container.logs(stdout=True, stderr=stderr)
+        finally:
+            with contextlib.suppress(docker.errors.APIError):
+                container.remove(force=True)
+    return status, bytes(out)

@@ -4,13 +4,20 @@
 #   scripts/ray-cluster.sh up       install ray if missing; start head + worker; print the address
 #   scripts/ray-cluster.sh down     stop everything `up` started; remove the netns and temp dirs
 #   scripts/ray-cluster.sh status   what is up, and how many nodes the dashboard sees
+#   scripts/ray-cluster.sh proxy-hosts   the host:port pairs the worker's proxy lets through
 #
 # The head runs in this network namespace on a veth address; the worker runs in a network
 # namespace of its own (ip netns + veth), with a private mount namespace in which its own temp
 # folder is bind-mounted at the head's temp path (non-head nodes take the head's temp path), so
 # the two nodes share every other path of the machine (the workspace) but not their Ray state.
 # The worker's namespace has no route out: its pip (Ray's runtime_env) reaches the package index
-# through a small CONNECT proxy on the head's address that allows only the index's hosts.
+# through a small proxy on the head's address that allows only the index's hosts. Those hosts are
+# read from this machine's pip configuration (`pip config list`: PIP_INDEX_URL and
+# PIP_EXTRA_INDEX_URL, pip.conf's index-url and extra-index-url; pip's own default index when no
+# index-url is set), so a machine behind a corporate index works unchanged. Overrides:
+# MLWS_PIP_INDEX_URL (index URLs, separated by spaces or commas, instead of pip's) or
+# MLWS_RAY_PROXY_HOSTS (the allow-list itself: host[:port] pairs separated by commas; the port
+# defaults to 443).
 #
 # Each `ray start --block` runs under setsid with its PID in the state folder; `down` signals
 # only those sessions and their descendants — never `ray stop`, which kills every Ray process on
@@ -22,7 +29,8 @@
 #
 # Environment: MLWS_RAY_STATE (state folder, default /tmp/mlws-ray), MLWS_RAY_NETNS (mlws-ray),
 # MLWS_RAY_HEAD_IP (10.203.0.1), MLWS_RAY_WORKER_IP (10.203.0.2), MLWS_RAY_VERSION (2.60.0),
-# MLWS_RAY_AUTH (token|disabled), MLWS_RAY_PROXY_HOSTS, MLWS_RAY_READY_TIMEOUT (120 s).
+# MLWS_RAY_AUTH (token|disabled), MLWS_PIP_INDEX_URL, MLWS_RAY_PROXY_HOSTS (see above),
+# MLWS_RAY_READY_TIMEOUT (120 s).
 set -euo pipefail
 
 STATE=$(realpath -m "${MLWS_RAY_STATE:-/tmp/mlws-ray}")
@@ -39,7 +47,6 @@ HEAD_TMP=$STATE/t          # short: Ray puts unix sockets under it (108-byte lim
 WORKER_TMP=$STATE/w
 TOKEN_FILE=$STATE/auth_token
 PROXY_PORT=3128
-PROXY_HOSTS=${MLWS_RAY_PROXY_HOSTS:-pypi.org,files.pythonhosted.org}
 READY_TIMEOUT=${MLWS_RAY_READY_TIMEOUT:-120}
 
 export RAY_USAGE_STATS_ENABLED=0
@@ -47,6 +54,21 @@ export RAY_DISABLE_DOCKER_CPU_WARNING=1
 export RAY_STREAM_RUNTIME_ENV_LOG_TO_JOB_DRIVER_LOG=1  # pip's output shows in the job's log
 
 log() { echo "[ray-cluster] $*" >&2; }
+
+proxy_hosts() {  # the proxy's allow-list: MLWS_RAY_PROXY_HOSTS, else from pip's configuration
+  local hosts=${MLWS_RAY_PROXY_HOSTS:-}
+  if [[ -z "$hosts" ]]; then
+    hosts=$(python -m jupyter_mlws.environments.machine pip-index-hosts) || {
+      log "could not read the package index from pip's configuration;" \
+          "set MLWS_PIP_INDEX_URL or MLWS_RAY_PROXY_HOSTS"
+      return 1
+    }
+  fi
+  if [[ -z "$hosts" ]]; then
+    log "pip is configured with no network index: the worker's pip can only use local indexes"
+  fi
+  echo "$hosts"
+}
 
 alive() {  # alive PIDFILE -> 0 when the PID in it is a live session leader (ours, not reused)
   local pid
@@ -167,11 +189,16 @@ start_head() {
   echo $! >"$STATE/head.pid"
 }
 
-start_proxy() {  # the worker's only way to the package index (CONNECT to PROXY_HOSTS:443)
+start_proxy() {  # the worker's only way to the package index (only PROXY_HOSTS, host:port)
   if alive "$STATE/proxy.pid"; then return; fi
+  local hosts
+  hosts=$(proxy_hosts) || return 1
+  log "the worker's proxy allows: ${hosts:-nothing}"
   cat >"$STATE/pip-proxy.py" <<'PY'
 import socket, sys, threading
-host, port, allowed = sys.argv[1], int(sys.argv[2]), set(sys.argv[3].split(","))
+from urllib.parse import urlsplit
+host, port = sys.argv[1], int(sys.argv[2])
+allowed = {h if h.rpartition(":")[2].isdigit() else f"{h}:443" for h in sys.argv[3].split(",") if h}
 
 def pipe(a, b):
     try:
@@ -186,6 +213,25 @@ def pipe(a, b):
             except OSError:
                 pass
 
+def refuse(client):
+    client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+def plain_http(client, method, target, version, rest):
+    # one GET/HEAD of an allowed http:// index, sent upstream in origin form, then close
+    url = urlsplit(target.decode("latin-1"))
+    name, p = url.hostname or "", url.port or 80
+    if url.scheme != "http" or method not in (b"GET", b"HEAD") or f"{name}:{p}" not in allowed:
+        return refuse(client)
+    path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    keep = [h for h in rest.split(b"\r\n") if h and not h.lower().startswith(
+        (b"connection:", b"proxy-connection:", b"keep-alive:", b"proxy-authorization:"))]
+    head = b"\r\n".join([b" ".join([method, path.encode("latin-1"), version]), *keep,
+                          b"Connection: close"]) + b"\r\n\r\n"
+    upstream = socket.create_connection((name, p), timeout=30)
+    upstream.settimeout(None)
+    upstream.sendall(head)
+    pipe(upstream, client)
+
 def handle(client):
     try:
         head = b""
@@ -194,12 +240,14 @@ def handle(client):
             if not chunk:
                 return
             head += chunk
-        method, target = head.split(b" ", 2)[:2]
+        line, _, rest = head.split(b"\r\n\r\n", 1)[0].partition(b"\r\n")
+        method, target, version = (line.split(b" ", 2) + [b"", b""])[:3]
+        if method != b"CONNECT":
+            return plain_http(client, method, target, version, rest)
         name, _, p = target.decode("latin-1").rpartition(":")
-        if method != b"CONNECT" or name not in allowed or p != "443":
-            client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-            return
-        upstream = socket.create_connection((name, 443), timeout=30)
+        if f"{name}:{p}" not in allowed:
+            return refuse(client)
+        upstream = socket.create_connection((name.strip("[]"), int(p)), timeout=30)
         upstream.settimeout(None)
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
@@ -214,7 +262,7 @@ while True:
     conn, _ = server.accept()
     threading.Thread(target=handle, args=(conn,), daemon=True).start()
 PY
-  setsid python "$STATE/pip-proxy.py" "$HEAD_IP" "$PROXY_PORT" "$PROXY_HOSTS" \
+  setsid python "$STATE/pip-proxy.py" "$HEAD_IP" "$PROXY_PORT" "$hosts" \
       </dev/null >"$STATE/proxy.log" 2>&1 &
   echo $! >"$STATE/proxy.pid"
 }
@@ -282,7 +330,7 @@ cmd_up() {
   use_auth new
   start_head
   wait_gcs || { cmd_down; exit 1; }
-  start_proxy
+  start_proxy || { cmd_down; exit 1; }
   start_worker
   wait_nodes || { cmd_down; exit 1; }
   log "two nodes alive: head $HEAD_IP (resource head), worker $WORKER_IP (resource worker)"
@@ -326,5 +374,6 @@ case "${1:-}" in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  proxy-hosts) proxy_hosts ;;
+  *) echo "usage: $0 up|down|status|proxy-hosts" >&2; exit 2 ;;
 esac

@@ -8,6 +8,9 @@ local Docker engine with the Engine API (``POST /images/create?fromSrc=-``, whic
 Builders that ``pip install`` from PyPI inside a ``RUN`` step must give pip the host's CA bundle:
 see :data:`PIP_CA_DOCKERFILE_SNIPPET` (proven by ``tests/integration/test_bootstrap.py``).
 
+Debootstrap fetches from the Debian mirror this machine's apt is configured with, or from
+``MLWS_DEBIAN_MIRROR`` when that is set (see :func:`jupyter_mlws.environments.machine.debian_mirror`).
+
 Needs root (debootstrap) and a running engine: ``bash scripts/docker-up.sh`` provides both.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -34,12 +38,13 @@ import docker
 from docker.errors import DockerException, ImageNotFound
 from docker.models.images import Image
 
+from jupyter_mlws.docker_engine import docker_client, engine_calls
+from jupyter_mlws.environments.machine import debian_mirror
 from jupyter_mlws.errors import BuildError, DockerUnavailableError
 
 __all__ = [
     "BASE_IMAGES",
     "DEFAULT_BASE_IMAGE",
-    "DEFAULT_MIRROR",
     "HOST_CA_BUNDLE",
     "PIP_CA_DOCKERFILE_SNIPPET",
     "BaseImageRecipe",
@@ -48,7 +53,6 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_MIRROR = "http://deb.debian.org/debian"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LABEL_BASE = "org.mlws.base"
 LABEL_RECIPE = "org.mlws.recipe"
@@ -73,19 +77,34 @@ RUN python3 -m venv /opt/venv
 
 @dataclass(frozen=True)
 class BaseImageRecipe:
-    """How to make one base image with ``debootstrap``."""
+    """How to make one base image with ``debootstrap``.
+
+    ``mirror`` ``None`` means the machine's Debian mirror, read when the recipe is used
+    (:meth:`resolved`).
+    """
 
     suite: str
     variant: str = "minbase"
     include: tuple[str, ...] = ()
-    mirror: str = DEFAULT_MIRROR
+    mirror: str | None = None
     description: str = ""
     cmd: tuple[str, ...] = ("python3",)
+
+    def resolved(self) -> BaseImageRecipe:
+        """This recipe with its mirror filled in from the machine's configuration.
+
+        Raises:
+            BuildError: no mirror is set and none is configured on the machine.
+        """
+        if self.mirror:
+            return self
+        return dataclasses.replace(self, mirror=debian_mirror(self.suite))
 
     @property
     def digest(self) -> str:
         """Short hash of what goes into the image; stored as a label to spot stale images."""
-        text = json.dumps([self.suite, self.variant, sorted(self.include), self.mirror])
+        mirror = self.resolved().mirror
+        text = json.dumps([self.suite, self.variant, sorted(self.include), mirror])
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def debootstrap_command(self, rootfs: Path) -> list[str]:
@@ -93,7 +112,7 @@ class BaseImageRecipe:
         cmd = ["debootstrap", f"--variant={self.variant}"]
         if self.include:
             cmd.append("--include=" + ",".join(self.include))
-        return [*cmd, self.suite, str(rootfs), self.mirror]
+        return [*cmd, self.suite, str(rootfs), str(self.resolved().mirror)]
 
     def changes(self, name: str) -> list[str]:
         """Dockerfile instructions applied at import (the only metadata ``docker import`` takes)."""
@@ -158,32 +177,38 @@ def bootstrap_base_images(
             step="resolve",
             hint=f"Known: {', '.join(BASE_IMAGES)}.",
         )
-    _ping(client)
-    results = []
-    for name in wanted:
-        start = time.monotonic()
-        recipe = BASE_IMAGES[name]
-        image = None if force else _current(client, name, recipe, log)
-        if image is None:
-            with _machine_lock(name, log):  # one build per image at a time on this machine
-                if not force:  # another process may have made it while we waited
-                    image = _current(client, name, recipe, lambda _: None)
-                reused = image is not None
-                if image is None:
-                    _build(client, name, recipe, log, workdir)
-                    image = client.images.get(name)
-        else:
-            reused = True
-        results.append(
-            BootstrapResult(
-                name=name,
-                image_id=str(image.id),
-                size=int(image.attrs.get("Size") or 0),
-                seconds=round(time.monotonic() - start, 2),
-                reused=reused,
-            )
-        )
-    return results
+    with engine_calls():
+        client.ping()
+        return [_ensure(client, name, force, log, workdir) for name in wanted]
+
+
+def _ensure(
+    client: docker.DockerClient,
+    name: str,
+    force: bool,
+    log: Callable[[str], None],
+    workdir: Path | None,
+) -> BootstrapResult:
+    """Reuse or make one base image."""
+    start = time.monotonic()
+    recipe = BASE_IMAGES[name].resolved()
+    image = None if force else _current(client, name, recipe, log)
+    reused = image is not None
+    if image is None:
+        with _machine_lock(name, log):  # one build per image at a time on this machine
+            if not force:  # another process may have made it while we waited
+                image = _current(client, name, recipe, lambda _: None)
+            reused = image is not None
+            if image is None:
+                _build(client, name, recipe, log, workdir)
+                image = client.images.get(name)
+    return BootstrapResult(
+        name=name,
+        image_id=str(image.id),
+        size=int(image.attrs.get("Size") or 0),
+        seconds=round(time.monotonic() - start, 2),
+        reused=reused,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     args = parser.parse_args(argv)
     try:
-        results = bootstrap_base_images(_client_from_env(), args.names or None, force=args.force)
+        results = bootstrap_base_images(docker_client(), args.names or None, force=args.force)
     except (BuildError, DockerUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -207,28 +232,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # --- internals ------------------------------------------------------------------------------------
-def _unavailable(detail: object) -> DockerUnavailableError:
-    return DockerUnavailableError(
-        f"The Docker engine cannot be reached ({detail}).",
-        hint="Start it with `bash scripts/docker-up.sh` (installs and starts dockerd on Debian), "
-        "then check with `docker info`.",
-    )
-
-
-def _client_from_env() -> docker.DockerClient:
-    try:
-        return docker.from_env()
-    except DockerException as exc:
-        raise _unavailable(exc) from exc
-
-
-def _ping(client: docker.DockerClient) -> None:
-    try:
-        client.ping()
-    except Exception as exc:  # requests' ConnectionError and friends, DockerException
-        raise _unavailable(exc) from exc
-
-
 def _current(
     client: docker.DockerClient, name: str, recipe: BaseImageRecipe, log: Callable[[str], None]
 ) -> Image | None:

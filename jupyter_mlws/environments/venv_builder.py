@@ -5,6 +5,9 @@ place, with a completion marker written last inside it, so a failed or interrupt
 nothing that looks finished. ``uv`` is used when it is on ``PATH``, else ``python -m venv`` and
 pip. Only what a venv can honour is accepted: pip packages and a ``python`` version; Docker
 steps, build contexts and conda packages are refused with a message saying so.
+
+``no_cache`` makes the venv again even when it exists (pip's download cache unused too): the new
+folder is swapped in for the old one, and both builds stay in the build history.
 """
 
 from __future__ import annotations
@@ -19,11 +22,19 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from filelock import Timeout
 
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
-from jupyter_mlws.environments.builds import BuildResult, hash_lock, tail
+from jupyter_mlws.environments.builds import (
+    BuilderName,
+    BuildHistory,
+    BuildResult,
+    hash_lock,
+    tail,
+    utc_now,
+)
 from jupyter_mlws.environments.dockerfile import (
     python_matches,
     python_version_of,
@@ -45,7 +56,12 @@ def venv_python(path: Path) -> Path:
 
 
 class VenvMaterializer:
-    """Builds and finds the venv of an environment under ``root`` (e.g. ``~/.mlws/envs``)."""
+    """Builds and finds the venv of an environment under ``root`` (e.g. ``~/.mlws/envs``).
+
+    A :class:`~jupyter_mlws.environments.builders.Builder`; its base is the interpreter.
+    """
+
+    name: BuilderName = "venv"
 
     def __init__(
         self,
@@ -61,6 +77,7 @@ class VenvMaterializer:
         self.uv = shutil.which("uv") if use_uv is not False else None
         if use_uv and self.uv is None:
             raise UnsupportedEnvironmentError("uv was asked for but is not on PATH.")
+        self._history = BuildHistory(self.lock_dir)
 
     def path_for(self, spec: EnvironmentSpec, *, env_hash: str | None = None) -> Path:
         return self.root / (env_hash or spec.env_hash())
@@ -77,6 +94,10 @@ class VenvMaterializer:
         result.build_seconds = 0.0
         result.log = ""
         return result
+
+    def history(self, env_hash: str) -> list[dict[str, Any]]:
+        """Every build of ``env_hash`` under this ``lock_dir``, oldest first."""
+        return self._history.entries(env_hash)
 
     # --- what a venv can hold ----------------------------------------------------------------
 
@@ -142,40 +163,86 @@ class VenvMaterializer:
 
     # --- build -------------------------------------------------------------------------------
 
-    def build(self, spec: EnvironmentSpec, *, log: Log = print) -> BuildResult:
-        """The venv of ``spec``: found (``cached=True``) or built and renamed into place."""
+    def build(
+        self,
+        spec: EnvironmentSpec,
+        *,
+        env_name: str = "",
+        env_version: str = "",
+        log: Log = print,
+        refresh_base: bool = False,
+        no_cache: bool = False,
+    ) -> BuildResult:
+        """The venv of ``spec``: found (``cached=True``) or built and renamed into place.
+
+        ``no_cache`` makes it again even when it exists; ``refresh_base`` makes it again when
+        the interpreter it was made from is now another Python version.
+        """
         uv_python = self.check(spec)
         h = spec.env_hash()
         final = self.path_for(spec, env_hash=h)
+        environment = f"{env_name or spec.name}:{env_version or spec.version or ''}"
         self.root.mkdir(parents=True, exist_ok=True)
         with hash_lock(self.lock_dir, h):
             hit = self.lookup(spec, env_hash=h)
+            replaced = hit.image_id if hit is not None else None
+            if hit is not None and no_cache:
+                log(f"Making the venv {final} again: no cache asked for")
+                hit = None
+            if hit is not None and refresh_base and uv_python is None:
+                now = ".".join(str(x) for x in self._python_info()[:3])
+                if hit.base_image_id and hit.base_image_id != now:
+                    log(f"The interpreter moved ({hit.base_image_id} -> {now}): making {final} again")
+                    hit = None
             if hit is not None:
                 log(f"Using the cached venv {final}")
                 return hit
             self._clean_stale(h)
-            if final.exists():  # an unfinished folder (no marker): never a result
+            if final.exists() and replaced is None:  # an unfinished folder: never a result
                 shutil.rmtree(final, ignore_errors=True)
             if spec.image and spec.image != DEFAULT_BASE_IMAGE:
                 log(
                     f"Note: a venv does not use the base image {spec.image}; only its Python "
                     "packages are installed."
                 )
-            tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            t0 = time.monotonic()
-            lines: list[str] = []
-            try:
-                result = self._build_into(spec, h, tmp, final, uv_python, lines, log)
-                result.build_seconds = round(time.monotonic() - t0, 3)
-                (tmp / MARKER).write_text(
-                    json.dumps({**result.to_dict(), "log": ""}, indent=1), encoding="utf-8"
-                )
-                os.rename(tmp, final)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
-            result.log = "\n".join(lines)
+            result = self._build_swapped(spec, h, final, uv_python, log, no_cache)
+            result.replaced_image_id = replaced
+            self._history.add(result, environment=environment, no_cache=no_cache,
+                              refresh_base=refresh_base)
             return result
+
+    def _build_swapped(
+        self,
+        spec: EnvironmentSpec,
+        h: str,
+        final: Path,
+        uv_python: str | None,
+        log: Log,
+        no_cache: bool,
+    ) -> BuildResult:
+        """Build in a temporary sibling, then rename it over ``final`` (the old one goes)."""
+        tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        t0 = time.monotonic()
+        lines: list[str] = []
+        try:
+            result = self._build_into(spec, h, tmp, final, uv_python, lines, log, no_cache)
+            result.build_seconds = round(time.monotonic() - t0, 3)
+            result.built_at = utc_now()
+            (tmp / MARKER).write_text(
+                json.dumps({**result.to_dict(), "log": ""}, indent=1), encoding="utf-8"
+            )
+            old = None
+            if final.exists():  # a rebuild: move the old venv aside, then drop it
+                old = tmp.with_name(f"{tmp.name}-old")
+                os.rename(final, old)
+            os.rename(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        result.log = "\n".join(lines)
+        return result
 
     def _build_into(
         self,
@@ -186,6 +253,7 @@ class VenvMaterializer:
         uv_python: str | None,
         lines: list[str],
         log: Log,
+        no_cache: bool = False,
     ) -> BuildResult:
         packages = spec.pip_packages()
         py = venv_python(tmp)
@@ -197,9 +265,12 @@ class VenvMaterializer:
         if packages:
             (tmp / REQUIREMENTS).write_text("\n".join(packages) + "\n", encoding="utf-8")
             if self.uv:
-                install = [self.uv, "pip", "install", "--python", str(py), "-r"]
+                install = [self.uv, "pip", "install", "--python", str(py)]
+                install += ["--no-cache"] if no_cache else []
             else:
-                install = [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-r"]
+                install = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
+                install += ["--no-cache-dir"] if no_cache else []
+            install.append("-r")
             self._run([*install, str(tmp / REQUIREMENTS)], "pip install", lines, log)
         freeze_cmd = (
             [self.uv, "pip", "freeze", "--python", str(py)]

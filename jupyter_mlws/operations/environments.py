@@ -10,15 +10,17 @@ from jupyter_mlws.artifacts import PutSession
 from jupyter_mlws.assets.base import is_reserved, refuse_reserved
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
 from jupyter_mlws.assets.yaml_io import validate_spec
+from jupyter_mlws.environments.builders import builder_name
 from jupyter_mlws.environments.identity import dockerignore_spec, image_name
 from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 
 if TYPE_CHECKING:
+    from jupyter_mlws.environments.builders import Builder
     from jupyter_mlws.environments.builds import BuildResult
+    from jupyter_mlws.environments.docker_builder import DockerBuilder
 
 Log = Callable[[str], None]
-BUILDERS = ("docker", "venv")
 
 ANONYMOUS_PREFIX = "anon_"
 
@@ -194,9 +196,15 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
 
     # --- builds ----------------------------------------------------------------------------------
 
-    def builder(self, kind: str = "docker") -> Any:
-        """The Docker image builder or the virtualenv materializer of this workspace."""
-        return self._ws.builder(kind)
+    def builder(self, kind: str = "docker") -> Builder:
+        """The builder named ``kind``: ``docker`` (images) or ``venv`` (virtualenvs)."""
+        builder: Builder = self._ws.builder(builder_name(kind))
+        return builder
+
+    def _docker(self) -> DockerBuilder:
+        """The Docker builder, for what only images have (listing, removing)."""
+        docker_builder: DockerBuilder = self._ws.builder("docker")
+        return docker_builder
 
     def lookup(self, env: Environment, builder: str = "docker") -> BuildResult | None:
         """The built image/venv of ``env`` when it exists (milliseconds), else ``None``."""
@@ -214,10 +222,11 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
     ) -> BuildResult:
         """Build ``name:version`` (or reuse its cached image/venv); the log is recorded.
 
-        ``builder`` is ``docker`` (an image ``mlws/mlws_<hash>``) or ``venv``.
+        ``builder`` is ``docker`` (an image ``mlws/mlws_<hash>``) or ``venv``. ``no_cache``
+        builds afresh even when the image/venv exists (the new one replaces it; both builds are
+        in :meth:`build_history`). ``refresh_base`` rebuilds when the base moved.
         """
-        if builder not in BUILDERS:
-            raise ValidationError(f"Unknown builder {builder!r}.", hint="Use docker or venv.")
+        target = self.builder(builder)
         env = name if isinstance(name, Environment) else self.get(name, version)
         spec = env.definition()
         h = spec.env_hash()
@@ -228,31 +237,42 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
             if log is not None:
                 log(line)
 
-        target = self.builder(builder)
-        fast = target.lookup(spec) if not refresh_base else None
-        known = self._store.get_build(h, builder) if fast is not None else None
-        if (fast is not None and known is not None and known["status"] == "succeeded"
-                and (known.get("result") or {}).get("image_id") == fast.image_id):
-            emit(f"Using the cached {'image' if builder == 'docker' else 'venv'} {fast.image}")
-            fast.resolved_packages = (known.get("result") or {}).get("resolved_packages") or []
-            return fast
-        self._store.record_build(h, builder, status="building", environment=env.ref)
+        if not (refresh_base or no_cache):
+            fast = self._recorded_hit(target, spec, h)
+            if fast is not None:
+                emit(f"Using the cached {'image' if target.name == 'docker' else 'venv'} "
+                     f"{fast.image}")
+                return fast
+        self._store.record_build(h, target.name, status="building", environment=env.ref)
         try:
-            if builder == "docker":
-                result = target.build(spec, env_name=env.name, env_version=env.version, log=emit,
-                                      refresh_base=refresh_base, no_cache=no_cache)
-            else:
-                result = target.build(spec, log=emit)
+            result = target.build(spec, env_name=env.name, env_version=env.version, log=emit,
+                                  refresh_base=refresh_base, no_cache=no_cache)
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, MlwsError) else f"{type(exc).__name__}: {exc}"
-            self._store.record_build(h, builder, status="failed", log="\n".join(lines),
+            self._store.record_build(h, target.name, status="failed", log="\n".join(lines),
                                      error=reason)
             raise
         full_log = result.log or "\n".join(lines)
         record = result.to_dict()
         record.pop("log", None)
-        self._store.record_build(h, builder, status="succeeded", result=record, log=full_log)
+        self._store.record_build(h, target.name, status="succeeded", result=record, log=full_log)
         return result
+
+    def _recorded_hit(self, target: Builder, spec: EnvironmentSpec, h: str) -> BuildResult | None:
+        """The existing image/venv when this workspace recorded its build (no builder lock)."""
+        fast = target.lookup(spec, env_hash=h)
+        known = self._store.get_build(h, target.name) if fast is not None else None
+        if fast is None or known is None or known["status"] != "succeeded":
+            return None
+        result = known.get("result") or {}
+        if result.get("image_id") != fast.image_id:
+            return None
+        fast.resolved_packages = result.get("resolved_packages") or []
+        return fast
+
+    def build_history(self, env: Environment, builder: str = "docker") -> list[dict[str, Any]]:
+        """Every build of ``env``'s hash on this machine with ``builder``, oldest first."""
+        return self.builder(builder).history(env.env_hash)
 
     def build_record(self, env: Environment, builder: str = "docker") -> dict[str, Any] | None:
         """The last recorded build of ``env``'s hash (status, result, full log)."""
@@ -277,7 +297,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
                 users.setdefault(version.env_hash, []).append(
                     version.ref + (" (archived)" if version.archived else ""))
         out = []
-        for image in self.builder("docker").images():
+        for image in self._docker().images():
             labels = image.get("labels") or {}
             h = labels.get("org.mlws.hash", "")
             out.append({**image, "env_hash": h, "used_by": users.get(h, [])})
@@ -287,7 +307,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         """Remove images that no registered, non-archived environment version uses."""
         keep = {v.env_hash for e in self.list(include_hidden=True) for v in self.list(e.name)}
         removed = []
-        docker_builder = self.builder("docker")
+        docker_builder = self._docker()
         for image in self.images():
             if image["env_hash"] and image["env_hash"] not in keep:
                 if not dry_run:

@@ -12,6 +12,7 @@ from typing import Any
 import docker
 import pytest
 
+from jupyter_mlws.docker_engine import run_to_end
 from jupyter_mlws.environments import bootstrap
 from jupyter_mlws.environments.bootstrap import (
     DEFAULT_BASE_IMAGE,
@@ -34,7 +35,9 @@ def base_image(docker_client: Any) -> str:
 
 
 def _run(client: Any, image: str, script: str) -> str:
-    out = client.containers.run(image, ["sh", "-c", script], remove=True, network_disabled=True)
+    """The output of ``script`` in a container, read before the container is removed."""
+    code, out = run_to_end(client, image, ["sh", "-c", script], network_disabled=True)
+    assert code == 0, out
     return out.decode()
 
 

@@ -25,6 +25,7 @@ import pytest
 
 from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
+from jupyter_mlws.docker_engine import run_to_end
 from jupyter_mlws.environments.docker_builder import (
     LABEL_BASE_ID,
     LABEL_ENVIRONMENT,
@@ -197,8 +198,8 @@ def test_build_context(builder: DockerBuilder, client: CountingClient, base_imag
     assert not result.cached and CountingAPIClient.builds == 1
     assert result.base_image == base_image
     assert result.base_image_id == client.api.inspect_image(base_image)["Id"]
-    out = client.containers.run(result.image, ["cat", "/hello.txt"], remove=True)
-    assert out.decode().strip() == marker
+    # read the output before the container is removed (run(remove=True) can lose it)
+    assert run_to_end(client, result.image, ["cat", "/hello.txt"]) == (0, marker.encode())
     labels = client.api.inspect_image(result.image)["Config"]["Labels"]
     assert labels[LABEL_KIND] == "context" and labels[LABEL_ENVIRONMENT] == "ctx:1"
 
@@ -338,3 +339,43 @@ def test_two_processes_build_one_hash_once(tmp_path: Path, base_image: str):
     assert sorted(o["cached"] for o in outs) == [False, True]
     assert outs[0]["image_id"] == outs[1]["image_id"]
     docker.from_env().api.remove_image(f"{image_name(s.env_hash())}:latest", force=True)
+
+
+def test_no_cache_rebuilds_and_replaces_the_tag(
+    builder: DockerBuilder, client: CountingClient, base_image: str
+) -> None:
+    """Defect 15: no_cache used to return the cached image without building."""
+    # A hash no earlier run built; its RUN step writes the moment it ran into the image.
+    stamp = f"RUN date +%s%N > /built-at && echo {uuid.uuid4().hex} > /run-id"
+    s = spec(base_image, ["six==1.16.0"], docker_steps=[stamp])
+    ref = builder.image_ref(s)
+    try:
+        first = builder.build(s, env_name="fresh", env_version="1", log=quiet)
+        first_stamp = run_to_end(client, ref, ["cat", "/built-at"])
+        CountingAPIClient.builds = 0
+        lines: list[str] = []
+        second = builder.build(s, env_name="fresh", env_version="1", log=lines.append,
+                               no_cache=True)
+        assert CountingAPIClient.builds == 1 and not second.cached
+        assert not any("Using the cached image" in ln for ln in lines)
+        # every step ran: none came from the cache, the date step wrote a new stamp
+        assert "Using cache" not in second.log
+        assert any(ln.startswith("==> [mlws") and "date +%s%N" in ln for ln in lines)
+        assert second.image_id != first.image_id
+        assert second.replaced_image_id == first.image_id
+        assert client.api.inspect_image(ref)["Id"] == second.image_id  # the tag moved
+        assert run_to_end(client, ref, ["cat", "/built-at"]) != first_stamp
+        with pytest.raises(docker.errors.ImageNotFound):  # nothing used it: removed
+            client.api.inspect_image(first.image_id)
+        assert "six==1.16.0" in second.resolved_packages
+        # both builds are in the history; the next plain build is the new image, cached
+        history = builder.history(s.env_hash())
+        assert [h["image_id"] for h in history] == [first.image_id, second.image_id]
+        assert [h["no_cache"] for h in history] == [False, True]
+        assert history[1]["replaced_image_id"] == first.image_id
+        CountingAPIClient.builds = 0
+        again = builder.build(s, env_name="fresh", env_version="1", log=quiet)
+        assert again.cached and again.image_id == second.image_id
+        assert CountingAPIClient.builds == 0 and len(builder.history(s.env_hash())) == 2
+    finally:
+        remove_quietly(client, ref)

@@ -99,3 +99,46 @@ def test_venv_builds_through_the_workspace(ws: Workspace) -> None:
 
     with pytest.raises(UnsupportedEnvironmentError, match="Docker steps"):
         ws.environments.build("steps", builder="venv")
+
+
+def test_no_cache_rebuilds_through_the_workspace_and_cli(
+    dws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defect 15: `mlws env build --no-cache` said "Using the cached image" and built nothing."""
+    import uuid
+
+    env = dws.environments.create(
+        "fresh", pip_requirements=["six==1.16.0"],
+        docker_steps=[f"RUN date +%s%N > /built-at && echo {uuid.uuid4().hex} > /run-id"])
+    first = dws.environments.build("fresh")
+    assert not first.cached
+    monkeypatch.setenv("MLWS_WORKSPACE", str(dws.path))
+    out = CliRunner().invoke(main, ["env", "build", "fresh", "--no-cache", "-o", "json"])
+    assert out.exit_code == 0, out.output
+    shown = json.loads(out.output)
+    assert shown["cached"] is False and shown["image_id"] != first.image_id
+    assert shown["replaced_image_id"] == first.image_id
+    record = dws.environments.build_record(env)
+    assert record and record["status"] == "succeeded"
+    assert record["result"]["image_id"] == shown["image_id"]
+    assert record["result"]["replaced_image_id"] == first.image_id
+    log = dws.environments.logs("fresh")
+    assert "Using cache" not in log and "date +%s%N" in log
+    history = dws.environments.build_history(env)
+    assert [h["image_id"] for h in history][-2:] == [first.image_id, shown["image_id"]]
+    assert history[-1]["no_cache"] is True and history[-1]["environment"] == "fresh:1"
+    again = dws.environments.build("fresh")
+    assert again.cached and again.image_id == shown["image_id"]
+    dws.builder("docker").remove(again.image_id, force=True)
+
+
+def test_venv_no_cache_makes_the_venv_again(ws: Workspace) -> None:
+    ws.environments.create("vfresh", pip_requirements=["six==1.16.0"])
+    first = ws.environments.build("vfresh", builder="venv")
+    planted = first.image + "/planted-by-a-job"
+    Path(planted).write_text("x")
+    second = ws.environments.build("vfresh", builder="venv", no_cache=True)
+    assert not second.cached and second.image == first.image
+    assert not Path(planted).exists()  # a new folder, not the old one
+    assert second.built_at and second.built_at != first.built_at
+    assert ws.environments.lookup(ws.environments.get("vfresh"), "venv").built_at == second.built_at

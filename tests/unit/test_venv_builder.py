@@ -115,3 +115,44 @@ def test_failed_build_leaves_no_finished_venv(tmp_path: Path):
     assert not m.path_for(spec).exists()
     assert not list(tmp_path.glob(".tmp-*"))
     assert m.lookup(spec) is None
+
+
+def test_no_cache_makes_the_venv_again_in_place(tmp_path: Path):
+    """Defect 15 (venv side): no_cache returned the cached venv without making anything."""
+    m = VenvMaterializer(tmp_path, use_uv=False)
+    spec = EnvironmentSpec(name="again", pip_requirements=["six==1.16.0"])
+    first = m.build(spec, log=quiet)
+    path = m.path_for(spec)
+    (path / "left-by-a-job.txt").write_text("x")  # what a job might have written into it
+    lines: list[str] = []
+    second = m.build(spec, log=lines.append, no_cache=True)
+    assert not second.cached and not any("Using the cached venv" in ln for ln in lines)
+    assert any("pip install" in ln and "--no-cache-dir" in ln for ln in lines)
+    assert not (path / "left-by-a-job.txt").exists() and (path / MARKER).is_file()
+    assert second.replaced_image_id == first.image_id == str(path)
+    assert "six==1.16.0" in second.resolved_packages
+    out = subprocess.run([str(venv_python(path)), "-c", "import six; print(six.__version__)"],
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1.16.0"
+    assert not list(tmp_path.glob(".tmp-*"))  # the old venv is gone, not parked
+    history = m.history(spec.env_hash())
+    assert [h["no_cache"] for h in history] == [False, True]
+    assert history[0]["built_at"] == first.built_at != history[1]["built_at"]
+    hit = m.lookup(spec)
+    assert hit is not None and hit.built_at == second.built_at
+    assert m.build(spec, log=quiet).cached
+
+
+def test_both_builders_are_builders_picked_by_name(tmp_path: Path):
+    from jupyter_mlws.environments.builders import BUILDER_NAMES, Builder, builder_name
+    from jupyter_mlws.environments.docker_builder import DockerBuilder
+    from jupyter_mlws.errors import ValidationError
+
+    docker_builder = DockerBuilder(lock_dir=tmp_path / "locks")  # no engine call yet
+    venv_builder = VenvMaterializer(tmp_path / "envs", use_uv=False)
+    for b in (docker_builder, venv_builder):
+        assert isinstance(b, Builder)
+    assert (docker_builder.name, venv_builder.name) == BUILDER_NAMES == ("docker", "venv")
+    assert builder_name("venv") == "venv"
+    with pytest.raises(ValidationError, match="docker or venv"):
+        builder_name("conda")
