@@ -171,3 +171,17 @@ class DockerUnavailableError(MlwsError):
             or "Start it (on Debian: `bash scripts/docker-up.sh` from the project, or "
             "`dockerd &`) and check with `docker info`.",
         )
+
+
+# --- secrets and spec hardening (issue 9, h-specs) -----------------------------------------------
+class SecretKeyError(MlwsError):
+    """A secret cannot be encrypted or decrypted: the key is missing, wrong or unreadable."""
+
+    code = "secret_key"
+    http_status = 500
+
+
+class CredentialsInUrlError(ValidationError):
+    """A URL carries a user name or password; credentials must be given separately."""
+
+    code = "credentials_in_url"

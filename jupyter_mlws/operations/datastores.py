@@ -1,15 +1,16 @@
-"""``ws.datastores``: where data lives. Credentials go to a separate table and never come out
-of any listing, log or API answer; only :meth:`credentials` hands them to code that connects."""
+"""``ws.datastores``: where data lives. Credentials are encrypted (see :mod:`jupyter_mlws.crypto`)
+into a separate table and never come out of any listing, log, hash or API answer; only
+:meth:`credentials` hands them to code that connects."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 from jupyter_mlws.artifacts import PutSession
 from jupyter_mlws.assets.datastore import Datastore, DatastoreSpec
+from jupyter_mlws.crypto import SecretBox, is_encrypted
+from jupyter_mlws.errors import AssetNotFoundError, VersionConflictError
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 
 DEFAULT_DATASTORE = "local"
@@ -47,15 +48,29 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         return self.register(spec)
 
     def _prepare(self, spec: DatastoreSpec, session: PutSession) -> Prepared:
+        # The content hash covers the credential *names* only: a hash of the values would let
+        # anyone who can read the hash confirm a guessed password.
         data = spec.content()
         secret = spec.secret()
         data["credential_names"] = sorted(secret)
-        digest = (
-            hashlib.sha256(json.dumps(secret, sort_keys=True).encode()).hexdigest()
-            if secret
-            else None
-        )
-        return Prepared(spec=data, secret=secret or None, hash_extra={"secret": digest})
+        if secret and spec.version is not None:
+            self._refuse_other_credentials(spec, secret)
+        stored = SecretBox.load(create=True).encrypt(secret) if secret else None
+        return Prepared(spec=data, secret=stored)
+
+    def _refuse_other_credentials(self, spec: DatastoreSpec, secret: dict[str, str]) -> None:
+        """Same name, version and content but other credential values is a conflict, not a
+        silent reuse of the old credentials."""
+        try:
+            existing = self.get(spec.name, spec.version)
+        except AssetNotFoundError:
+            return
+        if self.credentials(existing.name, existing.version) != secret:
+            raise VersionConflictError(
+                f"datastore {spec.name}:{spec.version} already exists with other credentials.",
+                hint="Versions are immutable: leave the version out to register the new "
+                "credentials as the next version.",
+            )
 
     def create_builtin_local(self, artifacts_dir: str) -> Datastore:
         """The workspace's own ``local`` datastore: a path relative to the workspace folder, so
@@ -65,9 +80,36 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
                                            description="The workspace's own artifact folder."))
 
     def credentials(self, name: str, version: str | None = None) -> dict[str, str]:
-        """The secret values, for code that opens a connection. Never print them."""
+        """The secret values, for code that opens a connection. Never print them.
+
+        Secrets stored in plain text (by wave 1) are returned and encrypted in place.
+        """
         ds = self.get(name, version)
-        return dict(self._store.get_secret(self.kind, ds.name, ds.version) or {})
+        stored = self._store.get_secret(self.kind, ds.name, ds.version)
+        if not stored:
+            return {}
+        if is_encrypted(stored):
+            return SecretBox.load(create=False).decrypt(stored, what=f"datastore {ds.ref}")
+        plain = {str(k): str(v) for k, v in stored.items()}
+        self._reencrypt(ds, plain)
+        return plain
+
+    def encrypt_plaintext_secrets(self) -> int:
+        """Encrypt every secret still stored in plain text; return how many there were."""
+        count = 0
+        for ds_name in self._store.names(self.kind, include_hidden=True):
+            for ds in self.list(ds_name, include_archived=True, include_hidden=True):
+                stored = self._store.get_secret(self.kind, ds.name, ds.version)
+                if stored and not is_encrypted(stored):
+                    self._reencrypt(ds, {str(k): str(v) for k, v in stored.items()})
+                    count += 1
+        return count
+
+    def _reencrypt(self, ds: Datastore, plain: dict[str, str]) -> None:
+        from jupyter_mlws.operations.secret_rows import replace_secret
+
+        replace_secret(self._store, self.kind, ds.name, ds.version,
+                       SecretBox.load(create=True).encrypt(plain))
 
     def root(self, name: str) -> str:
         """The folder or URL a datastore points at (relative local paths: inside the workspace)."""
