@@ -4,6 +4,7 @@ into a separate table and never come out of any listing, log, hash or API answer
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         url: str | None = None,
         credentials: dict[str, str] | None = None,
         storage_options: dict[str, Any] | None = None,
+        version: str | int | None = None,
         description: str | None = None,
         tags: dict[str, str] | None = None,
         spec: DatastoreSpec | None = None,
@@ -37,11 +39,14 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
             from jupyter_mlws.assets.yaml_io import validate_spec
 
             if path is not None:  # a folder given here is named from where the caller stands
-                path = Path(path).expanduser().resolve()
+                # not a possible path (NUL, too long): validation says so
+                with contextlib.suppress(OSError, ValueError):
+                    path = Path(path).expanduser().resolve()
             fields: dict[str, Any] = {
                 "name": name, "type": type, "path": None if path is None else str(path),
                 "url": url, "credentials": credentials or {},
-                "storage_options": storage_options or {}, "description": description,
+                "storage_options": storage_options or {}, "version": version,
+                "description": description,
                 "tags": tags or {},
             }
             spec = validate_spec(DatastoreSpec, {k: v for k, v in fields.items() if v is not None})
