@@ -226,7 +226,7 @@ def check_shape(data: Any, *, source: str | None = None, index: LineIndex | None
                 stack.append((item, loc + (key,)))
         elif isinstance(value, (list, tuple)):
             stack.extend((item, loc + (i,)) for i, item in enumerate(value))
-        elif not isinstance(value, (float, type(None), *_OPAQUE)):
+        elif not isinstance(value, (float, bool, type(None), *_OPAQUE)):
             raise fail(f"a {type(value).__name__} value cannot be part of a spec")
 
 
