@@ -72,7 +72,7 @@ class _Loader(yaml.SafeLoader):
             key = (key_node.tag, key_node.value)
             if key in seen:
                 raise _LimitError(
-                    f"the key {_short(key_node.value)!r} appears twice in one mapping "
+                    f"the key {short_text(key_node.value)!r} appears twice in one mapping "
                     f"(first on line {seen[key]})",
                     key_node.start_mark,
                 )
@@ -107,9 +107,17 @@ _Loader.yaml_constructors = {
 }
 
 
-def _short(text: object, limit: int = 60) -> str:
-    s = str(text)
+def short_text(text: object, limit: int = 60) -> str:
+    """``text`` printable on one line (control characters escaped) and at most ``limit`` long."""
+    s = printable(str(text))
     return s if len(s) <= limit else s[: limit - 20] + "..." + s[-17:]
+
+
+def printable(text: str) -> str:
+    """``text`` with newlines and other control characters escaped, for one-line messages."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _index(node: yaml.Node, path: tuple[Any, ...], out: LineIndex) -> None:
@@ -131,8 +139,9 @@ def parse_yaml(text: str, *, source: str = "<string>") -> tuple[Any, LineIndex]:
     if len(text) > MAX_SPEC_BYTES:
         raise SpecError(f"the spec is larger than {MAX_SPEC_BYTES // 1024} KiB", file=source,
                         hint="Keep large content in files the spec points at.")
-    loader = _Loader(text)
+    loader = None
     try:
+        loader = _Loader(text)  # reads the text: refuses control characters
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
@@ -152,7 +161,8 @@ def parse_yaml(text: str, *, source: str = "<string>") -> tuple[Any, LineIndex]:
         raise SpecError("a number is too long or out of range", file=source,
                         hint="Quote it to keep it as text.") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     index: LineIndex = {}
     if node is not None:
         _index(node, (), index)
@@ -161,13 +171,13 @@ def parse_yaml(text: str, *, source: str = "<string>") -> tuple[Any, LineIndex]:
 
 
 def _one_line(text: object) -> str:
-    return _short(" ".join(str(text).split()), 300)
+    return short_text(" ".join(str(text).split()), 300)
 
 
 def load_yaml(path: str | Path) -> tuple[Any, LineIndex]:
     """Read and parse a YAML file (at most :data:`MAX_SPEC_BYTES`)."""
     p = Path(path)
-    where = _short(p, 200)
+    where = short_text(p, 200)
     try:
         with open(p, "rb") as f:
             raw = f.read(MAX_SPEC_BYTES + 1)
@@ -203,7 +213,7 @@ def check_shape(data: Any, *, source: str | None = None, index: LineIndex | None
         count += 1
 
         def fail(message: str, loc: tuple[Any, ...] = loc) -> SpecError:
-            field = ".".join(_short(p, 40) for p in loc) or None
+            field = short_text(".".join(short_text(p, 40) for p in loc), 160) or None
             line = line_of(index, loc) if index else None
             return SpecError(message, file=source, line=line, field=field)
 
@@ -278,8 +288,8 @@ def spec_error_from(
     first = errors[0]
     loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     # pydantic puts union/tag discriminators in the loc; keep only data keys.
-    field = ".".join(str(p) for p in loc) or None
-    message = first["msg"]
+    field = short_text(".".join(short_text(p, 40) for p in loc), 160) or None
+    message = printable(" ".join(str(first["msg"]).split()))
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
     if first["type"] == "extra_forbidden":
