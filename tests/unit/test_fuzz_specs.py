@@ -25,6 +25,7 @@ from jupyter_mlws.assets.job import CommandJobSpec, PipelineJobSpec
 from jupyter_mlws.assets.schemas import SCHEMAS, kind_of
 from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
 from jupyter_mlws.errors import MlwsError, SpecError
+from tests.memcap import address_space_capped
 
 FUZZ = settings(
     max_examples=130,  # three properties: 390 cases a run
@@ -181,7 +182,8 @@ def fuzz_ws(tmp_path: Path) -> Iterator[tuple[Workspace, Path]]:
 def _check(call: Callable[[], Any]) -> None:
     """Run one case: it succeeds or raises a one-line MlwsError; anything else fails the test."""
     try:
-        call()
+        with address_space_capped():
+            call()
     except MlwsError as exc:
         text = str(exc)
         assert "\n" not in text, f"a multi-line error: {text!r}"
