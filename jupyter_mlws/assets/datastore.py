@@ -109,9 +109,27 @@ class Datastore(Asset):
     def credential_names(self) -> list[str]:
         return list(self.spec.get("credential_names", []))
 
+    def public_dict(self) -> dict[str, Any]:
+        data = super().public_dict()
+        if isinstance(data.get("spec", {}).get("url"), str):
+            data["spec"]["url"] = without_userinfo(data["spec"]["url"])
+        return data
+
     def extra_fields(self) -> dict[str, Any]:
+        location = self.spec.get("url") or self.spec.get("path")
         return {
             "type": self.type,
-            "location": self.spec.get("url") or self.spec.get("path"),
+            "location": without_userinfo(location) if isinstance(location, str) else location,
             "credentials": {k: MASK for k in self.credential_names},
         }
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` masked (a URL stored before such URLs were refused)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    return f"{head}://{MASK}@{netloc.rsplit('@', 1)[1]}{slash}{path}"

@@ -58,24 +58,29 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         data = spec.content()
         secret = spec.secret()
         data["credential_names"] = sorted(secret)
-        if secret and spec.version is not None:
-            self._refuse_other_credentials(spec, secret)
         stored = SecretBox.load(create=True).encrypt(secret) if secret else None
         return Prepared(spec=data, secret=stored)
 
-    def _refuse_other_credentials(self, spec: DatastoreSpec, secret: dict[str, str]) -> None:
-        """Same name, version and content but other credential values is a conflict, not a
-        silent reuse of the old credentials."""
-        try:
-            existing = self.get(spec.name, spec.version)
-        except AssetNotFoundError:
-            return
-        if self.credentials(existing.name, existing.version) != secret:
-            raise VersionConflictError(
-                f"datastore {spec.name}:{spec.version} already exists with other credentials.",
-                hint="Versions are immutable: leave the version out to register the new "
-                "credentials as the next version.",
-            )
+    def register(self, spec: DatastoreSpec) -> Datastore:
+        """Register ``spec``. An explicit version that exists with the same content is returned
+        when its credentials are the same too, and is a conflict when they differ (the hash,
+        which leaves credentials out, cannot tell)."""
+        if spec.version is not None:
+            try:
+                existing = self.get(spec.name, spec.version)
+            except AssetNotFoundError:
+                existing = None
+            content = {**spec.content(), "credential_names": sorted(spec.secret())}
+            if existing is not None and existing.spec == content:
+                if self.credentials(existing.name, existing.version) == spec.secret():
+                    return existing  # also a version wave 1 hashed with its secret
+                raise VersionConflictError(
+                    f"datastore {spec.name}:{spec.version} already exists with other "
+                    "credentials.",
+                    hint="Versions are immutable: leave the version out to register the new "
+                    "credentials as the next version.",
+                )
+        return super().register(spec)
 
     def create_builtin_local(self, artifacts_dir: str) -> Datastore:
         """The workspace's own ``local`` datastore: a path relative to the workspace folder, so

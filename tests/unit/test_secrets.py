@@ -242,3 +242,29 @@ def test_the_secret_never_appears_in_any_output(
         assert proc.returncode == 0, proc.stderr
         assert password not in proc.stdout + proc.stderr, args
         assert "AKIA-ID" not in proc.stdout + proc.stderr, args
+
+
+def test_a_wave_1_datastore_registered_again_with_its_version_is_the_same_version(
+    ws: Workspace
+) -> None:
+    """Wave 1 put a digest of the secret into the hash; the same spec and credentials with the
+    same version must still be the existing version, not a conflict."""
+    password = _secret()
+    _wave1_plaintext(ws, password)
+    again = ws.datastores.create("old", type="fsspec", url="s3://bucket", version="1",
+                                 credentials={"secret": password})
+    assert again.version == "1" and again.content_hash == "h" * 64
+    with pytest.raises(VersionConflictError, match="other credentials"):
+        ws.datastores.create("old", type="fsspec", url="s3://bucket", version="1",
+                             credentials={"secret": _secret()})
+
+
+def test_a_url_with_credentials_stored_by_wave_1_is_shown_masked(ws: Workspace) -> None:
+    ws.store.create_version(NewVersion(
+        kind="datastore", name="old", version=None, content_hash="h" * 64,
+        spec={"type": "fsspec", "url": "s3://AKIAKEY:s3cr3tPASS@bucket/p", "storage_options": {},
+              "credential_names": []},
+    ))
+    text = json.dumps(ws.datastores.get("old").public_dict())
+    assert "s3cr3tPASS" not in text and "AKIAKEY" not in text
+    assert "s3://***@bucket/p" in text

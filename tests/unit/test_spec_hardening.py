@@ -181,3 +181,11 @@ def test_invalid_image_references_are_refused(ws: Workspace, tmp_path: Path, ref
         environment.validate_image_ref(ref)
     with pytest.raises(SpecError, match="not a Docker image reference"):
         ws.environments.create("e", image=ref)
+
+
+def test_updating_tags_refuses_what_creating_refuses(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "x").write_text("w")
+    ws.models.create("m", path=tmp_path / "x")
+    with pytest.raises(MlwsError, match="must be text, not a list"):
+        ws.models.update("m", 1, tags={"a": ["b"]})  # type: ignore[dict-item]
+    assert ws.models.update("m", 1, tags={"n": 3}).tags == {"n": "3"}  # type: ignore[dict-item]
