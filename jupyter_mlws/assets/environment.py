@@ -6,11 +6,10 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from jupyter_mlws.assets.base import Asset, AssetSpec, validate_path_text
-from jupyter_mlws.assets.yaml_io import load_yaml
+from jupyter_mlws.assets.yaml_io import load_yaml, parse_yaml
 from jupyter_mlws.environments.identity import (
     canonical_form,
     hash_canonical,
@@ -313,7 +312,7 @@ def parse_environment_text(text: str, fmt: str | None = None) -> dict[str, Any]:
         else:
             fmt = "pip"
     if fmt == "conda":
-        data = yaml.safe_load(text)
+        data, _ = parse_yaml(text, source="<conda YAML>")
         if not isinstance(data, dict):
             raise SpecError("the conda YAML must be a mapping with 'dependencies'")
         return {"conda_file": data}

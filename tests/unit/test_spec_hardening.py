@@ -189,3 +189,14 @@ def test_updating_tags_refuses_what_creating_refuses(ws: Workspace, tmp_path: Pa
     with pytest.raises(MlwsError, match="must be text, not a list"):
         ws.models.update("m", 1, tags={"a": ["b"]})  # type: ignore[dict-item]
     assert ws.models.update("m", 1, tags={"n": 3}).tags == {"n": "3"}  # type: ignore[dict-item]
+
+
+def test_environment_text_is_read_with_the_same_bounds(ws: Workspace) -> None:
+    """``%%environment`` and ``create_from_text`` parse conda YAML with the bounded loader."""
+    bomb = "dependencies: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"l{i}: &a{i} [" + ", ".join(["*a" if i == 0 else f"*a{i - 1}"] * 9) + "]\n"
+        for i in range(9))
+    with address_space_capped(), pytest.raises(SpecError, match="expands to more than"):
+        ws.environments.create_from_text("e", bomb, fmt="conda")
+    with pytest.raises(SpecError, match="appears twice"):
+        ws.environments.create_from_text("e", "dependencies: [a]\ndependencies: [b]\n")
