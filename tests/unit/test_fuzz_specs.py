@@ -46,10 +46,19 @@ ODD_TEXT = [
 ]
 
 
+def _names_no_big_folder(text: str) -> bool:
+    """Random text used as a path must not name "/", "~", "." or ".." (a model registered from
+    there would copy a whole file system: slow, not wrong)."""
+    stripped = text.strip()
+    return not stripped.startswith(("/", "~")) and not all(
+        part in ("", ".", "..") for part in stripped.split("/"))
+
+
 def _text() -> st.SearchStrategy[str]:
     return st.one_of(
         st.sampled_from(ODD_TEXT),
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20),
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20).filter(
+            _names_no_big_folder),
     )
 
 
@@ -179,8 +188,12 @@ def fuzz_ws(tmp_path: Path) -> Iterator[tuple[Workspace, Path]]:
     ws.close()
 
 
-def _check(call: Callable[[], Any]) -> None:
+CASES: dict[str, int] = {}
+
+
+def _check(call: Callable[[], Any], name: str) -> None:
     """Run one case: it succeeds or raises a one-line MlwsError; anything else fails the test."""
+    CASES[name] = CASES.get(name, 0) + 1
     try:
         with address_space_capped():
             call()
@@ -225,9 +238,10 @@ def test_fuzz_yaml_files_of_every_kind(fuzz_ws: tuple[Workspace, Path]) -> None:
         _, doc = document
         text = mutation(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), n)
         spec.write_text(text, encoding="utf-8")
-        _check(lambda: _create_from_file(ws, spec))
+        _check(lambda: _create_from_file(ws, spec), "files")
 
     case()
+    assert CASES["files"] >= FUZZ.max_examples
 
 
 def test_fuzz_raw_bytes_and_text(fuzz_ws: tuple[Workspace, Path]) -> None:
@@ -245,9 +259,10 @@ def test_fuzz_raw_bytes_and_text(fuzz_ws: tuple[Workspace, Path]) -> None:
     ))
     def case(raw: bytes) -> None:
         spec.write_bytes(raw)
-        _check(lambda: _create_from_file(ws, spec))
+        _check(lambda: _create_from_file(ws, spec), "raw")
 
     case()
+    assert CASES["raw"] >= FUZZ.max_examples
 
 
 def test_fuzz_dicts_of_every_kind(fuzz_ws: tuple[Workspace, Path]) -> None:
@@ -266,12 +281,13 @@ def test_fuzz_dicts_of_every_kind(fuzz_ws: tuple[Workspace, Path]) -> None:
             doc["loop"] = doc  # a cycle no YAML file can express, but a Python caller can
         kind, model = SCHEMAS[_STEMS.get(stem, stem)]
         if kind in ("command_job", "pipeline_job"):
-            _check(lambda: _validate_job(doc))
+            _check(lambda: _validate_job(doc), "dicts")
             return
-        _check(lambda: validate_spec(model, doc))
-        _check(lambda: ws.operations(kind).create_from_dict(doc, base_dir=root))
+        _check(lambda: validate_spec(model, doc), "dicts")
+        _check(lambda: ws.operations(kind).create_from_dict(doc, base_dir=root), "dict-create")
 
     case()
+    assert CASES["dicts"] >= FUZZ.max_examples
 
 
 def test_every_template_is_valid(fuzz_ws: tuple[Workspace, Path]) -> None:
