@@ -179,9 +179,3 @@ class SecretKeyError(MlwsError):
 
     code = "secret_key"
     http_status = 500
-
-
-class CredentialsInUrlError(ValidationError):
-    """A URL carries a user name or password; credentials must be given separately."""
-
-    code = "credentials_in_url"
