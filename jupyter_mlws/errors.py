@@ -242,3 +242,11 @@ class ParameterTypeError(ValidationError):
     """
 
     code = "parameter_type"
+
+
+# --- secrets and spec hardening (issue 9, h-specs) -----------------------------------------------
+class SecretKeyError(MlwsError):
+    """A secret cannot be encrypted or decrypted: the key is missing, wrong or unreadable."""
+
+    code = "secret_key"
+    http_status = 500

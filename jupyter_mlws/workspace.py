@@ -19,7 +19,12 @@ from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.assets.yaml_io import load_yaml
 from jupyter_mlws.docker_engine import docker_client  # noqa: F401  (re-exported)
-from jupyter_mlws.errors import SpecError, ValidationError, WorkspaceNotFoundError
+from jupyter_mlws.errors import (
+    SecretKeyError,
+    SpecError,
+    ValidationError,
+    WorkspaceNotFoundError,
+)
 from jupyter_mlws.operations.components import ComponentOperations
 from jupyter_mlws.operations.computes import DEFAULT_COMPUTE, ComputeOperations
 from jupyter_mlws.operations.data import DataOperations
@@ -74,6 +79,23 @@ def find_workspace(start: Path | None = None) -> Path:
     return Path.home() / WORKSPACE_DIRNAME
 
 
+def _private_sqlite_file(uri: str) -> None:
+    """Make a SQLite store's file 0600 before SQLite creates it (its -wal and -shm files take
+    the database's mode), and take group/world access away from one made by an older version."""
+    if not uri.startswith("sqlite:///") or ":memory:" in uri:
+        return
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    try:
+        if not db.exists():
+            os.close(os.open(db, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600))
+        for p in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            st = p.stat() if p.exists() else None
+            if st is not None and st.st_uid == os.getuid() and st.st_mode & 0o077:
+                os.chmod(p, 0o600)
+    except OSError:
+        pass  # SQLite reports a folder it cannot write to in its own words
+
+
 class Workspace:
     """Environments, models, data, components, datastores and computes of one workspace."""
 
@@ -109,13 +131,20 @@ class Workspace:
         """Make ``folder`` a workspace (when it is not one yet) and open it."""
         folder = folder.expanduser().resolve()
         if not _is_workspace(folder):
-            folder.mkdir(parents=True, exist_ok=True)
+            # private from the start: the store holds credentials (encrypted) and everything
+            # the user registers
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)
             settings = WorkspaceSettings(store_uri=store_uri)
+            artifacts = Path(settings.artifacts_dir)
+            (folder / artifacts).mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = folder / f"{SETTINGS_FILE}.{os.getpid()}.tmp"
-            tmp.write_text(
-                "# jupyter_mlws workspace settings\n"
-                + yaml.safe_dump(settings.model_dump(exclude_none=True), sort_keys=False)
-            )
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(
+                    "# jupyter_mlws workspace settings\n"
+                    + yaml.safe_dump(settings.model_dump(exclude_none=True), sort_keys=False)
+                )
             os.replace(tmp, folder / SETTINGS_FILE)
         return cls._open_folder(folder)
 
@@ -145,9 +174,16 @@ class Workspace:
     def _open_folder(cls, folder: Path) -> Workspace:
         settings = cls._read_settings(folder)
         uri = os.environ.get(ENV_STORE_URI) or settings.store_uri or default_uri(folder)
+        _private_sqlite_file(uri)
         store = open_store(uri, lock_dir=folder)
         ws = cls(folder, settings, store)
         ws._seed()
+        if store.get_meta("secrets_encrypted") != "1":
+            try:  # secrets wave 1 kept in plain text; reading them later also encrypts them
+                ws.datastores.encrypt_plaintext_secrets()
+                store.set_meta("secrets_encrypted", "1")
+            except SecretKeyError:
+                pass  # no usable key now: said when the credentials are used
         ws.jobs.reap_orphans()
         return ws
 

@@ -25,6 +25,9 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("MLWS_ENVS_DIR", str(shared_envs_dir))
     monkeypatch.delenv("MLWS_WORKSPACE", raising=False)
     monkeypatch.delenv("MLWS_STORE_URI", raising=False)
+    # the secret key lives in the throwaway HOME's config folder, never the user's
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.delenv("MLWS_SECRET_KEY", raising=False)
 
 
 @pytest.fixture

@@ -14,6 +14,13 @@ ASSET_KINDS: tuple[str, ...] = ("environment", "model", "data", "component", "da
 
 NAME_MAX = 255
 VERSION_MAX = 64
+DESCRIPTION_MAX = 10_000
+TAGS_MAX = 100
+TAG_KEY_MAX = 256
+TAG_VALUE_MAX = 4096
+#: Linux's limits: a whole path, and one of its parts, in bytes.
+PATH_MAX = 4096
+PATH_PART_MAX = 255
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -51,6 +58,97 @@ def validate_version(version: object) -> str:
             hint=f"Use up to {VERSION_MAX} letters, digits, '-', '_' and '.'.",
         )
     return text
+
+
+def validate_tags(value: object) -> dict[str, str]:
+    """Tags as text: a mapping of at most :data:`TAGS_MAX` text keys to text values. Numbers and
+    booleans are written as text; lists, mappings and NUL characters are refused."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("tags must be a mapping of names to values")
+    if len(value) > TAGS_MAX:
+        raise ValueError(f"at most {TAGS_MAX} tags are allowed, got {len(value)}")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or len(key) > TAG_KEY_MAX or "\x00" in key:
+            raise ValueError(
+                f"tag names must be text of 1 to {TAG_KEY_MAX} characters without NUL, "
+                f"got {_brief(key)}"
+            )
+        if item is None:
+            text = ""
+        elif isinstance(item, (str, int, float)):  # bool is an int
+            text = str(item)
+        else:
+            raise ValueError(f"tag {_brief(key)} must be text, not a {_kind_of(item)}")
+        if len(text) > TAG_VALUE_MAX or "\x00" in text:
+            raise ValueError(
+                f"tag {_brief(key)} must be at most {TAG_VALUE_MAX} characters without NUL"
+            )
+        out[key] = text
+    return out
+
+
+def validate_description(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"the description must be text, not a {_kind_of(value)}")
+    if len(value) > DESCRIPTION_MAX or "\x00" in value:
+        raise ValueError(f"the description must be at most {DESCRIPTION_MAX} characters "
+                         "without NUL")
+    return value
+
+
+def validate_path_text(value: str, *, what: str = "path") -> str:
+    """A local path or a URL as text: bounded in length, without NUL, without credentials."""
+    if "\x00" in value:
+        raise ValueError(f"the {what} contains a NUL character")
+    if len(value.encode("utf-8", "surrogatepass")) > PATH_MAX:
+        raise ValueError(f"the {what} is longer than {PATH_MAX} bytes")
+    if "://" in value:
+        refuse_userinfo(value, what=what)
+    elif any(len(part.encode("utf-8", "surrogatepass")) > PATH_PART_MAX
+             for part in value.split("/")):
+        raise ValueError(f"a folder or file name in the {what} is longer than {PATH_PART_MAX} "
+                         "bytes")
+    return value
+
+
+def refuse_userinfo(url: str, *, what: str = "URL") -> None:
+    """Refuse ``scheme://user:password@host/...``; the message never repeats the user info."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(f"the {what} is not a valid URL") from None
+    if "@" not in parts.netloc:
+        return
+    host = parts.netloc.rsplit("@", 1)[1]
+    raise ValueError(
+        f"the {what} {parts.scheme}://{host}{_brief_path(parts.path)} has a user name or password "
+        "in it (before '@'); credentials in a URL would be stored and shown with it. Give the "
+        "URL without them and pass the credentials separately: under 'credentials:' of a "
+        "datastore (YAML), credentials={...} in Python, or the CLI's credential options; "
+        "data then refers to the datastore as azureml://datastores/<name>/paths/<path>"
+    )
+
+
+def _brief_path(path: str) -> str:
+    return path if len(path) <= 60 else path[:57] + "..."
+
+
+def _brief(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, dict):
+        return "mapping"
+    return "list" if isinstance(value, list) else type(value).__name__
 
 
 def is_reserved(name: str) -> bool:
@@ -143,11 +241,12 @@ class AssetSpec(SpecModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _tags(cls, value: object) -> dict[str, str]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise ValueError("tags must be a mapping of names to values")
-        return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return validate_tags(value)
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, value: object) -> str | None:
+        return validate_description(value)
 
     def content(self) -> dict[str, Any]:
         """The immutable content of a version: everything but name, version, description, tags."""

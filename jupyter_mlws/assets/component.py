@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jupyter_mlws.assets.base import Asset, AssetSpec, SpecModel
+from jupyter_mlws.assets.base import Asset, AssetSpec, SpecModel, validate_path_text
 from jupyter_mlws.assets.data import DATA_TYPES, PRIMITIVE_TYPES
 from jupyter_mlws.assets.environment import EnvironmentSpec, inline_environment
 from jupyter_mlws.assets.model import MODEL_TYPES
@@ -213,6 +213,11 @@ class ComponentSpec(AssetSpec):
 
     _inline_env = field_validator("environment", mode="before")(
         classmethod(lambda cls, v: inline_environment(v)))
+
+    @field_validator("code")
+    @classmethod
+    def _code(cls, value: str | None) -> str | None:
+        return None if value is None else validate_path_text(value, what="code path")
 
     @model_validator(mode="after")
     def _command(self) -> ComponentSpec:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from jupyter_mlws.assets.base import Asset, AssetSpec
+from pydantic import field_validator
+
+from jupyter_mlws.assets.base import Asset, AssetSpec, validate_path_text
 
 DataType = Literal["uri_file", "uri_folder", "mltable"]
 DATA_TYPES: tuple[str, ...] = ("uri_file", "uri_folder", "mltable")
@@ -18,6 +20,11 @@ class DataSpec(AssetSpec):
     type: DataType = "uri_folder"
     path: str
     properties: dict[str, str] = {}
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return validate_path_text(value)
 
 
 class Data(Asset):

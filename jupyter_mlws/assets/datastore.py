@@ -6,7 +6,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from jupyter_mlws.assets.base import Asset, AssetSpec
+from jupyter_mlws.assets.base import Asset, AssetSpec, validate_path_text
 
 DatastoreType = Literal["local", "fsspec"]
 MASK = "***"
@@ -32,12 +32,37 @@ class DatastoreSpec(AssetSpec):
             return {}
         if not isinstance(value, dict):
             raise ValueError("credentials must be a mapping")
-        return {str(k): str(v) for k, v in value.items()}
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise ValueError("credential names must be text")
+            if isinstance(item, SecretStr):
+                item = item.get_secret_value()
+            if isinstance(item, bool) or not isinstance(item, (str, int)):
+                # never the value itself: this message may be printed
+                raise ValueError(f"the credential {key!r} must be text")
+            out[key] = str(item)
+        return out
+
+    @field_validator("path", "url")
+    @classmethod
+    def _location(cls, value: str | None) -> str | None:
+        return None if value is None else validate_path_text(value, what="datastore location")
+
+    @field_validator("storage_options")
+    @classmethod
+    def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key, item in value.items():
+            if isinstance(item, str) and "://" in item:
+                validate_path_text(item, what=f"storage option {key!r}")
+        return value
 
     @model_validator(mode="before")
     @classmethod
     def _azure(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("type") in AZURE_TYPES:
+        if isinstance(data, dict) and isinstance(data.get("type"), str) and (
+            data["type"] in AZURE_TYPES
+        ):
             data = dict(data)
             proto = AZURE_TYPES[data.pop("type")]
             account = data.pop("account_name", None)
@@ -46,8 +71,12 @@ class DatastoreSpec(AssetSpec):
             if not (account and container):
                 raise ValueError("an Azure datastore needs account_name and container_name")
             data["type"] = "fsspec"
+            if not (isinstance(account, str) and isinstance(container, str)):
+                raise ValueError("account_name and container_name must be text")
             data["url"] = f"{proto}://{container}"
-            data.setdefault("storage_options", {})["account_name"] = account
+            options = data.get("storage_options")
+            data["storage_options"] = {**(options if isinstance(options, dict) else {}),
+                                       "account_name": account}
         return data
 
     @model_validator(mode="after")
@@ -80,9 +109,27 @@ class Datastore(Asset):
     def credential_names(self) -> list[str]:
         return list(self.spec.get("credential_names", []))
 
+    def public_dict(self) -> dict[str, Any]:
+        data = super().public_dict()
+        if isinstance(data.get("spec", {}).get("url"), str):
+            data["spec"]["url"] = without_userinfo(data["spec"]["url"])
+        return data
+
     def extra_fields(self) -> dict[str, Any]:
+        location = self.spec.get("url") or self.spec.get("path")
         return {
             "type": self.type,
-            "location": self.spec.get("url") or self.spec.get("path"),
+            "location": without_userinfo(location) if isinstance(location, str) else location,
             "credentials": {k: MASK for k in self.credential_names},
         }
+
+
+def without_userinfo(url: str) -> str:
+    """``url`` with any ``user:password@`` masked (a URL stored before such URLs were refused)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
+        return url
+    return f"{head}://{MASK}@{netloc.rsplit('@', 1)[1]}{slash}{path}"

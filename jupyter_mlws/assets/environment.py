@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from jupyter_mlws.assets.base import Asset, AssetSpec
-from jupyter_mlws.assets.yaml_io import load_yaml
+from jupyter_mlws.assets.base import Asset, AssetSpec, validate_path_text
+from jupyter_mlws.assets.yaml_io import load_yaml, parse_yaml
 from jupyter_mlws.environments.identity import (
     canonical_form,
     hash_canonical,
@@ -25,6 +25,29 @@ DEFAULT_BASE_IMAGE = "mlws/base-python:3.11-bookworm"
 
 EnvironmentKind = Literal["managed", "context", "image"]
 
+# Docker's image reference grammar: [registry[:port]/]path[:tag][@digest], path lowercase.
+_ALNUM = r"[a-z0-9]+"
+_COMPONENT = rf"{_ALNUM}(?:(?:[._]|__|-+){_ALNUM})*"
+_HOST_PART = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)"
+_HOST = rf"(?:{_HOST_PART}(?:\.{_HOST_PART})*|\[[0-9a-fA-F:.]+\])(?::[0-9]+)?"
+_IMAGE_REF = re.compile(
+    rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[\w][\w.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+IMAGE_REF_MAX = 512
+
+
+def validate_image_ref(value: str) -> str:
+    """``value`` if it is a Docker image reference such as ``python:3.11-slim``,
+    ``registry:5000/team/img:tag`` or ``img@sha256:<hex>``."""
+    if len(value) > IMAGE_REF_MAX or not _IMAGE_REF.fullmatch(value):
+        raise ValueError(
+            f"{value[:80]!r} is not a Docker image reference: use "
+            "[registry[:port]/]name[:tag][@sha256:digest], with a lowercase name"
+        )
+    return value
+
 
 class BuildContext(BaseModel):
     """A Docker build context used as is; its files are snapshotted at registration."""
@@ -37,9 +60,15 @@ class BuildContext(BaseModel):
     tree_sha256: str | None = None
     files: list[tuple[str, str]] | None = None
 
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        return None if value is None else validate_path_text(value, what="build context path")
+
     @field_validator("dockerfile_path")
     @classmethod
     def _dockerfile(cls, value: str) -> str:
+        validate_path_text(value, what="dockerfile_path")
         p = Path(value)
         if p.is_absolute() or ".." in p.parts:
             raise ValueError("dockerfile_path must be a path inside the build context")
@@ -60,6 +89,11 @@ class EnvironmentSpec(AssetSpec):
     build: BuildContext | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
 
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str | None) -> str | None:
+        return None if value is None else validate_image_ref(value)
+
     @field_validator("docker_steps", mode="before")
     @classmethod
     def _steps(cls, value: object) -> list[str]:
@@ -78,18 +112,17 @@ class EnvironmentSpec(AssetSpec):
             return None
         if isinstance(value, str):
             return [line for line in value.splitlines()]
-        if isinstance(value, list):
-            return [str(v) for v in value]
-        raise ValueError("pip_requirements must be a list of requirements or requirements text")
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ValueError("pip_requirements must be a list of requirements (text) or "
+                         "requirements text")
 
     @field_validator("environment_variables", mode="before")
     @classmethod
     def _env(cls, value: object) -> dict[str, str]:
         if value is None:
             return {}
-        if not isinstance(value, dict):
-            raise ValueError("environment_variables must be a mapping")
-        return {str(k): str(v) for k, v in value.items()}
+        return env_var_mapping(value)
 
     @field_validator("conda_file")
     @classmethod
@@ -97,11 +130,22 @@ class EnvironmentSpec(AssetSpec):
         if value is None:
             return None
         deps = value.get("dependencies", [])
+        if deps is None:
+            return value
         if not isinstance(deps, list):
             raise ValueError("the conda file's 'dependencies' must be a list")
         for dep in deps:
-            if isinstance(dep, dict) and set(dep) != {"pip"}:
-                raise ValueError(f"unexpected mapping in conda dependencies: {sorted(dep)}")
+            if isinstance(dep, dict):
+                if set(dep) != {"pip"}:
+                    raise ValueError("unexpected mapping in conda dependencies: "
+                                     f"{sorted(map(str, dep))}")
+                pip = dep["pip"]
+                if pip is not None and not (
+                    isinstance(pip, list) and all(isinstance(x, str) for x in pip)
+                ):
+                    raise ValueError("the conda file's pip: entry must be a list of requirements")
+            elif not isinstance(dep, str):
+                raise ValueError("conda dependencies must be package specs (text) or a pip: list")
         return value
 
     @model_validator(mode="after")
@@ -189,12 +233,12 @@ class EnvironmentSpec(AssetSpec):
                 raise SpecError("a conda file must be a mapping", file=str(path), line=1)
             data["conda_file"] = loaded
         pip = data.get("pip_requirements")
-        if isinstance(pip, str) and "\n" not in pip and _resolve(base_dir, pip).is_file():
-            data["pip_requirements"] = _resolve(base_dir, pip).read_text().splitlines()
+        if isinstance(pip, str) and "\n" not in pip and _exists(base_dir, pip, "file"):
+            data["pip_requirements"] = _read_text(_resolve(base_dir, pip)).splitlines()
         build = data.get("build")
         if isinstance(build, dict) and isinstance(build.get("path"), str):
             path = _resolve(base_dir, build["path"])
-            if not path.is_dir():
+            if not _exists(base_dir, build["path"], "dir"):
                 raise SpecError(
                     f"the build context {str(path)!r} is not a folder", file=source, field="build.path"
                 )
@@ -202,11 +246,50 @@ class EnvironmentSpec(AssetSpec):
         return data
 
 
+def env_var_mapping(value: object) -> dict[str, str]:
+    """Environment variables: names to text (numbers and booleans written as text)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("environment_variables must be a mapping")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"{str(key)[:60]!r} is not an environment variable name")
+        if item is None or isinstance(item, (dict, list)):
+            raise ValueError(f"environment variable {key} must be text")
+        out[key] = str(item)
+    return out
+
+
 def inline_environment(value: object) -> object:
     """An inline definition in a component or job: an environment spec without a name."""
     if isinstance(value, dict):
         return {"name": "inline", **value}
     return value
+
+
+def _exists(base_dir: Path, rel: str, kind: Literal["file", "dir"]) -> bool:
+    """Whether ``rel`` names a file (or folder); False for text that cannot be a path."""
+    try:
+        validate_path_text(rel)
+        p = _resolve(base_dir, rel)
+        return p.is_file() if kind == "file" else p.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _read_text(path: Path) -> str:
+    from jupyter_mlws.assets.yaml_io import MAX_SPEC_BYTES
+
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_SPEC_BYTES + 1)
+        if len(raw) > MAX_SPEC_BYTES:
+            raise SpecError(f"the file is larger than {MAX_SPEC_BYTES // 1024} KiB", file=str(path))
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read the file: {exc}", file=str(path)) from None
 
 
 def _resolve(base_dir: Path, rel: str) -> Path:
@@ -229,7 +312,7 @@ def parse_environment_text(text: str, fmt: str | None = None) -> dict[str, Any]:
         else:
             fmt = "pip"
     if fmt == "conda":
-        data = yaml.safe_load(text)
+        data, _ = parse_yaml(text, source="<conda YAML>")
         if not isinstance(data, dict):
             raise SpecError("the conda YAML must be a mapping with 'dependencies'")
         return {"conda_file": data}

@@ -9,9 +9,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from jupyter_mlws.assets.base import SpecModel
+from jupyter_mlws.assets.base import (
+    SpecModel,
+    validate_description,
+    validate_path_text,
+    validate_tags,
+)
 from jupyter_mlws.assets.component import check_command
-from jupyter_mlws.assets.environment import EnvironmentSpec, inline_environment
+from jupyter_mlws.assets.environment import EnvironmentSpec, env_var_mapping, inline_environment
 
 
 class JobInput(SpecModel):
@@ -22,11 +27,42 @@ class JobInput(SpecModel):
     default: Any = None
     mode: str | None = Field(default=None, exclude=True)
 
+    _path = field_validator("path")(classmethod(lambda cls, v: _path_or_none(v)))
+
 
 class JobOutput(SpecModel):
     type: str = "uri_folder"
     path: str | None = None
     mode: str | None = Field(default=None, exclude=True)
+
+    _path = field_validator("path")(classmethod(lambda cls, v: _path_or_none(v)))
+
+
+def _path_or_none(value: str | None) -> str | None:
+    return None if value is None else validate_path_text(value)
+
+
+class _JobMeta(SpecModel):
+    """What every job kind shares: its name, description and tags, bounded like an asset's."""
+
+    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+    name: str | None = None
+    display_name: str | None = None
+    experiment_name: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    compute: str | None = None
+
+    _tags = field_validator("tags", mode="before")(classmethod(lambda cls, v: validate_tags(v)))
+    _description = field_validator("description", mode="before")(
+        classmethod(lambda cls, v: validate_description(v)))
+
+    @field_validator("name", "display_name", "experiment_name", "compute")
+    @classmethod
+    def _short_text(cls, value: str | None) -> str | None:
+        if value is not None and len(value) > 255:
+            raise ValueError("at most 255 characters")
+        return value
 
 
 def _coerce_inputs(value: object) -> object:
@@ -36,24 +72,17 @@ def _coerce_inputs(value: object) -> object:
     return {k: v if isinstance(v, dict) else {"value": v} for k, v in value.items()}
 
 
-class CommandJobSpec(SpecModel):
+class CommandJobSpec(_JobMeta):
     ignored_fields: ClassVar[frozenset[str]] = frozenset(
         {"resources", "distribution", "identity", "limits", "services", "queue_settings"}
     )
 
-    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
     type: Literal["command"] = "command"
-    name: str | None = None
-    display_name: str | None = None
-    experiment_name: str | None = None
-    description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
     command: str
     code: str | None = None
     #: None: the current interpreter on local compute, the curated minimal image on Docker.
     environment: str | EnvironmentSpec | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
-    compute: str | None = None
     inputs: dict[str, JobInput] = Field(default_factory=dict)
     outputs: dict[str, JobOutput] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
@@ -62,6 +91,9 @@ class CommandJobSpec(SpecModel):
 
     _inline_env = field_validator("environment", mode="before")(
         classmethod(lambda cls, v: inline_environment(v)))
+    _env_vars = field_validator("environment_variables", mode="before")(
+        classmethod(lambda cls, v: env_var_mapping(v)))
+    _code = field_validator("code")(classmethod(lambda cls, v: _path_or_none(v)))
 
     @field_validator("compute", mode="before")
     @classmethod
@@ -97,6 +129,8 @@ class PipelineStep(SpecModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
 
+    _paths = field_validator("code", "notebook")(classmethod(lambda cls, v: _path_or_none(v)))
+
     @model_validator(mode="after")
     def _what(self) -> PipelineStep:
         given = [x for x in (self.component, self.command, self.notebook) if x]
@@ -105,15 +139,8 @@ class PipelineStep(SpecModel):
         return self
 
 
-class PipelineJobSpec(SpecModel):
-    schema_: str | None = Field(default=None, alias="$schema", exclude=True)
+class PipelineJobSpec(_JobMeta):
     type: Literal["pipeline"] = "pipeline"
-    name: str | None = None
-    display_name: str | None = None
-    experiment_name: str | None = None
-    description: str | None = None
-    tags: dict[str, str] = Field(default_factory=dict)
-    compute: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
     inputs: dict[str, Any] = Field(default_factory=dict)
     outputs: dict[str, Any] = Field(default_factory=dict)

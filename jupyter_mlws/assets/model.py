@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from jupyter_mlws.assets.base import Asset, AssetSpec
+from jupyter_mlws.assets.base import Asset, AssetSpec, validate_path_text
 
 ModelType = Literal["custom_model", "mlflow_model", "triton_model"]
 MODEL_TYPES: tuple[str, ...] = ("custom_model", "mlflow_model", "triton_model")
@@ -21,6 +21,11 @@ class ModelSpec(AssetSpec):
     path: str
     properties: dict[str, str] = Field(default_factory=dict)
     flavors: dict[str, Any] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        return validate_path_text(value)
 
 
 class Model(Asset):

@@ -19,7 +19,7 @@ from jupyter_mlws.assets.datastore import DatastoreSpec
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.assets.job import CommandJobSpec, PipelineJobSpec
 from jupyter_mlws.assets.model import ModelSpec
-from jupyter_mlws.assets.yaml_io import LineIndex
+from jupyter_mlws.assets.yaml_io import LineIndex, short_text
 from jupyter_mlws.errors import SpecError
 
 #: schema file stem -> (asset kind, spec model)
@@ -54,7 +54,7 @@ def kind_of(data: dict[str, Any], *, source: str | None = None,
     stem = _ALIASES.get(stem, stem)
     if stem not in SCHEMAS:
         raise SpecError(
-            f"unknown $schema {url!r}",
+            f"unknown $schema {short_text(repr(url), 100)}",
             file=source,
             line=(index or {}).get(("$schema",)),
             hint="Known schemas: " + ", ".join(f"{s}.schema.json" for s in SCHEMAS) + ".",

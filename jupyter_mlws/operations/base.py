@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from jupyter_mlws.artifacts import PutSession
-from jupyter_mlws.assets.base import Asset, AssetSpec, parse_ref, validate_name, validate_version
+from jupyter_mlws.assets.base import (
+    Asset,
+    AssetSpec,
+    parse_ref,
+    validate_name,
+    validate_tags,
+    validate_version,
+)
 from jupyter_mlws.assets.yaml_io import LineIndex, validate_spec
 from jupyter_mlws.errors import ValidationError
 from jupyter_mlws.store.base import NewVersion
@@ -45,6 +52,14 @@ def content_hash(spec: Mapping[str, Any], extra: Mapping[str, Any] | None = None
     payload = {"spec": body, **({"extra": extra} if extra else {})}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _checked_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """Tags as :func:`validate_tags` accepts them (no silent ``str()`` of lists or mappings)."""
+    try:
+        return validate_tags(dict(tags or {}))
+    except ValueError as exc:
+        raise ValidationError(f"Invalid tags: {exc}.") from None
 
 
 def _user() -> str | None:
@@ -232,6 +247,6 @@ class AssetOperations(Generic[S, E]):
             validate_name(name),
             validate_version(version),
             description=description,
-            set_tags={str(k): str(v) for k, v in (tags or {}).items()},
+            set_tags=_checked_tags(tags),
             remove_tags=remove_tags,
         )

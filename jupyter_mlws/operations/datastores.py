@@ -1,15 +1,17 @@
-"""``ws.datastores``: where data lives. Credentials go to a separate table and never come out
-of any listing, log or API answer; only :meth:`credentials` hands them to code that connects."""
+"""``ws.datastores``: where data lives. Credentials are encrypted (see :mod:`jupyter_mlws.crypto`)
+into a separate table and never come out of any listing, log, hash or API answer; only
+:meth:`credentials` hands them to code that connects."""
 
 from __future__ import annotations
 
-import hashlib
-import json
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from jupyter_mlws.artifacts import PutSession
 from jupyter_mlws.assets.datastore import Datastore, DatastoreSpec
+from jupyter_mlws.crypto import SecretBox, is_encrypted
+from jupyter_mlws.errors import AssetNotFoundError, VersionConflictError
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 
 DEFAULT_DATASTORE = "local"
@@ -28,6 +30,7 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         url: str | None = None,
         credentials: dict[str, str] | None = None,
         storage_options: dict[str, Any] | None = None,
+        version: str | int | None = None,
         description: str | None = None,
         tags: dict[str, str] | None = None,
         spec: DatastoreSpec | None = None,
@@ -36,26 +39,48 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
             from jupyter_mlws.assets.yaml_io import validate_spec
 
             if path is not None:  # a folder given here is named from where the caller stands
-                path = Path(path).expanduser().resolve()
+                # not a possible path (NUL, too long): validation says so
+                with contextlib.suppress(OSError, ValueError):
+                    path = Path(path).expanduser().resolve()
             fields: dict[str, Any] = {
                 "name": name, "type": type, "path": None if path is None else str(path),
                 "url": url, "credentials": credentials or {},
-                "storage_options": storage_options or {}, "description": description,
+                "storage_options": storage_options or {}, "version": version,
+                "description": description,
                 "tags": tags or {},
             }
             spec = validate_spec(DatastoreSpec, {k: v for k, v in fields.items() if v is not None})
         return self.register(spec)
 
     def _prepare(self, spec: DatastoreSpec, session: PutSession) -> Prepared:
+        # The content hash covers the credential *names* only: a hash of the values would let
+        # anyone who can read the hash confirm a guessed password.
         data = spec.content()
         secret = spec.secret()
         data["credential_names"] = sorted(secret)
-        digest = (
-            hashlib.sha256(json.dumps(secret, sort_keys=True).encode()).hexdigest()
-            if secret
-            else None
-        )
-        return Prepared(spec=data, secret=secret or None, hash_extra={"secret": digest})
+        stored = SecretBox.load(create=True).encrypt(secret) if secret else None
+        return Prepared(spec=data, secret=stored)
+
+    def register(self, spec: DatastoreSpec) -> Datastore:
+        """Register ``spec``. An explicit version that exists with the same content is returned
+        when its credentials are the same too, and is a conflict when they differ (the hash,
+        which leaves credentials out, cannot tell)."""
+        if spec.version is not None:
+            try:
+                existing = self.get(spec.name, spec.version)
+            except AssetNotFoundError:
+                existing = None
+            content = {**spec.content(), "credential_names": sorted(spec.secret())}
+            if existing is not None and existing.spec == content:
+                if self.credentials(existing.name, existing.version) == spec.secret():
+                    return existing  # also a version wave 1 hashed with its secret
+                raise VersionConflictError(
+                    f"datastore {spec.name}:{spec.version} already exists with other "
+                    "credentials.",
+                    hint="Versions are immutable: leave the version out to register the new "
+                    "credentials as the next version.",
+                )
+        return super().register(spec)
 
     def create_builtin_local(self, artifacts_dir: str) -> Datastore:
         """The workspace's own ``local`` datastore: a path relative to the workspace folder, so
@@ -65,9 +90,34 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
                                            description="The workspace's own artifact folder."))
 
     def credentials(self, name: str, version: str | None = None) -> dict[str, str]:
-        """The secret values, for code that opens a connection. Never print them."""
+        """The secret values, for code that opens a connection. Never print them.
+
+        Secrets stored in plain text (by wave 1) are returned and encrypted in place.
+        """
         ds = self.get(name, version)
-        return dict(self._store.get_secret(self.kind, ds.name, ds.version) or {})
+        stored = self._store.get_secret(self.kind, ds.name, ds.version)
+        if not stored:
+            return {}
+        if is_encrypted(stored):
+            return SecretBox.load(create=False).decrypt(stored, what=f"datastore {ds.ref}")
+        plain = {str(k): str(v) for k, v in stored.items()}
+        self._reencrypt(ds, plain)
+        return plain
+
+    def encrypt_plaintext_secrets(self) -> int:
+        """Encrypt every secret still stored in plain text; return how many there were."""
+        count = 0
+        for ds_name in self._store.names(self.kind, include_hidden=True):
+            for ds in self.list(ds_name, include_archived=True, include_hidden=True):
+                stored = self._store.get_secret(self.kind, ds.name, ds.version)
+                if stored and not is_encrypted(stored):
+                    self._reencrypt(ds, {str(k): str(v) for k, v in stored.items()})
+                    count += 1
+        return count
+
+    def _reencrypt(self, ds: Datastore, plain: dict[str, str]) -> None:
+        self._store.put_secret(self.kind, ds.name, ds.version,
+                               SecretBox.load(create=True).encrypt(plain))
 
     def root(self, name: str) -> str:
         """The folder or URL a datastore points at (relative local paths: inside the workspace)."""

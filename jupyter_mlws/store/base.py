@@ -171,6 +171,10 @@ class AbstractStore(AbstractJobStore):
     def get_secret(self, kind: str, name: str, version: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
+    def put_secret(self, kind: str, name: str, version: str, secret: dict[str, Any]) -> None:
+        """Replace the secret of ``kind name:version`` in place (leaving no copy behind)."""
+
+    @abc.abstractmethod
     def get_meta(self, key: str) -> str | None: ...
 
     @abc.abstractmethod

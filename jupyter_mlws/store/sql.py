@@ -488,6 +488,11 @@ class SqlStore(JobStoreMixin, AbstractStore):
             )
             return None if value is None else dict(json.loads(value))
 
+    def put_secret(self, kind: str, name: str, version: str, secret: dict[str, Any]) -> None:
+        from jupyter_mlws.store.secrets_sql import replace_secret
+
+        replace_secret(self.write_engine, self.is_sqlite, kind, name, version, secret)
+
     def get_meta(self, key: str) -> str | None:
         with self._read() as s:
             row = s.get(MetaRow, key)
