@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.errors import MlwsError, UnsafePathError
 from jupyter_mlws.jobs.paths import JobPaths
+from jupyter_mlws.jobs.safe_files import open_job_file, read_job_json
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.compute import Compute
@@ -94,10 +95,10 @@ class RunContext:
 def _read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     """Complete JSON lines appended since ``offset``; a half-written last line waits."""
     try:
-        with open(path, "rb") as f:
+        with open_job_file(path) as f:  # the job wrote it: no links, no FIFOs
             f.seek(offset)
             data = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, UnsafePathError):
         return [], offset
     end = data.rfind(b"\n")
     if end < 0:
@@ -222,12 +223,7 @@ class ComputeTarget(abc.ABC):
 
     def outcome(self, ctx: RunContext, code: int) -> tuple[str, str | None]:
         """The final state from the exit code (and, for notebooks, the runner's report)."""
-        report: dict[str, Any] = {}
-        if ctx.paths.result.exists():
-            try:
-                report = json.loads(ctx.paths.result.read_text())
-            except ValueError:
-                report = {}
+        report = read_job_json(ctx.paths.result, ctx.paths.root)
         if ctx.launch.get("kind") == "notebook" and report:
             if report.get("status") == "completed":
                 return "Completed", report.get("message")
@@ -249,17 +245,12 @@ class ComputeTarget(abc.ABC):
         outputs = []
         if ctx.paths.outputs.exists():
             for d in sorted(ctx.paths.outputs.iterdir()):
-                if d.is_dir():
+                if d.is_dir() and not d.is_symlink():
                     outputs.append({"name": d.name,
                                     "type": ctx.launch.get("outputs", {}).get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})
         ctx.store.set_job_io(ctx.job_id, "output", outputs)
-        result: dict[str, Any] = {}
-        if ctx.paths.result.exists():
-            try:
-                result = json.loads(ctx.paths.result.read_text())
-            except ValueError:
-                result = {}
+        result = read_job_json(ctx.paths.result, ctx.paths.root)
         fields: dict[str, Any] = {"result": result or None}
         if status != "Completed":
             fields["error"] = message

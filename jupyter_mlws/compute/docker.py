@@ -1,14 +1,18 @@
 """``docker``: the job runs in a container from its environment's cached image.
 
 Paths are mounted at the same place inside the container as on the host, so a command and its
-inputs/outputs read the same everywhere. Inputs are mounted read-only, the job's folder (with its
-outputs) read-write, and the ``jupyter_mlws`` package read-only at ``/opt/mlws/lib`` so that
-``from jupyter_mlws import run`` works without installing anything in the image.
+inputs/outputs read the same everywhere. Inputs are mounted read-only, the job's folder
+read-only (its ``launch.json`` and logs are the host's) with the folders the job writes (code,
+outputs, run, notebook) read-write on top, and the ``jupyter_mlws`` package read-only at
+``/opt/mlws/lib`` so that ``from jupyter_mlws import run`` works without installing anything in
+the image. The job runs as the invoking user, never as root (``nobody`` when the host user is
+root), without capabilities, with ``HOME=/tmp`` on a tmpfs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 import time
@@ -17,9 +21,15 @@ from typing import Any
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.errors import DockerUnavailableError, MlwsError
+from jupyter_mlws.jobs.paths import JobPaths
+from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 CONTAINER_LIB = "/opt/mlws/lib"
 DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
+#: The label that names a container's job.
+LABEL = "org.mlws.job"
+#: Who a job runs as when the host user is root (``nobody``): never root in the container.
+UNPRIVILEGED = 65534
 
 
 def _memory_bytes(text: str) -> int:
@@ -40,7 +50,7 @@ class DockerHandle:
         self._pump.start()
 
     def _copy_logs(self) -> None:
-        with open(self._log_path, "ab", buffering=0) as f:
+        with open_log_for_append(self._log_path) as f:
             try:
                 for chunk in self.container.logs(stream=True, follow=True):
                     f.write(chunk)
@@ -73,6 +83,45 @@ class DockerHandle:
             self.container.remove(force=True)
 
 
+def container_user() -> tuple[int, int]:
+    """Who a job runs as in its container: the invoking user, or ``nobody`` instead of root."""
+    uid, gid = os.getuid(), os.getgid()
+    return (UNPRIVILEGED, UNPRIVILEGED) if uid == 0 else (uid, gid)
+
+
+def _hand_over(paths: JobPaths, uid: int) -> None:
+    """Make the folders the job may write writable by ``uid`` (when the host is root), and the
+    inputs copied into the job folder readable by it."""
+    if os.getuid() != 0 or uid == 0:
+        return
+    for top in paths.job_writable():
+        top.mkdir(parents=True, exist_ok=True)
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            for name in [dirpath, *(os.path.join(dirpath, n) for n in dirnames + filenames)]:
+                os.lchown(name, uid, uid)
+    for dirpath, _dirnames, filenames in os.walk(paths.inputs, followlinks=False):
+        os.chmod(dirpath, 0o755)
+        for name in filenames:
+            full = os.path.join(dirpath, name)
+            if not os.path.islink(full):
+                os.chmod(full, os.stat(full).st_mode | 0o444)
+
+
+def job_volumes(paths: JobPaths, package_dir: str, mounts: list[str]) -> dict[str, dict[str, str]]:
+    """The job's folder read-only (launch.json, logs), the folders it may write read-write on
+    top, its notebook and parameters read-only again, the package and inputs read-only."""
+    volumes = {str(paths.root): {"bind": str(paths.root), "mode": "ro"}}
+    for folder in paths.job_writable():
+        volumes[str(folder)] = {"bind": str(folder), "mode": "rw"}
+    for fixed in (paths.notebook_in, paths.params_file):
+        if fixed.is_file():
+            volumes[str(fixed)] = {"bind": str(fixed), "mode": "ro"}
+    volumes[package_dir] = {"bind": f"{CONTAINER_LIB}/jupyter_mlws", "mode": "ro"}
+    for mount in mounts:
+        volumes.setdefault(mount, {"bind": mount, "mode": "ro"})
+    return volumes
+
+
 class DockerTarget(ComputeTarget):
     kind = "docker"
 
@@ -94,15 +143,16 @@ class DockerTarget(ComputeTarget):
 
         client = docker_client()
         launch = ctx.launch
-        volumes: dict[str, dict[str, str]] = {
-            str(ctx.paths.root): {"bind": str(ctx.paths.root), "mode": "rw"},
-            launch["package_dir"]: {"bind": f"{CONTAINER_LIB}/jupyter_mlws", "mode": "ro"},
-        }
-        for mount in launch.get("mounts", []):
-            volumes[mount] = {"bind": mount, "mode": "ro"}
-        env = {**launch["env"], "PYTHONPATH": CONTAINER_LIB, "PYTHONUNBUFFERED": "1"}
+        uid, gid = container_user()
+        _hand_over(ctx.paths, uid)
+        volumes = job_volumes(ctx.paths, launch["package_dir"], launch.get("mounts", []))
+        env = {"HOME": "/tmp", **launch["env"], "PYTHONPATH": CONTAINER_LIB,
+               "PYTHONUNBUFFERED": "1"}
         argv = ["python3" if a == "{python}" else a for a in launch["argv"]]
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {
+            "user": f"{uid}:{gid}", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
+            "tmpfs": {"/tmp": "rw,exec,nosuid,nodev,mode=1777"},
+        }
         settings = self.settings
         if settings.get("cpus"):
             kwargs["nano_cpus"] = int(float(settings["cpus"]) * 1e9)
@@ -118,7 +168,7 @@ class DockerTarget(ComputeTarget):
         try:
             container = client.containers.run(
                 runtime.image, argv, detach=True, working_dir=launch["cwd"], environment=env,
-                volumes=volumes, labels={"org.mlws.job": ctx.job_id}, **kwargs,
+                volumes=volumes, labels={LABEL: ctx.job_id}, **kwargs,
             )
         except Exception as exc:
             if "could not select device driver" in str(exc):

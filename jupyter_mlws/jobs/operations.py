@@ -28,11 +28,14 @@ from jupyter_mlws.errors import (
     MlwsError,
     NotFoundError,
     SpecError,
+    UnsafePathError,
     ValidationError,
 )
+from jupyter_mlws.jobs.logs import log_size, read_log_text
 from jupyter_mlws.jobs.model import ACTIVE_VALUES, TERMINAL_VALUES, Job, JobEvent, JobIO, Metric
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.runner import is_locked
+from jupyter_mlws.jobs.safe_files import check_job_path, copy_job_tree, read_job_bytes
 
 if TYPE_CHECKING:
     from jupyter_mlws.workspace import Workspace
@@ -88,14 +91,14 @@ class JobOperations:
         job_id, name = parsed
         job = self.get(job_id)
         path = self.paths(job.id).outputs / name
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             known = [io.name for io in self.io(job.id) if io.direction == "output"]
             raise NotFoundError(
                 f"Job {job_id} has no output {name!r}"
                 + (" (it has not finished)" if not job.done else "") + ".",
                 hint=f"Its outputs: {', '.join(known) or 'none'}.",
             )
-        return job.id, path
+        return job.id, check_job_path(path, self.paths(job.id).root)
 
     # --- submission -----------------------------------------------------------------------------
 
@@ -564,11 +567,7 @@ class JobOperations:
     def logs(self, job_id: str, *, tail: int | None = None) -> str:
         """The preparation log then what the job printed."""
         paths = self.paths(self.get(job_id).id)
-        parts = []
-        for p in (paths.prepare_log, paths.job_log):
-            if p.exists():
-                parts.append(p.read_text(errors="replace"))
-        text = "".join(parts)
+        text = read_log_text([paths.prepare_log, paths.job_log], paths.root)
         if tail is not None:
             text = "\n".join(text.splitlines()[-tail:])
         return text
@@ -585,7 +584,7 @@ class JobOperations:
         job = self.get(job_id)  # the status first: once ended, what is read is complete
         paths = self.paths(job.id)
         data, end, total = read_log_chunk([paths.prepare_log, paths.job_log], max(0, offset),
-                                          max_bytes or LOG_CHUNK_BYTES)
+                                          max_bytes or LOG_CHUNK_BYTES, root=paths.root)
         text, used = decode_complete(data, job.done and end >= total)
         new_offset = min(max(0, offset), total) + used
         return {"text": text, "offset": new_offset, "done": job.done and new_offset >= total}
@@ -594,7 +593,7 @@ class JobOperations:
         """The last ``lines`` lines, with the offset to follow from."""
         job = self.get(job_id)
         paths = self.paths(job.id)
-        total = sum(p.stat().st_size for p in (paths.prepare_log, paths.job_log) if p.exists())
+        total = log_size([paths.prepare_log, paths.job_log], paths.root)
         return {"text": self.logs(job.id, tail=lines), "offset": total, "done": job.done}
 
     def count(self, *, status: str | builtins.list[str] | None = None,
@@ -638,8 +637,8 @@ class JobOperations:
         for path in (paths.notebook_out, paths.notebook_in):
             if path.exists():
                 try:
-                    cells = json.loads(path.read_text())["cells"]
-                except (ValueError, KeyError):
+                    cells = json.loads(read_job_bytes(path, paths.root))["cells"]
+                except (ValueError, KeyError, OSError, UnsafePathError):
                     return None
                 code = [c for c in cells if c.get("cell_type") == "code"]
                 done = sum(1 for c in code
@@ -703,7 +702,7 @@ class JobOperations:
         for name, src in pieces.items():
             if what not in ("all", name) or not src.exists():
                 continue
-            shutil.copytree(src, target / name, dirs_exist_ok=True)
+            copy_job_tree(src, target / name, paths.root)  # links are skipped, never followed
         return target
 
     def reap_orphans(self) -> builtins.list[str]:

@@ -450,7 +450,10 @@ class JobOutputNotebookHandler(MlwsHandler):
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{job.id}.ipynb"
             tmp = folder / f".{job.id}.ipynb.{os.getpid()}.tmp"
-            shutil.copyfile(source, tmp)
+            from jupyter_mlws.jobs.safe_files import open_job_file
+
+            with open_job_file(source, jobs.paths(job.id).root) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)  # the job wrote it: a link is refused, not followed
             os.replace(tmp, target)
             return {"path": target.relative_to(state.root_dir).as_posix()}
 

@@ -17,8 +17,8 @@ from jupyter_mlws import Workspace
 
 @pytest.fixture(scope="module")
 def engine() -> object:
-    from jupyter_mlws.errors import DockerUnavailableError
     from jupyter_mlws.docker_engine import docker_client
+    from jupyter_mlws.errors import DockerUnavailableError
 
     try:
         client = docker_client()
