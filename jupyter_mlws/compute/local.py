@@ -14,6 +14,8 @@ from typing import Any
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
+from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 NOTEBOOK_MODULES = ("papermill", "ipykernel")
 
@@ -59,16 +61,23 @@ class LocalHandle:
 
 def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: Path,
                   pid_file: Path | None = None) -> LocalHandle:
-    """Start ``argv`` in its own process group, appending its output to ``log_path``."""
+    """Start ``argv`` in its own process group, appending its output to ``log_path``.
+
+    With ``pid_file``, the process gets a token in its environment (``MLWS_JOB_TOKEN``) and
+    ``pid_file`` records its identity (PID, start time, token) for the reaper to check.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab", buffering=0) as log:
+    token = new_token()
+    if pid_file is not None:
+        env = {**env, TOKEN_VAR: token}
+    with open_log_for_append(log_path) as log:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
         )
     if pid_file is not None:
-        pid_file.write_text(str(proc.pid))
+        ProcessIdentity.of(proc.pid, token).write(pid_file)
     return LocalHandle(proc, time.time())
 
 

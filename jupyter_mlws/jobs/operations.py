@@ -8,7 +8,6 @@ records the job as Queued, starts the detached runner and returns at once.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import json
 import os
 import secrets
@@ -722,7 +721,7 @@ class JobOperations:
                       f"{job.status} (machine restart, or the process was killed)")
             runner_log = paths.logs / "runner.log"
             if runner_log.exists() and runner_log.stat().st_size:
-                last = runner_log.read_text(errors="replace").strip().splitlines()[-1:]
+                last = read_log_text([runner_log], paths.root).strip().splitlines()[-1:]
                 reason += f"; its last words: {last[0]}" if last else ""
             if self._store.transition_job(job.id, "Failed", message=reason, error=reason):
                 reaped.append(job.id)
@@ -730,15 +729,10 @@ class JobOperations:
 
 
 def _kill_leftovers(paths: JobPaths) -> None:
-    """Stop a job process that outlived its runner."""
-    try:
-        pid = int(paths.child_pid.read_text())
-    except (OSError, ValueError):
-        return
-    import signal
+    """Stop a job's process that outlived its runner (checked to still be the job's)."""
+    from jupyter_mlws.jobs.process_identity import kill_recorded_group
 
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    kill_recorded_group(paths.child_pid)
 
 
 def _slot_key(ws_path: Path, compute: str) -> str:
