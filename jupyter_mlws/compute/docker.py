@@ -17,16 +17,16 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.errors import DockerUnavailableError, MlwsError
 from jupyter_mlws.jobs.paths import JobPaths
-from jupyter_mlws.jobs.safe_files import open_log_for_append
+from jupyter_mlws.jobs.safe_files import job_file_size, open_log_for_append
 
 CONTAINER_LIB = "/opt/mlws/lib"
 DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
-#: The label that names a container's job.
+#: The label that names a container's job (the reaper and cancel find leftovers by it).
 LABEL = "org.mlws.job"
 #: Who a job runs as when the host user is root (``nobody``): never root in the container.
 UNPRIVILEGED = 65534
@@ -120,6 +120,44 @@ def job_volumes(paths: JobPaths, package_dir: str, mounts: list[str]) -> dict[st
     for mount in mounts:
         volumes.setdefault(mount, {"bind": mount, "mode": "ro"})
     return volumes
+
+
+def stop_job_containers(job_id: str, log_path: Path | None = None) -> int:
+    """Stop and remove the containers labelled as ``job_id``'s (left by a runner that died).
+
+    What they printed since the runner's log pump stopped is appended to ``log_path``. Returns
+    how many were found; a no-op (0) when Docker is not installed or its engine is down.
+    """
+    try:
+        from jupyter_mlws.docker_engine import docker_client
+
+        client = docker_client()
+        found = client.containers.list(all=True, filters={"label": f"{LABEL}={job_id}"})
+    except Exception:
+        return 0
+    for container in found:
+        with contextlib.suppress(Exception):
+            container.stop(timeout=1)
+        if log_path is not None:
+            with contextlib.suppress(Exception), open_log_for_append(log_path) as log:
+                copy_log_tail(container, log, job_file_size(log_path))
+        with contextlib.suppress(Exception):
+            container.remove(force=True)
+    return len(found)
+
+
+def copy_log_tail(container: Any, log: BinaryIO, skip: int) -> int:
+    """Append what ``container`` printed after its first ``skip`` bytes to ``log``; returns how
+    many bytes were appended (streamed: a long log is not held in memory)."""
+    added = 0
+    for chunk in container.logs(stream=True, follow=False):
+        if skip >= len(chunk):
+            skip -= len(chunk)
+            continue
+        log.write(chunk[skip:])
+        added += len(chunk) - skip
+        skip = 0
+    return added
 
 
 class DockerTarget(ComputeTarget):

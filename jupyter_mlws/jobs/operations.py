@@ -661,6 +661,7 @@ class JobOperations:
             if not child.done:
                 self.cancel(child.id)
         if not is_locked(paths.runner_lock) and job.runner_pid is not None:
+            _kill_leftovers(paths)
             self._store.transition_job(job.id, "Canceled", message="canceled (no runner)")
         return self.get(job.id)
 
@@ -729,10 +730,13 @@ class JobOperations:
 
 
 def _kill_leftovers(paths: JobPaths) -> None:
-    """Stop a job's process that outlived its runner (checked to still be the job's)."""
+    """Stop a job's process (checked to still be the job's) or container that outlived its
+    runner."""
+    from jupyter_mlws.compute.docker import stop_job_containers
     from jupyter_mlws.jobs.process_identity import kill_recorded_group
 
     kill_recorded_group(paths.child_pid)
+    stop_job_containers(paths.root.name, paths.job_log)
 
 
 def _slot_key(ws_path: Path, compute: str) -> str:
