@@ -30,6 +30,8 @@ DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
 LABEL = "org.mlws.job"
 #: Who a job runs as when the host user is root (``nobody``): never root in the container.
 UNPRIVILEGED = 65534
+#: How long a log pump may take to catch up once its container has ended.
+PUMP_WAIT_S = 10.0
 
 
 def _memory_bytes(text: str) -> int:
@@ -41,21 +43,50 @@ def _memory_bytes(text: str) -> int:
 
 
 class DockerHandle:
+    """A started container; its output is copied to the job's log as it comes.
+
+    When the container ends, the log pump is waited for and whatever it missed (a stream cut
+    short, a container too fast for it) is taken from the stopped container before it is
+    removed, so no output is lost.
+    """
+
     def __init__(self, container: Any, log_path: Path) -> None:
         self.container = container
         self.started_at = time.time()
         self._log_path = log_path
         self._exit: int | None = None
+        self._lock = threading.Lock()
+        self._written = 0
+        self._sealed = False
+        self._pump_done = False  # the stream ended by itself, with everything
+        self._log = open_log_for_append(log_path)
         self._pump = threading.Thread(target=self._copy_logs, daemon=True)
         self._pump.start()
 
+    def _append(self, data: bytes) -> None:
+        with self._lock:
+            if not self._sealed:
+                self._log.write(data)
+                self._written += len(data)
+
     def _copy_logs(self) -> None:
-        with open_log_for_append(self._log_path) as f:
-            try:
-                for chunk in self.container.logs(stream=True, follow=True):
-                    f.write(chunk)
-            except Exception as exc:  # the engine went away: say so in the log
-                f.write(f"\n[mlws] lost the container's log stream: {exc}\n".encode())
+        with contextlib.suppress(Exception):  # a cut stream is completed by _drain
+            for chunk in self.container.logs(stream=True, follow=True):
+                self._append(chunk)
+            self._pump_done = True
+
+    def _drain(self) -> None:
+        """After the container ended: wait for the pump; if it did not get everything, take
+        the rest from the stopped container (before it is removed)."""
+        self._pump.join(timeout=PUMP_WAIT_S)
+        with self._lock:
+            if not self._sealed and not (self._pump_done and not self._pump.is_alive()):
+                try:
+                    self._written += copy_log_tail(self.container, self._log, self._written)
+                except Exception as exc:  # the engine went away: say so in the log
+                    self._log.write(f"\n[mlws] lost the container's log stream: {exc}\n"
+                                    .encode())
+            self._sealed = True
 
     def poll(self) -> int | None:
         if self._exit is not None:
@@ -69,7 +100,9 @@ class DockerHandle:
             code = int(state.get("ExitCode", 1))
             if state.get("OOMKilled"):
                 code = 137
-            self._pump.join(timeout=5)
+            self._drain()
+            with contextlib.suppress(Exception):  # gone before the job is said to have ended
+                self.container.remove(force=True)
             self._exit = code
         return self._exit
 
@@ -78,9 +111,15 @@ class DockerHandle:
             self.container.stop(timeout=int(grace))
 
     def close(self) -> None:
-        self._pump.join(timeout=5)
+        if self._exit is None:
+            with contextlib.suppress(Exception):
+                self.container.stop(timeout=0)
+            self._drain()
         with contextlib.suppress(Exception):
             self.container.remove(force=True)
+        with self._lock:
+            self._sealed = True
+            self._log.close()
 
 
 def container_user() -> tuple[int, int]:

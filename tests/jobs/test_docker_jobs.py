@@ -133,3 +133,16 @@ def test_a_container_whose_runner_died_is_stopped_and_removed(
     finally:
         for left in _containers(engine, job.id):
             left.remove(force=True)  # type: ignore[attr-defined]
+
+
+def test_fast_containers_never_lose_their_output(dws: Workspace, engine: object) -> None:
+    """20 quick containers in a row: each job's log holds what it printed, and every container
+    is removed by the time its job has ended."""
+    jobs = [dws.jobs.submit_command(f"echo MARK_{i}; echo ERR_{i} >&2", compute="box")
+            for i in range(20)]
+    for i, job in enumerate(jobs):
+        done = dws.jobs.wait(job.id, timeout=600)
+        log = dws.jobs.logs(job.id)
+        assert done.status == "Completed", log
+        assert f"MARK_{i}\n" in log and f"ERR_{i}\n" in log, log
+        assert _containers(engine, job.id) == []
