@@ -1,5 +1,6 @@
-"""``local``: the job is a process on this machine, in the environment's cached virtualenv (or
-the current interpreter when the job names no environment)."""
+"""``local``: the job is a process on this machine, in its own venv layered over the
+environment's cached virtualenv (see ``job_venv``), or in the current interpreter when the job
+names no environment."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
+from jupyter_mlws.compute.job_venv import is_cached_venv, make_overlay, overlay_env
 from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
 from jupyter_mlws.jobs.safe_files import open_log_for_append
 
@@ -102,6 +105,18 @@ def local_argv(launch: dict[str, Any], python: str) -> list[str]:
     return [python if a == "{python}" else a for a in launch["argv"]]
 
 
+def start_job(launch: dict[str, Any], python: str, paths: JobPaths) -> LocalHandle:
+    """Start the job's process with ``python``; in a cached venv, in the job's own overlay of it
+    (so a ``pip install`` in the job changes neither the cached venv nor other jobs)."""
+    env = local_env(launch, python)
+    if is_cached_venv(python):
+        overlay = make_overlay(Path(python), paths.venvs)
+        env = overlay_env(local_env(launch, str(overlay)), overlay, Path(python))
+        python = str(overlay)
+    return start_process(local_argv(launch, python), cwd=launch["cwd"], env=env,
+                         log_path=paths.job_log, pid_file=paths.child_pid)
+
+
 class LocalTarget(ComputeTarget):
     kind = "local"
 
@@ -163,6 +178,4 @@ class LocalTarget(ComputeTarget):
 
     def start(self, ctx: RunContext, runtime: Runtime) -> LocalHandle:
         assert runtime.python
-        return start_process(local_argv(ctx.launch, runtime.python), cwd=ctx.launch["cwd"],
-                             env=local_env(ctx.launch, runtime.python),
-                             log_path=ctx.paths.job_log, pid_file=ctx.paths.child_pid)
+        return start_job(ctx.launch, runtime.python, ctx.paths)

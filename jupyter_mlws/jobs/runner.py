@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from jupyter_mlws.errors import MlwsError
 from jupyter_mlws.jobs.paths import JobPaths
 
 SLOT_POLL_S = 0.1
@@ -76,13 +77,15 @@ def main(argv: list[str]) -> int:
         slot = wait_for_slot(launch, paths)
         if slot is not None and launch.get("ready") and launch["compute_kind"] == "local":
             from jupyter_mlws.compute.base import Runtime
-            from jupyter_mlws.compute.local import local_argv, local_env, start_process
+            from jupyter_mlws.compute.local import start_job
 
             python = launch["python"]
-            prestarted = start_process(local_argv(launch, python), cwd=launch["cwd"],
-                                       env=local_env(launch, python), log_path=paths.job_log,
-                                       pid_file=paths.child_pid)
-            runtime = Runtime(python=python, env_hash=launch.get("env_hash"))
+            try:
+                prestarted = start_job(launch, python, paths)
+                runtime = Runtime(python=python, env_hash=launch.get("env_hash"))
+            except MlwsError:
+                pass  # the target starts it again and reports the failure in the job
+
 
     from jupyter_mlws.workspace import Workspace
 
