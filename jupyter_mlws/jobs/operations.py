@@ -24,6 +24,7 @@ from jupyter_mlws.assets.component import resolve_command
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec
 from jupyter_mlws.errors import (
     AssetNotFoundError,
+    ConflictError,
     MlwsError,
     NotFoundError,
     SpecError,
@@ -97,6 +98,9 @@ class JobOperations:
                 + (" (it has not finished)" if not job.done else "") + ".",
                 hint=f"Its outputs: {', '.join(known) or 'none'}.",
             )
+        if not job.done:  # a running job could swap a file for a link while it is read
+            raise ConflictError(f"Job {job.id} is still {job.status}: its outputs can be used "
+                                "once it has ended.", hint=f"Follow it to its end with `mlws job stream {job.id}`.")
         return job.id, check_job_path(path, self.paths(job.id).root)
 
     # --- submission -----------------------------------------------------------------------------

@@ -142,3 +142,18 @@ def test_safe_reads_refuse_links_and_special_files(tmp_path: Path,
     assert sorted(skipped) == ["fifo", "inside", "link"]
     assert (tmp_path / "copy" / "sub" / "deep.txt").read_text() == "deep"
     assert marker not in _all_text(tmp_path / "copy")
+
+
+def test_a_running_jobs_outputs_cannot_be_registered(jws: Workspace) -> None:
+    """While a job runs it could swap a file for a link under the reader: wait for its end."""
+    from jupyter_mlws.errors import ConflictError
+    from tests.jobs.test_notebook_jobs import wait_for
+
+    job = jws.jobs.submit_command("echo x > ${{outputs.o}}/x.txt; echo started; sleep 60",
+                                  outputs={"o": {"type": "uri_folder"}})
+    wait_for(lambda: "started" in jws.jobs.logs(job.id), timeout=120)
+    with pytest.raises(ConflictError, match="is still"):
+        jws.models.create("early", f"mlws://jobs/{job.id}/outputs/o")
+    jws.jobs.cancel(job.id)
+    jws.jobs.wait(job.id, timeout=60)
+    assert jws.models.create("late", f"mlws://jobs/{job.id}/outputs/o").version == "1"
