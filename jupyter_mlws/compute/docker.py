@@ -76,16 +76,17 @@ class DockerHandle:
             self._pump_done = True
 
     def _drain(self) -> None:
-        """After the container ended: wait for the pump; if it did not get everything, take
-        the rest from the stopped container (before it is removed)."""
+        """After the container ended: wait for the pump, then take whatever it did not get
+        (a stream cut short or too slow) from the stopped container, before it is removed."""
         self._pump.join(timeout=PUMP_WAIT_S)
         with self._lock:
-            if not self._sealed and not (self._pump_done and not self._pump.is_alive()):
+            if not self._sealed:
                 try:
                     self._written += copy_log_tail(self.container, self._log, self._written)
-                except Exception as exc:  # the engine went away: say so in the log
-                    self._log.write(f"\n[mlws] lost the container's log stream: {exc}\n"
-                                    .encode())
+                except Exception as exc:
+                    if not self._pump_done:  # the engine went away: say so in the log
+                        self._log.write(f"\n[mlws] lost the container's log stream: {exc}\n"
+                                        .encode())
             self._sealed = True
 
     def poll(self) -> int | None:
