@@ -100,7 +100,8 @@ class JobOperations:
             )
         if not job.done:  # a running job could swap a file for a link while it is read
             raise ConflictError(f"Job {job.id} is still {job.status}: its outputs can be used "
-                                "once it has ended.", hint=f"Follow it to its end with `mlws job stream {job.id}`.")
+                                "once it has ended.",
+                                hint=f"Follow it to its end with `mlws job stream {job.id}`.")
         return job.id, check_job_path(path, self.paths(job.id).root)
 
     # --- submission -----------------------------------------------------------------------------
