@@ -222,7 +222,13 @@ class DockerTarget(ComputeTarget):
         client = docker_client()
         launch = ctx.launch
         uid, gid = container_user()
-        _hand_over(ctx.paths, uid)
+        try:
+            _hand_over(ctx.paths, uid)
+        except OSError as exc:
+            raise MlwsError(
+                f"The job's folders could not be made writable for the container's user {uid} "
+                f"({exc}).", hint="Keep the workspace on a local filesystem that allows chown.",
+            ) from None
         volumes = job_volumes(ctx.paths, launch["package_dir"], launch.get("mounts", []))
         env = {"HOME": "/tmp", **launch["env"], "PYTHONPATH": CONTAINER_LIB,
                "PYTHONUNBUFFERED": "1"}
