@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.errors import MlwsError, UnsafePathError
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
+from jupyter_mlws.jobs.safe_files import open_job_file, read_job_json
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.compute import Compute
@@ -103,10 +104,10 @@ class RunContext:
 def _read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
     """Complete JSON lines appended since ``offset``; a half-written last line waits."""
     try:
-        with open(path, "rb") as f:
+        with open_job_file(path) as f:  # the job wrote it: no links, no FIFOs
             f.seek(offset)
             data = f.read()
-    except FileNotFoundError:
+    except (FileNotFoundError, UnsafePathError):
         return [], offset
     end = data.rfind(b"\n")
     if end < 0:
@@ -226,7 +227,7 @@ class JobTemplate(abc.ABC):
 
     def outcome(self, ctx: RunContext, code: int) -> tuple[JobStatus, str | None]:
         """The final state from the exit code (and, for notebooks, the runner's report)."""
-        report = _read_result(ctx.paths.result)
+        report = read_job_json(ctx.paths.result, ctx.paths.root)
         if ctx.launch.kind == "notebook" and report:
             if report.get("status") == "completed":
                 return JobStatus.COMPLETED, report.get("message")
@@ -249,28 +250,17 @@ class JobTemplate(abc.ABC):
         outputs = []
         if ctx.paths.outputs.exists():
             for d in sorted(ctx.paths.outputs.iterdir()):
-                if d.is_dir():
+                if d.is_dir() and not d.is_symlink():
                     outputs.append({"name": d.name,
                                     "type": ctx.launch.outputs.get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})
         ctx.store.set_job_io(ctx.job_id, "output", outputs)
-        result = _read_result(ctx.paths.result)
+        result = read_job_json(ctx.paths.result, ctx.paths.root)
         fields: dict[str, Any] = {"result": result or None}
         if status != JobStatus.COMPLETED:
             fields["error"] = message
         ctx.store.transition_job(ctx.job_id, status, message=message, **fields)
         return status
-
-
-def _read_result(path: Path) -> dict[str, Any]:
-    """What the job's runner reported in ``result.json`` (``{}`` when nothing readable)."""
-    if not path.exists():
-        return {}
-    try:
-        report = json.loads(path.read_text())
-    except ValueError:
-        return {}
-    return report if isinstance(report, dict) else {}
 
 
 class ComputeTarget(JobTemplate):

@@ -1,5 +1,6 @@
-"""``local``: the job is a process on this machine, in the environment's cached virtualenv (or
-the current interpreter when the job names no environment)."""
+"""``local``: the job is a process on this machine, in its own venv layered over the
+environment's cached virtualenv (see ``job_venv``), or in the current interpreter when the job
+names no environment."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
+from jupyter_mlws.compute.job_venv import is_cached_venv, make_overlay, overlay_env
 from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.jobs.paths import JobPaths
+from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
+from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 if TYPE_CHECKING:
     from jupyter_mlws.jobs.launch import Launch
@@ -62,16 +67,23 @@ class LocalHandle:
 
 def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: Path,
                   pid_file: Path | None = None) -> LocalHandle:
-    """Start ``argv`` in its own process group, appending its output to ``log_path``."""
+    """Start ``argv`` in its own process group, appending its output to ``log_path``.
+
+    With ``pid_file``, the process gets a token in its environment (``MLWS_JOB_TOKEN``) and
+    ``pid_file`` records its identity (PID, start time, token) for the reaper to check.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab", buffering=0) as log:
+    token = new_token()
+    if pid_file is not None:
+        env = {**env, TOKEN_VAR: token}
+    with open_log_for_append(log_path) as log:
         proc = subprocess.Popen(
             argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=_set_parent_death_signal if sys.platform.startswith("linux") else None,
         )
     if pid_file is not None:
-        pid_file.write_text(str(proc.pid))
+        ProcessIdentity.of(proc.pid, token).write(pid_file)
     return LocalHandle(proc, time.time())
 
 
@@ -94,6 +106,18 @@ def local_env(launch: Launch, python: str) -> dict[str, str]:
 
 def local_argv(launch: Launch, python: str) -> list[str]:
     return [python if a == "{python}" else a for a in launch.argv]
+
+
+def start_job(launch: Launch, python: str, paths: JobPaths) -> LocalHandle:
+    """Start the job's process with ``python``; in a cached venv, in the job's own overlay of it
+    (so a ``pip install`` in the job changes neither the cached venv nor other jobs)."""
+    env = local_env(launch, python)
+    if is_cached_venv(python):
+        overlay = make_overlay(Path(python), paths.venvs)
+        env = overlay_env(local_env(launch, str(overlay)), overlay, Path(python))
+        python = str(overlay)
+    return start_process(local_argv(launch, python), cwd=launch.cwd, env=env,
+                         log_path=paths.job_log, pid_file=paths.child_pid)
 
 
 class LocalTarget(ComputeTarget):
@@ -157,6 +181,4 @@ class LocalTarget(ComputeTarget):
 
     def start(self, ctx: RunContext, runtime: Runtime) -> LocalHandle:
         assert runtime.python
-        return start_process(local_argv(ctx.launch, runtime.python), cwd=ctx.launch.cwd,
-                             env=local_env(ctx.launch, runtime.python),
-                             log_path=ctx.paths.job_log, pid_file=ctx.paths.child_pid)
+        return start_job(ctx.launch, runtime.python, ctx.paths)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import builtins
-import contextlib
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from jupyter_mlws.jobs.logs import read_log_text
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.queries import JobQueries
 from jupyter_mlws.jobs.runner import is_locked
+from jupyter_mlws.jobs.safe_files import copy_job_tree
 
 if TYPE_CHECKING:
     from jupyter_mlws.jobs.model import Job
@@ -38,6 +37,7 @@ class JobLifecycle(JobQueries):
             if not child.done:
                 self.cancel(child.id)
         if not is_locked(paths.runner_lock) and job.runner_pid is not None:
+            _kill_leftovers(paths)
             self._store.transition_job(job.id, JobStatus.CANCELED,
                                        message="canceled (no runner)")
         return self.get(job.id)
@@ -80,7 +80,7 @@ class JobLifecycle(JobQueries):
         for name, src in pieces.items():
             if what not in ("all", name) or not src.exists():
                 continue
-            shutil.copytree(src, target / name, dirs_exist_ok=True)
+            copy_job_tree(src, target / name, paths.root)  # real files only: no links followed
         return target
 
     def reap_orphans(self) -> builtins.list[str]:
@@ -100,7 +100,7 @@ class JobLifecycle(JobQueries):
                       f"{job.status} (machine restart, or the process was killed)")
             runner_log = paths.logs / "runner.log"
             if runner_log.exists() and runner_log.stat().st_size:
-                last = runner_log.read_text(errors="replace").strip().splitlines()[-1:]
+                last = read_log_text([runner_log], paths.root).strip().splitlines()[-1:]
                 reason += f"; its last words: {last[0]}" if last else ""
             if self._store.transition_job(job.id, JobStatus.FAILED, message=reason,
                                           error=reason):
@@ -109,12 +109,10 @@ class JobLifecycle(JobQueries):
 
 
 def _kill_leftovers(paths: JobPaths) -> None:
-    """Stop a job process that outlived its runner."""
-    try:
-        pid = int(paths.child_pid.read_text())
-    except (OSError, ValueError):
-        return
-    import signal
+    """Stop a job's process (checked to still be the job's) or container that outlived its
+    runner."""
+    from jupyter_mlws.compute.docker import stop_job_containers
+    from jupyter_mlws.jobs.process_identity import kill_recorded_group
 
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, signal.SIGKILL)
+    kill_recorded_group(paths.child_pid)
+    stop_job_containers(paths.root.name, paths.job_log)

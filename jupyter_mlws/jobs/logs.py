@@ -1,19 +1,26 @@
 """A job's log as one text addressed by byte offset (the preparation log, then the job's own),
-so clients can follow it by asking again from where they stopped."""
+so clients can follow it by asking again from where they stopped.
+
+The log files live in the job's folder, so they are read as untrusted: a part that is a symlink
+(below ``root``, the job's folder) or not a regular file is never followed.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from jupyter_mlws.errors import UnsafePathError
+from jupyter_mlws.jobs.safe_files import job_file_size, open_job_file
+
 #: The most bytes one read returns; a follower asks again from the returned offset.
 LOG_CHUNK_BYTES = 1 << 20
 
 
-def read_log_chunk(parts: list[Path], offset: int, limit: int = LOG_CHUNK_BYTES
-                   ) -> tuple[bytes, int, int]:
+def read_log_chunk(parts: list[Path], offset: int, limit: int = LOG_CHUNK_BYTES, *,
+                   root: Path | None = None) -> tuple[bytes, int, int]:
     """Bytes of the files in ``parts`` read as one text, from ``offset``; returns (bytes, new
-    offset, total size)."""
-    sizes = [_size(p) for p in parts]
+    offset, total size). A part that is a link or a special file reads as empty."""
+    sizes = [job_file_size(p, root) for p in parts]
     total = sum(sizes)
     out = bytearray()
     start = 0
@@ -21,13 +28,34 @@ def read_log_chunk(parts: list[Path], offset: int, limit: int = LOG_CHUNK_BYTES
         end = start + size
         if size and offset < end and len(out) < limit:  # a part not written yet has size 0
             try:
-                with open(path, "rb") as f:
+                with open_job_file(path, root) as f:
                     f.seek(max(0, offset - start))
                     out += f.read(min(size - max(0, offset - start), limit - len(out)))
-            except FileNotFoundError:
+            except (FileNotFoundError, UnsafePathError):
                 pass
         start = end
     return bytes(out), min(offset, total) + len(out), total
+
+
+def read_log_text(parts: list[Path], root: Path) -> str:
+    """The files in ``parts`` as one text; a part the job replaced by a link or a special file
+    is not read, and a note says so in its place."""
+    out = []
+    for path in parts:
+        try:
+            with open_job_file(path, root) as f:
+                out.append(f.read().decode("utf-8", errors="replace"))
+        except FileNotFoundError:
+            continue
+        except UnsafePathError:
+            out.append(f"[mlws] {path.name} is not shown: it is not a regular file (the job left "
+                       "a link or a special file in its place)\n")
+    return "".join(out)
+
+
+def log_size(parts: list[Path], root: Path) -> int:
+    """The size of the log made of ``parts``, as :func:`read_log_chunk` counts it."""
+    return sum(job_file_size(p, root) for p in parts)
 
 
 def decode_complete(data: bytes, final: bool) -> tuple[str, int]:
@@ -39,10 +67,3 @@ def decode_complete(data: bytes, final: bool) -> tuple[str, int]:
         if not final and exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
             return data[: exc.start].decode("utf-8", errors="replace"), exc.start
         return data.decode("utf-8", errors="replace"), len(data)
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0

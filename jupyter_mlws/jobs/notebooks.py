@@ -112,13 +112,18 @@ def _article(kind: type) -> str:
     return "an" if kind.__name__[0] in "aeiou" else "a"
 
 
-def notebook_progress(executed_nb: Path, submitted_nb: Path) -> dict[str, int] | None:
-    """Cells executed so far out of all code cells (from papermill's cell metadata)."""
+def notebook_progress(executed_nb: Path, submitted_nb: Path,
+                      job_root: Path) -> dict[str, int] | None:
+    """Cells executed so far out of all code cells (from papermill's cell metadata); the
+    notebooks are read as job-written files (no links followed)."""
+    from jupyter_mlws.errors import UnsafePathError
+    from jupyter_mlws.jobs.safe_files import read_job_bytes
+
     for path in (executed_nb, submitted_nb):
         if path.exists():
             try:
-                cells = json.loads(path.read_text())["cells"]
-            except (ValueError, KeyError):
+                cells = json.loads(read_job_bytes(path, job_root))["cells"]
+            except (ValueError, KeyError, TypeError, OSError, UnsafePathError):
                 return None
             code = [c for c in cells if c.get("cell_type") == "code"]
             done = sum(1 for c in code

@@ -61,8 +61,11 @@ class JobPaths:
 
     @property
     def result(self) -> Path:
-        """What the notebook runner reports (failing cell, error, kernel death)."""
-        return self.root / "result.json"
+        """What the notebook runner reports (failing cell, error, kernel death).
+
+        It sits in ``notebook/``, a folder the job may write, since the job's root is read-only
+        to a job in a container."""
+        return self.root / "notebook" / "result.json"
 
     @property
     def launch(self) -> Path:
@@ -80,7 +83,17 @@ class JobPaths:
 
     @property
     def child_pid(self) -> Path:
+        """Who the job's process is (pid, start time, token), for the reaper to check."""
         return self.root / "child.pid"
+
+    @property
+    def venvs(self) -> Path:
+        """The job's own venvs layered over cached ones, where its ``pip install`` goes."""
+        return self.root / "venv"
+
+    def job_writable(self) -> list[Path]:
+        """The folders a job may write; the rest of its folder is the host's."""
+        return [self.code, self.outputs, self.run, self.notebook_in.parent]
 
     def make(self) -> None:
         for d in (self.root, self.logs, self.run, self.outputs, self.inputs,

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlws.errors import NotFoundError, ValidationError
+from jupyter_mlws.errors import ConflictError, NotFoundError, ValidationError
+from jupyter_mlws.jobs.logs import log_size, read_log_text
 from jupyter_mlws.jobs.model import Job, JobEvent, JobIO, Metric
 from jupyter_mlws.jobs.paths import JobPaths
 
@@ -51,14 +52,20 @@ class JobQueries:
         job_id, name = parsed
         job = self.get(job_id)
         path = self.paths(job.id).outputs / name
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             known = [io.name for io in self.io(job.id) if io.direction == "output"]
             raise NotFoundError(
                 f"Job {job_id} has no output {name!r}"
                 + (" (it has not finished)" if not job.done else "") + ".",
                 hint=f"Its outputs: {', '.join(known) or 'none'}.",
             )
-        return job.id, path
+        if not job.done:  # a running job could swap a file for a link while it is read
+            raise ConflictError(f"Job {job.id} is still {job.status}: its outputs can be used "
+                                "once it has ended.",
+                                hint=f"Follow it to its end with `mlws job stream {job.id}`.")
+        from jupyter_mlws.jobs.safe_files import check_job_path
+
+        return job.id, check_job_path(path, self.paths(job.id).root)
 
     # --- records -------------------------------------------------------------------------------
 
@@ -112,18 +119,14 @@ class JobQueries:
         from jupyter_mlws.jobs.notebooks import notebook_progress
 
         paths = self.paths(job_id)
-        return notebook_progress(paths.notebook_out, paths.notebook_in)
+        return notebook_progress(paths.notebook_out, paths.notebook_in, paths.root)
 
     # --- logs ----------------------------------------------------------------------------------
 
     def logs(self, job_id: str, *, tail: int | None = None) -> str:
         """The preparation log then what the job printed."""
         paths = self.paths(self.get(job_id).id)
-        parts = []
-        for p in (paths.prepare_log, paths.job_log):
-            if p.exists():
-                parts.append(p.read_text(errors="replace"))
-        text = "".join(parts)
+        text = read_log_text([paths.prepare_log, paths.job_log], paths.root)
         if tail is not None:
             text = "\n".join(text.splitlines()[-tail:])
         return text
@@ -140,7 +143,7 @@ class JobQueries:
         job = self.get(job_id)  # the status first: once ended, what is read is complete
         paths = self.paths(job.id)
         data, end, total = read_log_chunk([paths.prepare_log, paths.job_log], max(0, offset),
-                                          max_bytes or LOG_CHUNK_BYTES)
+                                          max_bytes or LOG_CHUNK_BYTES, root=paths.root)
         text, used = decode_complete(data, job.done and end >= total)
         new_offset = min(max(0, offset), total) + used
         return {"text": text, "offset": new_offset, "done": job.done and new_offset >= total}
@@ -149,7 +152,7 @@ class JobQueries:
         """The last ``lines`` lines, with the offset to follow from."""
         job = self.get(job_id)
         paths = self.paths(job.id)
-        total = sum(p.stat().st_size for p in (paths.prepare_log, paths.job_log) if p.exists())
+        total = log_size([paths.prepare_log, paths.job_log], paths.root)
         return {"text": self.logs(job.id, tail=lines), "offset": total, "done": job.done}
 
     def stream(self, job_id: str, *, poll_s: float = 0.2, from_start: bool = True

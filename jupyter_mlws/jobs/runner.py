@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from jupyter_mlws.errors import LaunchFormatError
+from jupyter_mlws.errors import LaunchFormatError, MlwsError
 from jupyter_mlws.jobs.launch import Launch
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
@@ -83,13 +83,15 @@ def main(argv: list[str]) -> int:
         if (slot is not None and launch.ready and launch.compute_kind == "local"
                 and launch.python):
             from jupyter_mlws.compute.base import Runtime
-            from jupyter_mlws.compute.local import local_argv, local_env, start_process
+            from jupyter_mlws.compute.local import start_job
 
             python = launch.python
-            prestarted = start_process(local_argv(launch, python), cwd=launch.cwd,
-                                       env=local_env(launch, python), log_path=paths.job_log,
-                                       pid_file=paths.child_pid)
-            runtime = Runtime(python=python, env_hash=launch.env_hash)
+            try:
+                prestarted = start_job(launch, python, paths)
+                runtime = Runtime(python=python, env_hash=launch.env_hash)
+            except MlwsError:
+                pass  # the target starts it again and reports the failure in the job
+
 
     from jupyter_mlws.compute.base import RunContext
     from jupyter_mlws.operations.target_services import WorkspaceTargetServices

@@ -431,20 +431,23 @@ class JobOutputNotebookHandler(MlwsHandler):
                                         "outputs folder")
             folder.mkdir(parents=True, exist_ok=True)
             target = folder / f"{job.id}.ipynb"
-            copy_exclusively(source, target)
+            copy_exclusively(source, target, jobs.paths(job.id).root)
             return {"path": target.relative_to(state.root_dir).as_posix()}
 
         self.send(await self.call(copy))
 
 
-def copy_exclusively(source: Path, target: Path) -> None:
-    """Copy ``source`` to ``target`` through a new temp file of a random name in its folder
-    (created with O_EXCL), then rename it in place; never writes through a symbolic link."""
+def copy_exclusively(source: Path, target: Path, job_root: Path) -> None:
+    """Copy ``source`` (a file the job under ``job_root`` wrote) to ``target`` through a new temp
+    file of a random name in its folder (created with O_EXCL), then rename it in place; never
+    reads or writes through a symbolic link."""
     if target.is_symlink():
         raise UnsafePathError(f"{target.name} in the outputs folder is a symbolic link; it is "
                               "not overwritten.", hint="Remove the link and ask again.")
+    from jupyter_mlws.jobs.safe_files import open_job_file
+
     try:
-        reader = os.fdopen(os.open(source, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)), "rb")
+        reader = open_job_file(source, job_root)
     except OSError as exc:
         raise UnsafePathError(f"The job's output notebook cannot be read safely ({exc.strerror}).",
                               hint="It must be a regular file in the job's folder.") from None

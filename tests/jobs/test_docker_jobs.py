@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from jupyter_mlws import Workspace
+from tests.jobs.test_leftovers import LOOP, _kill_runner
+from tests.jobs.test_notebook_jobs import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +99,50 @@ def test_docker_engine_down_fails_the_job_in_preparing(jws: Workspace,
     assert done.status == "Failed"
     assert "Docker engine" in (done.error or "")
     assert [e.status for e in jws.jobs.events(job.id)][-2:] == ["Preparing", "Failed"]
+
+
+def _containers(engine: object, job_id: str) -> list[object]:
+    return engine.containers.list(  # type: ignore[attr-defined]
+        all=True, filters={"label": f"org.mlws.job={job_id}"})
+
+
+def _container_log_longer_than(container: object, size: int) -> bool:
+    container.reload()  # type: ignore[attr-defined]
+    return len(container.logs()) > size  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("how", ["reap", "cancel"])
+def test_a_container_whose_runner_died_is_stopped_and_removed(
+        dws: Workspace, engine: object, how: str) -> None:
+    job = dws.jobs.submit_command(LOOP, compute="box")
+    try:
+        wait_for(lambda: "tick 2" in dws.jobs.logs(job.id), timeout=300)
+        _kill_runner(dws, job.id)
+        [container] = _containers(engine, job.id)
+        log = dws.jobs.paths(job.id).job_log
+        size = log.stat().st_size
+        wait_for(lambda: _container_log_longer_than(container, size + 20), timeout=30)
+        assert container.status == "running"  # type: ignore[attr-defined]
+        if how == "reap":
+            assert dws.jobs.reap_orphans() == [job.id]
+            assert dws.jobs.get(job.id).status == "Failed"
+        else:
+            assert dws.jobs.cancel(job.id).status == "Canceled"
+        assert _containers(engine, job.id) == []
+        assert log.stat().st_size > size + 20  # what it printed after the runner died is kept
+    finally:
+        for left in _containers(engine, job.id):
+            left.remove(force=True)  # type: ignore[attr-defined]
+
+
+def test_fast_containers_never_lose_their_output(dws: Workspace, engine: object) -> None:
+    """20 quick containers in a row: each job's log holds what it printed, and every container
+    is removed by the time its job has ended."""
+    jobs = [dws.jobs.submit_command(f"echo MARK_{i}; echo ERR_{i} >&2", compute="box")
+            for i in range(20)]
+    for i, job in enumerate(jobs):
+        done = dws.jobs.wait(job.id, timeout=600)
+        log = dws.jobs.logs(job.id)
+        assert done.status == "Completed", log
+        assert f"MARK_{i}\n" in log and f"ERR_{i}\n" in log, log
+        assert _containers(engine, job.id) == []

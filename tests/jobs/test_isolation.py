@@ -1,0 +1,159 @@
+"""What a job can do to the host: symlinks it leaves must never make the host reveal a host file,
+a container never runs as root nor writes launch.json.
+
+The Docker tests need a real engine and the base image (see test_docker_jobs.py): they fail in
+CI when the engine is missing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from jupyter_mlws import Workspace
+from jupyter_mlws.errors import UnsafePathError
+from tests.jobs.test_docker_jobs import dws, engine  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> tuple[Path, str]:
+    """A host file outside the workspace with a marker no job output contains by chance."""
+    marker = f"SECRET_{uuid.uuid4().hex}"
+    path = tmp_path / "host-secret" / "secret.txt"
+    path.parent.mkdir()
+    path.write_text(marker + "\n")
+    return path, marker
+
+
+def _all_text(folder: Path) -> str:
+    out = []
+    for p in folder.rglob("*"):
+        if p.is_file():
+            out.append(p.read_text(errors="replace"))
+    return "\n".join(out)
+
+
+def test_docker_output_symlinks_are_refused_on_registration_and_download(
+        dws: Workspace, secret: tuple[Path, str], tmp_path: Path) -> None:  # noqa: F811
+    path, marker = secret
+    job = dws.jobs.submit_command(
+        f"echo real > ${{{{outputs.o}}}}/real.txt; ln -s {path} ${{{{outputs.o}}}}/leak.txt; "
+        f"ln -s {path.parent} ${{{{outputs.o}}}}/leakdir; "
+        f"rmdir ${{{{outputs.evil}}}} && ln -s {path.parent} ${{{{outputs.evil}}}}; "
+        f"ln -s {path} $MLWS_RUN_DIR/../notebook/leak.ipynb; echo planted",
+        compute="box", outputs={"o": {"type": "uri_folder"}, "evil": {"type": "uri_folder"}})
+    done = dws.jobs.wait(job.id, timeout=300)
+    assert done.status == "Completed", dws.jobs.logs(job.id)
+    assert "planted" in dws.jobs.logs(job.id)
+    outputs = dws.jobs.paths(job.id).outputs
+    assert (outputs / "evil").is_symlink()  # the job did plant them
+    assert (outputs / "o" / "leak.txt").is_symlink()
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        dws.models.create("evil", f"mlws://jobs/{job.id}/outputs/evil")
+    with pytest.raises(UnsafePathError):
+        dws.data.create("evil", f"mlws://jobs/{job.id}/outputs/evil")
+    with pytest.raises(UnsafePathError, match="outside the folder"):
+        dws.models.create("leaky", f"mlws://jobs/{job.id}/outputs/o")
+    target = dws.jobs.download(job.id, tmp_path / "dl")
+    assert (target / "outputs" / "o" / "real.txt").read_text() == "real\n"
+    assert not (target / "outputs" / "o" / "leak.txt").exists()
+    assert not (target / "outputs" / "evil").exists()
+    assert marker not in _all_text(target)
+    assert not any(p.is_symlink() for p in target.rglob("*"))
+
+
+def test_docker_job_cannot_write_launch_json_or_its_log_and_is_not_root(
+        dws: Workspace, secret: tuple[Path, str]) -> None:  # noqa: F811
+    path, marker = secret
+    root = "$MLWS_RUN_DIR/.."
+    job = dws.jobs.submit_command(
+        f"echo uid=$(id -u); echo '{{}}' > {root}/launch.json 2>/dev/null && echo LAUNCH_WRITTEN; "
+        f"rm -f {root}/launch.json 2>/dev/null && echo LAUNCH_REMOVED; "
+        f"ln -sf {path} {root}/logs/job.log 2>/dev/null && echo LOG_REPLACED; "
+        f"ln -sf {path} {root}/logs/prepare.log 2>/dev/null && echo PREPARE_REPLACED; "
+        "echo tmp > /tmp/t && cat /tmp/t; echo home=$HOME; echo done",
+        compute="box")
+    done = dws.jobs.wait(job.id, timeout=300)
+    log = dws.jobs.logs(job.id)
+    assert done.status == "Completed", log
+    assert "done" in log and "tmp\nhome=/tmp" in log
+    for refused in ("LAUNCH_WRITTEN", "LAUNCH_REMOVED", "LOG_REPLACED", "PREPARE_REPLACED"):
+        assert refused not in log
+    assert "uid=0" not in log and "uid=" in log
+    assert '"job_id"' in dws.jobs.paths(job.id).launch.read_text()
+    assert marker not in log
+    assert marker not in dws.jobs.read_log(job.id)["text"]
+
+
+def test_a_log_replaced_by_a_symlink_is_not_shown(jws: Workspace,
+                                                 secret: tuple[Path, str]) -> None:
+    """A local job (same user as the host) can replace its log: every log read refuses it."""
+    path, marker = secret
+    job = jws.jobs.submit_command(
+        f"echo before; ln -sf {path} $MLWS_RUN_DIR/../logs/job.log; "
+        f"ln -s {path} $MLWS_RUN_DIR/metrics.jsonl; ln -s {path} $MLWS_RUN_DIR/params.jsonl")
+    done = jws.jobs.wait(job.id, timeout=120)
+    assert done.status == "Completed"
+    assert jws.jobs.paths(job.id).job_log.is_symlink()
+    text = jws.jobs.logs(job.id)
+    assert marker not in text and "job.log is not shown" in text
+    assert marker not in jws.jobs.logs(job.id, tail=5)
+    assert marker not in jws.jobs.read_log(job.id)["text"]
+    assert marker not in jws.jobs.read_log_tail(job.id, 5)["text"]
+    assert jws.jobs.read_log(job.id)["done"]
+    assert jws.jobs.metrics(job.id) == [] and jws.jobs.params(job.id) == {}
+
+
+def test_safe_reads_refuse_links_and_special_files(tmp_path: Path,
+                                                   secret: tuple[Path, str]) -> None:
+    import os
+
+    from jupyter_mlws.jobs.safe_files import (
+        check_job_path,
+        copy_job_tree,
+        job_file_size,
+        read_job_bytes,
+        read_job_json,
+    )
+
+    path, marker = secret
+    root = tmp_path / "job"
+    (root / "out" / "sub").mkdir(parents=True)
+    (root / "out" / "ok.txt").write_text("ok")
+    (root / "out" / "sub" / "deep.txt").write_text("deep")
+    (root / "out" / "link").symlink_to(path)
+    (root / "out" / "inside").symlink_to(root / "out" / "ok.txt")
+    os.mkfifo(root / "out" / "fifo")
+    (root / "dirlink").symlink_to(path.parent, target_is_directory=True)
+    assert read_job_bytes(root / "out" / "ok.txt", root) == b"ok"
+    for bad in (root / "out" / "link", root / "out" / "fifo", root / "dirlink" / "secret.txt",
+                root / "out" / "inside"):
+        with pytest.raises(UnsafePathError):
+            read_job_bytes(bad, root)
+        assert job_file_size(bad, root) == 0
+        assert read_job_json(bad, root) == {}
+    with pytest.raises(UnsafePathError):
+        check_job_path(root / "dirlink", root)
+    with pytest.raises(UnsafePathError):
+        read_job_bytes(path, root)  # not inside the job folder at all
+    skipped = copy_job_tree(root / "out", tmp_path / "copy", root)
+    assert sorted(skipped) == ["fifo", "inside", "link"]
+    assert (tmp_path / "copy" / "sub" / "deep.txt").read_text() == "deep"
+    assert marker not in _all_text(tmp_path / "copy")
+
+
+def test_a_running_jobs_outputs_cannot_be_registered(jws: Workspace) -> None:
+    """While a job runs it could swap a file for a link under the reader: wait for its end."""
+    from jupyter_mlws.errors import ConflictError
+    from tests.jobs.test_notebook_jobs import wait_for
+
+    job = jws.jobs.submit_command("echo x > ${{outputs.o}}/x.txt; echo started; sleep 60",
+                                  outputs={"o": {"type": "uri_folder"}})
+    wait_for(lambda: "started" in jws.jobs.logs(job.id), timeout=120)
+    with pytest.raises(ConflictError, match="is still"):
+        jws.models.create("early", f"mlws://jobs/{job.id}/outputs/o")
+    jws.jobs.cancel(job.id)
+    jws.jobs.wait(job.id, timeout=60)
+    assert jws.models.create("late", f"mlws://jobs/{job.id}/outputs/o").version == "1"
