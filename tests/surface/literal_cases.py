@@ -39,7 +39,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
 #: parameters cell defines them, so they are injected as parameters too.
 INPUT_CASES: dict[str, tuple[str, Any]] = {"lr": ("-0.5", -0.5), "opt": ("adam", "adam")}
 
-NOTEBOOK_PARAMETERS = "\n".join(f"{name} = 0" for name in [*CASES, *INPUT_CASES])
+#: Defaults of None, which the server's check of int/float/bool defaults leaves alone.
+NOTEBOOK_PARAMETERS = "\n".join(f"{name} = None" for name in [*CASES, *INPUT_CASES])
 
 
 def as_json(params: dict[str, Any]) -> dict[str, str]:
