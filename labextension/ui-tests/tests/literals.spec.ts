@@ -10,6 +10,7 @@
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import { execFileSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 
 /** The checkout (its python package and tests/ are what the server and the CLI import). */
@@ -151,6 +152,12 @@ test.describe('One literal parser', () => {
     await expect(fieldError).toContainText("The value '{1,2}' of 'p_list' is a set");
     await expect(fieldError).toContainText('write a list instead, e.g. [1, 2]');
     expect(await jobTotal(page)).toBe(before);
+    const shots = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+    fs.mkdirSync(shots, { recursive: true });
+    await fieldError.scrollIntoViewIfNeeded();
+    await page.locator('.jp-Dialog-content').screenshot({
+      path: path.join(shots, 'run-as-job-refused-light.png')
+    });
 
     // Corrected: every value goes, as typed (the other inputs kept their text).
     await input.fill(cases.p_list[0]);
