@@ -47,7 +47,7 @@ step "installing ui-tests dependencies"
 WORK=$(mktemp -d /tmp/mlws-browser-tests.XXXXXX)
 export MLWS_WORKSPACE="$WORK/workspace"
 export JUPYTERLAB_GALATA_ROOT_DIR="$WORK/root"
-export MLWS_SERVER_LOG="$WORK/jupyter-server.log"
+export MLWS_SERVER_LOG="${MLWS_SERVER_LOG:-$WORK/jupyter-server.log}"  # kept when given
 mkdir -p "$JUPYTERLAB_GALATA_ROOT_DIR"
 rm -rf "$UI/test-results" "$UI/playwright-report"
 

@@ -31,8 +31,9 @@ from jupyter_mlws.errors import (
     NotFoundError,
     SpecError,
     UnsafePathError,
+    ValidationError,
 )
-from jupyter_mlws.jobs.requests import NotebookJobRequest, parse_pairs
+from jupyter_mlws.jobs.requests import NotebookJobRequest, parse_literal
 from jupyter_mlws.server import API_PATH, SETTINGS_KEY, MlwsState
 from jupyter_mlws.server.confine import confine_inputs, resolve_under_root
 from jupyter_mlws.server.wire import (
@@ -337,9 +338,10 @@ class JobsHandler(MlwsHandler):
         code = self.under_root(body.code, "code") if body.code else None
         request = NotebookJobRequest.create(
             notebook=notebook, code=code,
-            parameters={**body.parameters, **parse_pairs(body.literal_parameters)},
+            parameters={**body.parameters,
+                        **_literals("literal_parameters", body.literal_parameters)},
             inputs=confine_inputs(state.root_dir,
-                                  {**body.inputs, **parse_pairs(body.literal_inputs)}),
+                                  {**body.inputs, **_literals("literal_inputs", body.literal_inputs)}),
             outputs={name: {"type": "uri_folder"} for name in body.outputs},
             environment=body.environment, compute=body.compute,
             display_name=body.display_name, experiment=body.experiment, timeout=body.timeout)
@@ -350,6 +352,20 @@ class JobsHandler(MlwsHandler):
         job = await self.call(submit)
         self.set_header("Location", url_path_join(self.base_url, API_PATH, "jobs", job.id))
         self.send(job.public_dict(), status=201)
+
+
+def _literals(field: str, texts: dict[str, str]) -> dict[str, Any]:
+    """Each text read by the one literal parser; a refused value's error names its field and
+    name in ``details`` (``{"field": "literal_parameters", "name": "lr"}``), so a form can show
+    it beside the input."""
+    values: dict[str, Any] = {}
+    for name, text in texts.items():
+        try:
+            values[name] = parse_literal(text, name=name)
+        except ValidationError as exc:
+            exc.details.update(field=field, name=name)
+            raise
+    return values
 
 
 def _job_total(ws: Any, q: JobListQuery, statuses: list[str] | None, n: int) -> int:

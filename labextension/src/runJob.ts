@@ -1,11 +1,13 @@
 /**
  * "Run as job…": a form to submit the current notebook as a job — environment, compute and one
- * input per parameter of its parameters cell (values written as Python literals).
+ * input per parameter of its parameters cell. The text typed is sent as is
+ * (`literal_parameters`): the server reads it with the one `NAME=VALUE` parser the CLI and the
+ * magics use, so a value has the same type on every surface. A value it refuses (a set, bytes,
+ * a string for an int parameter...) is shown beside its input with the server's message.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
-import { LiteralError, parsePythonLiteral } from './literal';
 import { MlwsApiError } from './request';
 import { IAsset, IJob, INotebookParameter, MlwsService } from './service';
 
@@ -18,8 +20,14 @@ const CHOICES_LIMIT = 500;
 export interface IRunJobValue {
   environment: string;
   compute: string;
-  /** Parameter name -> text typed (a Python literal). */
+  /** Parameter name -> text typed (read by the server as the CLI's `-p` reads it). */
   texts: Record<string, string>;
+}
+
+/** Why the last submission was refused; `parameter` names the input it is about. */
+export interface IRunJobError {
+  message: string;
+  parameter?: string;
 }
 
 /** What the form is built from. */
@@ -59,14 +67,20 @@ function el<K extends keyof HTMLElementTagNameMap>(
 
 /** The body of the dialog. */
 export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValue> {
-  constructor(choices: IRunJobChoices, previous?: IRunJobValue, error?: string) {
+  constructor(choices: IRunJobChoices, previous?: IRunJobValue, error?: IRunJobError) {
     super({ node: el('form', { class: 'jp-mlws-run-form' }) });
     const form = this.node as HTMLFormElement;
     form.addEventListener('submit', e => e.preventDefault());
 
     form.appendChild(el('div', { class: 'jp-mlws-run-path' }, choices.path));
+    const known = choices.parameters.some(p => p.name === error?.parameter);
     if (error) {
-      form.appendChild(el('div', { class: 'jp-mlws-error jp-mlws-run-error' }, error));
+      const text = known
+        ? `The job was not submitted: the value of ${error.parameter} was refused.`
+        : error.parameter
+          ? `The job was not submitted: ${error.message}`
+          : error.message;
+      form.appendChild(el('div', { class: 'jp-mlws-error jp-mlws-run-error' }, text));
     }
     if (choices.choicesError) {
       form.appendChild(el('div', { class: 'jp-mlws-error' }, choices.choicesError));
@@ -146,6 +160,17 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValu
       }
       row.appendChild(input);
       fieldset.appendChild(row);
+      if (known && error?.parameter === p.name) {
+        input.setAttribute('aria-invalid', 'true');
+        fieldset.appendChild(
+          el(
+            'div',
+            { class: 'jp-mlws-error jp-mlws-param-error', 'data-mlws-param-error': p.name },
+            error.message
+          )
+        );
+        this._invalid = input;
+      }
       this._params.set(p.name, input);
     }
     form.appendChild(fieldset);
@@ -153,7 +178,8 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValu
       el(
         'div',
         { class: 'jp-mlws-muted jp-mlws-run-note' },
-        "Values are Python literals (0.5, 'text', [1, 2], True). The notebook is saved first."
+        "Values are read as the CLI's -p reads them: Python literals (0.5, 'text', [1, 2], " +
+          'True, None); other text is a string. The notebook is saved first.'
       )
     );
   }
@@ -168,41 +194,55 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValu
 
   protected onAfterAttach(): void {
     const first = this._params.values().next().value as HTMLInputElement | undefined;
-    (first ?? this._env).focus();
+    (this._invalid ?? first ?? this._env).focus();
   }
 
   private _env: HTMLSelectElement;
   private _compute: HTMLSelectElement;
   private _params = new Map<string, HTMLInputElement>();
+  private _invalid?: HTMLInputElement;
 }
 
 /**
- * Parameters to send: only those whose text differs from the notebook's default (the others
- * keep the notebook's own value), each read as a Python literal.
+ * Parameters to send: the text of those that differ from the notebook's default (the others
+ * keep the notebook's own value), untouched; the server gives them their types. An emptied
+ * input is refused here (it would be the empty string, which is rarely what was meant).
  */
-export function parametersToSend(
+export function literalParameters(
   parameters: INotebookParameter[],
   texts: Record<string, string>
-): { values: Record<string, unknown>; errors: string[] } {
-  const values: Record<string, unknown> = {};
-  const errors: string[] = [];
+): { literals: Record<string, string>; error?: IRunJobError } {
+  const literals: Record<string, string> = {};
   for (const p of parameters) {
-    const text = (texts[p.name] ?? '').trim();
-    if (text === (p.default ?? '').trim()) {
+    const text = texts[p.name] ?? '';
+    if (text.trim() === (p.default ?? '').trim()) {
       continue;
     }
-    if (text === '') {
-      errors.push(`${p.name}: a value is missing (write None for nothing)`);
-      continue;
+    if (text.trim() === '') {
+      return {
+        literals,
+        error: {
+          parameter: p.name,
+          message: "A value is missing. Write None for nothing, or '' for an empty string."
+        }
+      };
     }
-    try {
-      values[p.name] = parsePythonLiteral(text);
-    } catch (error) {
-      const why = error instanceof LiteralError ? error.message : String(error);
-      errors.push(`${p.name}: ${why}`);
-    }
+    literals[p.name] = text;
   }
-  return { values, errors };
+  return { literals };
+}
+
+/** The server's refusal of a submission, tied to the parameter it names if any. */
+export function submissionError(error: unknown): IRunJobError {
+  if (!(error instanceof MlwsApiError)) {
+    return { message: `The job was not submitted: ${errorText(error)}` };
+  }
+  const details = error.details ?? {};
+  const name = details.field === 'literal_parameters' ? details.name : details.parameter;
+  if (error.status === 400 && typeof name === 'string') {
+    return { message: error.display, parameter: name };
+  }
+  return { message: `The job was not submitted: ${error.display}` };
 }
 
 /** Everything the form offers, fetched in parallel. */
@@ -227,13 +267,13 @@ export async function loadChoices(service: MlwsService, path: string): Promise<I
 
 /**
  * Show the form for the notebook at `path` (relative to the server root) and submit it.
- * Resolves with the submitted job, or null if the user canceled. Errors (unreadable values,
- * the server refusing the submission) are shown in the form, which opens again.
+ * Resolves with the submitted job, or null if the user canceled. Errors (a missing value, the
+ * server refusing a value or the submission) are shown in the form, which opens again.
  */
 export async function runAsJob(service: MlwsService, path: string): Promise<IJob | null> {
   const choices = await loadChoices(service, path);
   let previous: IRunJobValue | undefined;
-  let error: string | undefined;
+  let error: IRunJobError | undefined;
   for (;;) {
     const result = await showDialog<IRunJobValue>({
       title: 'Run as job',
@@ -246,20 +286,20 @@ export async function runAsJob(service: MlwsService, path: string): Promise<IJob
       return null;
     }
     previous = result.value;
-    const { values, errors } = parametersToSend(choices.parameters, previous.texts);
-    if (errors.length) {
-      error = errors.join('\n');
+    const { literals, error: missing } = literalParameters(choices.parameters, previous.texts);
+    if (missing) {
+      error = missing;
       continue;
     }
     try {
       return await service.submitNotebook({
         notebook: path,
-        parameters: values,
+        literal_parameters: literals,
         environment: previous.environment === KERNEL_PYTHON ? null : previous.environment,
         compute: previous.compute || null
       });
     } catch (e) {
-      error = `The job was not submitted: ${errorText(e)}`;
+      error = submissionError(e);
     }
   }
 }

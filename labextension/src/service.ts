@@ -164,10 +164,19 @@ export interface ILogChunk {
 /** `NotebookSubmission`: the body of POST /jobs. */
 export interface INotebookSubmission {
   notebook: string;
+  /** Parameter values as JSON. */
   parameters?: Record<string, unknown>;
+  /**
+   * Parameters as typed (`"-0.5"`, `"[1, 2]"`, `"'text'"`), read by the server with the CLI's
+   * parser; they win over `parameters`. A value it refuses answers 400 with
+   * `details: {field: 'literal_parameters', name}`.
+   */
+  literal_parameters?: Record<string, string>;
   environment?: string | null;
   compute?: string | null;
   inputs?: Record<string, unknown>;
+  /** Inputs as typed after the CLI's `-i NAME=`, read by the server's parser. */
+  literal_inputs?: Record<string, string>;
   /** Names of the outputs (folders) the job writes. */
   outputs?: string[];
   experiment?: string | null;

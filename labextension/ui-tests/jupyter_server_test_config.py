@@ -50,7 +50,11 @@ _this_build_first()
 
 def _seed() -> Path:
     """Open (create) the workspace of $MLWS_WORKSPACE; seed it when it holds no models."""
+    import jupyter_mlws
     from jupyter_mlws import Workspace
+
+    # Which checkout the server runs (PYTHONPATH=$PWD puts a worktree's ahead of the install).
+    print(f"jupyter_server_test_config: jupyter_mlws from {jupyter_mlws.__file__}", flush=True)
 
     ws = Workspace.open()
     try:

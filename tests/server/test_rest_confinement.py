@@ -145,6 +145,18 @@ async def test_literals_have_the_types_every_surface_gives(api: Api, ws: Workspa
         assert all(word in message for word in words), body
 
 
+async def test_a_refused_literal_names_its_field_and_name(api: Api, ws: Workspace,
+                                                         jp_root_dir: Path) -> None:
+    """The sidebar's form shows the server's refusal beside the input it came from."""
+    make_notebook(jp_root_dir / "types.ipynb", "pass", parameters=NOTEBOOK_PARAMETERS)
+    for field, name in [("literal_parameters", "p_list"), ("literal_inputs", "lr")]:
+        body = error(await api.post("/jobs", body={
+            "notebook": "types.ipynb", field: {"p_int": "1", name: "{1, 2}"}}), 400, "invalid")
+        assert body["details"] == {"field": field, "name": name}, body
+        assert "a set" in body["message"] and "list" in body["hint"], body
+    assert ws.jobs.list() == []
+
+
 async def test_the_job_detail_is_the_one_the_cli_shows(api: Api, ws: Workspace,
                                                        jp_root_dir: Path) -> None:
     make_notebook(jp_root_dir / "m.ipynb", "from jupyter_mlws import run\n"

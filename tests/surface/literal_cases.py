@@ -39,7 +39,7 @@ REFUSED: dict[str, tuple[str, ...]] = {
 #: parameters cell defines them, so they are injected as parameters too.
 INPUT_CASES: dict[str, tuple[str, Any]] = {"lr": ("-0.5", -0.5), "opt": ("adam", "adam")}
 
-# `None` defaults: the notebook does not type them, so every literal type can be given
+#: Defaults of None, which the server's check of int/float/bool defaults leaves alone.
 NOTEBOOK_PARAMETERS = "\n".join(f"{name} = None" for name in [*CASES, *INPUT_CASES])
 
 
