@@ -249,7 +249,7 @@ class JobTemplate(abc.ABC):
         outputs = []
         if ctx.paths.outputs.exists():
             for d in sorted(ctx.paths.outputs.iterdir()):
-                if d.is_dir():
+                if d.is_dir() or d.name in ctx.launch.outputs:  # uri_file outputs are files
                     outputs.append({"name": d.name,
                                     "type": ctx.launch.outputs.get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})

@@ -59,7 +59,8 @@ def refuse_cloud_only(data: Mapping[str, Any], *, where: str) -> None:
             if f"/{key}" in schema:
                 name = label
     if name is not None:
-        label = name if name.startswith("A ") else f"A {name} job"
+        article = "An" if name[0] in "AEIOU" else "A"
+        label = name if name.startswith("A ") else f"{article} {name} job"
         raise CloudOnlyError(
             f"{where}: {label} runs only in Azure ML; it cannot run on a local workspace.",
             hint="Submit it with `az ml job create` to Azure ML, or rewrite it as a command job "
@@ -121,9 +122,20 @@ def map_compute(ws: Workspace, value: str | None) -> tuple[str, str | None]:
 def refuse_cloud_storage(name: str, uri: str) -> None:
     if uri.lower().startswith(CLOUD_STORAGE_SCHEMES):
         raise CloudStorageError(
-            f"The input {name!r} names {uri!r}: cloud storage is not reachable offline.",
-            hint="Register a local copy with `mlws data create -n NAME -p LOCAL_PATH` and use "
+            f"The input {name!r} names {uri!r}: cloud storage is not reachable offline;",
+            hint="register a local copy with `mlws data create -n NAME -p LOCAL_PATH` and use "
             "`path: azureml:NAME@latest` in the YAML.")
+
+
+def refuse_cloud_inputs(data: Mapping[str, Any]) -> None:
+    """Refuse cloud storage inputs of a job spec (and of its steps) before it is validated."""
+    steps = data.get("jobs")
+    for spec in [data, *(steps.values() if isinstance(steps, Mapping) else [])]:
+        inputs = spec.get("inputs") if isinstance(spec, Mapping) else None
+        for name, value in (inputs.items() if isinstance(inputs, Mapping) else []):
+            path = value.get("path") if isinstance(value, Mapping) else value
+            if isinstance(path, str):
+                refuse_cloud_storage(str(name), path)
 
 
 def download_input(ws: Workspace, name: str, url: str, typ: str | None) -> Path:
@@ -148,7 +160,8 @@ def download_input(ws: Workspace, name: str, url: str, typ: str | None) -> Path:
                 shutil.copyfileobj(resp, out)
                 tag = tag or resp.headers.get("ETag") or resp.headers.get("Last-Modified")
         except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+            reason = (f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError)
+                      else getattr(exc, "reason", None) or exc)
             raise DownloadError(f"The input {name!r} could not be downloaded from {url!r}: "
                                 f"{reason}.", hint="Check the URL, or download the file and "
                                 "give its local path.") from None

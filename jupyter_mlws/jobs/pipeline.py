@@ -318,7 +318,7 @@ class PipelineHandle:
             if job.done:
                 self.state[name] = JobStatus(job.status)
                 if job.status == JobStatus.FAILED.value:
-                    self.causes[name] = job.error or "failed"
+                    self.causes[name] = _cause(job.error, self._ws.jobs.paths(child).job_log)
                 self._say(f"{name}: {job.status}" + (f" ({job.error})" if job.error else ""))
 
     def stop(self, grace: float = 0.0) -> None:
@@ -358,6 +358,20 @@ class PipelineRun(JobTemplate):
             return JobStatus.COMPLETED, None
         causes = handle.causes or {n: "failed" for n in handle.failed}
         return JobStatus.FAILED, failure_line(causes, handle.skipped)
+
+
+def _cause(error: str | None, log: Path) -> str:
+    """A failed step's error, with the last line it printed (usually the reason)."""
+    last = ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines()]
+        last = next((x for x in reversed(lines) if x and not x.startswith("[mlws]")), "")
+    except OSError:
+        pass
+    text = error or "failed"
+    return f"{text} (last output: {last[:300]})" if last else text
 
 
 def failure_line(causes: Mapping[str, str], skipped: list[str]) -> str:

@@ -396,13 +396,18 @@ class JobSubmission(JobQueries):
         """
         from jupyter_mlws.assets.job import CommandJobSpec, PipelineJobSpec
         from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
-        from jupyter_mlws.jobs.azure_compat import drop_local_noops, refuse_cloud_only
+        from jupyter_mlws.jobs.azure_compat import (
+            drop_local_noops,
+            refuse_cloud_inputs,
+            refuse_cloud_only,
+        )
 
         p = Path(path)
         data, index = load_yaml(p)
         if not isinstance(data, dict):
             raise SpecError("expected a mapping of fields", file=str(p), line=1)
         refuse_cloud_only(data, where=str(p))
+        refuse_cloud_inputs(data)
         kind = data.get("type", "command")
         base = p.parent.resolve()
         data, notes = drop_local_noops(dict(data), where=str(p))
