@@ -353,13 +353,14 @@ class JobSubmission(JobQueries):
         paths = self.paths(job_id)
         paths.make()
         pipe_notes = list(pipe.settings.get("file_notes") or [])
-        if notes.get("(pipeline)"):
-            pipe_notes.append(notes.pop("(pipeline)"))
+        default_note = notes.pop("(pipeline)", None)
+        if default_note and default_note not in pipe_notes:  # (a rerun has it already)
+            pipe_notes.append(default_note)
         _write_notes(paths, pipe_notes)
         data = pipe.model_dump(mode="json", exclude_none=True)
         data["base_dir"] = str(base_dir or Path.cwd())
         data.setdefault("settings", {}).update(
-            {"resolved_computes": computes, "compute_notes": notes})
+            {"resolved_computes": computes, "compute_notes": notes, "file_notes": pipe_notes})
         launch = self._launch(job_id=job_id, kind="pipeline", compute=comp, env=None, argv=[],
                               cwd=paths.root, env_vars={}, mounts=[], outputs={}, timeout=None)
         job = self._record(job_id=job_id, kind="pipeline", compute=comp, env=None, spec=data,
