@@ -162,3 +162,21 @@ def test_cloud_storage_inputs_say_how_to_register_a_local_copy(mlws, aws: Worksp
     assert aws.jobs.list() == []
     with pytest.raises(CloudStorageError):
         aws.jobs.create_from_file(SPECS / spec)
+
+
+def test_outputs_and_logs_of_a_notebook_and_of_a_code_folder_that_has_them(
+        aws: Workspace, tmp_path: Path) -> None:
+    from tests.helpers import make_notebook
+
+    code = tmp_path / "nbcode"
+    (code / "outputs").mkdir(parents=True)
+    (code / "outputs" / "old.txt").write_text("from the repo")
+    make_notebook(code / "nb.ipynb", "import pathlib\n"
+                  "pathlib.Path('outputs/nb.txt').write_text('from the notebook')\n"
+                  "pathlib.Path('logs/nb.log').write_text('logged')")
+    job = aws.jobs.wait(aws.jobs.submit_notebook(code / "nb.ipynb").id, timeout=180)
+    assert job.status == "Completed", aws.jobs.logs(job.id)
+    paths = aws.jobs.paths(job.id)
+    assert (paths.outputs / "nb.txt").read_text() == "from the notebook"
+    assert (paths.outputs / "old.txt").read_text() == "from the repo"
+    assert (paths.logs / "user" / "nb.log").read_text() == "logged"
