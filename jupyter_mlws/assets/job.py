@@ -51,6 +51,8 @@ class _JobMeta(SpecModel):
     experiment_name: str | None = None
     description: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    #: Azure ML job properties: kept with the spec, with no meaning here.
+    properties: dict[str, Any] = Field(default_factory=dict)
     compute: str | None = None
 
     _tags = field_validator("tags", mode="before")(classmethod(lambda cls, v: validate_tags(v)))

@@ -35,10 +35,33 @@ def _refs(value: Any) -> list[tuple[str, str]]:
     return _STEP_REF.findall(text) if isinstance(text, str) else []
 
 
+def rewrite_parent_outputs(steps: Mapping[str, Any]) -> dict[str, Any]:
+    """Steps (as mappings) whose inputs name ``${{parent.outputs.X}}`` read the step output
+    bound to ``X`` instead (``${{parent.jobs.S.outputs.o}}``), as Azure ML resolves them."""
+    producers: dict[str, str] = {}
+    for name, step in steps.items():
+        for out, value in (step.get("outputs") or {}).items():
+            text = value.get("path") if isinstance(value, Mapping) else value
+            m = _PARENT_OUT.fullmatch(text.strip()) if isinstance(text, str) else None
+            if m:
+                producers[m.group(1)] = "${{parent.jobs." + name + ".outputs." + out + "}}"
+
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return _PARENT_OUT.sub(lambda m: producers.get(m.group(1), m.group(0)), value)
+        if isinstance(value, Mapping):
+            return {k: sub(v) for k, v in value.items()}
+        return value
+
+    return {name: {**step, "inputs": {k: sub(v) for k, v in (step.get("inputs") or {}).items()}}
+            for name, step in steps.items()}
+
+
 def dependencies(steps: Mapping[str, Any]) -> dict[str, set[str]]:
+    steps = rewrite_parent_outputs(steps)
     deps: dict[str, set[str]] = {}
     for name, step in steps.items():
-        inputs = step["inputs"] if isinstance(step, Mapping) else step.inputs
+        inputs = step["inputs"]
         found = {a for value in inputs.values() for a, _ in _refs(value)}
         unknown = found - set(steps)
         if unknown:
@@ -83,7 +106,11 @@ def _bind(value: Any, parent_inputs: Mapping[str, Any], outputs_of: Mapping[str,
             return parent_inputs.get(whole.group(1))
         return sub(value)
     if isinstance(value, Mapping):
-        return {k: _bind(v, parent_inputs, outputs_of) for k, v in value.items()}
+        out = {k: _bind(v, parent_inputs, outputs_of) for k, v in value.items()}
+        inner = out.get("path")
+        if isinstance(inner, Mapping):  # path: ${{parent.inputs.x}} where x is a typed input
+            out = {**inner, **{k: v for k, v in out.items() if k != "path"}}
+        return out
     return value
 
 
@@ -245,7 +272,7 @@ class PipelineHandle:
         self._ws = ws
         self._ctx = ctx
         self._pipe = pipe
-        self._steps: dict[str, dict[str, Any]] = pipe["jobs"]
+        self._steps: dict[str, dict[str, Any]] = rewrite_parent_outputs(pipe["jobs"])
         self._deps = dependencies(self._steps)
         self.children: dict[str, str] = {}
         self.state: dict[str, JobStatus] = {}

@@ -41,6 +41,18 @@ class ComponentOperations(AssetOperations[ComponentSpec, Component]):
     def create(self, spec: ComponentSpec) -> Component:
         return self.register(spec)
 
+    def create_from_dict(self, data: Mapping[str, Any], *, base_dir: Path | None = None,
+                         source: str | None = None, index: LineIndex | None = None) -> Component:
+        """Register a command component from its YAML mapping; a pipeline component is
+        refused with what to do instead."""
+        if data.get("type") == "pipeline":
+            raise SpecError(
+                "a pipeline component (type: pipeline) cannot be registered here",
+                file=source, line=(index or {}).get(("type",)), field="type",
+                hint="Use it from a pipeline job step (`type: pipeline`, `component: "
+                "./this-file.yml`), where it runs as a nested pipeline.")
+        return super().create_from_dict(data, base_dir=base_dir, source=source, index=index)
+
     def create_anonymous(self, data: Mapping[str, Any], *, base_dir: Path,
                          source: str = "<component>",
                          index: LineIndex | None = None) -> Component:

@@ -133,3 +133,21 @@ def test_component_conda_file_resolves_next_to_the_component(mlws, aws: Workspac
     assert data["environment"] == env_ref
 
 
+
+
+def test_steps_reading_pipeline_outputs_wait_for_the_step_that_writes_them(  # type: ignore[no-untyped-def]
+        mlws, aws: Workspace) -> None:
+    pipe, _ = run_spec(mlws, "pipeline-parent-outputs.yml")
+    assert pipe["status"] == "Completed", aws.jobs.logs(pipe["id"])
+    assert output_text(aws, pipe["id"], "pipeline_job_trained_model", "model.txt") == \
+        "rows=3 epochs=5"
+    assert output_text(aws, pipe["id"], "pipeline_job_prepped_data", "iris.csv").startswith(
+        "sepal_length")
+
+
+def test_a_pipeline_component_is_not_registered_alone(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    out = mlws("component", "create", "-f",
+               str(SPECS / "components" / "pipeline-component.yml"), code=1).output
+    assert "pipeline-component.yml:2: field 'type': a pipeline component (type: pipeline) " \
+           "cannot be registered here" in out
+    assert "Use it from a pipeline job step" in out
