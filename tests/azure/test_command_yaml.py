@@ -180,3 +180,11 @@ def test_outputs_and_logs_of_a_notebook_and_of_a_code_folder_that_has_them(
     assert (paths.outputs / "nb.txt").read_text() == "from the notebook"
     assert (paths.outputs / "old.txt").read_text() == "from the repo"
     assert (paths.logs / "user" / "nb.log").read_text() == "logged"
+
+
+def test_additional_includes_of_a_command_job(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    job, _ = run_spec(mlws, "command-includes.yml")
+    assert job["status"] == "Completed", aws.jobs.logs(job["id"])
+    assert "rows=3 epochs=1" in aws.jobs.logs(job["id"])
+    snapshot = aws.artifacts.manifest(job["spec"]["snapshot"]["sha256"])
+    assert "shared/helpers.py" in [f[0] for f in snapshot]

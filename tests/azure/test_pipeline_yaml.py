@@ -151,3 +151,9 @@ def test_a_pipeline_component_is_not_registered_alone(mlws, aws: Workspace) -> N
     assert "pipeline-component.yml:2: field 'type': a pipeline component (type: pipeline) " \
            "cannot be registered here" in out
     assert "Use it from a pipeline job step" in out
+
+
+def test_a_step_limits_timeout_is_its_cause(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    pipe, _ = run_spec(mlws, "pipeline-step-timeout.yml", code=1)
+    assert pipe["error"].startswith("step 'slow' failed: timed out after 2.0 s (the job's "
+                                    "timeout) (last output: waiting)")
