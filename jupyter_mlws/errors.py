@@ -250,3 +250,23 @@ class SecretKeyError(MlwsError):
 
     code = "secret_key"
     http_status = 500
+
+
+# --- Azure ML compatibility (issue 10, h-azure: compute names, job conventions) --------------------
+class CloudOnlyError(ValidationError):
+    """The YAML describes something that exists only in the Azure ML cloud (AutoML, Spark, ...)."""
+
+    code = "cloud_only"
+
+
+class CloudStorageError(ValidationError):
+    """An input names Azure cloud storage (``wasbs://``, ``abfss://``), unreachable offline."""
+
+    code = "cloud_storage_offline"
+
+
+class DownloadError(MlwsError):
+    """An ``https://`` input could not be downloaded."""
+
+    code = "download_failed"
+    http_status = 502

@@ -56,6 +56,11 @@ class WorkspaceSettings(BaseModel):
     registry: str | None = Field(
         default=None, description="A container registry to pull/push environment images."
     )
+    compute_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Cloud compute name (as in Azure ML YAML) -> local compute; '*' maps every "
+        "other unknown name. Unknown names run on 'local' with a note in the job's log.",
+    )
 
 
 def _is_workspace(path: Path) -> bool:

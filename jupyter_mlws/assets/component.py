@@ -201,14 +201,17 @@ class ComponentSpec(AssetSpec):
     code: str | None = None
     environment: str | EnvironmentSpec
     command: str
+    #: Folders or files copied into the root of the code snapshot (Azure ML's
+    #: ``additional_includes``).
+    additional_includes: list[str] = Field(default_factory=list)
     #: Filled at registration: the stored snapshot of ``code``.
     code_artifact: dict[str, Any] | None = None
 
     @field_validator("inputs", "outputs", mode="before")
     @classmethod
     def _short(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {k: _input_type_default(v) for k, v in value.items()}
+        if isinstance(value, dict):  # an empty declaration is a uri_folder (outputs)
+            return {k: {} if v is None else _input_type_default(v) for k, v in value.items()}
         return value if value is not None else {}
 
     _inline_env = field_validator("environment", mode="before")(
@@ -228,6 +231,7 @@ class ComponentSpec(AssetSpec):
         data = super().content()
         if data.get("code_artifact"):
             data.pop("code", None)  # the snapshot counts, not where it was taken from
+            data.pop("additional_includes", None)
         if isinstance(data.get("environment"), dict):
             data["environment"].pop("name", None)
         return data

@@ -51,6 +51,8 @@ class _JobMeta(SpecModel):
     experiment_name: str | None = None
     description: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    #: Azure ML job properties: kept with the spec, with no meaning here.
+    properties: dict[str, Any] = Field(default_factory=dict)
     compute: str | None = None
 
     _tags = field_validator("tags", mode="before")(classmethod(lambda cls, v: validate_tags(v)))
@@ -72,9 +74,23 @@ def _coerce_inputs(value: object) -> object:
     return {k: v if isinstance(v, dict) else {"value": v} for k, v in value.items()}
 
 
+def _coerce_outputs(value: object) -> object:
+    """An output declared with nothing (``model:``) is a ``uri_folder``, as in Azure ML."""
+    if isinstance(value, dict):
+        return {k: {} if v is None else v for k, v in value.items()}
+    return value if value is not None else {}
+
+
+class JobLimits(SpecModel):
+    """``limits:`` of a command job: ``timeout`` in seconds fails the job when reached."""
+
+    timeout: float | None = Field(default=None, gt=0)
+
+
 class CommandJobSpec(_JobMeta):
+    #: Accepted and dropped with a warning: they mean nothing on a local compute.
     ignored_fields: ClassVar[frozenset[str]] = frozenset(
-        {"resources", "distribution", "identity", "limits", "services", "queue_settings"}
+        {"resources", "distribution", "identity", "services", "queue_settings"}
     )
 
     type: Literal["command"] = "command"
@@ -86,8 +102,20 @@ class CommandJobSpec(_JobMeta):
     inputs: dict[str, JobInput] = Field(default_factory=dict)
     outputs: dict[str, JobOutput] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
+    limits: JobLimits | None = None
+    #: Folders or files copied into the root of the code snapshot.
+    additional_includes: list[str] = Field(default_factory=list)
 
     _coerce = field_validator("inputs", mode="before")(classmethod(lambda cls, v: _coerce_inputs(v)))
+    _coerce_out = field_validator("outputs", mode="before")(
+        classmethod(lambda cls, v: _coerce_outputs(v)))
+    _includes = field_validator("additional_includes", mode="before")(
+        classmethod(lambda cls, v: [] if v is None else v))
+
+    @property
+    def job_timeout(self) -> float | None:
+        """``timeout`` or ``limits.timeout`` (the Azure ML spelling)."""
+        return self.timeout or (self.limits.timeout if self.limits else None)
 
     _inline_env = field_validator("environment", mode="before")(
         classmethod(lambda cls, v: inline_environment(v)))
@@ -116,9 +144,15 @@ class CommandJobSpec(_JobMeta):
 
 
 class PipelineStep(SpecModel):
-    ignored_fields: ClassVar[frozenset[str]] = frozenset({"resources", "distribution"})
+    ignored_fields: ClassVar[frozenset[str]] = frozenset(
+        {"resources", "distribution", "identity", "services", "queue_settings"})
 
-    type: Literal["command", "notebook"] = "command"
+    type: Literal["command", "notebook", "pipeline"] = "command"
+    display_name: str | None = None
+    description: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+    limits: JobLimits | None = None
+    environment_variables: dict[str, str] = Field(default_factory=dict)
     component: str | dict[str, Any] | None = None
     command: str | None = None
     notebook: str | None = None
@@ -129,6 +163,10 @@ class PipelineStep(SpecModel):
     outputs: dict[str, Any] = Field(default_factory=dict)
     parameters: dict[str, Any] = Field(default_factory=dict)
 
+    _coerce_out = field_validator("outputs", mode="before")(
+        classmethod(lambda cls, v: _coerce_outputs(v)))
+    _env_vars = field_validator("environment_variables", mode="before")(
+        classmethod(lambda cls, v: env_var_mapping(v)))
     _paths = field_validator("code", "notebook")(classmethod(lambda cls, v: _path_or_none(v)))
 
     @model_validator(mode="after")

@@ -52,6 +52,8 @@ def kind_of(data: dict[str, Any], *, source: str | None = None,
     stem = str(url).rstrip("/").rsplit("/", 1)[-1]
     stem = stem.removesuffix(".json").removesuffix(".schema")
     stem = _ALIASES.get(stem, stem)
+    if stem == "pipelineComponent":  # a component; ws.components says how it is used
+        return "component"
     if stem not in SCHEMAS:
         raise SpecError(
             f"unknown $schema {short_text(repr(url), 100)}",

@@ -124,6 +124,9 @@ def job_create(file: str, compute: str | None, wait: bool, stream: bool,
     """Submit a command or pipeline job from its YAML (Azure ML CLI v2 shapes)."""
     ws = open_workspace(workspace_path)
     j = ws.jobs.create_from_file(file, **({"compute": compute} if compute else {}))
+    spec = j.spec or {}
+    for note in spec.get("notes") or (spec.get("settings") or {}).get("file_notes") or []:
+        click.echo(note, err=True)  # also at the top of the job's log
     _after_submit(ws, j, wait, stream, output)
 
 
@@ -149,9 +152,16 @@ def job_list(status: Sequence[str], experiment: str | None, parent: str | None, 
 @WORKSPACE
 @OUTPUT
 def job_show(job_id: str, workspace_path: str | None, output: str) -> None:
-    """A job: its states, what it consumed and produced, its metrics."""
-    data = open_workspace(workspace_path).jobs.detail(job_id).public_dict()
-    emit(data, output, table=lambda: click.echo("\n".join(detail_lines(data))))
+    """A job: its states, what it consumed and produced, its metrics, the files it kept in
+    ./outputs and ./logs."""
+    from jupyter_mlws.jobs.azure_compat import kept_files
+
+    ws = open_workspace(workspace_path)
+    data = ws.jobs.detail(job_id).public_dict()
+    kept = kept_files(ws.jobs.paths(ws.jobs.get(job_id).id))
+    data["artifacts"] = kept
+    listed = [f"{'artifacts:' if i == 0 else '':<14}{k}" for i, k in enumerate(kept)]
+    emit(data, output, table=lambda: click.echo("\n".join(detail_lines(data) + listed)))
 
 
 @job.command("logs")

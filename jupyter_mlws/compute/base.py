@@ -250,7 +250,8 @@ class JobTemplate(abc.ABC):
         outputs = []
         if ctx.paths.outputs.exists():
             for d in sorted(ctx.paths.outputs.iterdir()):
-                if d.is_dir() and not d.is_symlink():
+                # no links; uri_file outputs are files
+                if not d.is_symlink() and (d.is_dir() or d.name in ctx.launch.outputs):
                     outputs.append({"name": d.name,
                                     "type": ctx.launch.outputs.get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})

@@ -78,7 +78,13 @@ class InputBinder:
             _, out_path = self._output_path(text)
             return str(out_path), {"name": name, "type": typ or "uri_folder", "uri": text}, True
         if text.startswith(("http://", "https://")):
-            return text, {"name": name, "type": typ or "uri_file", "uri": text}, False
+            from jupyter_mlws.jobs.azure_compat import download_input
+
+            local_copy = download_input(self._ws, name, text, typ)
+            return str(local_copy), {"name": name, "type": typ or "uri_file", "uri": text}, True
+        from jupyter_mlws.jobs.azure_compat import refuse_cloud_storage
+
+        refuse_cloud_storage(name, text)
         remote = self._remote(text)
         if remote is not None:
             local = fetch_remote(remote[0], remote[1], paths.inputs / name, typ,
@@ -154,7 +160,9 @@ class InputBinder:
         uri = str(asset.spec.get("path"))
         row["uri"] = uri
         if uri.startswith(("http://", "https://")):
-            return uri, row
+            from jupyter_mlws.jobs.azure_compat import download_input
+
+            return str(download_input(self._ws, name, uri, row["type"])), row
         remote = self._remote(uri)
         if remote is not None:
             local = fetch_remote(remote[0], remote[1], paths.inputs / name, row["type"],
@@ -205,12 +213,16 @@ def fetch_remote(fs: Any, rpath: str, dest: Path, typ: str | None, *, what: str,
 
 
 def bind_outputs(outputs: Mapping[str, Any] | None, paths: JobPaths) -> dict[str, str]:
-    """Make each output's folder; output name -> type."""
+    """Make each output's folder (a ``uri_file`` output is a file the job writes: only its
+    parent is made); output name -> type. An empty declaration is a ``uri_folder``."""
     out: dict[str, str] = {}
     for name, spec in (outputs or {}).items():
-        (paths.outputs / name).mkdir(parents=True, exist_ok=True)
-        typ = spec.get("type") if isinstance(spec, Mapping) else None
-        out[name] = typ or "uri_folder"
+        typ = (spec.get("type") if isinstance(spec, Mapping) else None) or "uri_folder"
+        if typ == "uri_file":
+            paths.outputs.mkdir(parents=True, exist_ok=True)
+        else:
+            (paths.outputs / name).mkdir(parents=True, exist_ok=True)
+        out[name] = typ
     return out
 
 

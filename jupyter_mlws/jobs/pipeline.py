@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from jupyter_mlws.workspace import Workspace
 
 _STEP_REF = re.compile(r"\$\{\{\s*parent\.jobs\.([A-Za-z0-9_\-]+)\.outputs\.([A-Za-z0-9_]+)\s*\}\}")
+_PARENT_OUT = re.compile(r"\$\{\{\s*parent\.outputs\.([A-Za-z0-9_]+)\s*\}\}")
 _PARENT_IN = re.compile(r"\$\{\{\s*parent\.inputs\.([A-Za-z0-9_]+)\s*\}\}")
 POLL_S = 0.2
 
@@ -34,10 +35,33 @@ def _refs(value: Any) -> list[tuple[str, str]]:
     return _STEP_REF.findall(text) if isinstance(text, str) else []
 
 
+def rewrite_parent_outputs(steps: Mapping[str, Any]) -> dict[str, Any]:
+    """Steps (as mappings) whose inputs name ``${{parent.outputs.X}}`` read the step output
+    bound to ``X`` instead (``${{parent.jobs.S.outputs.o}}``), as Azure ML resolves them."""
+    producers: dict[str, str] = {}
+    for name, step in steps.items():
+        for out, value in (step.get("outputs") or {}).items():
+            text = value.get("path") if isinstance(value, Mapping) else value
+            m = _PARENT_OUT.fullmatch(text.strip()) if isinstance(text, str) else None
+            if m:
+                producers[m.group(1)] = "${{parent.jobs." + name + ".outputs." + out + "}}"
+
+    def sub(value: Any) -> Any:
+        if isinstance(value, str):
+            return _PARENT_OUT.sub(lambda m: producers.get(m.group(1), m.group(0)), value)
+        if isinstance(value, Mapping):
+            return {k: sub(v) for k, v in value.items()}
+        return value
+
+    return {name: {**step, "inputs": {k: sub(v) for k, v in (step.get("inputs") or {}).items()}}
+            for name, step in steps.items()}
+
+
 def dependencies(steps: Mapping[str, Any]) -> dict[str, set[str]]:
+    steps = rewrite_parent_outputs(steps)
     deps: dict[str, set[str]] = {}
     for name, step in steps.items():
-        inputs = step["inputs"] if isinstance(step, Mapping) else step.inputs
+        inputs = step["inputs"]
         found = {a for value in inputs.values() for a, _ in _refs(value)}
         unknown = found - set(steps)
         if unknown:
@@ -82,7 +106,11 @@ def _bind(value: Any, parent_inputs: Mapping[str, Any], outputs_of: Mapping[str,
             return parent_inputs.get(whole.group(1))
         return sub(value)
     if isinstance(value, Mapping):
-        return {k: _bind(v, parent_inputs, outputs_of) for k, v in value.items()}
+        out = {k: _bind(v, parent_inputs, outputs_of) for k, v in value.items()}
+        inner = out.get("path")
+        if isinstance(inner, Mapping):  # path: ${{parent.inputs.x}} where x is a typed input
+            out = {**inner, **{k: v for k, v in out.items() if k != "path"}}
+        return out
     return value
 
 
@@ -94,41 +122,90 @@ def _submit_step(ws: Workspace, pipeline_id: str, name: str, step: dict[str, Any
     inputs = {k: _absolute(v, base) for k, v in inputs.items()}
     outputs = {k: (v if isinstance(v, Mapping) else {"type": "uri_folder"})
                for k, v in (step.get("outputs") or {}).items()}
-    compute = step.get("compute") or pipe.get("compute")
+    settings = pipe.get("settings") or {}
+    compute = (settings.get("resolved_computes") or {}).get(name) or step.get("compute") \
+        or pipe.get("compute")
+    note = (settings.get("compute_notes") or {}).get(name)
     common: dict[str, Any] = {"compute": compute, "experiment": pipe.get("experiment_name"),
-              "_parent": (pipeline_id, name)}
+                              "_parent": (pipeline_id, name)}
     code = step.get("code")
     code_path = str((base / code).resolve()) if code else None
+    timeout = (step.get("limits") or {}).get("timeout")
+    display = step.get("display_name") or name
     if step.get("notebook"):
         params = {k: _bind(v, parent_inputs, outputs_of)
                   for k, v in (step.get("parameters") or {}).items()}
         job = ws.jobs.submit_notebook(base / step["notebook"], params,
                                       environment=step.get("environment"), inputs=inputs,
-                                      outputs=outputs, code=code_path, display_name=name,
+                                      outputs=outputs, code=code_path, display_name=display,
+                                      timeout=timeout, _notes=[note] if note else None,
+                                      environment_variables=step.get("environment_variables"),
                                       **common)
         return job.id
     command = step.get("command")
     environment = step.get("environment")
     if step.get("component"):
         comp = _component(ws, step["component"], base)
+        if comp.get("type") == "pipeline":
+            return _submit_sub_pipeline(ws, comp, inputs, name, pipeline_id, compute)
         command = comp["command"]
         environment = comp["environment"]
         code_path = comp.get("code") or code_path
-        for key, decl in comp.get("inputs", {}).items():
-            if key not in inputs and decl.get("default") is not None:
-                inputs[key] = {"type": decl.get("type"), "value": decl["default"]}
-            elif key in inputs and decl.get("type") and isinstance(inputs[key], Mapping):
-                inputs[key].setdefault("type", decl["type"])
-            elif key in inputs and decl.get("type"):
-                inputs[key] = {"type": decl["type"], "value": inputs[key]}
-            if key in inputs and decl.get("optional"):
-                inputs[key] = {**inputs[key], "optional": True}
-        for key, decl in comp.get("outputs", {}).items():
-            outputs.setdefault(key, {"type": decl.get("type", "uri_folder")})
+        _component_io(comp, inputs, outputs)
     if not command:
         raise SpecError(f"step {name!r} has no command", field=f"jobs.{name}")
     job = ws.jobs.submit_command(command, code=code_path, environment=environment,
-                                 inputs=inputs, outputs=outputs, display_name=name, **common)
+                                 inputs=inputs, outputs=outputs, display_name=display,
+                                 timeout=timeout, _notes=[note] if note else None,
+                                 environment_variables=step.get("environment_variables"),
+                                 **common)
+    _link_parent_outputs(ws, pipeline_id, step, job.id)
+    return job.id
+
+
+def _component_io(comp: Mapping[str, Any], inputs: dict[str, Any],
+                  outputs: dict[str, Any]) -> None:
+    """Give the step's inputs the component's types and defaults, and its outputs' types."""
+    for key, decl in comp.get("inputs", {}).items():
+        if key not in inputs and decl.get("default") is not None:
+            inputs[key] = {"type": decl.get("type"), "value": decl["default"]}
+        elif key in inputs and decl.get("type") and isinstance(inputs[key], Mapping):
+            inputs[key] = {"type": decl["type"], **inputs[key]}
+        elif key in inputs and decl.get("type"):
+            inputs[key] = {"type": decl["type"], "value": inputs[key]}
+        if key in inputs and decl.get("optional"):
+            inputs[key] = {**inputs[key], "optional": True}
+    for key, decl in comp.get("outputs", {}).items():
+        given = outputs.get(key) or {}
+        outputs[key] = {**given, "type": given.get("type") or decl.get("type", "uri_folder")}
+
+
+def _link_parent_outputs(ws: Workspace, pipeline_id: str, step: Mapping[str, Any],
+                         child_id: str) -> None:
+    """A step output bound to ``${{parent.outputs.X}}`` is the pipeline's output ``X``
+    (a link, in the pipeline job's outputs folder, to where the step writes it)."""
+    import os
+
+    pipe_out = ws.jobs.paths(pipeline_id).outputs
+    child_out = ws.jobs.paths(child_id).outputs
+    for out, value in (step.get("outputs") or {}).items():
+        text = value.get("path") if isinstance(value, Mapping) else value
+        m = _PARENT_OUT.fullmatch(text.strip()) if isinstance(text, str) else None
+        if m is None:
+            continue
+        link = pipe_out / m.group(1)
+        if not link.is_symlink() and not link.exists():
+            pipe_out.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(os.path.relpath(child_out / out, pipe_out))
+
+
+def _submit_sub_pipeline(ws: Workspace, comp: Mapping[str, Any], inputs: Mapping[str, Any],
+                         name: str, pipeline_id: str, compute: str | None) -> str:
+    """A ``pipelineComponent`` step: a child pipeline whose inputs are the step's."""
+    spec = {"type": "pipeline", "jobs": comp.get("jobs") or {}, "inputs": dict(inputs),
+            "outputs": comp.get("outputs") or {}, "display_name": name}
+    job = ws.jobs.submit_pipeline(spec, base_dir=Path(comp.get("base_dir") or "."),
+                                  compute=compute, _parent=(pipeline_id, name))
     return job.id
 
 
@@ -149,18 +226,33 @@ def _absolute(value: Any, base: Path) -> Any:
 
 
 def _component(ws: Workspace, ref: Any, base: Path) -> dict[str, Any]:
-    """A registered component (by reference) or an inline/YAML one, as a plain mapping."""
+    """The component of a step as a plain mapping: a registered one (``azureml:name@latest``),
+    or a local one (``file:./x.yml``, ``./x.yml`` or inline), registered anonymously by content
+    so that two pipelines whose components share a name never collide. A pipeline component
+    (``type: pipeline``) is returned as it is, with the folder its paths are relative to."""
     from jupyter_mlws.artifacts import StoredArtifact
+    from jupyter_mlws.assets.yaml_io import load_yaml
+    from jupyter_mlws.jobs.azure_compat import refuse_cloud_only
 
+    if isinstance(ref, str) and ref.startswith("file:"):
+        ref = ref[len("file:"):]
     if isinstance(ref, str) and ref.endswith((".yml", ".yaml")):
-        comp = ws.create_from_file(base / ref, kind="component")
+        path = (base / ref).resolve()
+        data, index = load_yaml(path)
+        if not isinstance(data, dict):
+            raise SpecError("expected a mapping of fields", file=str(path), line=1)
+        refuse_cloud_only(data, where=str(path))
+        if data.get("type") == "pipeline":
+            return {**data, "base_dir": str(path.parent)}
+        comp = ws.components.create_anonymous(data, base_dir=path.parent, source=str(path),
+                                              index=index)
     elif isinstance(ref, str):
         comp = ws.components.get(ref)
     else:
-        from jupyter_mlws.assets.component import ComponentSpec
-
-        comp = ws.components.register(ComponentSpec.model_validate(
-            {"name": "inline-component", **ref}))
+        refuse_cloud_only(ref, where="an inline component")
+        if ref.get("type") == "pipeline":
+            return {**ref, "base_dir": str(base)}
+        comp = ws.components.create_anonymous(ref, base_dir=base, source="<inline component>")
     data = dict(comp.spec)
     art = data.get("code_artifact")
     if art:  # lay out the component's code snapshot where the step can take it from
@@ -180,11 +272,15 @@ class PipelineHandle:
         self._ws = ws
         self._ctx = ctx
         self._pipe = pipe
-        self._steps: dict[str, dict[str, Any]] = pipe["jobs"]
+        self._steps: dict[str, dict[str, Any]] = rewrite_parent_outputs(pipe["jobs"])
         self._deps = dependencies(self._steps)
         self.children: dict[str, str] = {}
         self.state: dict[str, JobStatus] = {}
         self._outputs_of: dict[str, Path] = {}
+        #: Steps not run because a step they depend on did not complete.
+        self.skipped: list[str] = []
+        #: Why each failed step failed, in the order they failed.
+        self.causes: dict[str, str] = {}
         self._canceled = False
         self._next_poll = 0.0
         self._log = open(ctx.paths.job_log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
@@ -208,7 +304,8 @@ class PipelineHandle:
         self._collect()
         if len(self.state) < len(self._steps):
             return None
-        result = {"steps": {n: {"job": self.children.get(n), "status": self.state[n].value}
+        result = {"steps": {n: {"job": self.children.get(n),
+                                "status": "Skipped" if n in self.skipped else self.state[n].value}
                             for n in self._steps}}
         write_json(self._ctx.paths.result, result)
         return 1 if self.failed else 0
@@ -222,7 +319,9 @@ class PipelineHandle:
             if failed_deps or self._canceled:
                 why = (f"skipped: the step(s) it depends on did not complete "
                        f"({', '.join(failed_deps)})" if failed_deps else "pipeline canceled")
-                self.state[name] = JobStatus.FAILED if failed_deps else JobStatus.CANCELED
+                self.state[name] = JobStatus.CANCELED
+                if failed_deps:
+                    self.skipped.append(name)
                 self._say(f"{name}: {why}")
                 continue
             if all(self.state.get(d) == JobStatus.COMPLETED for d in self._deps[name]):
@@ -231,6 +330,7 @@ class PipelineHandle:
                                          self._pipe, self._outputs_of)
                 except MlwsError as exc:
                     self.state[name] = JobStatus.FAILED
+                    self.causes[name] = f"could not be submitted: {exc}"
                     self._say(f"{name}: could not be submitted: {exc}")
                     continue
                 self.children[name] = child
@@ -244,6 +344,8 @@ class PipelineHandle:
             job = self._ctx.store.get_job(child)
             if job.done:
                 self.state[name] = JobStatus(job.status)
+                if job.status == JobStatus.FAILED.value:
+                    self.causes[name] = _cause(job.error, self._ws.jobs.paths(child).job_log)
                 self._say(f"{name}: {job.status}" + (f" ({job.error})" if job.error else ""))
 
     def stop(self, grace: float = 0.0) -> None:
@@ -278,10 +380,38 @@ class PipelineRun(JobTemplate):
         return self._handle
 
     def outcome(self, ctx: RunContext, code: int) -> tuple[JobStatus, str | None]:
-        failed = self._handle.failed if self._handle is not None else []
-        if failed:
-            return JobStatus.FAILED, f"step(s) failed: {', '.join(failed)}"
-        return JobStatus.COMPLETED, None
+        handle = self._handle
+        if handle is None or not handle.failed:
+            return JobStatus.COMPLETED, None
+        causes = handle.causes or {n: "failed" for n in handle.failed}
+        return JobStatus.FAILED, failure_line(causes, handle.skipped)
+
+
+def _cause(error: str | None, log: Path) -> str:
+    """A failed step's error, with the last line it printed (usually the reason)."""
+    last = ""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, 2) - 4096))
+            lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines()]
+        last = next((x for x in reversed(lines) if x and not x.startswith("[mlws]")), "")
+    except OSError:
+        pass
+    text = error or "failed"
+    return f"{text} (last output: {last[:300]})" if last else text
+
+
+def failure_line(causes: Mapping[str, str], skipped: list[str]) -> str:
+    """``step 'train' failed: <why>`` for the first step that failed, then what else did not
+    run."""
+    first, why = next(iter(causes.items()))
+    text = f"step {first!r} failed: {why}"
+    others = [n for n in causes if n != first]
+    if others:
+        text += f"; also failed: {', '.join(others)}"
+    if skipped:
+        text += f"; skipped: {', '.join(skipped)}"
+    return text
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 from jupyter_mlws.assets.component import resolve_command
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec
 from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
+from jupyter_mlws.jobs.azure_compat import lay_out_conventions, with_includes
 from jupyter_mlws.jobs.inputs import (
     InputBinder,
     bind_outputs,
@@ -212,6 +213,7 @@ class JobSubmission(JobQueries):
         timeout: float | None = None,
         environment_variables: Mapping[str, str] | None = None,
         _parent: tuple[str, str] | None = None,
+        _notes: list[str] | None = None,
     ) -> Job:
         """Run a notebook with papermill; returns at once with the Queued job.
 
@@ -238,6 +240,8 @@ class JobSubmission(JobQueries):
                 cwd = (paths.code / nb_path.relative_to(folder)).parent
             except ValueError:
                 cwd = paths.code
+            lay_out_conventions(paths, cwd)
+            _write_notes(paths, _notes)
             argv = ["{python}", "-m", "jupyter_mlws.jobs.nbrun", str(paths.notebook_in),
                     str(paths.notebook_out), str(paths.params_file), str(paths.result)]
             env_vars = self._base_env(job_id, paths, bound.values, outs, env,
@@ -254,7 +258,7 @@ class JobSubmission(JobQueries):
             spec = {"notebook": str(nb_path), "parameters": params, "code": str(folder),
                     "snapshot": snapshot, "inputs": _jsonable(inputs), "outputs": outs,
                     "timeout": timeout, "kernel": (nb.get("metadata", {}).get("kernelspec")
-                                                   or {}).get("name")}
+                                                   or {}).get("name"), "notes": _notes or []}
             job = self._record(job_id=job_id, kind="notebook", compute=comp, env=env, spec=spec,
                                display_name=display_name or nb_path.stem, experiment=experiment,
                                parent=_parent)
@@ -277,10 +281,16 @@ class JobSubmission(JobQueries):
         experiment: str | None = None,
         timeout: float | None = None,
         environment_variables: Mapping[str, str] | None = None,
+        additional_includes: list[str] | None = None,
         _parent: tuple[str, str] | None = None,
+        _notes: list[str] | None = None,
     ) -> Job:
         """Run a shell command; ``${{inputs.x}}``, ``${{outputs.y}}`` and ``$[[...]]`` are
-        resolved as the Azure ML CLI v2 does (every value becomes one shell word)."""
+        resolved as the Azure ML CLI v2 does (every value becomes one shell word).
+
+        ``additional_includes`` (folders or files) are copied into the root of the code
+        snapshot. The working directory has ``./outputs`` and ``./logs``, kept with the job.
+        """
         comp = self._compute(compute)
         env = self._environment(environment)
         _check_command_template(command, inputs, outputs)
@@ -289,10 +299,13 @@ class JobSubmission(JobQueries):
         paths.make()
         try:
             snapshot = None
-            if code:
-                snapshot = self._snapshot(Path(code).expanduser().resolve(), paths)
-            else:
-                paths.code.mkdir(parents=True, exist_ok=True)
+            folder = Path(code).expanduser().resolve() if code else None
+            with with_includes(folder, list(additional_includes or [])) as merged:
+                if merged is not None:
+                    snapshot = self._snapshot(merged, paths)
+            paths.code.mkdir(parents=True, exist_ok=True)
+            lay_out_conventions(paths, paths.code)
+            _write_notes(paths, _notes)
             bound = self._binder().bind(inputs, paths)
             outs = bind_outputs(outputs, paths)
             resolved = resolve_command(command, bound.values,
@@ -305,7 +318,8 @@ class JobSubmission(JobQueries):
                                   timeout=timeout)
             spec = {"command": command, "resolved_command": resolved,
                     "code": str(code) if code else None, "snapshot": snapshot,
-                    "inputs": _jsonable(inputs), "outputs": outs, "timeout": timeout}
+                    "inputs": _jsonable(inputs), "outputs": outs, "timeout": timeout,
+                    "notes": _notes or []}
             job = self._record(job_id=job_id, kind="command", compute=comp, env=env, spec=spec,
                                display_name=display_name, experiment=experiment,
                                parent=_parent)
@@ -318,49 +332,111 @@ class JobSubmission(JobQueries):
                                       lineage=bound.lineage)
 
     def submit_pipeline(self, spec: Any, *, base_dir: Path | None = None,
-                        compute: str | None = None, experiment: str | None = None) -> Job:
-        """Run a pipeline: its steps become child jobs, run in dependency order."""
+                        compute: str | None = None, experiment: str | None = None,
+                        _parent: tuple[str, str] | None = None) -> Job:
+        """Run a pipeline: its steps become child jobs, run in dependency order.
+
+        ``compute`` runs every step there; otherwise each step runs on its own ``compute``, or
+        the pipeline's (``settings.default_compute`` or ``compute``). Cloud compute names map to
+        local computes (:func:`~jupyter_mlws.jobs.azure_compat.map_compute`).
+        """
         from jupyter_mlws.assets.job import PipelineJobSpec
         from jupyter_mlws.jobs.pipeline import step_order
 
         pipe = spec if isinstance(spec, PipelineJobSpec) else PipelineJobSpec.model_validate(spec)
         step_order(pipe)  # refuses cycles and unknown steps before anything runs
-        comp = self._compute(compute or pipe.compute)
+        computes, notes = self._step_computes(pipe, compute)
+        default = computes.pop("(pipeline)")
+        used = set(computes.values())
+        comp = self._compute(used.pop() if len(used) == 1 else default)  # what the steps use
         job_id = new_job_id()
         paths = self.paths(job_id)
         paths.make()
+        pipe_notes = list(pipe.settings.get("file_notes") or [])
+        default_note = notes.pop("(pipeline)", None)
+        if default_note and default_note not in pipe_notes:  # (a rerun has it already)
+            pipe_notes.append(default_note)
+        _write_notes(paths, pipe_notes)
         data = pipe.model_dump(mode="json", exclude_none=True)
         data["base_dir"] = str(base_dir or Path.cwd())
+        data.setdefault("settings", {}).update(
+            {"resolved_computes": computes, "compute_notes": notes, "file_notes": pipe_notes})
         launch = self._launch(job_id=job_id, kind="pipeline", compute=comp, env=None, argv=[],
                               cwd=paths.root, env_vars={}, mounts=[], outputs={}, timeout=None)
         job = self._record(job_id=job_id, kind="pipeline", compute=comp, env=None, spec=data,
                            display_name=pipe.display_name, experiment=experiment
-                           or pipe.experiment_name)
+                           or pipe.experiment_name, parent=_parent)
         return self._create_and_start(job=job, launch=launch, paths=paths, params={},
                                       lineage=[])
 
+    def _step_computes(self, pipe: Any, override: str | None
+                       ) -> tuple[dict[str, str], dict[str, str]]:
+        """Step name -> local compute (``(pipeline)``: the pipeline's own), and the notes."""
+        from jupyter_mlws.jobs.azure_compat import map_compute
+
+        if override:
+            name = self._compute(override).name  # a name typed on the command line must exist
+            return {"(pipeline)": name, **{s: name for s in pipe.jobs}}, {}
+        default, note = map_compute(self._ws, pipe.settings.get("default_compute")
+                                    or pipe.compute)
+        computes = {"(pipeline)": default}
+        notes = {"(pipeline)": note} if note else {}
+        for step_name, step in pipe.jobs.items():
+            mapped, step_note = map_compute(self._ws, step.compute) if step.compute else (
+                default, note)
+            computes[step_name] = mapped
+            if step_note:
+                notes[step_name] = step_note
+        return computes, notes
+
     def create_from_file(self, path: str | Path, **overrides: Any) -> Job:
-        """Submit a job from Azure ML CLI v2 YAML (commandJob or pipelineJob)."""
+        """Submit a job from Azure ML CLI v2 YAML (commandJob or pipelineJob).
+
+        Fields that mean nothing locally are dropped with a warning in the job's log; cloud
+        compute names map to local computes; cloud-only job types are refused by name.
+        """
         from jupyter_mlws.assets.job import CommandJobSpec, PipelineJobSpec
         from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
+        from jupyter_mlws.jobs.azure_compat import (
+            drop_local_noops,
+            refuse_cloud_inputs,
+            refuse_cloud_only,
+        )
 
         p = Path(path)
         data, index = load_yaml(p)
         if not isinstance(data, dict):
             raise SpecError("expected a mapping of fields", file=str(p), line=1)
+        refuse_cloud_only(data, where=str(p))
+        refuse_cloud_inputs(data)
         kind = data.get("type", "command")
         base = p.parent.resolve()
+        data, notes = drop_local_noops(dict(data), where=str(p))
         if kind == "pipeline":
+            jobs = data.get("jobs")
+            steps: dict[str, Any] = jobs if isinstance(jobs, dict) else {}
+            for step_name, step in steps.items():
+                if isinstance(step, dict):
+                    refuse_cloud_only(step, where=f"{p}: step {step_name!r}")
+                    steps[step_name], more = drop_local_noops(
+                        dict(step), where=f"{p}: step {step_name!r}")
+                    notes += more
             pipe = validate_spec(PipelineJobSpec, data, source=str(p), index=index)
+            pipe.settings["file_notes"] = notes
             return self.submit_pipeline(pipe, base_dir=base, **overrides)
         if kind != "command":
             raise SpecError(f"unknown job type {kind!r}", file=str(p), line=index.get(("type",)),
                             hint="Use command or pipeline.")
-        data = {k: v for k, v in data.items() if k not in CommandJobSpec.ignored_fields}
+        env = data.get("environment")
+        if isinstance(env, dict):
+            data["environment"] = EnvironmentSpec.prepare_yaml(env, base, str(p))
         cmd = validate_spec(CommandJobSpec, data, source=str(p), index=index)
-        return self._submit_command_spec(cmd, base, **overrides)
+        return self._submit_command_spec(cmd, base, notes, **overrides)
 
-    def _submit_command_spec(self, cmd: Any, base: Path, **overrides: Any) -> Job:
+    def _submit_command_spec(self, cmd: Any, base: Path, notes: list[str],
+                             **overrides: Any) -> Job:
+        from jupyter_mlws.jobs.azure_compat import map_compute
+
         inputs = {k: resolve_input_path(v.model_dump(exclude_none=True), base)
                   for k, v in cmd.inputs.items()}
         outputs = {k: v.model_dump(exclude_none=True) for k, v in cmd.outputs.items()}
@@ -368,12 +444,17 @@ class JobSubmission(JobQueries):
         env = cmd.environment
         if isinstance(env, EnvironmentSpec):
             env = env.model_dump(exclude={"name"}, exclude_none=True)
+        compute = overrides.get("compute")
+        if not compute:
+            compute, note = map_compute(self._ws, cmd.compute)
+            notes = notes + ([note] if note else [])
         return self.submit_command(
-            cmd.command, code=code, environment=env,
-            compute=overrides.get("compute") or cmd.compute, inputs=inputs, outputs=outputs,
-            display_name=cmd.display_name or cmd.name,
+            cmd.command, code=code, environment=env, compute=compute, inputs=inputs,
+            outputs=outputs, display_name=cmd.display_name or cmd.name,
             experiment=overrides.get("experiment") or cmd.experiment_name,
-            timeout=cmd.timeout, environment_variables=cmd.environment_variables,
+            timeout=cmd.job_timeout, environment_variables=cmd.environment_variables,
+            additional_includes=[str((base / i).resolve()) for i in cmd.additional_includes],
+            _notes=notes,
         )
 
 
@@ -391,6 +472,13 @@ def _check_command_template(command: str, inputs: Mapping[str, Any] | None,
         check_command(command, declared_in, declared_out)
     except ValueError as exc:
         raise SpecError(str(exc), field="command") from None
+
+
+def _write_notes(paths: JobPaths, notes: list[str] | None) -> None:
+    """Notes about how the spec was read, at the top of the job's log."""
+    if notes:
+        with open(paths.job_log, "a", encoding="utf-8") as f:
+            f.writelines(f"[mlws] {n}\n" for n in notes)
 
 
 def _slot_key(ws_path: Path, compute: str) -> str:

@@ -1,0 +1,2 @@
+def describe(rows: int, epochs: int) -> str:
+    return f"rows={rows} epochs={epochs}"
