@@ -38,7 +38,6 @@ CLOUD_ONLY_TYPES = {"automl": "AutoML", "spark": "Spark", "data_import": "DataIm
 LOCAL_NOOP_FIELDS = ("services", "resources", "distribution", "identity", "queue_settings")
 CLOUD_STORAGE_SCHEMES = ("wasbs://", "wasb://", "abfss://", "abfs://", "adl://")
 #: Where ``./logs`` of a job's working directory is kept (under the job's ``logs`` folder).
-USER_LOGS = "user"
 DOWNLOAD_TIMEOUT_S = 60.0
 _COMPUTE_PREFIXES = ("azureml:", "mlws:")
 
@@ -207,7 +206,7 @@ def _as_input(entry: Path, typ: str | None) -> Path:
 def lay_out_conventions(paths: JobPaths, cwd: Path) -> None:
     """``cwd/outputs`` and ``cwd/logs`` lead into the job's kept ``outputs`` and ``logs/user``
     folders (what the code snapshot had there is moved in first)."""
-    for name, target in (("outputs", paths.outputs), ("logs", paths.logs / USER_LOGS)):
+    for name, target in (("outputs", paths.outputs), ("logs", paths.user_logs)):
         target.mkdir(parents=True, exist_ok=True)
         link = cwd / name
         if link.is_symlink() or (link.exists() and not link.is_dir()):
@@ -222,7 +221,7 @@ def lay_out_conventions(paths: JobPaths, cwd: Path) -> None:
 def kept_files(paths: JobPaths) -> list[str]:
     """The files a job kept in ``outputs/`` and ``logs/user/``, relative to the job folder."""
     found: list[str] = []
-    for top in (paths.outputs, paths.logs / USER_LOGS):
+    for top in (paths.outputs, paths.user_logs):
         if top.is_dir():
             found += sorted(str(p.relative_to(paths.root)) for p in top.rglob("*")
                             if p.is_file())

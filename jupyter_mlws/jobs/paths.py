@@ -91,11 +91,17 @@ class JobPaths:
         """The job's own venvs layered over cached ones, where its ``pip install`` goes."""
         return self.root / "venv"
 
+    @property
+    def user_logs(self) -> Path:
+        """What the job writes to ``./logs`` (Azure's convention), kept beside the host's logs."""
+        return self.logs / "user"
+
     def job_writable(self) -> list[Path]:
-        """The folders a job may write; the rest of its folder is the host's."""
-        return [self.code, self.outputs, self.run, self.notebook_in.parent]
+        """The folders a job may write; the rest of its folder (its own log included) is the
+        host's."""
+        return [self.code, self.outputs, self.run, self.notebook_in.parent, self.user_logs]
 
     def make(self) -> None:
         for d in (self.root, self.logs, self.run, self.outputs, self.inputs,
-                  self.notebook_in.parent):
+                  self.notebook_in.parent, self.user_logs):
             d.mkdir(parents=True, exist_ok=True)
