@@ -1,0 +1,156 @@
+"""The supervisor: one detached process per endpoint, ``python -m jupyter_mlws.endpoints.supervisor
+ENDPOINT_DIR``.
+
+It holds ``supervisor.lock`` while it lives (a workspace that finds the lock free knows it died,
+and starts another: see :meth:`EndpointOperations.ensure_running`), serves the endpoint's port
+with the :class:`~jupyter_mlws.endpoints.router.Router`, and owns the replicas of every
+deployment. It follows ``config.json`` (re-read when it changes) and reports in ``status.json``.
+SIGTERM, or the config file going away, stops the replicas and the process.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_mlws.endpoints.model import FAILED
+from jupyter_mlws.endpoints.paths import EndpointPaths, read_json, write_json
+from jupyter_mlws.endpoints.replicas import DeploymentRunner
+from jupyter_mlws.endpoints.router import Router, RouteTable
+
+TICK_S = 0.1
+#: Ports tried after the recorded one when it is taken, before asking the OS for any.
+PORT_TRIES = 20
+
+
+def _deployment_key(cfg: dict[str, Any]) -> tuple[Any, ...]:
+    return (cfg.get("generation"), cfg.get("python"), cfg.get("code_dir"),
+            cfg.get("instance_count"))
+
+
+class Supervisor:
+    def __init__(self, paths: EndpointPaths) -> None:
+        self.paths = paths
+        self.runners: dict[str, DeploymentRunner] = {}
+        self.config: dict[str, Any] = {}
+        self.config_mtime = 0.0
+        self.keys: tuple[str, ...] = ()
+        self.stopping = threading.Event()
+        self.router: Router | None = None
+        self._last_status: dict[str, Any] | None = None
+
+    def _bind(self, port: int) -> Router:
+        """The router on ``port``, else on the next free port (reported in status.json)."""
+        for candidate in [*range(port, port + PORT_TRIES), 0]:
+            try:
+                return Router(candidate, RouteTable())
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                print(f"[mlws] port {candidate} is in use", flush=True)
+        raise OSError(errno.EADDRINUSE, "no free port")  # pragma: no cover
+
+    def _load_config(self) -> bool:
+        """Read config.json when it changed; False when it is gone (the endpoint is deleted)."""
+        try:
+            mtime = self.paths.config.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+        if mtime == self.config_mtime:
+            return True
+        data = read_json(self.paths.config)
+        if data is None:
+            return True  # being replaced: next tick
+        self.config_mtime = mtime
+        self.config = data
+        from jupyter_mlws.crypto import SecretBox
+
+        keys = SecretBox.load(create=False).decrypt(data["keys"], what="the endpoint")
+        self.keys = tuple(v for v in keys.values() if v)
+        self._reconcile()
+        return True
+
+    def _reconcile(self) -> None:
+        wanted: dict[str, dict[str, Any]] = self.config.get("deployments") or {}
+        for name in list(self.runners):
+            if name not in wanted or _deployment_key(wanted[name]) != _deployment_key(
+                    self.runners[name].cfg):
+                print(f"[mlws] stopping deployment {name}", flush=True)
+                self.runners.pop(name).stop()
+        for name, cfg in wanted.items():
+            if name not in self.runners:
+                print(f"[mlws] starting deployment {name} (generation {cfg.get('generation')})",
+                      flush=True)
+                runner = DeploymentRunner(cfg, self.paths)
+                self.runners[name] = runner
+                runner.start()
+
+    def _route_table(self) -> RouteTable:
+        return RouteTable(
+            ports={n: (r.ports() if r.state != FAILED else ()) for n, r in self.runners.items()},
+            traffic={k: int(v) for k, v in (self.config.get("traffic") or {}).items()},
+            keys=self.keys,
+            timeout_s={n: float(r.cfg.get("timeout_s", 5.0)) for n, r in self.runners.items()})
+
+    def _write_status(self, port: int) -> None:
+        status = {"pid": os.getpid(), "port": port,
+                  "deployments": {n: r.status() for n, r in self.runners.items()}}
+        if status != self._last_status:
+            write_json(self.paths.status, status)
+            self._last_status = status
+
+    def run(self) -> int:
+        if not self._load_config():
+            return 1
+        router = self.router = self._bind(int(self.config["port"]))
+        threading.Thread(target=router.serve, daemon=True, name="router").start()
+        print(f"[mlws] endpoint {self.config.get('endpoint')} on 127.0.0.1:{router.port} "
+              f"(pid {os.getpid()})", flush=True)
+        try:
+            while not self.stopping.is_set():
+                if not self._load_config():
+                    break
+                now = time.time()
+                for runner in self.runners.values():
+                    runner.tick(now)
+                table = self._route_table()
+                if table != router.table:
+                    router.table = table
+                self._write_status(router.port)
+                self.stopping.wait(TICK_S)
+        finally:
+            for runner in self.runners.values():
+                runner.stop()
+            router.close()
+            print("[mlws] supervisor stopped", flush=True)
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    from jupyter_mlws.jobs.runner import try_lock
+
+    paths = EndpointPaths(Path(argv[0]))
+    lock = try_lock(paths.lock)
+    if lock is None:
+        return 0  # another supervisor owns this endpoint
+    sup = Supervisor(paths)
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        sup.stopping.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        return sup.run()
+    finally:
+        lock.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
