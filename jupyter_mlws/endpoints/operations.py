@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import http.client
 import os
 import secrets
@@ -189,7 +190,15 @@ class EndpointOperations:
                 "deployments": deployments}
 
     def _write_config(self, name: str) -> None:
-        write_json(self.paths(name).config, self._config(name))
+        """Write what the supervisor should do, and wait until a live supervisor applied it."""
+        paths = self.paths(name)
+        write_json(paths.config, self._config(name))
+        digest = hashlib.sha256(paths.config.read_bytes()).hexdigest()
+        deadline = time.monotonic() + STOP_WAIT_S
+        while is_locked(paths.lock) and time.monotonic() < deadline:
+            if (read_json(paths.status) or {}).get("config") == digest:
+                return
+            time.sleep(POLL_S / 5)
 
     def ensure_running(self, name: str) -> bool:
         """Start the endpoint's supervisor when none lives; ``True`` when one was started."""

@@ -11,6 +11,8 @@ SIGTERM, or the config file going away, stops the replicas and the process.
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 import signal
 import sys
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_mlws.endpoints.model import FAILED
-from jupyter_mlws.endpoints.paths import EndpointPaths, read_json, write_json
+from jupyter_mlws.endpoints.paths import EndpointPaths, write_json
 from jupyter_mlws.endpoints.replicas import DeploymentRunner
 from jupyter_mlws.endpoints.router import Router, RouteTable
 
@@ -39,7 +41,8 @@ class Supervisor:
         self.paths = paths
         self.runners: dict[str, DeploymentRunner] = {}
         self.config: dict[str, Any] = {}
-        self.config_mtime = 0.0
+        self._config_raw = b""
+        self.config_digest = ""
         self.keys: tuple[str, ...] = ()
         self.stopping = threading.Event()
         self.router: Router | None = None
@@ -57,22 +60,24 @@ class Supervisor:
         raise OSError(errno.EADDRINUSE, "no free port")  # pragma: no cover
 
     def _load_config(self) -> bool:
-        """Read config.json when it changed; False when it is gone (the endpoint is deleted)."""
+        """Apply config.json when its content changed; False when it is gone (deleted)."""
         try:
-            mtime = self.paths.config.stat().st_mtime_ns
+            raw = self.paths.config.read_bytes()
         except FileNotFoundError:
             return False
-        if mtime == self.config_mtime:
+        if raw == self._config_raw:
             return True
-        data = read_json(self.paths.config)
-        if data is None:
+        try:
+            data = json.loads(raw)
+        except ValueError:
             return True  # being replaced: next tick
-        self.config_mtime = mtime
-        self.config = data
         from jupyter_mlws.crypto import SecretBox
 
         keys = SecretBox.load(create=False).decrypt(data["keys"], what="the endpoint")
         self.keys = tuple(v for v in keys.values() if v)
+        self.config = data
+        self._config_raw = raw
+        self.config_digest = hashlib.sha256(raw).hexdigest()
         self._reconcile()
         return True
 
@@ -99,7 +104,7 @@ class Supervisor:
             timeout_s={n: float(r.cfg.get("timeout_s", 5.0)) for n, r in self.runners.items()})
 
     def _write_status(self, port: int) -> None:
-        status = {"pid": os.getpid(), "port": port,
+        status = {"pid": os.getpid(), "port": port, "config": self.config_digest,
                   "deployments": {n: r.status() for n, r in self.runners.items()}}
         if status != self._last_status:
             write_json(self.paths.status, status)

@@ -1,0 +1,186 @@
+"""Online endpoints with real processes: a supervisor, a router on a real port, replicas running
+an Azure-style score.py in a venv the workspace built."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from jupyter_mlws import Workspace
+from jupyter_mlws.endpoints.router import DEPLOYMENT_HEADER
+from jupyter_mlws.errors import DeploymentFailedError, ValidationError
+from jupyter_mlws.jobs.runner import is_locked
+from tests.endpoints.conftest import alive, endpoint_pids, wait_for
+
+BODY = b'{"data": [1, 2, 3]}'
+
+
+def post(port: int, *, key: str | None = None, deployment: str | None = None,
+         body: bytes = BODY) -> tuple[int, dict, str | None]:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    if deployment:
+        headers[DEPLOYMENT_HEADER] = deployment
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/score", body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    return resp.status, json.loads(data or b"null"), resp.getheader(DEPLOYMENT_HEADER)
+
+
+def deploy(ws: Workspace, yaml_files, name: str, *, endpoint: str = "ep-test",  # type: ignore[no-untyped-def]
+           all_traffic: bool = False, **kw) -> dict:
+    path = yaml_files("deployment", name, endpoint=endpoint, **kw)
+    return ws.endpoints.create_deployment(path, all_traffic=all_traffic)
+
+
+def test_an_azure_score_py_deployed_from_yaml_answers_through_the_cli(
+        cli, eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    cli("online-endpoint", "create", "-f", str(yaml_files("endpoint", "ep-test")), "--local")
+    out = cli("online-deployment", "create", "-f", str(yaml_files("deployment", "blue", count=2)),
+              "--all-traffic", "--local", "-o", "json")
+    shown = json.loads(out[out.index("{"):])
+    assert shown["state"] == "Succeeded" and shown["replicas_ready"] == 2
+    assert shown["traffic"] == 100
+    assert any("instance_type Standard_DS3_v2" in n for n in shown["notes"])
+    # Azure's layout: AZUREML_MODEL_DIR/<registered folder name>/...
+    assert Path(shown["model_dir"], "model", "weights.json").is_file()
+    assert shown["env_hash"] in shown["python"]  # the environment's own venv
+    answer = json.loads(cli("online-endpoint", "invoke", "-n", "ep-test", "--request-file",
+                            "request.json"))
+    assert answer["predictions"] == [3.0, 5.0, 7.0] and answer["color"] == "blue"
+    assert "init done: blue" in cli("online-deployment", "get-logs", "-e", "ep-test", "-n",
+                                    "blue", "--lines", "50")
+    listed = cli("online-deployment", "list", "-e", "ep-test")
+    assert "blue" in listed and "Succeeded" in listed
+    assert "blue=100" in cli("online-endpoint", "list")
+    # the keys: printed by get-credentials only, stored encrypted
+    keys = json.loads(cli("online-endpoint", "get-credentials", "-n", "ep-test"))
+    shown_ep = cli("online-endpoint", "show", "-n", "ep-test")
+    db = (eps.path / "mlws.db").read_bytes()
+    for key in keys.values():
+        assert key not in shown_ep and key.encode() not in db
+
+
+def test_a_key_is_required(eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    ep = eps.endpoints.create(yaml_files("endpoint", "ep-test"))
+    deploy(eps, yaml_files, "blue", all_traffic=True)
+    keys = eps.endpoints.credentials("ep-test")
+    port = ep["port"]
+    assert post(port)[0] == 401
+    assert post(port, key="not-the-key")[0] == 401
+    assert post(port, key=keys["primaryKey"])[0] == 200
+    assert post(port, key=keys["secondaryKey"])[0] == 200
+    eps.endpoints.regenerate_keys("ep-test", "primary")
+    new = eps.endpoints.credentials("ep-test")
+    wait_for(lambda: post(port, key=keys["primaryKey"])[0] == 401, what="the old key refused")
+    assert post(port, key=new["primaryKey"])[0] == 200
+    assert post(port, key=new["secondaryKey"])[0] == 200
+
+
+def test_traffic_is_split_by_weight_and_the_header_picks_a_deployment(
+        eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True)
+    deploy(eps, yaml_files, "green")
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    assert {post(port, key=key)[2] for _ in range(20)} == {"blue"}  # green takes no traffic yet
+    assert post(port, key=key, deployment="green")[1]["color"] == "green"
+    assert post(port, key=key, deployment="nope")[0] == 404
+    with pytest.raises(ValidationError, match="sums to 90%"):
+        eps.endpoints.update_traffic("ep-test", "blue=80 green=10")
+    with pytest.raises(ValidationError, match="no deployment of"):
+        eps.endpoints.update_traffic("ep-test", "blue=90 red=10")
+    assert eps.endpoints.show("ep-test")["traffic"] == {"blue": 100}  # nothing changed
+    eps.endpoints.update_traffic("ep-test", "blue=70 green=30")
+    wait_for(lambda: post(port, key=key)[2] == "green", what="green takes traffic")
+    n = 200
+    counts = Counter()
+    for _ in range(n):
+        status, body, answered = post(port, key=key)
+        assert status == 200 and body["color"] == answered
+        counts[answered] += 1
+    # 30% of 200 = 60, one standard deviation ~6.5: five of them either way
+    assert 27 <= counts["green"] <= 93 and counts["blue"] + counts["green"] == n
+    assert {post(port, key=key, deployment="blue")[2] for _ in range(10)} == {"blue"}
+
+
+def test_a_crashing_init_fails_the_deployment_with_its_traceback(
+        cli, eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True)
+    out = cli("online-deployment", "create", "-f",
+              str(yaml_files("deployment", "green", code="crashing")), "--all-traffic", code=1)
+    assert "init() raised" in out and "FileNotFoundError: weights.bin is missing" in out
+    assert "loading a model that is not there" in out  # the log's tail
+    shown = eps.endpoints.show_deployment("ep-test", "green")
+    assert shown["state"] == "Failed" and 'score.py", line 3, in init' in shown["error"]
+    # the endpoint keeps serving the deployment it had
+    assert eps.endpoints.show("ep-test")["traffic"] == {"blue": 100}
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    assert post(port, key=key)[2] == "blue"
+    assert post(port, key=key, deployment="green")[0] == 503
+    with pytest.raises(DeploymentFailedError, match="FileNotFoundError"):
+        deploy(eps, yaml_files, "green", code="crashing")
+
+
+def test_a_killed_replica_is_restarted_and_counted(eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    first = deploy(eps, yaml_files, "blue", all_traffic=True)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    old_pid = first["replicas"][0]["pid"]
+    assert post(port, key=key)[1]["pid"] == old_pid
+    os.kill(old_pid, signal.SIGKILL)
+    shown = wait_for(lambda: (d := eps.endpoints.show_deployment("ep-test", "blue"))["restarts"]
+                     == 1 and d["replicas_ready"] == 1 and d, what="the replica restarted")
+    new_pid = shown["replicas"][0]["pid"]
+    assert new_pid != old_pid and shown["state"] == "Succeeded"
+    assert post(port, key=key)[1]["pid"] == new_pid
+    assert "exited with status -9; restart 1" in eps.endpoints.logs("ep-test", "blue")
+
+
+def test_a_killed_supervisor_is_found_and_started_again_by_show(
+        cli, eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True)
+    old = endpoint_pids(eps, "ep-test")
+    os.kill(old[0], signal.SIGKILL)
+    wait_for(lambda: not is_locked(eps.endpoints.paths("ep-test").lock), what="the lock freed")
+    wait_for(lambda: not any(alive(p) for p in old), what="the replicas die with it")
+    shown = json.loads(cli("online-endpoint", "show", "-n", "ep-test", "-o", "json"))
+    assert shown["supervisor_restarted"] is True and shown["supervisor_pid"] != old[0]
+    assert shown["port"] == port  # the same port after a restart
+    eps.endpoints.wait_deployment("ep-test", "blue", timeout=60)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    assert post(port, key=key)[0] == 200
+    assert json.loads(cli("online-endpoint", "show", "-n", "ep-test", "-o", "json"))[
+        "supervisor_restarted"] is False
+
+
+def test_delete_stops_every_process_and_frees_the_port(cli, eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True, count=2)
+    deploy(eps, yaml_files, "green")
+    with pytest.raises(Exception, match="takes 100%"):
+        eps.endpoints.delete_deployment("ep-test", "blue")
+    green_pid = eps.endpoints.show_deployment("ep-test", "green")["replicas"][0]["pid"]
+    cli("online-deployment", "delete", "-e", "ep-test", "-n", "green", "--yes")
+    wait_for(lambda: not alive(green_pid), what="green's replica stopped")
+    pids = endpoint_pids(eps, "ep-test")
+    assert len(pids) == 3 and all(alive(p) for p in pids)
+    cli("online-endpoint", "delete", "-n", "ep-test", "--yes")
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=10, what="no process left")
+    with pytest.raises(ConnectionRefusedError):
+        post(port)
+    assert not eps.endpoints.paths("ep-test").root.exists()
+    assert "(none)" in cli("online-endpoint", "list")
