@@ -31,6 +31,8 @@ def init():
 
 def run(raw_data):
     data = json.loads(raw_data)["data"]
+    if data == "boom":
+        raise ValueError("cannot score boom")
     return {"predictions": [model["w"] * x + model["b"] for x in data],
             "color": os.environ.get("COLOR"), "pid": os.getpid()}
 '''

@@ -184,3 +184,34 @@ def test_delete_stops_every_process_and_frees_the_port(cli, eps: Workspace, yaml
         post(port)
     assert not eps.endpoints.paths("ep-test").root.exists()
     assert "(none)" in cli("online-endpoint", "list")
+
+
+def test_run_raising_is_a_500_with_its_text_and_a_bad_body_a_400(
+        eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    status, body, answered = post(port, key=key, body=b'{"data": "boom"}')
+    assert status == 500 and answered == "blue"
+    assert body == {"error": "run() raised ValueError: cannot score boom"}
+    assert "ValueError: cannot score boom" in eps.endpoints.logs("ep-test", "blue")
+    assert post(port, key=key, body=b"\xff\xfe")[0] == 400
+    assert post(port, key=key)[0] == 200  # the replica serves on
+
+
+def test_a_taken_port_moves_the_endpoint_to_the_next_free_one(
+        eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    pid = endpoint_pids(eps, "ep-test")[0]
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not is_locked(eps.endpoints.paths("ep-test").lock), what="the lock freed")
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        shown = eps.endpoints.show("ep-test")
+    assert shown["supervisor_restarted"] and shown["port"] != port
+    assert eps.endpoints.show("ep-test")["scoring_uri"] == f"http://127.0.0.1:{shown['port']}/score"
+    assert post(shown["port"])[0] == 401  # the router answers there
