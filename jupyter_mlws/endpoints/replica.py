@@ -58,6 +58,9 @@ def _encode(result: Any) -> tuple[bytes, str]:
 def make_handler(module: Any, slots: threading.BoundedSemaphore) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        #: headers and body go out as separate writes: without this, Nagle's algorithm and the
+        #: client's delayed ACK hold every answer ~40 ms
+        disable_nagle_algorithm = True
         server_version = "mlws-replica"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002

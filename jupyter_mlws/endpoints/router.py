@@ -87,6 +87,9 @@ def _make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        #: headers and body go out as separate writes: without this, Nagle's algorithm and the
+        #: client's delayed ACK hold every answer ~40 ms
+        disable_nagle_algorithm = True
         server_version = "mlws-endpoint"
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
