@@ -249,7 +249,7 @@ class EndpointOperations:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         for dep in (status.get("deployments") or {}).values():  # replicas left by a kill
-            for r in dep.get("replicas") or []:
+            for r in [*(dep.get("replicas") or []), *(dep.get("serving_replicas") or [])]:
                 if isinstance(r.get("pid"), int):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.killpg(r["pid"], signal.SIGKILL)
@@ -299,8 +299,10 @@ class EndpointOperations:
         assert isinstance(spec, DeploymentSpec)
         endpoint = spec.endpoint_name
         self._endpoint(endpoint)
-        existing = {d.name: d for d in self._store.list_deployments(endpoint)}
-        generation = existing[spec.name].generation + 1 if spec.name in existing else 1
+        previous = {d.name: d for d in self._store.list_deployments(endpoint)}.get(spec.name)
+        serving = previous is not None and self.show_deployment(
+            endpoint, spec.name)["state"] == SUCCEEDED
+        generation = previous.generation + 1 if previous is not None else 1
         resolver = DeploymentResolver(self._ws, self.paths(endpoint), spec,
                                       base_dir or Path.cwd(), generation)
         resolved = resolver.resolve(log=log)
@@ -314,10 +316,15 @@ class EndpointOperations:
         view = self.wait_deployment(endpoint, spec.name, generation,
                                     timeout=resolved["ready_timeout_s"] + 30)
         if view["state"] == FAILED:
+            if serving and previous is not None:  # roll back: the old replicas never stopped
+                self._store.put_deployment(endpoint, spec.name, spec=previous.spec,
+                                           resolved=previous.resolved)
+                self._write_config(endpoint)
             raise DeploymentFailedError(
                 f"The deployment {spec.name!r} of endpoint {endpoint!r} failed: "
                 f"{view.get('error')}",
-                hint="Fix the scoring script, then create the deployment again; the traffic "
+                hint=("The previous version of it keeps serving. " if serving else "")
+                + "Fix the scoring script, then create the deployment again; the traffic "
                 "was not changed.", endpoint=endpoint, deployment=spec.name,
                 error=view.get("error"))
         if all_traffic:

@@ -81,101 +81,104 @@ class Router:
         self.server.server_close()
 
 
-def _make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
-    local = threading.local()
+class _Handler(BaseHTTPRequestHandler):
+    """One request to the endpoint; ``router`` and ``local`` are set per server."""
+
+    router: Router
+    local: threading.local
     rng = random.Random()
+    protocol_version = "HTTP/1.1"
+    #: headers and body go out as separate writes: without this, Nagle's algorithm and the
+    #: client's delayed ACK hold every answer ~40 ms
+    disable_nagle_algorithm = True
+    server_version = "mlws-endpoint"
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        #: headers and body go out as separate writes: without this, Nagle's algorithm and the
-        #: client's delayed ACK hold every answer ~40 ms
-        disable_nagle_algorithm = True
-        server_version = "mlws-endpoint"
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-            pass
+    def _reply(self, status: int, payload: dict[str, Any] | bytes, *,
+               deployment: str | None = None, ctype: str = "application/json",
+               request_id: str = "") -> None:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("x-request-id", request_id or str(uuid.uuid4()))
+        if deployment:
+            self.send_header(DEPLOYMENT_HEADER, deployment)
+        self.end_headers()
+        self.wfile.write(body)
 
-        def _reply(self, status: int, payload: dict[str, Any] | bytes, *,
-                   deployment: str | None = None, ctype: str = "application/json",
-                   request_id: str = "") -> None:
-            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("x-request-id", request_id or str(uuid.uuid4()))
-            if deployment:
-                self.send_header(DEPLOYMENT_HEADER, deployment)
-            self.end_headers()
-            self.wfile.write(body)
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path == "/":
+            self._reply(200, {"status": "Healthy"})
+        else:
+            self._reply(404, {"error": "not found: POST /score"})
 
-        def do_GET(self) -> None:  # noqa: N802
-            if self.path == "/":
-                self._reply(200, {"status": "Healthy"})
-            else:
-                self._reply(404, {"error": "not found: POST /score"})
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._reply(413, {"error": "request body too large"})
+            return
+        body = self.rfile.read(length)
+        table = self.router.table
+        rid = self.headers.get("x-request-id") or str(uuid.uuid4())
+        if self.path.split("?", 1)[0] != "/score":
+            self._reply(404, {"error": "not found: POST /score"}, request_id=rid)
+            return
+        if not table.authorized(self.headers.get("Authorization")):
+            self._reply(401, {"error": "a key is required: Authorization: Bearer <key> "
+                              "(`mlws online-endpoint get-credentials`)"}, request_id=rid)
+            return
+        chosen = self.headers.get(DEPLOYMENT_HEADER)
+        if chosen and chosen not in table.ports:
+            self._reply(404, {"error": f"no deployment {chosen!r} in this endpoint"},
+                        request_id=rid)
+            return
+        name = chosen or table.pick(self.rng)
+        if name is None:
+            self._reply(503, {"error": "no deployment takes traffic: set it with "
+                              "`mlws online-endpoint update --traffic NAME=100`"},
+                        request_id=rid)
+            return
+        self._forward(name, body, rid, table.timeout_s.get(name, 5.0))
 
-        def do_POST(self) -> None:  # noqa: N802
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                self.close_connection = True
-                self._reply(413, {"error": "request body too large"})
+    def _forward(self, name: str, body: bytes, rid: str, timeout: float) -> None:
+        conns: dict[int, http.client.HTTPConnection] = self.local.__dict__.setdefault("c", {})
+        ctype = self.headers.get("Content-Type") or "application/json"
+        for _attempt in range(2):  # a replica that just died: once more on another
+            port = self.router.next_port(name)
+            if port is None:
+                self._reply(503, {"error": f"deployment {name!r} has no ready replica"},
+                            deployment=name, request_id=rid)
                 return
-            body = self.rfile.read(length)
-            table = router.table
-            rid = self.headers.get("x-request-id") or str(uuid.uuid4())
-            if self.path.split("?", 1)[0] != "/score":
-                self._reply(404, {"error": "not found: POST /score"}, request_id=rid)
+            conn = conns.get(port)
+            if conn is None:
+                conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port,
+                                                                timeout=timeout)
+            try:
+                conn.request("POST", "/score", body=body,
+                             headers={"Content-Type": ctype, "x-request-id": rid})
+                resp = conn.getresponse()
+                data = resp.read()
+            except TimeoutError:
+                conn.close()
+                conns.pop(port, None)
+                self._reply(504, {"error": f"deployment {name!r} did not answer within "
+                                  f"{timeout:g} s (request_settings.request_timeout_ms)"},
+                            deployment=name, request_id=rid)
                 return
-            if not table.authorized(self.headers.get("Authorization")):
-                self._reply(401, {"error": "a key is required: Authorization: Bearer <key> "
-                                  "(`mlws online-endpoint get-credentials`)"}, request_id=rid)
-                return
-            chosen = self.headers.get(DEPLOYMENT_HEADER)
-            if chosen and chosen not in table.ports:
-                self._reply(404, {"error": f"no deployment {chosen!r} in this endpoint"},
-                            request_id=rid)
-                return
-            name = chosen or table.pick(rng)
-            if name is None:
-                self._reply(503, {"error": "no deployment takes traffic: set it with "
-                                  "`mlws online-endpoint update --traffic NAME=100`"},
-                            request_id=rid)
-                return
-            self._forward(name, body, rid, table.timeout_s.get(name, 5.0))
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conns.pop(port, None)
+                continue
+            self._reply(resp.status, data, deployment=name, request_id=rid,
+                        ctype=resp.getheader("Content-Type") or "application/json")
+            return
+        self._reply(502, {"error": f"deployment {name!r}: its replicas did not answer"},
+                    deployment=name, request_id=rid)
 
-        def _forward(self, name: str, body: bytes, rid: str, timeout: float) -> None:
-            conns: dict[int, http.client.HTTPConnection] = local.__dict__.setdefault("c", {})
-            ctype = self.headers.get("Content-Type") or "application/json"
-            for _attempt in range(2):  # a replica that just died: once more on another
-                port = router.next_port(name)
-                if port is None:
-                    self._reply(503, {"error": f"deployment {name!r} has no ready replica"},
-                                deployment=name, request_id=rid)
-                    return
-                conn = conns.get(port)
-                if conn is None:
-                    conn = conns[port] = http.client.HTTPConnection("127.0.0.1", port,
-                                                                    timeout=timeout)
-                try:
-                    conn.request("POST", "/score", body=body,
-                                 headers={"Content-Type": ctype, "x-request-id": rid})
-                    resp = conn.getresponse()
-                    data = resp.read()
-                except TimeoutError:
-                    conn.close()
-                    conns.pop(port, None)
-                    self._reply(504, {"error": f"deployment {name!r} did not answer within "
-                                      f"{timeout:g} s (request_settings.request_timeout_ms)"},
-                                deployment=name, request_id=rid)
-                    return
-                except (OSError, http.client.HTTPException):
-                    conn.close()
-                    conns.pop(port, None)
-                    continue
-                self._reply(resp.status, data, deployment=name, request_id=rid,
-                            ctype=resp.getheader("Content-Type") or "application/json")
-                return
-            self._reply(502, {"error": f"deployment {name!r}: its replicas did not answer"},
-                        deployment=name, request_id=rid)
 
-    return Handler
+def _make_handler(router: Router) -> type[BaseHTTPRequestHandler]:
+    return type("RouterHandler", (_Handler,), {"router": router, "local": threading.local()})

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlws.endpoints.model import FAILED
+from jupyter_mlws.endpoints.model import FAILED, SUCCEEDED
 from jupyter_mlws.endpoints.paths import EndpointPaths, write_json
 from jupyter_mlws.endpoints.replicas import DeploymentRunner
 from jupyter_mlws.endpoints.router import Router, RouteTable
@@ -31,15 +31,20 @@ TICK_S = 0.1
 PORT_TRIES = 20
 
 
-def _deployment_key(cfg: dict[str, Any]) -> tuple[Any, ...]:
-    return (cfg.get("generation"), cfg.get("python"), cfg.get("code_dir"),
-            cfg.get("instance_count"))
+def _deployment_key(cfg: dict[str, Any]) -> str:
+    """What the replicas run; a record put back as it was (a rollback) has the same key."""
+    return json.dumps({k: v for k, v in cfg.items() if k != "generation"}, sort_keys=True,
+                      default=str)
 
 
 class Supervisor:
     def __init__(self, paths: EndpointPaths) -> None:
         self.paths = paths
+        #: the generation of each deployment that serves, and the next one while it starts
         self.runners: dict[str, DeploymentRunner] = {}
+        self.pending: dict[str, DeploymentRunner] = {}
+        #: replaced runners, stopped once the requests they were sent have had time to end
+        self.draining: list[tuple[DeploymentRunner, float]] = []
         self.config: dict[str, Any] = {}
         self._config_raw = b""
         self.config_digest = ""
@@ -82,19 +87,50 @@ class Supervisor:
         return True
 
     def _reconcile(self) -> None:
+        """Start what config.json adds, stop what it removes; a changed deployment is rolled:
+        its new replicas start beside the old ones, which serve until the new are ready."""
         wanted: dict[str, dict[str, Any]] = self.config.get("deployments") or {}
-        for name in list(self.runners):
-            if name not in wanted or _deployment_key(wanted[name]) != _deployment_key(
-                    self.runners[name].cfg):
+        for name in set(self.runners) | set(self.pending):
+            if name not in wanted:
                 print(f"[mlws] stopping deployment {name}", flush=True)
-                self.runners.pop(name).stop()
+                for pool in (self.runners, self.pending):
+                    if name in pool:
+                        pool.pop(name).stop()
         for name, cfg in wanted.items():
-            if name not in self.runners:
-                print(f"[mlws] starting deployment {name} (generation {cfg.get('generation')})",
-                      flush=True)
-                runner = DeploymentRunner(cfg, self.paths)
+            current, pending = self.runners.get(name), self.pending.get(name)
+            key = _deployment_key(cfg)
+            if pending is not None and _deployment_key(pending.cfg) != key:
+                self.pending.pop(name).stop()  # superseded, or rolled back
+                pending = None
+            if current is not None and _deployment_key(current.cfg) == key:
+                current.cfg["generation"] = cfg.get("generation")  # a rollback: same replicas
+                continue
+            if pending is not None:
+                continue
+            print(f"[mlws] starting deployment {name} (generation {cfg.get('generation')})",
+                  flush=True)
+            runner = DeploymentRunner(dict(cfg), self.paths)
+            if current is not None and current.state == SUCCEEDED:
+                self.pending[name] = runner  # rolling: the current one serves meanwhile
+            else:
+                if current is not None:
+                    current.stop()
                 self.runners[name] = runner
-                runner.start()
+            runner.start()
+
+    def _promote(self, now: float) -> None:
+        """A pending generation that is ready takes over; the old one drains, then stops."""
+        for name, runner in list(self.pending.items()):
+            if runner.state == SUCCEEDED:
+                old = self.runners[name]
+                self.runners[name] = self.pending.pop(name)
+                self.draining.append((old, now + float(old.cfg.get("timeout_s", 5.0)) + 0.5))
+                print(f"[mlws] deployment {name}: generation {runner.cfg.get('generation')} "
+                      "serves", flush=True)
+        for item in list(self.draining):
+            if now >= item[1]:
+                item[0].stop()
+                self.draining.remove(item)
 
     def _route_table(self) -> RouteTable:
         return RouteTable(
@@ -104,8 +140,13 @@ class Supervisor:
             timeout_s={n: float(r.cfg.get("timeout_s", 5.0)) for n, r in self.runners.items()})
 
     def _write_status(self, port: int) -> None:
+        deployments = {n: r.status() for n, r in self.runners.items()}
+        for name, runner in self.pending.items():  # the generation being rolled out
+            serving = deployments[name]
+            deployments[name] = {**runner.status(), "serving_generation": serving["generation"],
+                                 "serving_replicas": serving["replicas"]}
         status = {"pid": os.getpid(), "port": port, "config": self.config_digest,
-                  "deployments": {n: r.status() for n, r in self.runners.items()}}
+                  "deployments": deployments}
         if status != self._last_status:
             write_json(self.paths.status, status)
             self._last_status = status
@@ -122,15 +163,17 @@ class Supervisor:
                 if not self._load_config():
                     break
                 now = time.time()
-                for runner in self.runners.values():
+                for runner in [*self.runners.values(), *self.pending.values()]:
                     runner.tick(now)
+                self._promote(now)
                 table = self._route_table()
                 if table != router.table:
                     router.table = table
                 self._write_status(router.port)
                 self.stopping.wait(TICK_S)
         finally:
-            for runner in self.runners.values():
+            for runner in [*self.runners.values(), *self.pending.values(),
+                           *(d[0] for d in self.draining)]:
                 runner.stop()
             router.close()
             print("[mlws] supervisor stopped", flush=True)

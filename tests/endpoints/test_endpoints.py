@@ -215,3 +215,49 @@ def test_a_taken_port_moves_the_endpoint_to_the_next_free_one(
     assert shown["supervisor_restarted"] and shown["port"] != port
     assert eps.endpoints.show("ep-test")["scoring_uri"] == f"http://127.0.0.1:{shown['port']}/score"
     assert post(shown["port"])[0] == 401  # the router answers there
+
+
+def test_an_update_rolls_without_a_failed_request_and_a_broken_one_rolls_back(
+        eps: Workspace, yaml_files, project: Path) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    first = deploy(eps, yaml_files, "blue", all_traffic=True)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    statuses: Counter = Counter()
+    colors: Counter = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set():
+            status, body, _ = post(port, key=key)
+            statuses[status] += 1
+            colors[body.get("color") if isinstance(body, dict) else None] += 1
+
+    sender = threading.Thread(target=load)
+    sender.start()
+    try:
+        wait_for(lambda: statuses[200] > 5, what="requests flowing")
+        path = yaml_files("deployment", "blue")
+        path.write_text(path.read_text().replace("COLOR: blue", "COLOR: blue-v2"))
+        second = eps.endpoints.create_deployment(path)
+        assert second["generation"] == 2 and second["state"] == "Succeeded"
+        wait_for(lambda: colors["blue-v2"] > 5, what="the new version answering")
+        old_pids = [r["pid"] for r in first["replicas"]]
+        wait_for(lambda: not any(alive(p) for p in old_pids), what="old replicas stopped")
+        # a new version whose init() raises: the running one keeps serving
+        (project / "code-broken").mkdir()
+        (project / "code-broken" / "score.py").write_text("def init():\n    1 / 0\n")
+        broken = yaml_files("deployment", "blue", code="code-broken")
+        with pytest.raises(DeploymentFailedError, match="previous version of it keeps serving"):
+            eps.endpoints.create_deployment(broken)
+        before = statuses[200]
+        wait_for(lambda: statuses[200] > before + 5, what="requests still answered")
+    finally:
+        stop.set()
+        sender.join()
+    assert set(statuses) == {200}, statuses  # not one request failed
+    shown = eps.endpoints.show_deployment("ep-test", "blue")
+    assert shown["state"] == "Succeeded" and shown["replicas"][0]["pid"] == second[
+        "replicas"][0]["pid"]
+    assert post(port, key=key)[1]["color"] == "blue-v2"
