@@ -85,6 +85,17 @@ def ep_list(local: bool, workspace_path: str | None, output: str) -> None:
          ("deployments", "deployments")]))
 
 
+@endpoint_group.command("start")
+@click.option("-n", "--name", required=True)
+@LOCAL
+@WORKSPACE
+@SHOW_OUTPUT
+def ep_start(name: str, local: bool, workspace_path: str | None, output: str) -> None:
+    """Start the endpoint's supervisor when it is not running (e.g. after a machine restart)."""
+    with open_workspace(workspace_path) as ws:
+        _show(ws.endpoints.show(name), output)
+
+
 @endpoint_group.command("update")
 @click.option("-n", "--name", required=True)
 @click.option("--traffic", required=True, help='The split, e.g. "blue=90 green=10".')
@@ -226,10 +237,18 @@ def dep_delete(name: str, endpoint: str, yes: bool, local: bool,
 @click.option("-n", "--name", required=True)
 @ENDPOINT
 @click.option("-l", "--lines", default=100, show_default=True, type=click.IntRange(min=0))
+@click.option("--follow", is_flag=True, help="Keep printing what the replicas write (Ctrl-C).")
 @LOCAL
 @WORKSPACE
-def dep_logs(name: str, endpoint: str, lines: int, local: bool,
+def dep_logs(name: str, endpoint: str, lines: int, follow: bool, local: bool,
              workspace_path: str | None) -> None:
     """Print the last lines of the deployment's log."""
     with open_workspace(workspace_path) as ws:
-        click.echo(ws.endpoints.logs(endpoint, name, lines=lines))
+        if not follow:
+            click.echo(ws.endpoints.logs(endpoint, name, lines=lines))
+            return
+        try:
+            for chunk in ws.endpoints.follow_logs(endpoint, name, lines=lines):
+                click.echo(chunk, nl=False)
+        except KeyboardInterrupt:
+            pass

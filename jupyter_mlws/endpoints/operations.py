@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -207,7 +208,7 @@ class EndpointOperations:
             self._record_port(name)
             return False
         self._write_config(name)
-        paths.status.unlink(missing_ok=True)
+        stale = (read_json(paths.status) or {}).get("pid")
         with open(paths.supervisor_log, "ab") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "jupyter_mlws.endpoints.supervisor", str(paths.root)],
@@ -215,15 +216,20 @@ class EndpointOperations:
                 start_new_session=True, close_fds=True)
         deadline = time.monotonic() + SUPERVISOR_START_S
         while time.monotonic() < deadline:
-            status = read_json(paths.status)
-            if status is not None and status.get("pid") == proc.pid:
+            pid = (read_json(paths.status) or {}).get("pid")
+            if pid == proc.pid:
                 self._record_port(name)
                 return True
-            if proc.poll() is not None and not is_locked(paths.lock):
-                raise MlwsError(f"The supervisor of endpoint {name!r} stopped at start:\n"
-                                + log_tail(paths.supervisor_log, 15),
-                                hint="Fix what the log says, then `mlws online-endpoint show "
-                                f"-n {name}` starts it again.")
+            if proc.poll() is not None:
+                if not is_locked(paths.lock):
+                    raise MlwsError(
+                        f"The supervisor of endpoint {name!r} stopped at start:\n"
+                        + log_tail(paths.supervisor_log, 15),
+                        hint="Fix what the log says, then `mlws online-endpoint show "
+                        f"-n {name}` starts it again.")
+                if pid not in (None, stale):  # another caller's supervisor won the race
+                    self._record_port(name)
+                    return False
             time.sleep(POLL_S)
         raise MlwsError(f"The supervisor of endpoint {name!r} did not start within "
                         f"{SUPERVISOR_START_S:g} s; its log: {paths.supervisor_log}")
@@ -403,6 +409,28 @@ class EndpointOperations:
             for sub in folder.glob(f"{name}-*"):
                 if sub.name.rsplit("-", 1)[0] == name:
                     shutil.rmtree(sub, ignore_errors=True)
+
+    def follow_logs(self, endpoint: str, name: str, *, lines: int = 100,
+                    until: Any = None) -> Iterator[str]:
+        """The last ``lines`` lines, then what the replicas write, as it comes (until
+        ``until()`` is true, or forever)."""
+        path = self.paths(endpoint).log(name)
+        offset = path.stat().st_size if path.exists() else 0
+        tail = self.logs(endpoint, name, lines=lines)
+        if tail:
+            yield tail + "\n"
+        while until is None or not until():
+            try:
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                chunk = b""
+            if chunk:
+                offset += len(chunk)
+                yield chunk.decode("utf-8", errors="replace")
+            else:
+                time.sleep(0.2)
 
     def logs(self, endpoint: str, name: str, *, lines: int = 100) -> str:
         """The last ``lines`` lines of a deployment's log (its replicas' output)."""

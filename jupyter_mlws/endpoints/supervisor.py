@@ -27,6 +27,8 @@ from jupyter_mlws.endpoints.replicas import DeploymentRunner
 from jupyter_mlws.endpoints.router import Router, RouteTable
 
 TICK_S = 0.1
+#: status.json is rewritten at least this often, so a reader that lost it gets it back
+STATUS_EVERY_S = 2.0
 #: Ports tried after the recorded one when it is taken, before asking the OS for any.
 PORT_TRIES = 20
 
@@ -52,6 +54,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.router: Router | None = None
         self._last_status: dict[str, Any] | None = None
+        self._last_write = 0.0
 
     def _bind(self, port: int) -> Router:
         """The router on ``port``, else on the next free port (reported in status.json)."""
@@ -147,9 +150,11 @@ class Supervisor:
                                  "serving_replicas": serving["replicas"]}
         status = {"pid": os.getpid(), "port": port, "config": self.config_digest,
                   "deployments": deployments}
-        if status != self._last_status:
+        now = time.monotonic()
+        if status != self._last_status or now - self._last_write > STATUS_EVERY_S:
             write_json(self.paths.status, status)
             self._last_status = status
+            self._last_write = now
 
     def run(self) -> int:
         if not self._load_config():

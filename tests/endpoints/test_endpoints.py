@@ -261,3 +261,46 @@ def test_an_update_rolls_without_a_failed_request_and_a_broken_one_rolls_back(
     assert shown["state"] == "Succeeded" and shown["replicas"][0]["pid"] == second[
         "replicas"][0]["pid"]
     assert post(port, key=key)[1]["color"] == "blue-v2"
+
+
+def test_two_callers_finding_a_dead_supervisor_start_one(eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    eps.endpoints.create(yaml_files("endpoint", "ep-test"))
+    old = endpoint_pids(eps, "ep-test")[0]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: not is_locked(eps.endpoints.paths("ep-test").lock), what="the lock freed")
+    results: list = []
+
+    def show() -> None:
+        with Workspace.open(eps.path) as other:  # as a second terminal would
+            results.append(other.endpoints.show("ep-test"))
+
+    callers = [threading.Thread(target=show) for _ in range(2)]
+    for c in callers:
+        c.start()
+    for c in callers:
+        c.join()
+    assert len(results) == 2 and results[0]["supervisor_pid"] == results[1]["supervisor_pid"]
+    pid = results[0]["supervisor_pid"]
+    assert pid != old and alive(pid)
+    assert sum(r["supervisor_restarted"] for r in results) >= 1
+
+
+def test_get_logs_follows_what_the_replicas_write(eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True)
+    deadline = time.monotonic() + 30
+    follow = eps.endpoints.follow_logs("ep-test", "blue", lines=3,
+                                       until=lambda: time.monotonic() > deadline)
+    assert "ready on port" in next(follow)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    assert post(port, key=key, body=b'{"data": "boom"}')[0] == 500
+    seen = ""
+    for chunk in follow:
+        seen += chunk
+        if "cannot score boom" in seen:
+            break
+    assert "ValueError: cannot score boom" in seen
