@@ -304,3 +304,33 @@ def test_get_logs_follows_what_the_replicas_write(eps: Workspace, yaml_files) ->
         if "cannot score boom" in seen:
             break
     assert "ValueError: cannot score boom" in seen
+
+
+def test_mistakes_are_typed_errors_that_change_nothing(
+        eps: Workspace, yaml_files, project: Path) -> None:  # type: ignore[no-untyped-def]
+    from jupyter_mlws.errors import ConflictError, NotFoundError, SpecError
+
+    with pytest.raises(NotFoundError, match="online-endpoint list"):
+        eps.endpoints.show("nope")
+    eps.endpoints.create(yaml_files("endpoint", "ep-test"))
+    with pytest.raises(ConflictError, match="already exists"):
+        eps.endpoints.create({"name": "ep-test"})
+    with pytest.raises(NotFoundError, match="No online endpoint 'other'"):
+        deploy(eps, yaml_files, "blue", endpoint="other")
+    with pytest.raises(SpecError, match="No-code deployments"):
+        eps.endpoints.create_deployment({"name": "blue", "endpoint_name": "ep-test",
+                                         "model": {"path": str(project / "model")}})
+    with pytest.raises(SpecError, match="no scoring script 'missing.py'"):
+        eps.endpoints.create_deployment(
+            {"name": "blue", "endpoint_name": "ep-test",
+             "code_configuration": {"code": str(project / "code"),
+                                    "scoring_script": "missing.py"}})
+    assert eps.endpoints.list_deployments("ep-test") == []
+    eps.models.create("weights", project / "model")
+    shown = eps.endpoints.create_deployment(  # a registered model, by Azure reference
+        {"name": "blue", "endpoint_name": "ep-test", "model": "azureml:weights@latest",
+         "code_configuration": {"code": str(project / "code"), "scoring_script": "score.py"}},
+        all_traffic=True)
+    assert shown["model"] == "weights:1" and shown["environment"] is None
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    assert eps.endpoints.invoke("ep-test", BODY, key=key).body.startswith('{"predictions"')
