@@ -8,10 +8,13 @@ and 10 for:
     router   POST http://127.0.0.1:<endpoint port>/score   (key check, traffic pick, forward)
     replica  POST http://127.0.0.1:<replica port>/score    (the same replica, no router: the floor)
 
+    azureml  Azure's own scoring server (azureml-inference-server-http), same score.py, when
+             --azureml-server names its ``azmlinfsrv`` (installed in a venv of its own)
+
 Also printed: how long a deployment of an already built environment takes to be Succeeded.
 Everything is stopped and deleted at the end.
 
-Run: python benchmarks/bench_endpoints.py [--requests N] [--keep DIR]
+Run: python benchmarks/bench_endpoints.py [--requests N] [--keep DIR] [--azureml-server PATH]
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ import argparse
 import http.client
 import os
 import shutil
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -71,6 +77,26 @@ def measure(port: int, headers: dict[str, str], total: int, concurrency: int
     return len(flat) / elapsed, p50, p95
 
 
+def _start_azureml(exe: str, code: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """Azure's scoring server on a free port, serving ``code/score.py``; waits until ready."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen([exe, "--entry_script", "score.py", "--port", str(port)], cwd=code,
+                            env={**os.environ, "AZUREML_MODEL_DIR": str(code)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            _worker(port, {"Content-Type": "application/json"}, 1, [])
+            return proc, port
+        except (OSError, RuntimeError, http.client.HTTPException):
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("azmlinfsrv did not start")
+
+
 def _setup(root: Path) -> tuple[object, float]:
     from jupyter_mlws import Workspace
 
@@ -92,10 +118,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--keep", help="Use this folder and keep it.")
+    parser.add_argument("--azureml-server", help="Path of azmlinfsrv, to measure it too.")
     args = parser.parse_args()
     root = Path(args.keep or tempfile.mkdtemp(prefix="mlws-bench-ep-"))
     os.environ.setdefault("MLWS_ENVS_DIR", str(root / "envs"))
     ws, deploy_s = _setup(root)
+    azureml = _start_azureml(args.azureml_server, root / "code") if args.azureml_server else None
     try:
         ep = ws.endpoints.show("bench-ep")  # type: ignore[attr-defined]
         dep = ws.endpoints.show_deployment("bench-ep", "blue")  # type: ignore[attr-defined]
@@ -108,14 +136,20 @@ def main() -> int:
         print(f"{'path':<8} {'conc':>4} {'req/s':>8} {'p50':>10} {'p95':>10}")
         for concurrency in (1, 10):
             rows = {}
-            for label, port, headers in (("replica", dep["replicas"][0]["port"], direct),
-                                         ("router", ep["port"], routed)):
+            targets = [("replica", dep["replicas"][0]["port"], direct),
+                       ("router", ep["port"], routed)]
+            if azureml is not None:
+                targets.append(("azureml", azureml[1], direct))
+            for label, port, headers in targets:
                 rows[label] = measure(port, headers, args.requests, concurrency)
                 rps, p50, p95 = rows[label]
                 print(f"{label:<8} {concurrency:>4} {rps:>8.0f} {ms(p50):>10} {ms(p95):>10}")
             print(f"router overhead at concurrency {concurrency}: p50 "
                   f"{ms(rows['router'][1] - rows['replica'][1])}")
     finally:
+        if azureml is not None:
+            os.killpg(azureml[0].pid, signal.SIGTERM)
+            azureml[0].wait()
         ws.endpoints.delete("bench-ep")  # type: ignore[attr-defined]
         ws.close()  # type: ignore[attr-defined]
         if not args.keep:
