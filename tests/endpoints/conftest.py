@@ -33,6 +33,9 @@ def run(raw_data):
     data = json.loads(raw_data)["data"]
     if data == "boom":
         raise ValueError("cannot score boom")
+    if data == "slow":
+        import time
+        time.sleep(3)
     return {"predictions": [model["w"] * x + model["b"] for x in data],
             "color": os.environ.get("COLOR"), "pid": os.getpid()}
 '''
@@ -66,7 +69,7 @@ environment:
 instance_type: Standard_DS3_v2
 instance_count: {count}
 request_settings:
-  request_timeout_ms: 5000
+  request_timeout_ms: {timeout_ms}
 readiness_probe:
   initial_delay: 1
   period: 1
@@ -121,10 +124,11 @@ def project(tmp_path: Path) -> Path:
 @pytest.fixture
 def yaml_files(project: Path) -> Callable[..., Path]:
     def make(kind: str, name: str, *, endpoint: str = "ep-test", code: str = "code",
-             count: int = 1) -> Path:
+             count: int = 1, timeout_ms: int = 5000) -> Path:
         path = project / f"{kind}-{name}.yml"
         text = (ENDPOINT_YAML.format(name=name) if kind == "endpoint" else
-                DEPLOYMENT_YAML.format(name=name, endpoint=endpoint, code=code, count=count))
+                DEPLOYMENT_YAML.format(name=name, endpoint=endpoint, code=code, count=count,
+                                       timeout_ms=timeout_ms))
         path.write_text(text)
         return path
 

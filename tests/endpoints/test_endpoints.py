@@ -334,3 +334,13 @@ def test_mistakes_are_typed_errors_that_change_nothing(
     assert shown["model"] == "weights:1" and shown["environment"] is None
     key = eps.endpoints.credentials("ep-test")["primaryKey"]
     assert eps.endpoints.invoke("ep-test", BODY, key=key).body.startswith('{"predictions"')
+
+
+def test_a_run_slower_than_request_timeout_ms_is_a_504(eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
+    port = eps.endpoints.create(yaml_files("endpoint", "ep-test"))["port"]
+    deploy(eps, yaml_files, "blue", all_traffic=True, timeout_ms=500)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    status, body, answered = post(port, key=key, body=b'{"data": "slow"}')
+    assert status == 504 and answered == "blue" and "request_timeout_ms" in body["error"]
+    # the replica is back once run() returns
+    wait_for(lambda: post(port, key=key)[0] == 200, what="answers again")
