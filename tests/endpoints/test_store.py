@@ -32,3 +32,19 @@ def test_endpoint_records_round_trip_and_deployments_go_with_their_endpoint(
         store.get_endpoint("ep-one")  # type: ignore[attr-defined]
     with pytest.raises(NotFoundError, match="No online endpoint"):
         store.put_deployment("ep-one", "blue", spec={}, resolved={})  # type: ignore[attr-defined]
+
+
+def test_a_workspace_made_before_endpoints_is_migrated_on_open(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic import command
+    from sqlalchemy import inspect
+
+    from jupyter_mlws.store.migrate import alembic_config
+
+    ws = Workspace.init(tmp_path / "old")
+    command.downgrade(alembic_config(ws.store.write_engine), "0004")  # type: ignore[attr-defined]
+    assert "online_endpoints" not in inspect(ws.store.engine).get_table_names()  # type: ignore[attr-defined]
+    ws.close()
+    with Workspace.open(tmp_path / "old") as again:
+        assert again.endpoints.list() == []
+        assert {"online_endpoints", "online_deployments"} <= set(
+            inspect(again.store.engine).get_table_names())  # type: ignore[attr-defined]
