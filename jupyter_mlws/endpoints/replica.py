@@ -10,7 +10,8 @@ and only then listens (on a free port of 127.0.0.1) and writes that port to ``re
 a port file means ready. When ``init()`` raises, the traceback goes to ``replica-N.error`` and
 the process exits with status 3, which the supervisor reads as "this deployment cannot start".
 
-``POST /score`` calls ``run()`` with the body as text (at most
+``POST /score`` calls ``run()`` with the body as text, or, when inference-schema decorates
+``run()``, with the body's JSON fields as its arguments (at most
 ``max_concurrent_requests_per_instance`` calls at once); ``GET /`` is the liveness probe and
 ``GET /ready`` the readiness probe.
 """
@@ -18,6 +19,7 @@ the process exits with status 3, which the supervisor reads as "this deployment 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import sys
@@ -47,6 +49,35 @@ def _load_script(code_dir: str, script: str) -> Any:
     return module
 
 
+def schema_parameters(run: Any) -> list[inspect.Parameter] | None:
+    """run()'s parameters when inference-schema's ``@input_schema`` decorates it (the body is
+    then a JSON object holding them by name, as Azure's server reads it), else ``None``."""
+    try:
+        from inference_schema.schema_util import is_schema_decorated
+    except ImportError:
+        return None
+    if not is_schema_decorated(run):
+        return None
+    return list(inspect.signature(run).parameters.values())
+
+
+def _arguments(params: list[inspect.Parameter], text: str) -> dict[str, Any]:
+    """The keyword arguments of a decorated run() from a JSON object body (ValueError: a 400)."""
+    try:
+        body = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object holding run()'s parameters")
+    out = {}
+    for p in params:
+        value = body.get(p.name, p.default)
+        if value is inspect.Parameter.empty:
+            raise ValueError(f"a value is not provided for the {p.name!r} parameter")
+        out[p.name] = value
+    return out
+
+
 def _encode(result: Any) -> tuple[bytes, str]:
     if isinstance(result, bytes):
         return result, "application/octet-stream"
@@ -56,6 +87,8 @@ def _encode(result: Any) -> tuple[bytes, str]:
 
 
 def make_handler(module: Any, slots: threading.BoundedSemaphore) -> type[BaseHTTPRequestHandler]:
+    params = schema_parameters(module.run)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         #: headers and body go out as separate writes: without this, Nagle's algorithm and the
@@ -94,9 +127,14 @@ def make_handler(module: Any, slots: threading.BoundedSemaphore) -> type[BaseHTT
             except UnicodeDecodeError:
                 self._reply(400, b'{"error": "the request body is not UTF-8 text"}')
                 return
+            try:
+                kwargs = _arguments(params, text) if params is not None else None
+            except ValueError as exc:
+                self._reply(400, json.dumps({"error": str(exc)}).encode())
+                return
             with slots:
                 try:
-                    result = module.run(text)
+                    result = module.run(**kwargs) if kwargs is not None else module.run(text)
                 except Exception as exc:
                     traceback.print_exc()
                     sys.stdout.flush()

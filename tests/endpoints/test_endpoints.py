@@ -344,3 +344,37 @@ def test_a_run_slower_than_request_timeout_ms_is_a_504(eps: Workspace, yaml_file
     assert status == 504 and answered == "blue" and "request_timeout_ms" in body["error"]
     # the replica is back once run() returns
     wait_for(lambda: post(port, key=key)[0] == 200, what="answers again")
+
+
+SCHEMA_SCORE = '''\
+from inference_schema.schema_decorators import input_schema, output_schema
+from inference_schema.parameter_types.standard_py_parameter_type import (
+    StandardPythonParameterType)
+
+def init():
+    pass
+
+@input_schema("data", StandardPythonParameterType([1.0, 2.0]))
+@input_schema("scale", StandardPythonParameterType(1.0))
+@output_schema(StandardPythonParameterType({"total": 3.0}))
+def run(data, scale=1.0):
+    return {"total": sum(data) * scale}
+'''
+
+
+def test_a_run_decorated_with_inference_schema_gets_the_body_fields(
+        eps: Workspace, project: Path) -> None:
+    (project / "schema").mkdir()
+    (project / "schema" / "score.py").write_text(SCHEMA_SCORE)
+    port = eps.endpoints.create({"name": "ep-test"})["port"]
+    eps.endpoints.create_deployment(
+        {"name": "blue", "endpoint_name": "ep-test",
+         "environment": {"pip_requirements": ["inference-schema==1.8"]},
+         "code_configuration": {"code": str(project / "schema"), "scoring_script": "score.py"}},
+        all_traffic=True)
+    key = eps.endpoints.credentials("ep-test")["primaryKey"]
+    assert post(port, key=key, body=b'{"data": [1, 2, 3]}')[1] == {"total": 6.0}
+    assert post(port, key=key, body=b'{"data": [1, 2], "scale": 10}')[1] == {"total": 30.0}
+    status, body, _ = post(port, key=key, body=b'{"scale": 2}')
+    assert status == 400 and "'data'" in body["error"]
+    assert post(port, key=key, body=b'[1, 2]')[0] == 400
