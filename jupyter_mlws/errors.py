@@ -270,3 +270,14 @@ class DownloadError(MlwsError):
 
     code = "download_failed"
     http_status = 502
+
+
+# --- online endpoints (issue 11, h-endpoints) ----------------------------------------------------
+class DeploymentFailedError(MlwsError):
+    """An online deployment did not start: its ``init()`` raised, or its replicas never got ready.
+
+    ``details``: ``endpoint``, ``deployment``, ``error`` (the traceback and the log's tail).
+    """
+
+    code = "deployment_failed"
+    http_status = 422

@@ -118,6 +118,9 @@ class Workspace:
         from jupyter_mlws.jobs.operations import JobOperations
 
         self.jobs = JobOperations(self)
+        from jupyter_mlws.endpoints.operations import EndpointOperations
+
+        self.endpoints = EndpointOperations(self)
         self._builders: dict[str, Any] = {}
 
     # --- opening -------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from jupyter_mlws.cli.assets import (
     model_group,
 )
 from jupyter_mlws.cli.datastore import datastore_group
+from jupyter_mlws.cli.endpoint import deployment_group, endpoint_group
 from jupyter_mlws.cli.env import env_group, image
 from jupyter_mlws.cli.job import job
 from jupyter_mlws.cli.workspace import schema_cmd, workspace
@@ -36,7 +37,8 @@ def main() -> None:
 
 
 for _command in (workspace, schema_cmd, env_group, image, model_group, data_group,
-                 component_group, datastore_group, compute_group, job, create_any):
+                 component_group, datastore_group, compute_group, job, create_any,
+                 endpoint_group, deployment_group):
     main.add_command(_command)
 
 

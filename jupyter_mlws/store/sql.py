@@ -21,6 +21,7 @@ from jupyter_mlws.assets import entity_class
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictError
 from jupyter_mlws.store.base import AbstractStore, NewVersion
+from jupyter_mlws.store.endpoints_sql import EndpointStoreMixin
 from jupyter_mlws.store.jobs_sql import JobStoreMixin
 from jupyter_mlws.store.retrying import retry_locked, sqlite_folder, translate
 from jupyter_mlws.store.rows import (
@@ -35,7 +36,7 @@ from jupyter_mlws.store.rows import (
 )
 
 #: The newest migration; the store migrates on open when the database is behind it.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 BUSY_TIMEOUT_MS = 60_000
 
 
@@ -44,7 +45,7 @@ def _to_entity(row: AssetVersionRow) -> Asset:
     return cls.model_construct(**row.to_entity_dict())
 
 
-class SqlStore(JobStoreMixin, AbstractStore):
+class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
     """:class:`AbstractStore` on SQLAlchemy 2.
 
     Every write method is one transaction (:meth:`_writing`) and is run again as a whole while
@@ -169,6 +170,11 @@ class SqlStore(JobStoreMixin, AbstractStore):
     add_metrics = retry_locked(JobStoreMixin.add_metrics)
     set_job_params = retry_locked(JobStoreMixin.set_job_params)
     set_job_io = retry_locked(JobStoreMixin.set_job_io)
+    create_endpoint = retry_locked(EndpointStoreMixin.create_endpoint)
+    update_endpoint = retry_locked(EndpointStoreMixin.update_endpoint)
+    delete_endpoint = retry_locked(EndpointStoreMixin.delete_endpoint)
+    put_deployment = retry_locked(EndpointStoreMixin.put_deployment)
+    delete_deployment = retry_locked(EndpointStoreMixin.delete_deployment)
 
     def _lock_name(self, s: Session, kind: str, name: str) -> AssetNameRow:
         stmt = select(AssetNameRow).where(AssetNameRow.kind == kind, AssetNameRow.name == name)
