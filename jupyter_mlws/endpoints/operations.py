@@ -75,6 +75,11 @@ def _free_port(taken: set[int]) -> int:
             return port
 
 
+def _header_safe(value: str) -> bool:
+    """Whether ``value`` can be sent as an HTTP header value as it is."""
+    return value.isascii() and value.isprintable()
+
+
 def _load_spec(model: type[Any], path: str | Path, schemas: tuple[str, ...]) -> tuple[Any, Path]:
     from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
 
@@ -265,6 +270,14 @@ class EndpointOperations:
     def invoke(self, name: str, body: bytes | str, *, deployment: str | None = None,
                key: str | None = None, timeout: float = 60.0) -> InvokeResult:
         """POST ``body`` to the endpoint's scoring URI with its primary key."""
+        if deployment is not None:
+            self._store.get_deployment(name, deployment)  # NotFoundError, before any header
+        if key is not None and not _header_safe(key):
+            # never repeat the key: http.client's own error would quote it
+            raise ValidationError(
+                "The key given is not an endpoint key: it has characters an HTTP header "
+                "cannot carry (only printable ASCII).",
+                hint=f"Use a key from `mlws online-endpoint get-credentials -n {name}`.")
         self.ensure_running(name)
         ep = self._endpoint(name)
         headers = {"Content-Type": "application/json",
