@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_mlws.crypto import ENV_SECRET_KEY
 from jupyter_mlws.endpoints.model import CREATING, FAILED, SUCCEEDED
 from jupyter_mlws.endpoints.paths import EndpointPaths, write_json
 
@@ -81,7 +82,8 @@ class DeploymentRunner:
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for key in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "JPY_PARENT_PID"):
+        # the secret key opens every stored credential: user code never needs it
+        for key in ("VIRTUAL_ENV", "PYTHONHOME", "PYTHONPATH", "JPY_PARENT_PID", ENV_SECRET_KEY):
             env.pop(key, None)
         python = str(self.cfg["python"])
         bindir = str(Path(python).parent)
