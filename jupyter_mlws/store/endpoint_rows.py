@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 
 from sqlalchemy import DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from jupyter_mlws.endpoints.model import OnlineDeployment, OnlineEndpoint
-from jupyter_mlws.store.rows import Base, utcnow
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
+from jupyter_mlws.store.rows import Base, aware, utcnow
 
 
 class OnlineEndpointRow(Base):
@@ -33,8 +27,8 @@ class OnlineEndpointRow(Base):
     def to_entity(self) -> OnlineEndpoint:
         return OnlineEndpoint(name=self.name, spec=json.loads(self.spec), port=self.port,
                               traffic=json.loads(self.traffic), keys=json.loads(self.keys),
-                              created_at=_aware(self.created_at),
-                              updated_at=_aware(self.updated_at))
+                              created_at=aware(self.created_at),
+                              updated_at=aware(self.updated_at))
 
 
 class OnlineDeploymentRow(Base):
@@ -52,5 +46,5 @@ class OnlineDeploymentRow(Base):
     def to_entity(self) -> OnlineDeployment:
         return OnlineDeployment(endpoint_name=self.endpoint_name, name=self.name,
                                 spec=json.loads(self.spec), resolved=json.loads(self.resolved),
-                                generation=self.generation, created_at=_aware(self.created_at),
-                                updated_at=_aware(self.updated_at))
+                                generation=self.generation, created_at=aware(self.created_at),
+                                updated_at=aware(self.updated_at))

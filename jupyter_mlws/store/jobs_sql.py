@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -27,14 +26,9 @@ from jupyter_mlws.store.rows import (
     JobMetricRow,
     JobParamRow,
     JobRow,
+    aware,
     utcnow,
 )
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value
 
 
 def _job(row: JobRow) -> Job:
@@ -45,8 +39,8 @@ def _job(row: JobRow) -> Job:
         image=row.image, spec=json.loads(row.spec), error=row.error,
         result=json.loads(row.result) if row.result else None,
         cancel_requested=row.cancel_requested, runner_pid=row.runner_pid,
-        created_at=_aware(row.created_at), started_at=_aware(row.started_at),
-        ended_at=_aware(row.ended_at), created_by=row.created_by,
+        created_at=aware(row.created_at), started_at=aware(row.started_at),
+        ended_at=aware(row.ended_at), created_by=row.created_by,
     )
 
 
@@ -175,7 +169,7 @@ class JobStoreMixin:
         with self._read() as s:
             rows = s.scalars(select(JobEventRow).where(JobEventRow.job_id == job_id)
                              .order_by(JobEventRow.id)).all()
-            return [JobEvent(status=r.status, at=_aware(r.at), message=r.message)  # type: ignore[arg-type]
+            return [JobEvent(status=r.status, at=aware(r.at), message=r.message)  # type: ignore[arg-type]
                     for r in rows]
 
     def add_metrics(self, job_id: str, metrics: Iterable[Mapping[str, Any]]) -> int:
@@ -191,7 +185,7 @@ class JobStoreMixin:
         with self._read() as s:
             rows = s.scalars(select(JobMetricRow).where(JobMetricRow.job_id == job_id)
                              .order_by(JobMetricRow.id)).all()
-            return [Metric(key=r.key, value=r.value, step=r.step, at=_aware(r.at))  # type: ignore[arg-type]
+            return [Metric(key=r.key, value=r.value, step=r.step, at=aware(r.at))  # type: ignore[arg-type]
                     for r in rows]
 
     def set_job_params(self, job_id: str, params: Mapping[str, Any]) -> None:

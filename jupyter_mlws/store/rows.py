@@ -31,6 +31,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def aware(value: datetime | None) -> datetime | None:
+    """``value`` as UTC-aware (SQLite hands back naive datetimes)."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
 class AssetNameRow(Base):
     """One row per (kind, name): the counter that hands out the next integer version."""
 
@@ -75,9 +82,7 @@ class AssetVersionRow(Base):
     )
 
     def to_entity_dict(self) -> dict[str, Any]:
-        created = self.created_at
-        if created.tzinfo is None:  # SQLite hands back naive datetimes
-            created = created.replace(tzinfo=timezone.utc)
+        created = aware(self.created_at)
         extra = {"stored_hash": self.env_hash} if self.kind == "environment" else {}
         return {
             **extra,
