@@ -385,12 +385,20 @@ class ArtifactStore:
     def materialize(self, artifact: StoredArtifact, dest: Path) -> Path:
         """Write the stored bytes to ``dest`` (a file path, or a folder for a tree)."""
         dest = Path(dest)
-        if artifact.kind == "file":
-            self._copy_out(artifact.sha256, dest, executable=False)
-            return dest
-        dest.mkdir(parents=True, exist_ok=True)
-        for rel, sha, _size, executable in self.manifest(artifact.sha256):
-            self._copy_out(sha, dest / rel, executable=executable)
+        try:
+            if artifact.kind == "file":
+                self._copy_out(artifact.sha256, dest, executable=False)
+                return dest
+            dest.mkdir(parents=True, exist_ok=True)
+            for rel, sha, _size, executable in self.manifest(artifact.sha256):
+                self._copy_out(sha, dest / rel, executable=executable)
+        except OSError as exc:  # the destination, not the store (a full disk is said above)
+            raise ValidationError(
+                f"Cannot write {str(dest)!r}: {exc.strerror or exc}"
+                + (f" ({exc.filename})." if exc.filename else "."),
+                hint="Give a destination folder that exists or can be made, and that you may "
+                "write to.",
+            ) from None
         return dest
 
     def _copy_out(self, sha: str, dest: Path, *, executable: bool) -> None:
