@@ -52,9 +52,7 @@ class DatastoreSpec(AssetSpec):
     @field_validator("storage_options")
     @classmethod
     def _options(cls, value: dict[str, Any]) -> dict[str, Any]:
-        for key, item in value.items():
-            if isinstance(item, str) and "://" in item:
-                validate_path_text(item, what=f"storage option {key!r}")
+        _check_options(value, "storage_options")  # nested too: s3fs takes client_kwargs
         return value
 
     @model_validator(mode="before")
@@ -85,13 +83,6 @@ class DatastoreSpec(AssetSpec):
             raise ValueError("a local datastore needs 'path' (a folder)")
         if self.type == "fsspec" and (not self.url or "://" not in self.url):
             raise ValueError("an fsspec datastore needs 'url', e.g. s3://bucket/prefix")
-        for key in self.storage_options:
-            secretish = any(s in key.lower() for s in ("key", "secret", "token", "password", "sas"))
-            if secretish and key != "account_name":
-                raise ValueError(
-                    f"storage_options.{key} looks like a credential: put it under "
-                    "'credentials' so it is kept secret"
-                )
         return self
 
     def secret(self) -> dict[str, str]:
@@ -122,6 +113,28 @@ class Datastore(Asset):
             "location": without_userinfo(location) if isinstance(location, str) else location,
             "credentials": {k: MASK for k in self.credential_names},
         }
+
+
+_SECRETISH = ("key", "secret", "token", "password", "sas")
+
+
+def _check_options(value: Any, where: str) -> None:
+    """Refuse credentials anywhere in storage options (a secret-like name, or a URL with user
+    info); the message names where, never the value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = str(key)
+            if any(s in name.lower() for s in _SECRETISH) and name != "account_name":
+                raise ValueError(
+                    f"{where}.{name} looks like a credential: put it under "
+                    "'credentials' so it is kept secret"
+                )
+            _check_options(item, f"{where}.{name}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_options(item, f"{where}[{i}]")
+    elif isinstance(value, str) and "://" in value:
+        validate_path_text(value, what=f"storage option {where.partition('.')[2]!r}")
 
 
 def without_userinfo(url: str) -> str:
