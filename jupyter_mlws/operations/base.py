@@ -16,6 +16,7 @@ from jupyter_mlws.assets.base import (
     Asset,
     AssetSpec,
     parse_ref,
+    validate_description,
     validate_name,
     validate_tags,
     validate_version,
@@ -52,6 +53,15 @@ def content_hash(spec: Mapping[str, Any], extra: Mapping[str, Any] | None = None
     payload = {"spec": body, **({"extra": extra} if extra else {})}
     blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _checked_description(description: Any) -> str | None:
+    """A new description as registration accepts it (bounded, no NUL)."""
+    try:
+        return validate_description(description)
+    except ValueError as exc:
+        raise ValidationError(f"Invalid description: {exc}.",
+                              hint="Give plain text without NUL, at most 10,000 characters.") from None
 
 
 def _checked_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
@@ -246,7 +256,7 @@ class AssetOperations(Generic[S, E]):
             self.kind,
             validate_name(name),
             validate_version(version),
-            description=description,
+            description=_checked_description(description),
             set_tags=_checked_tags(tags),
             remove_tags=remove_tags,
         )
