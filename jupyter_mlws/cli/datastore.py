@@ -112,6 +112,13 @@ def datastore_create(file: str | None, name: str | None, ds_type: str, path: str
                      description: str | None, tags: Sequence[str], workspace_path: str | None,
                      output: str) -> None:
     """Register a datastore from a YAML file or options."""
+    if file and (credentials or credential_env or credential_file):
+        # never drop them silently: the datastore would be registered without them
+        raise click.UsageError(
+            "the --credential options do not apply to -f FILE; give the datastore with "
+            "options (-n, --type, --url) and its credentials, or list them under "
+            "'credentials:' in the file")
+
     def build(ws: Any) -> Any:
         secrets = collect_credentials(credentials, credential_env, credential_file)
         return ws.datastores.create(name, type=ds_type, path=path, url=url,
