@@ -89,8 +89,12 @@ def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: P
 
 def local_env(launch: Launch, python: str) -> dict[str, str]:
     """The job's environment variables for a process on this machine."""
+    from jupyter_mlws.crypto import ENV_SECRET_KEY
+
     env = dict(os.environ)
-    for key in ("VIRTUAL_ENV", "PYTHONHOME", "JPY_PARENT_PID", "JPY_SESSION_NAME"):
+    # the secret key opens every stored credential: a job's code never needs it
+    for key in ("VIRTUAL_ENV", "PYTHONHOME", "JPY_PARENT_PID", "JPY_SESSION_NAME",
+                ENV_SECRET_KEY):
         env.pop(key, None)
     env.update(launch.env)
     bindir = str(Path(python).parent)

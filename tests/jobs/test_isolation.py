@@ -157,3 +157,17 @@ def test_a_running_jobs_outputs_cannot_be_registered(jws: Workspace) -> None:
     jws.jobs.cancel(job.id)
     jws.jobs.wait(job.id, timeout=60)
     assert jws.models.create("late", f"mlws://jobs/{job.id}/outputs/o").version == "1"
+
+
+def test_a_local_job_does_not_get_the_secret_key(jws: Workspace,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key that opens every stored credential stays with the workspace, not the job."""
+    from cryptography.fernet import Fernet
+
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv("MLWS_SECRET_KEY", key)
+    job = jws.jobs.submit_command('echo "key=[${MLWS_SECRET_KEY:-}]"; env')
+    done = jws.jobs.wait(job.id, timeout=120)
+    assert done.status == "Completed", jws.jobs.logs(job.id)
+    text = jws.jobs.logs(job.id)
+    assert "key=[]" in text and key not in text
