@@ -157,3 +157,22 @@ def test_a_running_jobs_outputs_cannot_be_registered(jws: Workspace) -> None:
     jws.jobs.cancel(job.id)
     jws.jobs.wait(job.id, timeout=60)
     assert jws.models.create("late", f"mlws://jobs/{job.id}/outputs/o").version == "1"
+
+
+def test_a_failed_steps_log_replaced_by_a_symlink_is_not_quoted(
+        tmp_path: Path, secret: tuple[Path, str]) -> None:
+    """A pipeline quotes the last line a failed step printed; it reads the step's log as a
+    job-written file, never through a link."""
+    from jupyter_mlws.jobs.pipeline import _cause
+
+    path, marker = secret
+    step = tmp_path / "jobs" / "step1"
+    (step / "logs").mkdir(parents=True)
+    (step / "logs" / "job.log").symlink_to(path)
+    cause = _cause("exit 1", step / "logs" / "job.log", step)
+    assert marker not in cause
+    assert cause == "exit 1"
+    (step / "logs" / "job.log").unlink()
+    (step / "logs" / "job.log").write_text("loading\nValueError: bad lr\n")
+    assert _cause("exit 1", step / "logs" / "job.log", step) == (
+        "exit 1 (last output: ValueError: bad lr)")
