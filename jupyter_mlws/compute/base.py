@@ -86,7 +86,7 @@ class RunContext:
     def ingest(self) -> None:
         """Move new metric and parameter lines from the run folder into the store."""
         metrics, self._metrics_offset = _read_new_lines(
-            self.paths.run / "metrics.jsonl", self._metrics_offset)
+            self.paths.run / "metrics.jsonl", self._metrics_offset, self.paths.root)
         if metrics:
             from datetime import datetime, timezone
 
@@ -95,16 +95,17 @@ class RunContext:
                  "at": datetime.fromtimestamp(m.get("t", time.time()), timezone.utc)}
                 for m in metrics if "key" in m and "value" in m])
         params, self._params_offset = _read_new_lines(
-            self.paths.run / "params.jsonl", self._params_offset)
+            self.paths.run / "params.jsonl", self._params_offset, self.paths.root)
         if params:
             self.store.set_job_params(self.job_id, {p["key"]: p.get("value") for p in params
                                                     if "key" in p})
 
 
-def _read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Complete JSON lines appended since ``offset``; a half-written last line waits."""
+def _read_new_lines(path: Path, offset: int, root: Path) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines appended since ``offset``; a half-written last line waits. The job
+    under ``root`` wrote them: no link (at any part below ``root``) or FIFO is followed."""
     try:
-        with open_job_file(path) as f:  # the job wrote it: no links, no FIFOs
+        with open_job_file(path, root) as f:
             f.seek(offset)
             data = f.read()
     except (FileNotFoundError, UnsafePathError):

@@ -176,3 +176,21 @@ def test_a_failed_steps_log_replaced_by_a_symlink_is_not_quoted(
     (step / "logs" / "job.log").write_text("loading\nValueError: bad lr\n")
     assert _cause("exit 1", step / "logs" / "job.log", step) == (
         "exit 1 (last output: ValueError: bad lr)")
+
+
+def test_metrics_are_not_read_through_a_linked_run_folder(tmp_path: Path) -> None:
+    """The run folder is the job's: a link in place of it (not only of the file) is refused."""
+    from jupyter_mlws.compute.base import _read_new_lines
+
+    job = tmp_path / "jobs" / "j1"
+    job.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "metrics.jsonl").write_text('{"key": "leak", "value": 1}\n')
+    (job / "run").symlink_to(elsewhere, target_is_directory=True)
+    assert _read_new_lines(job / "run" / "metrics.jsonl", 0, job) == ([], 0)
+    (job / "run").unlink()
+    (job / "run").mkdir()
+    (job / "run" / "metrics.jsonl").write_text('{"key": "acc", "value": 1}\n{"key": "ha')
+    lines, offset = _read_new_lines(job / "run" / "metrics.jsonl", 0, job)
+    assert lines == [{"key": "acc", "value": 1}] and offset == 27
