@@ -91,10 +91,8 @@ class JobLifecycle(JobQueries):
             if is_locked(paths.runner_lock):
                 continue
             age = time.time() - job.created_at.timestamp()
-            if job.runner_pid is None and age < RUNNER_START_GRACE_S and not paths.runner_lock.exists():
-                continue  # its runner is still starting
             if job.runner_pid is None and age < RUNNER_START_GRACE_S:
-                continue
+                continue  # its runner is still starting (or queued before taking its lock)
             _kill_leftovers(paths)
             reason = (f"the job's runner (pid {job.runner_pid}) stopped while the job was "
                       f"{job.status} (machine restart, or the process was killed)")
