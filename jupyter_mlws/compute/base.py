@@ -10,6 +10,7 @@ jobs that run on a compute definition; it sees the workspace only through
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import signal
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jupyter_mlws.errors import MlwsError, UnsafePathError
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
-from jupyter_mlws.jobs.safe_files import open_job_file, read_job_json
+from jupyter_mlws.jobs.safe_files import open_job_file, open_log_for_append, read_job_json
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.compute import Compute
@@ -184,8 +185,8 @@ class JobTemplate(abc.ABC):
         except Exception as exc:
             if handle is not None:
                 handle.stop()
-            with open(ctx.paths.job_log, "a", encoding="utf-8") as f:
-                f.write("\n[mlws] internal error:\n" + traceback.format_exc())
+            with contextlib.suppress(OSError), open_log_for_append(ctx.paths.job_log) as f:
+                f.write(("\n[mlws] internal error:\n" + traceback.format_exc()).encode())
             outcome = (JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             if handle is not None:

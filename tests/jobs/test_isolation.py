@@ -194,3 +194,32 @@ def test_metrics_are_not_read_through_a_linked_run_folder(tmp_path: Path) -> Non
     (job / "run" / "metrics.jsonl").write_text('{"key": "acc", "value": 1}\n{"key": "ha')
     lines, offset = _read_new_lines(job / "run" / "metrics.jsonl", 0, job)
     assert lines == [{"key": "acc", "value": 1}] and offset == 27
+
+
+def test_the_ray_log_copy_never_appends_through_a_link(tmp_path: Path) -> None:
+    """On Ray the nodes share the job's folder read-write: a job that puts a link in place of
+    its log must not make the host runner append what the job printed to another file."""
+    from jupyter_mlws.compute.ray.handle import RayJobHandle
+
+    class Printed:  # what the Ray head reports the job printed (the log endpoint, and no more)
+        def logs(self, submission_id: str) -> str:
+            return "echo pwned >> ~/.bashrc\n"
+
+    victim = tmp_path / "host" / ".bashrc"
+    victim.parent.mkdir()
+    victim.write_text("# the user's file\n")
+    log = tmp_path / "jobs" / "r1" / "logs" / "job.log"
+    log.parent.mkdir(parents=True)
+    log.symlink_to(victim)
+    handle = RayJobHandle.__new__(RayJobHandle)  # no follower thread: drive the copy directly
+    handle.client, handle.submission_id = Printed(), "r1"  # type: ignore[assignment]
+    handle._log_path, handle._written = log, 0
+    with pytest.raises(OSError):
+        handle._copy_logs()
+    with pytest.raises(OSError):
+        handle._note("the job ended")
+    assert victim.read_text() == "# the user's file\n"
+    log.unlink()
+    assert handle._copy_logs() == len("echo pwned >> ~/.bashrc\n")
+    handle._note("the job ended")
+    assert log.read_text() == "echo pwned >> ~/.bashrc\n\n[mlws] the job ended\n"
