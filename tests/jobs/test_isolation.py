@@ -223,3 +223,16 @@ def test_the_ray_log_copy_never_appends_through_a_link(tmp_path: Path) -> None:
     assert handle._copy_logs() == len("echo pwned >> ~/.bashrc\n")
     handle._note("the job ended")
     assert log.read_text() == "echo pwned >> ~/.bashrc\n\n[mlws] the job ended\n"
+
+
+def test_a_download_into_a_file_is_a_typed_error(jws: Workspace, tmp_path: Path) -> None:
+    from jupyter_mlws.errors import ValidationError
+
+    job = jws.jobs.submit_command("echo hi")
+    assert jws.jobs.wait(job.id, timeout=120).status == "Completed"
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("x")
+    with pytest.raises(ValidationError, match="cannot be copied into"):
+        jws.jobs.download(job.id, not_a_folder)
+    got = jws.jobs.download(job.id, tmp_path / "dl")
+    assert (got / "logs" / "job.log").read_text().strip() == "hi"
