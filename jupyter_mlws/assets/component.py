@@ -121,7 +121,7 @@ def resolve_command(
                 f"The command needs {m.group(1)}.{m.group(2)}, which has no value.",
                 hint="Give it a value, or a default in the component.",
             )
-        out.append(scanner.literal(_render(value)))
+        out.append(scanner.literal(_render(value), f"{m.group(1)}.{m.group(2)}"))
         pos = m.end()
     out.append(text[pos:])
     return "".join(out).strip()
@@ -134,12 +134,22 @@ def _render(value: Any) -> str:
 
 
 class _ShellQuoting:
-    """Follows the quoting state of POSIX shell text, to insert a value as a literal there."""
+    """Follows the quoting state of POSIX shell text, to insert a value as a literal there.
+
+    Where no quoting makes a value literal - inside ``${...}`` (a new quoting level in double
+    quotes), ``$((...))`` (evaluated) or a here-document's body (expanded, and ended by a line
+    the value could hold) - :meth:`literal` refuses it.
+    """
 
     _CODE = frozenset({"out", "sub", "paren", "backtick"})
+    #: Contexts where a value cannot be made literal, and what to say about them.
+    _UNQUOTABLE = {"brace": "inside ${...}", "arith": "inside $((...))",
+                   "heredoc": "inside a here-document"}
 
     def __init__(self) -> None:
         self._stack = ["out"]
+        self._heredocs: list[tuple[str, bool]] = []  # (delimiter, strip tabs) pending
+        self._line = ""  # the here-document line read so far
 
     def feed(self, text: str) -> None:
         i = 0
@@ -147,14 +157,24 @@ class _ShellQuoting:
         while i < len(text):
             c, top = text[i], stack[-1]
             nxt = text[i + 1] if i + 1 < len(text) else ""
-            if top == "sq":
+            if top == "heredoc":
+                self._heredoc_char(c)
+            elif top == "sq":
                 if c == "'":
                     stack.pop()
             elif c == "\\":
                 i += 1  # the next character is escaped
+            elif c == "$" and text.startswith("((", i + 1):
+                stack.append("arith")
+                i += 2
             elif c == "$" and nxt == "(":
                 stack.append("sub")
                 i += 1
+            elif c == "$" and nxt == "{":
+                stack.append("brace")
+                i += 1
+            elif c == "}" and top == "brace":
+                stack.pop()
             elif c == "`":
                 if top == "backtick":
                     stack.pop()
@@ -169,12 +189,51 @@ class _ShellQuoting:
                 stack.append("dq")
             elif c == "(":
                 stack.append("paren")
-            elif c == ")" and top in ("sub", "paren"):
+            elif c == ")" and top in ("sub", "paren", "arith"):
+                if top == "arith" and nxt == ")":
+                    i += 1
                 stack.pop()
+            elif c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i) \
+                    and top in self._CODE:
+                i = self._heredoc_start(text, i + 2) - 1
+            elif c == "\n" and self._heredocs and top in self._CODE:
+                stack.append("heredoc")
+                self._line = ""
             i += 1
 
-    def literal(self, value: str) -> str:
+    def _heredoc_start(self, text: str, i: int) -> int:
+        """Note the here-document whose ``<<`` ends before ``i``; returns where its word ends."""
+        strip = text.startswith("-", i)
+        i += 1 if strip else 0
+        while i < len(text) and text[i] in " \t":
+            i += 1
+        start = i
+        while i < len(text) and text[i] not in " \t\n;|&<>()":
+            i += 1
+        word = re.sub(r"[\\'\"]", "", text[start:i])
+        self._heredocs.append((word, strip))
+        return i
+
+    def _heredoc_char(self, c: str) -> None:
+        if c != "\n":
+            self._line += c
+            return
+        delimiter, strip = self._heredocs[0]
+        if (self._line.lstrip("\t") if strip else self._line) == delimiter:
+            self._heredocs.pop(0)
+            if not self._heredocs:
+                self._stack.pop()
+        self._line = ""
+
+    def literal(self, value: str, ref: str = "the value") -> str:
         """``value`` as literal text at the current position."""
+        unsafe = [self._UNQUOTABLE[s] for s in self._stack if s in self._UNQUOTABLE]
+        if unsafe:
+            raise ValidationError(
+                f"The command uses {ref} {unsafe[-1]}, where the shell would run what the "
+                "value holds: no quoting makes it literal text there.",
+                hint="Pass it to the shell as an environment variable instead (e.g. "
+                "$MLWS_INPUT_<NAME>), or move it out of that construct.")
         quoted = shlex.quote(value)
         top = self._stack[-1]
         if top == "sq":  # close the template's quote, add the value, reopen it

@@ -10,6 +10,7 @@ jobs that run on a compute definition; it sees the workspace only through
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import signal
 import time
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from jupyter_mlws.errors import MlwsError, UnsafePathError
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
-from jupyter_mlws.jobs.safe_files import open_job_file, read_job_json
+from jupyter_mlws.jobs.safe_files import open_job_file, open_log_for_append, read_job_json
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.compute import Compute
@@ -86,7 +87,7 @@ class RunContext:
     def ingest(self) -> None:
         """Move new metric and parameter lines from the run folder into the store."""
         metrics, self._metrics_offset = _read_new_lines(
-            self.paths.run / "metrics.jsonl", self._metrics_offset)
+            self.paths.run / "metrics.jsonl", self._metrics_offset, self.paths.root)
         if metrics:
             from datetime import datetime, timezone
 
@@ -95,16 +96,17 @@ class RunContext:
                  "at": datetime.fromtimestamp(m.get("t", time.time()), timezone.utc)}
                 for m in metrics if "key" in m and "value" in m])
         params, self._params_offset = _read_new_lines(
-            self.paths.run / "params.jsonl", self._params_offset)
+            self.paths.run / "params.jsonl", self._params_offset, self.paths.root)
         if params:
             self.store.set_job_params(self.job_id, {p["key"]: p.get("value") for p in params
                                                     if "key" in p})
 
 
-def _read_new_lines(path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Complete JSON lines appended since ``offset``; a half-written last line waits."""
+def _read_new_lines(path: Path, offset: int, root: Path) -> tuple[list[dict[str, Any]], int]:
+    """Complete JSON lines appended since ``offset``; a half-written last line waits. The job
+    under ``root`` wrote them: no link (at any part below ``root``) or FIFO is followed."""
     try:
-        with open_job_file(path) as f:  # the job wrote it: no links, no FIFOs
+        with open_job_file(path, root) as f:
             f.seek(offset)
             data = f.read()
     except (FileNotFoundError, UnsafePathError):
@@ -183,8 +185,8 @@ class JobTemplate(abc.ABC):
         except Exception as exc:
             if handle is not None:
                 handle.stop()
-            with open(ctx.paths.job_log, "a", encoding="utf-8") as f:
-                f.write("\n[mlws] internal error:\n" + traceback.format_exc())
+            with contextlib.suppress(OSError), open_log_for_append(ctx.paths.job_log) as f:
+                f.write(("\n[mlws] internal error:\n" + traceback.format_exc()).encode())
             outcome = (JobStatus.FAILED, f"internal error: {type(exc).__name__}: {exc}")
         finally:
             if handle is not None:

@@ -35,6 +35,15 @@ class BoundInputs:
     mounts: list[str] = field(default_factory=list)
 
 
+def _names_a_file(text: str) -> bool:
+    """Whether ``text`` is the path of an existing file or folder; ``False`` for text no path
+    can be (too long, a NUL byte), which is then a plain value."""
+    try:
+        return Path(text).expanduser().exists()
+    except (OSError, ValueError):
+        return False
+
+
 class InputBinder:
     """Binds the inputs of one submission (``output_path`` resolves job output URIs)."""
 
@@ -54,7 +63,7 @@ class InputBinder:
             text = str(raw)
             untyped_literal = (typ is None and "path" not in spec and isinstance(raw, str)
                                and not looks_like_ref(text) and "://" not in text
-                               and not Path(text).expanduser().exists())
+                               and not _names_a_file(text))
             if (isinstance(raw, (bool, int, float)) or untyped_literal
                     or typ in PRIMITIVE_INPUT_TYPES):
                 bound.values[name] = raw
@@ -91,8 +100,9 @@ class InputBinder:
                                  what=f"The input {name!r}", uri=text)
         else:
             local = self._local(text)
-            if not local.exists():
-                raise NotFoundError(f"The input {name!r} names {text!r}, which does not exist.")
+            if not _names_a_file(str(local)):
+                raise NotFoundError(f"The input {name!r} names {text[:300]!r}, which does not "
+                                    "exist.", hint="Give an existing file or folder.")
         local = local.resolve()
         row = {"name": name, "type": typ or ("uri_file" if local.is_file() else "uri_folder"),
                "uri": text}

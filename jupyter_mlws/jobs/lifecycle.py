@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import errno
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from jupyter_mlws.errors import DiskFullError, ValidationError
 from jupyter_mlws.jobs.logs import read_log_text
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
@@ -74,13 +76,21 @@ class JobLifecycle(JobQueries):
         job = self.get(job_id)
         paths = self.paths(job.id)
         target = Path(dest) / job.id
-        target.mkdir(parents=True, exist_ok=True)
         pieces = {"outputs": paths.outputs, "logs": paths.logs,
                   "notebook": paths.notebook_out.parent}
-        for name, src in pieces.items():
-            if what not in ("all", name) or not src.exists():
-                continue
-            copy_job_tree(src, target / name, paths.root)  # real files only: no links followed
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            for name, src in pieces.items():
+                if what not in ("all", name) or not src.exists():
+                    continue
+                copy_job_tree(src, target / name, paths.root)  # real files only: no links
+        except OSError as exc:  # the destination is a file, read-only, full...
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise DiskFullError(str(dest), what=f"the download of job {job.id}") from None
+            raise ValidationError(
+                f"Job {job.id}'s files cannot be copied into {str(target)!r}: "
+                f"{exc.strerror or exc}.",
+                hint="Give a destination folder you can write (not a file).") from None
         return target
 
     def reap_orphans(self) -> builtins.list[str]:
@@ -91,10 +101,8 @@ class JobLifecycle(JobQueries):
             if is_locked(paths.runner_lock):
                 continue
             age = time.time() - job.created_at.timestamp()
-            if job.runner_pid is None and age < RUNNER_START_GRACE_S and not paths.runner_lock.exists():
-                continue  # its runner is still starting
             if job.runner_pid is None and age < RUNNER_START_GRACE_S:
-                continue
+                continue  # its runner is still starting (or queued before taking its lock)
             _kill_leftovers(paths)
             reason = (f"the job's runner (pid {job.runner_pid}) stopped while the job was "
                       f"{job.status} (machine restart, or the process was killed)")

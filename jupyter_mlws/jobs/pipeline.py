@@ -345,7 +345,8 @@ class PipelineHandle:
             if job.done:
                 self.state[name] = JobStatus(job.status)
                 if job.status == JobStatus.FAILED.value:
-                    self.causes[name] = _cause(job.error, self._ws.jobs.paths(child).job_log)
+                    step = self._ws.jobs.paths(child)
+                    self.causes[name] = _cause(job.error, step.job_log, step.root)
                 self._say(f"{name}: {job.status}" + (f" ({job.error})" if job.error else ""))
 
     def stop(self, grace: float = 0.0) -> None:
@@ -387,15 +388,19 @@ class PipelineRun(JobTemplate):
         return JobStatus.FAILED, failure_line(causes, handle.skipped)
 
 
-def _cause(error: str | None, log: Path) -> str:
-    """A failed step's error, with the last line it printed (usually the reason)."""
+def _cause(error: str | None, log: Path, root: Path) -> str:
+    """A failed step's error, with the last line it printed (usually the reason); the log is
+    read as a job-written file under the step's folder ``root`` (no link followed)."""
+    from jupyter_mlws.errors import UnsafePathError
+    from jupyter_mlws.jobs.safe_files import open_job_file
+
     last = ""
     try:
-        with open(log, "rb") as f:
+        with open_job_file(log, root) as f:
             f.seek(max(0, f.seek(0, 2) - 4096))
             lines = [x.strip() for x in f.read().decode("utf-8", "replace").splitlines()]
         last = next((x for x in reversed(lines) if x and not x.startswith("[mlws]")), "")
-    except OSError:
+    except (OSError, UnsafePathError):
         pass
     text = error or "failed"
     return f"{text} (last output: {last[:300]})" if last else text

@@ -14,9 +14,11 @@ from typing import Any
 from jupyter_mlws.assets.base import looks_like_ref
 from jupyter_mlws.errors import NotFoundError, UnsafePathError
 
-#: URIs a caller may give as an input: job outputs and datastore paths (checked further by the
-#: job submission: no ``..``, the job and datastore must exist).
-_ALLOWED_URI = re.compile(r"^(?:mlws|azureml)://(?:jobs|datastores)/[^/]+/.+")
+#: URIs a caller may give as an input: job outputs and datastore paths, in the exact forms the
+#: job submission reads as such (any other ``mlws://`` text would be read as a local path), with
+#: no ``..`` part (the job and datastore must also exist, which the submission checks).
+_ALLOWED_URI = re.compile(r"^(?:mlws|azureml)://(?:jobs/[^/]+/outputs|datastores/[^/]+/paths)/"
+                          r"(?!(?:.*/)?\.\.(?:/|$))")
 _PATH_MAX = 4096
 _NAME_MAX = 255
 _ALLOWED = ("registered data or model references (azureml:NAME:VERSION), job outputs "

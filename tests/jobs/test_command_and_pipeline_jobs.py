@@ -314,3 +314,17 @@ def test_cancel_a_running_pipeline(jws: Workspace) -> None:
     assert jws.jobs.get(slow.id).status == "Canceled"
     assert done.result == {"steps": {"slow": {"job": slow.id, "status": "Canceled"},
                                      "after": {"job": None, "status": "Canceled"}}}
+
+
+def test_an_input_no_path_can_be_is_a_value_or_a_typed_error(jws: Workspace) -> None:
+    """A 5,000-character value is a string (no path is that long), not an ENAMETOOLONG
+    traceback; given as a path, it is a NotFoundError."""
+    from jupyter_mlws.errors import NotFoundError
+
+    long_text = "a" * 5000
+    job = jws.jobs.submit_command("echo ${{inputs.x}} | wc -c", inputs={"x": long_text})
+    assert jws.jobs.wait(job.id, timeout=120).status == "Completed"
+    assert jws.jobs.logs(job.id).strip().endswith("5001")
+    with pytest.raises(NotFoundError, match="does not exist"):
+        jws.jobs.submit_command("cat ${{inputs.x}}",
+                                inputs={"x": {"type": "uri_file", "path": long_text}})

@@ -171,3 +171,82 @@ def test_a_local_job_does_not_get_the_secret_key(jws: Workspace,
     assert done.status == "Completed", jws.jobs.logs(job.id)
     text = jws.jobs.logs(job.id)
     assert "key=[]" in text and key not in text
+
+
+def test_a_failed_steps_log_replaced_by_a_symlink_is_not_quoted(
+        tmp_path: Path, secret: tuple[Path, str]) -> None:
+    """A pipeline quotes the last line a failed step printed; it reads the step's log as a
+    job-written file, never through a link."""
+    from jupyter_mlws.jobs.pipeline import _cause
+
+    path, marker = secret
+    step = tmp_path / "jobs" / "step1"
+    (step / "logs").mkdir(parents=True)
+    (step / "logs" / "job.log").symlink_to(path)
+    cause = _cause("exit 1", step / "logs" / "job.log", step)
+    assert marker not in cause
+    assert cause == "exit 1"
+    (step / "logs" / "job.log").unlink()
+    (step / "logs" / "job.log").write_text("loading\nValueError: bad lr\n")
+    assert _cause("exit 1", step / "logs" / "job.log", step) == (
+        "exit 1 (last output: ValueError: bad lr)")
+
+
+def test_metrics_are_not_read_through_a_linked_run_folder(tmp_path: Path) -> None:
+    """The run folder is the job's: a link in place of it (not only of the file) is refused."""
+    from jupyter_mlws.compute.base import _read_new_lines
+
+    job = tmp_path / "jobs" / "j1"
+    job.mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "metrics.jsonl").write_text('{"key": "leak", "value": 1}\n')
+    (job / "run").symlink_to(elsewhere, target_is_directory=True)
+    assert _read_new_lines(job / "run" / "metrics.jsonl", 0, job) == ([], 0)
+    (job / "run").unlink()
+    (job / "run").mkdir()
+    (job / "run" / "metrics.jsonl").write_text('{"key": "acc", "value": 1}\n{"key": "ha')
+    lines, offset = _read_new_lines(job / "run" / "metrics.jsonl", 0, job)
+    assert lines == [{"key": "acc", "value": 1}] and offset == 27
+
+
+def test_the_ray_log_copy_never_appends_through_a_link(tmp_path: Path) -> None:
+    """On Ray the nodes share the job's folder read-write: a job that puts a link in place of
+    its log must not make the host runner append what the job printed to another file."""
+    from jupyter_mlws.compute.ray.handle import RayJobHandle
+
+    class Printed:  # what the Ray head reports the job printed (the log endpoint, and no more)
+        def logs(self, submission_id: str) -> str:
+            return "echo pwned >> ~/.bashrc\n"
+
+    victim = tmp_path / "host" / ".bashrc"
+    victim.parent.mkdir()
+    victim.write_text("# the user's file\n")
+    log = tmp_path / "jobs" / "r1" / "logs" / "job.log"
+    log.parent.mkdir(parents=True)
+    log.symlink_to(victim)
+    handle = RayJobHandle.__new__(RayJobHandle)  # no follower thread: drive the copy directly
+    handle.client, handle.submission_id = Printed(), "r1"  # type: ignore[assignment]
+    handle._log_path, handle._written = log, 0
+    with pytest.raises(OSError):
+        handle._copy_logs()
+    with pytest.raises(OSError):
+        handle._note("the job ended")
+    assert victim.read_text() == "# the user's file\n"
+    log.unlink()
+    assert handle._copy_logs() == len("echo pwned >> ~/.bashrc\n")
+    handle._note("the job ended")
+    assert log.read_text() == "echo pwned >> ~/.bashrc\n\n[mlws] the job ended\n"
+
+
+def test_a_download_into_a_file_is_a_typed_error(jws: Workspace, tmp_path: Path) -> None:
+    from jupyter_mlws.errors import ValidationError
+
+    job = jws.jobs.submit_command("echo hi")
+    assert jws.jobs.wait(job.id, timeout=120).status == "Completed"
+    not_a_folder = tmp_path / "a-file"
+    not_a_folder.write_text("x")
+    with pytest.raises(ValidationError, match="cannot be copied into"):
+        jws.jobs.download(job.id, not_a_folder)
+    got = jws.jobs.download(job.id, tmp_path / "dl")
+    assert (got / "logs" / "job.log").read_text().strip() == "hi"

@@ -83,3 +83,46 @@ def test_plain_values_read_as_before() -> None:
     assert resolve_command(cmd, {"data": "/d", "lr": 0.1}, {"m": "/o"}) == (
         "python train.py --data /d --lr 0.1 --out /o")
     assert resolve_command("run ${{inputs.f}}", {"f": True}) == "run True"
+
+
+@pytest.mark.parametrize("template", [
+    # inside ${...} within double quotes the shell opens a new quoting level: closing the
+    # template's quote there does not make the value literal
+    "{p} \"${{HOME:+${{{{inputs.x}}}}}}\"",
+    "{p} ${{HOME:+${{{{inputs.x}}}}}}",
+    # a here-document's body expands $(...) and `...` whatever quotes the value carries, and a
+    # value holding the delimiter line would end it early
+    "cat <<EOF\n${{{{inputs.x}}}}\nEOF",
+    "cat <<'EOF'\n${{{{inputs.x}}}}\nEOF",
+    "cat <<-EOF\n\tvalue ${{{{inputs.x}}}}\n\tEOF",
+    # arithmetic expansion evaluates $(...) in what it is given
+    "echo $((1 + ${{{{inputs.x}}}}))",
+])
+def test_a_value_where_no_quoting_makes_it_literal_is_refused(tmp_path: Path,
+                                                              template: str) -> None:
+    from jupyter_mlws.errors import ValidationError
+
+    marker = tmp_path / "PWNED"
+    for value in hostile_values(marker):
+        try:
+            resolved = resolve_command(template.format(p=PRINT_ARGS), {"x": value})
+        except ValidationError as exc:
+            assert "inputs.x" in str(exc)
+            continue
+        subprocess.run(["/bin/sh", "-c", resolved], capture_output=True, timeout=30,
+                       cwd=tmp_path)
+        assert not marker.exists(), resolved
+    with pytest.raises(ValidationError, match="environment variable"):
+        resolve_command(template.format(p=PRINT_ARGS), {"x": "1"})
+
+
+def test_text_after_a_here_document_is_quoted_as_usual(tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    template = (f"cat <<'EOF' >/dev/null\n$HOME ${{x}}\nEOF\n{PRINT_ARGS} ${{{{inputs.x}}}} "
+                f"\"${{HOME}}\" <<<x")
+    for value in hostile_values(marker):
+        resolved = resolve_command(template, {"x": value})
+        out = subprocess.run(["/bin/bash", "-c", resolved], capture_output=True, text=True,
+                             timeout=30, cwd=tmp_path)
+        assert out.stdout.strip() == repr([value, str(Path.home())]), resolved
+    assert not marker.exists()

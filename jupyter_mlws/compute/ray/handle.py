@@ -13,6 +13,7 @@ from typing import Any
 from jupyter_mlws.compute.base import STOP_GRACE_S
 from jupyter_mlws.compute.ray.client import HTTP_TIMEOUT_S, RayJobsClient
 from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 PENDING_POLL_S = 0.1  # submit -> Running is what a user waits for
 STATUS_POLL_S = 0.25
@@ -104,14 +105,14 @@ class RayJobHandle:
     def _copy_logs(self) -> int:
         text = self.client.logs(self.submission_id)
         if len(text) > self._written:
-            with open(self._log_path, "ab", buffering=0) as f:
+            with open_log_for_append(self._log_path) as f:  # a link put there is refused
                 f.write(text[self._written:].encode("utf-8", errors="replace"))
             self._written = len(text)
         return len(text)
 
     def _note(self, line: str) -> None:
-        with open(self._log_path, "a", encoding="utf-8") as f:
-            f.write(f"\n[mlws] {line}\n")
+        with open_log_for_append(self._log_path) as f:
+            f.write(f"\n[mlws] {line}\n".encode())
 
     def wait_change(self, timeout: float) -> None:
         with self._changed:
