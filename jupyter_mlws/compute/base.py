@@ -76,8 +76,9 @@ class RunContext:
         return self.services.jobs
 
     def prepare_log(self, line: str) -> None:
-        with open(self.paths.prepare_log, "a", encoding="utf-8") as f:
-            f.write(line.rstrip("\n") + "\n")
+        """Append a line to the prepare log; skipped when a link (or anything odd) is there."""
+        with contextlib.suppress(OSError), open_log_for_append(self.paths.prepare_log) as f:
+            f.write((line.rstrip("\n") + "\n").encode("utf-8"))
 
     def cancel_requested(self) -> bool:
         if self.paths.cancel_flag.exists():

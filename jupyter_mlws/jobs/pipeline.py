@@ -8,16 +8,18 @@ its states, cancel and outcome; this module only starts the steps and follows th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from jupyter_mlws.compute.base import JobTemplate, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError, SpecError
 from jupyter_mlws.jobs.model import JobStatus
+from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.job import PipelineJobSpec
@@ -283,11 +285,14 @@ class PipelineHandle:
         self.causes: dict[str, str] = {}
         self._canceled = False
         self._next_poll = 0.0
-        self._log = open(ctx.paths.job_log, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._log: BinaryIO | None = None
+        with contextlib.suppress(OSError):  # a link planted at the log: no log lines
+            self._log = open_log_for_append(ctx.paths.job_log)
 
     def _say(self, text: str) -> None:
-        self._log.write(f"[pipeline] {text}\n")
-        self._log.flush()
+        if self._log is not None:
+            with contextlib.suppress(OSError):
+                self._log.write(f"[pipeline] {text}\n".encode())
 
     @property
     def failed(self) -> list[str]:
@@ -360,7 +365,8 @@ class PipelineHandle:
         self._next_poll = 0.0
 
     def close(self) -> None:
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
 
 
 class PipelineRun(JobTemplate):

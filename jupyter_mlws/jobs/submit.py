@@ -7,6 +7,7 @@ records the job as Queued, starts the detached runner and returns at once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ from jupyter_mlws.jobs.model import Job, JobStatus
 from jupyter_mlws.jobs.notebooks import check_parameters, notebook_parameters, read_notebook
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.queries import JobQueries
+from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 SNAPSHOT_MAX_FILES = 20_000
 _WORDS = ("amber", "brisk", "calm", "deft", "eager", "fair", "gentle", "hardy", "keen", "lucid",
@@ -476,9 +478,9 @@ def _check_command_template(command: str, inputs: Mapping[str, Any] | None,
 
 def _write_notes(paths: JobPaths, notes: list[str] | None) -> None:
     """Notes about how the spec was read, at the top of the job's log."""
-    if notes:
-        with open(paths.job_log, "a", encoding="utf-8") as f:
-            f.writelines(f"[mlws] {n}\n" for n in notes)
+    if notes:  # a link planted at the log is refused: the notes are skipped
+        with contextlib.suppress(OSError), open_log_for_append(paths.job_log) as f:
+            f.write("".join(f"[mlws] {n}\n" for n in notes).encode("utf-8"))
 
 
 def _slot_key(ws_path: Path, compute: str) -> str:

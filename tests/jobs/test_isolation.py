@@ -250,3 +250,30 @@ def test_a_download_into_a_file_is_a_typed_error(jws: Workspace, tmp_path: Path)
         jws.jobs.download(job.id, not_a_folder)
     got = jws.jobs.download(job.id, tmp_path / "dl")
     assert (got / "logs" / "job.log").read_text().strip() == "hi"
+
+
+def test_host_appends_to_job_logs_never_go_through_a_link(tmp_path: Path) -> None:
+    """The prepare log and the notes at the top of the job log are appended by the host in the
+    job's folder (shared read-write on Ray): a link planted there is refused, the line skipped."""
+    from jupyter_mlws.compute.base import RunContext
+    from jupyter_mlws.jobs.paths import JobPaths
+    from jupyter_mlws.jobs.submit import _write_notes
+
+    victim = tmp_path / "host" / ".bashrc"
+    victim.parent.mkdir()
+    victim.write_text("# the user's file\n")
+    paths = JobPaths(tmp_path / "jobs" / "j1")
+    paths.logs.mkdir(parents=True)
+    paths.prepare_log.symlink_to(victim)
+    paths.job_log.symlink_to(victim)
+    ctx = RunContext.__new__(RunContext)  # only the paths are needed to append
+    ctx.paths = paths
+    ctx.prepare_log("echo pwned >> ~/.bashrc")
+    _write_notes(paths, ["echo pwned >> ~/.bashrc"])
+    assert victim.read_text() == "# the user's file\n"
+    paths.prepare_log.unlink()
+    paths.job_log.unlink()
+    ctx.prepare_log("pulling image")
+    _write_notes(paths, ["a note"])
+    assert paths.prepare_log.read_text() == "pulling image\n"
+    assert paths.job_log.read_text() == "[mlws] a note\n"
