@@ -8,11 +8,11 @@ Both are replaced atomically.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from jupyter_mlws.fileio import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,7 @@ class EndpointPaths:
 def write_json(path: Path, data: Any) -> None:
     """Replace ``path`` with ``data`` as JSON, atomically and private to the user."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, default=str)
-    os.replace(tmp, path)
+    write_json_atomic(path, data, mode=0o600)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

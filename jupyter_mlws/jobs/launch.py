@@ -8,7 +8,6 @@ install never runs a job half-understood.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from jupyter_mlws.errors import LaunchFormatError
+from jupyter_mlws.fileio import write_text_atomic
 
 LAUNCH_VERSION = 1
 JobKind = Literal["notebook", "command", "pipeline"]
@@ -56,9 +56,7 @@ class Launch(BaseModel):
 
     def write(self, path: Path) -> None:
         """Write atomically (readers never see half a file)."""
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(self.model_dump_json(indent=1))
-        os.replace(tmp, path)
+        write_text_atomic(path, self.model_dump_json(indent=1), mode=0o644)
 
     @classmethod
     def read(cls, path: Path) -> Launch:

@@ -9,7 +9,6 @@ its states, cancel and outcome; this module only starts the steps and follows th
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from jupyter_mlws.compute.base import JobTemplate, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError, SpecError
+from jupyter_mlws.fileio import write_json_atomic
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.safe_files import open_log_for_append
 
@@ -426,6 +426,5 @@ def failure_line(causes: Mapping[str, str], skipped: list[str]) -> str:
 
 
 def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    tmp.replace(path)
+    """Replace ``path`` with ``data`` as JSON, atomically."""
+    write_json_atomic(path, data, mode=0o644)

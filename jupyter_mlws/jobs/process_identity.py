@@ -10,12 +10,13 @@ and the token in ``/proc/<pid>/environ`` both still match.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+
+from jupyter_mlws.fileio import write_json_atomic
 
 TOKEN_VAR = "MLWS_JOB_TOKEN"
 
@@ -70,10 +71,8 @@ class ProcessIdentity:
         return cls(pid, start_time(pid), token)
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"pid": self.pid, "start_time": self.start_time,
-                                   "token": self.token}))
-        os.replace(tmp, path)
+        write_json_atomic(path, {"pid": self.pid, "start_time": self.start_time,
+                                 "token": self.token}, mode=0o644)
 
     @classmethod
     def read(cls, path: Path) -> ProcessIdentity | None:

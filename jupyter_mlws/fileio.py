@@ -1,0 +1,37 @@
+"""Small file helpers shared across the package (no imports from the rest of it)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``text`` atomically: readers see the old or the new file, whole.
+
+    The temporary file has a unique name created exclusively in the same folder (so concurrent
+    writers never share it, and a link planted there is never followed); it is fsynced, given
+    ``mode`` and renamed over ``path``.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` as JSON, atomically (see :func:`write_text_atomic`)."""
+    write_text_atomic(path, json.dumps(data, indent=1, default=str), mode)
