@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from jupyter_mlws.fileio import human_size
+
 
 class MlwsError(Exception):
     """Base of every error the workspace raises on purpose."""
@@ -174,15 +176,6 @@ class DockerUnavailableError(MlwsError):
 
 
 # --- storage (blob store, metadata store) -----------------------------------------------------
-def _human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 class DiskFullError(StoreError):
     """A write found no space left on the disk that holds ``folder``."""
 
@@ -203,9 +196,9 @@ class DiskFullError(StoreError):
         self.free = free
         parts = [f"The disk holding {folder!r} is full"]
         if needed is not None:
-            parts.append(f": {what} needs {_human_size(needed)}")
+            parts.append(f": {what} needs {human_size(needed)}")
             if free is not None:
-                parts.append(f" and {_human_size(free)} is free")
+                parts.append(f" and {human_size(free)} is free")
         else:
             parts.append(f": {what} needs more space than is left")
         super().__init__(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -35,3 +36,28 @@ def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
 def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` as JSON, atomically (see :func:`write_text_atomic`)."""
     write_text_atomic(path, json.dumps(data, indent=1, default=str), mode)
+
+
+def human_size(n: Any) -> str:
+    """A byte count as ``12 B``, ``3.4 MB``...; empty when it is not a number."""
+    if not isinstance(n, int) or isinstance(n, bool):
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)  # pragma: no cover
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC or a full quota, SQLite's SQLITE_FULL or PostgreSQL's disk_full (53100)."""
+    orig = getattr(exc, "orig", exc)
+    if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(orig).lower()
+    return (
+        "disk is full" in text
+        or "no space left" in text
+        or getattr(orig, "sqlstate", None) == "53100"
+    )

@@ -14,7 +14,6 @@ blob.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -38,15 +37,11 @@ from jupyter_mlws.errors import (
     UnsafePathError,
     ValidationError,
 )
+from jupyter_mlws.fileio import is_disk_full
 
 __all__ = ["ArtifactStore", "PutSession", "StoredArtifact", "iter_folder", "is_disk_full"]
 
 _BUF = 1 << 20
-
-
-def is_disk_full(exc: OSError) -> bool:
-    """ENOSPC or a full quota."""
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _free_bytes(folder: Path) -> int | None:

@@ -15,6 +15,8 @@ from typing import Any
 import click
 import yaml
 
+from jupyter_mlws.fileio import human_size
+
 _TABLE_STYLE = "border-collapse:collapse;font-size:12px;margin:2px 0;"
 _CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
 
@@ -31,18 +33,6 @@ def age(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone().strftime("%Y-%m-%d %H:%M")
     return str(value)
-
-
-def human_size(n: Any) -> str:
-    """A byte count as ``12 B``, ``3.4 MB``...; empty when it is not a number."""
-    if not isinstance(n, int) or isinstance(n, bool):
-        return ""
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if size < 1024 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
 
 
 def cell_text(value: Any) -> str:

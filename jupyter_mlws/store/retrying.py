@@ -7,7 +7,6 @@ each time in a fresh transaction, and turns what is left into typed errors at th
 
 from __future__ import annotations
 
-import errno
 import functools
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from jupyter_mlws.errors import DiskFullError, StoreBusyError, StoreError
+from jupyter_mlws.fileio import is_disk_full
 
 #: How often a write runs before giving up on a locked database, and the first pause between.
 ATTEMPTS = 8
@@ -51,19 +51,6 @@ def is_locked(exc: BaseException) -> bool:
         return True
     code = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return code in ("40P01", "40001", "55P03")
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """SQLite's SQLITE_FULL, PostgreSQL's disk_full (53100), or an ENOSPC from below."""
-    orig = getattr(exc, "orig", exc)
-    if isinstance(orig, OSError) and orig.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    text = str(orig).lower()
-    return (
-        "disk is full" in text
-        or "no space left" in text
-        or getattr(orig, "sqlstate", None) == "53100"
-    )
 
 
 def translate(store: RetryingStore, exc: DBAPIError) -> StoreError:

@@ -73,3 +73,20 @@ def test_the_mode_is_applied(tmp_path: Path) -> None:
     write_json_atomic(tmp_path / "b.json", {"b": 1}, mode=0o644)
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_one_human_size_for_errors_and_the_cli() -> None:
+    import errno
+
+    from jupyter_mlws import artifacts, fileio
+    from jupyter_mlws.cli import _format
+    from jupyter_mlws.errors import DiskFullError
+    from jupyter_mlws.store import retrying
+
+    assert _format.human_size is fileio.human_size
+    assert artifacts.is_disk_full is retrying.is_disk_full is fileio.is_disk_full
+    assert fileio.human_size(3 * 1024 * 1024) == "3.0 MB" and fileio.human_size(None) == ""
+    text = str(DiskFullError("/d", needed=2048, free=12, what="the file"))
+    assert "the file needs 2.0 KB and 12 B is free" in text
+    assert fileio.is_disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert not fileio.is_disk_full(OSError(errno.EACCES, "Permission denied"))
