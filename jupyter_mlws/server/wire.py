@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from jupyter_mlws.errors import ValidationError
+from jupyter_mlws.jobs.model import JobStatus
 
 #: The path segment of each asset kind and the kind the facade knows it by.
 KIND_SEGMENTS: dict[str, str] = {
@@ -26,7 +27,8 @@ KIND_SEGMENTS: dict[str, str] = {
     "datastores": "datastore",
     "computes": "compute",
 }
-JOB_STATUSES = ("Queued", "Preparing", "Running", "Completed", "Failed", "Canceled")
+#: The job states a ``status`` filter may name, spelled as the job model spells them.
+JOB_STATUSES = tuple(s.value for s in JobStatus)
 BuildStatus = Literal["not_built", "building", "succeeded", "failed", "cached"]
 DEFAULT_LIMIT = 50
 _OUTPUT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,127}")
