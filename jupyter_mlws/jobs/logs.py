@@ -7,6 +7,7 @@ The log files live in the job's folder, so they are read as untrusted: a part th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jupyter_mlws.errors import UnsafePathError
@@ -67,3 +68,52 @@ def decode_complete(data: bytes, final: bool) -> tuple[str, int]:
         if not final and exc.reason == "unexpected end of data" and exc.start >= len(data) - 3:
             return data[: exc.start].decode("utf-8", errors="replace"), exc.start
         return data.decode("utf-8", errors="replace"), len(data)
+
+
+#: How many bytes :func:`read_log_tail` reads at a time, going back from the end.
+TAIL_BLOCK_BYTES = 64 * 1024
+
+
+def _part_tail(path: Path, root: Path, newlines: int, block: int) -> tuple[str, bool]:
+    """The end of one part holding at least ``newlines`` newlines (or all of it), decoded, and
+    whether that was enough (the text then starts just after a newline, a line boundary)."""
+    try:
+        with open_job_file(path, root) as f:
+            fd = f.fileno()
+            pos = os.fstat(fd).st_size
+            blocks: list[bytes] = []
+            found = 0
+            while pos > 0 and found < newlines:
+                size = min(block, pos)
+                pos -= size
+                data = os.pread(fd, size, pos)
+                blocks.append(data)
+                found += data.count(b"\n")
+    except FileNotFoundError:
+        return "", False
+    except UnsafePathError:
+        return (f"[mlws] {path.name} is not shown: it is not a regular file (the job left a "
+                "link or a special file in its place)\n"), False
+    data = b"".join(reversed(blocks))
+    enough = found >= newlines
+    if enough and pos > 0:
+        data = data[data.index(b"\n") + 1:]
+    return data.decode("utf-8", errors="replace"), enough
+
+
+def read_log_tail(parts: list[Path], root: Path, lines: int, *,
+                  block: int = TAIL_BLOCK_BYTES) -> str:
+    """The last ``lines`` lines of the log made of ``parts`` (as ``splitlines`` counts them),
+    read back from the end in blocks instead of whole; parts are read as :func:`read_log_text`
+    reads them."""
+    if lines <= 0:  # the whole log, as slicing with [-0:] always gave
+        return "\n".join(read_log_text(parts, root).splitlines()[-lines:])
+    pieces: list[str] = []
+    want = lines + 1  # one more newline than lines: the first line kept is then whole
+    for path in reversed(parts):
+        text, enough = _part_tail(path, root, want, block)
+        pieces.append(text)
+        if enough:
+            break
+        want -= text.count("\n")
+    return "\n".join("".join(reversed(pieces)).splitlines()[-lines:])

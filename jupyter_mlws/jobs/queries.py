@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.errors import ConflictError, NotFoundError, ValidationError
-from jupyter_mlws.jobs.logs import log_size, read_log_text
+from jupyter_mlws.jobs.logs import log_size, read_log_tail, read_log_text
 from jupyter_mlws.jobs.model import Job, JobEvent, JobIO, Metric
 from jupyter_mlws.jobs.paths import JobPaths
 
@@ -126,10 +126,9 @@ class JobQueries:
     def logs(self, job_id: str, *, tail: int | None = None) -> str:
         """The preparation log then what the job printed."""
         paths = self.paths(self.get(job_id).id)
-        text = read_log_text([paths.prepare_log, paths.job_log], paths.root)
-        if tail is not None:
-            text = "\n".join(text.splitlines()[-tail:])
-        return text
+        if tail is not None:  # read back from the end, not the whole log
+            return read_log_tail([paths.prepare_log, paths.job_log], paths.root, tail)
+        return read_log_text([paths.prepare_log, paths.job_log], paths.root)
 
     def read_log(self, job_id: str, offset: int = 0, *, max_bytes: int | None = None
                  ) -> dict[str, Any]:
