@@ -543,6 +543,8 @@ _SEG = r"[^/]+"
 
 def routes(base_url: str) -> list[tuple[str, type[MlwsHandler]]]:
     """The URL patterns of the API under ``{base_url}mlws/api``."""
+    from jupyter_mlws.server.endpoint_handlers import endpoint_routes
+
     table: list[tuple[str, type[MlwsHandler]]] = [
         (r"/workspace", WorkspaceHandler),
         (rf"/assets/(?P<kind>{_SEG})", AssetListHandler),
@@ -559,6 +561,7 @@ def routes(base_url: str) -> list[tuple[str, type[MlwsHandler]]]:
         (rf"/jobs/(?P<job_id>{_SEG})/cancel", JobCancelHandler),
         (rf"/jobs/(?P<job_id>{_SEG})/output-notebook", JobOutputNotebookHandler),
         (r"/notebooks/parameters", NotebookParametersHandler),
+        *endpoint_routes(),
         (r"(/.*)?", NotFoundHandler),
     ]
     prefix = url_path_join(base_url, API_PATH)
