@@ -55,7 +55,10 @@ jupyter_mlws magics
       VALUE is a Python literal (0.1, "[64, 32]", True) or else a string
   %register model|data NAME PATH [--type T] [--version V] [--tag k=v]... [--description TEXT]
       PATH is a local file or folder, or a job output mlws://jobs/<id>/outputs/<name>
-  %mlws list models|data|environments|components|computes|datastores|jobs
+  %deploy MODEL[:VER] --endpoint E [--deployment D] [--scoring-script F [--code DIR]]
+          [--environment ENV] [--instance-count N]
+      deploy to an online endpoint (created when missing); returns a live endpoint widget
+  %mlws list models|data|environments|components|computes|datastores|jobs|endpoints
   %mlws show KIND NAME[:VERSION]        (for a job: %mlws show job JOB_ID)
   %mlws monitor JOB_ID                  a live monitor of a job
   %mlws browse [KIND]                   browse assets and their lineage
@@ -498,6 +501,10 @@ class MlwsMagics(Magics):
         args = _parse(self._mlws_parser, line)
         if args.command == "help":
             print(HELP)
+        elif args.command == "list" and args.kind.lower() in ("endpoint", "endpoints"):
+            from jupyter_mlws.deploy_magics import show_endpoints
+
+            show_endpoints(self.ws)
         elif args.command == "list":
             self._list(self._kind(args.kind))
         elif args.command == "show":
@@ -580,3 +587,6 @@ class MlwsMagics(Magics):
 def load_ipython_extension(ipython: Any) -> None:
     """Register the magics with the running IPython."""
     ipython.register_magics(MlwsMagics)
+    from jupyter_mlws.deploy_magics import DeployMagics
+
+    ipython.register_magics(DeployMagics)
