@@ -1,5 +1,6 @@
 /**
- * The "ML Workspace" panel of the left area: Models, Data, Environments, Components and Jobs.
+ * The "ML Workspace" panel of the left area: Models, Data, Environments, Components, Jobs and
+ * Endpoints (see endpoints.tsx).
  *
  * Lists are paged on the server (`limit`/`offset`) and filtered there (`q`), so a workspace with
  * tens of thousands of versions opens as fast as an empty one: only the first page of names is
@@ -18,6 +19,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
+import { EndpointsSection } from './endpoints';
 import { bytes, duration, shortHash, statusClass, when } from './format';
 import { MlwsApiError } from './request';
 import {
@@ -345,6 +347,11 @@ function SidebarView(props: {
           />
         ))}
         <JobsSection sidebar={sidebar} openJob={props.openJob} />
+        <EndpointsSection
+          settings={sidebar.service.settings}
+          refreshTick={refreshTick}
+          isVisible={() => sidebar.isVisible}
+        />
       </div>
     </div>
   );

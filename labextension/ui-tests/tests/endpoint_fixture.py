@@ -1,0 +1,61 @@
+"""Set up (``up``) or remove (``down``) the online endpoint the Endpoints browser test looks at.
+
+``up`` registers a tiny model, writes an Azure-style ``score.py`` and deploys it as ``blue`` of
+endpoint ``ep-ui`` with all traffic, in the workspace of $MLWS_WORKSPACE (the one the test
+server serves); ``down`` deletes the endpoint (its supervisor and replicas stop).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from jupyter_mlws import Workspace
+
+ENDPOINT = "ep-ui"
+SCORE = '''\
+import json, os
+model = None
+
+def init():
+    global model
+    with open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "weights.json")) as f:
+        model = json.load(f)
+    print("init done: model", model, flush=True)
+
+def run(raw_data):
+    data = json.loads(raw_data)["data"]
+    if isinstance(data, str):
+        print("run got", data, flush=True)
+        return {"echo": data}
+    return {"predictions": [model["w"] * x + model["b"] for x in data], "color": "blue"}
+'''
+
+
+def up(ws: Workspace) -> None:
+    folder = Path(tempfile.mkdtemp(prefix="mlws-ui-endpoint-"))
+    (folder / "weights.json").write_text(json.dumps({"w": 2.0, "b": 1.0}))
+    (folder / "code").mkdir()
+    (folder / "code" / "score.py").write_text(SCORE)
+    model = ws.models.create("ui-linear", folder / "weights.json")
+    ws.endpoints.create({"name": ENDPOINT})
+    shown = ws.endpoints.create_deployment(
+        {"name": "blue", "endpoint_name": ENDPOINT, "model": model.ref,
+         "code_configuration": {"code": str(folder / "code"), "scoring_script": "score.py"}},
+        all_traffic=True)
+    print(json.dumps({"state": shown["state"], "traffic": shown["traffic"]}))
+
+
+def down(ws: Workspace) -> None:
+    if ENDPOINT in {e["name"] for e in ws.endpoints.list()}:
+        ws.endpoints.delete(ENDPOINT)
+
+
+if __name__ == "__main__":
+    workspace = Workspace.open()
+    try:
+        {"up": up, "down": down}[sys.argv[1]](workspace)
+    finally:
+        workspace.close()

@@ -1,0 +1,88 @@
+/**
+ * Browser test of the Endpoints section of the ML Workspace panel, against a real Jupyter server
+ * and a real deployment: tests/endpoint_fixture.py registers a model and deploys an Azure-style
+ * score.py as `blue` of endpoint `ep-ui` (a supervisor, a router on a real port, a replica
+ * process) in the workspace the server serves, and deletes it afterwards.
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+const PANEL = 'jp-mlws-sidebar';
+const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+const FIXTURE = path.resolve(__dirname, 'endpoint_fixture.py');
+
+function fixture(action: 'up' | 'down'): string {
+  return execFileSync(process.env.MLWS_PYTHON || 'python', [FIXTURE, action], {
+    env: process.env,
+    timeout: 300 * 1000
+  }).toString();
+}
+
+async function openPanel(page: IJupyterLabPageFixture) {
+  await page.sidebar.openTab(PANEL);
+  await expect(page.locator('.jp-mlws-sidebar')).toBeVisible();
+}
+
+test.describe('Endpoints section', () => {
+  test.beforeAll(() => {
+    const out = fixture('up');
+    expect(out).toContain('"state": "Succeeded"');
+  });
+
+  test.afterAll(() => {
+    fixture('down');
+  });
+
+  test('shows the endpoint and its deployment, follows its log, and tests it', async ({
+    page
+  }) => {
+    await openPanel(page);
+    const section = page.locator('.jp-mlws-section[data-mlws-kind="endpoints"]');
+    const endpoint = section.locator('[data-mlws-endpoint="ep-ui"]');
+    await expect(endpoint).toBeVisible();
+    await expect(endpoint.locator('.jp-mlws-endpoint-traffic')).toHaveText('blue 100%');
+
+    await endpoint.locator('.jp-mlws-asset-row').click();
+    await expect(endpoint.locator('[data-mlws-scoring-uri]')).toHaveText(
+      /^http:\/\/127\.0\.0\.1:\d+\/score$/
+    );
+    const blue = endpoint.locator('[data-mlws-deployment="blue"]');
+    await expect(blue.locator('[data-mlws-status]')).toHaveText('Succeeded');
+    await expect(blue.locator('.jp-mlws-replicas')).toHaveText('1/1');
+    await expect(blue.locator('.jp-mlws-traffic')).toHaveText('100%');
+
+    // the log view shows the tail (init() printed), then follows
+    const log = endpoint.locator('.jp-mlws-endpoint-log[data-mlws-log-of="blue"]');
+    await expect(log).toContainText('init done: model');
+
+    // the test box: a JSON body in, the answer, the deployment and the latency out
+    const box = endpoint.locator('.jp-mlws-test-box');
+    await box.locator('.jp-mlws-test-body').fill('{"data": [1, 2, 3]}');
+    await box.locator('.jp-mlws-test-send').click();
+    const result = box.locator('.jp-mlws-test-result');
+    await expect(result).toHaveAttribute('data-mlws-test-status', '200');
+    await expect(result.locator('.jp-mlws-test-deployment')).toHaveText('blue');
+    await expect(result.locator('.jp-mlws-test-latency')).toHaveText(/^\d+\.\d ms$/);
+    const answer = JSON.parse((await result.locator('.jp-mlws-test-answer').textContent())!);
+    expect(answer).toEqual({ predictions: [3, 5, 7], color: 'blue' });
+
+    // what run() prints reaches the followed log without reopening anything
+    await box.locator('.jp-mlws-test-body').fill('{"data": "marker-ui-4242"}');
+    await box.locator('.jp-mlws-test-send').click();
+    await expect(result.locator('.jp-mlws-test-answer')).toContainText('marker-ui-4242');
+    await expect(log).toContainText('run got marker-ui-4242');
+
+    // a body that is not JSON is refused in the page, before any request
+    await box.locator('.jp-mlws-test-body').fill('{not json');
+    await box.locator('.jp-mlws-test-send').click();
+    await expect(box.locator('.jp-mlws-test-error')).toContainText('not JSON');
+
+    fs.mkdirSync(SHOTS, { recursive: true });
+    const file = path.join(SHOTS, 'endpoints-light.png');
+    await page.sidebar.setWidth(380);
+    await section.screenshot({ path: file });
+    test.info().attachments.push({ name: 'endpoints-light', path: file, contentType: 'image/png' });
+  });
+});
