@@ -23,7 +23,7 @@ from tests.server.test_rest import error, until
 Api = Any
 
 SCORE = '''\
-import json, os
+import json, os, sys
 model = None
 
 def init():
@@ -39,7 +39,7 @@ def run(raw_data):
     if isinstance(data, str):
         print("run got", data, flush=True)
     return {"predictions": [model["w"] * x + model["b"] for x in data] if isinstance(data, list)
-            else data, "color": os.environ.get("COLOR")}
+            else data, "color": os.environ.get("COLOR"), "python": sys.executable}
 '''
 
 CRASHING = '''\
@@ -104,7 +104,7 @@ async def test_deploy_invoke_split_follow_logs_and_delete(api: Api, eps: Workspa
 
     answer = await invoke(api, "ep-rest", request={"data": [1, 2, 3]})
     assert answer["status"] == 200 and answer["deployment"] == "blue"
-    assert answer["json"] == {"predictions": [3.0, 5.0, 7.0], "color": "blue"}
+    assert answer["json"]["predictions"] == [3.0, 5.0, 7.0] and answer["json"]["color"] == "blue"
     assert answer["latency_ms"] > 0
 
     # the log: its tail, then what comes after, from the offset
@@ -121,9 +121,12 @@ async def test_deploy_invoke_split_follow_logs_and_delete(api: Api, eps: Workspa
     chunk = await until(followed, timeout=30)
     assert "init done" not in chunk["text"] and chunk["offset"] > tail["offset"]
 
-    # a second deployment and the traffic split
-    green = await api.post("/endpoints/ep-rest/deployments", body=deployment("green"))
-    assert green.code == 201 and green.json["traffic"] == 0
+    # a second deployment, in a registered environment's venv, and the traffic split
+    env = eps.environments.create("serve-env", pip_requirements=["six==1.16.0"])
+    green = await api.post("/endpoints/ep-rest/deployments",
+                           body=deployment("green", environment="serve-env:1"))
+    assert green.code == 201 and green.json["traffic"] == 0, green.body[:2000]
+    assert green.json["environment"] == "serve-env:1" and green.json["env_hash"] == env.env_hash
     bad = await api.call("PUT", "/endpoints/ep-rest/traffic",
                          body={"traffic": {"blue": 80, "green": 10}})
     assert "sums to 90%" in error(bad, 400)["message"]
@@ -133,7 +136,10 @@ async def test_deploy_invoke_split_follow_logs_and_delete(api: Api, eps: Workspa
     moved = await api.call("PUT", "/endpoints/ep-rest/traffic",
                            body={"traffic": {"blue": 0, "green": 100}})
     assert moved.code == 200 and moved.json["traffic"] == {"blue": 0, "green": 100}
-    assert (await invoke(api, "ep-rest", request={"data": [0]}))["deployment"] == "green"
+    by_split = await invoke(api, "ep-rest", request={"data": [0]})
+    assert by_split["deployment"] == "green"
+    assert by_split["json"]["python"] == green.json["python"] != blue.json["python"]
+    assert env.env_hash in by_split["json"]["python"]  # the environment's own venv
     picked = await invoke(api, "ep-rest", request={"data": [0]}, deployment="blue")
     assert picked["deployment"] == "blue" and picked["json"]["color"] == "blue"
 

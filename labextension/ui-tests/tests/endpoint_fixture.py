@@ -1,7 +1,7 @@
 """Set up (``up``) or remove (``down``) the online endpoint the Endpoints browser test looks at.
 
-``up`` registers a tiny model, writes an Azure-style ``score.py`` and deploys it as ``blue`` of
-endpoint ``ep-ui`` with all traffic, in the workspace of $MLWS_WORKSPACE (the one the test
+``up`` registers a tiny model, writes an Azure-style ``score.py`` and deploys it as ``blue`` (all
+traffic) and ``green`` (none) of endpoint ``ep-ui``, in the workspace of $MLWS_WORKSPACE (the one the test
 server serves); ``down`` deletes the endpoint (its supervisor and replicas stop).
 """
 
@@ -30,7 +30,8 @@ def run(raw_data):
     if isinstance(data, str):
         print("run got", data, flush=True)
         return {"echo": data}
-    return {"predictions": [model["w"] * x + model["b"] for x in data], "color": "blue"}
+    return {"predictions": [model["w"] * x + model["b"] for x in data],
+            "color": os.environ.get("COLOR")}
 '''
 
 
@@ -41,11 +42,13 @@ def up(ws: Workspace) -> None:
     (folder / "code" / "score.py").write_text(SCORE)
     model = ws.models.create("ui-linear", folder / "weights.json")
     ws.endpoints.create({"name": ENDPOINT})
-    shown = ws.endpoints.create_deployment(
-        {"name": "blue", "endpoint_name": ENDPOINT, "model": model.ref,
-         "code_configuration": {"code": str(folder / "code"), "scoring_script": "score.py"}},
-        all_traffic=True)
-    print(json.dumps({"state": shown["state"], "traffic": shown["traffic"]}))
+    for name in ("blue", "green"):
+        shown = ws.endpoints.create_deployment(
+            {"name": name, "endpoint_name": ENDPOINT, "model": model.ref,
+             "code_configuration": {"code": str(folder / "code"), "scoring_script": "score.py"},
+             "environment_variables": {"COLOR": name}},
+            all_traffic=name == "blue")
+        print(json.dumps({"name": name, "state": shown["state"], "traffic": shown["traffic"]}))
 
 
 def down(ws: Workspace) -> None:

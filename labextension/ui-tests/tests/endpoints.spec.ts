@@ -1,8 +1,8 @@
 /**
  * Browser test of the Endpoints section of the ML Workspace panel, against a real Jupyter server
  * and a real deployment: tests/endpoint_fixture.py registers a model and deploys an Azure-style
- * score.py as `blue` of endpoint `ep-ui` (a supervisor, a router on a real port, a replica
- * process) in the workspace the server serves, and deletes it afterwards.
+ * score.py as `blue` (all traffic) and `green` of endpoint `ep-ui` (a supervisor, a router on a
+ * real port, replica processes) in the workspace the server serves, and deletes it afterwards.
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import { execFileSync } from 'child_process';
@@ -28,7 +28,8 @@ async function openPanel(page: IJupyterLabPageFixture) {
 test.describe('Endpoints section', () => {
   test.beforeAll(() => {
     const out = fixture('up');
-    expect(out).toContain('"state": "Succeeded"');
+    expect(out).toContain('"name": "blue", "state": "Succeeded", "traffic": 100');
+    expect(out).toContain('"name": "green", "state": "Succeeded", "traffic": 0');
   });
 
   test.afterAll(() => {
@@ -67,6 +68,9 @@ test.describe('Endpoints section', () => {
     await expect(result.locator('.jp-mlws-test-latency')).toHaveText(/^\d+\.\d ms$/);
     const answer = JSON.parse((await result.locator('.jp-mlws-test-answer').textContent())!);
     expect(answer).toEqual({ predictions: [3, 5, 7], color: 'blue' });
+    await expect(endpoint.locator('[data-mlws-deployment="green"] .jp-mlws-traffic')).toHaveText(
+      '0%'
+    );
 
     // what run() prints reaches the followed log without reopening anything
     await box.locator('.jp-mlws-test-body').fill('{"data": "marker-ui-4242"}');
@@ -78,6 +82,27 @@ test.describe('Endpoints section', () => {
     await box.locator('.jp-mlws-test-body').fill('{not json');
     await box.locator('.jp-mlws-test-send').click();
     await expect(box.locator('.jp-mlws-test-error')).toContainText('not JSON');
+
+    // the traffic split: a bad one is refused with the server's message, a good one applies
+    const editor = endpoint.locator('.jp-mlws-traffic-editor');
+    await editor.locator('[data-mlws-traffic-input="blue"]').fill('90');
+    await editor.locator('[data-mlws-traffic-input="green"]').fill('20');
+    await editor.getByRole('button', { name: 'Set traffic' }).click();
+    await expect(editor.locator('.jp-mlws-traffic-error')).toContainText('sums to 110%');
+    await expect(endpoint.locator('.jp-mlws-endpoint-traffic')).toHaveText('blue 100%');
+    await editor.locator('[data-mlws-traffic-input="blue"]').fill('0');
+    await editor.locator('[data-mlws-traffic-input="green"]').fill('100');
+    await editor.getByRole('button', { name: 'Set traffic' }).click();
+    await expect(endpoint.locator('.jp-mlws-endpoint-traffic')).toHaveText('green 100%');
+    await expect(editor.locator('.jp-mlws-traffic-error')).toHaveCount(0);
+    await box.locator('.jp-mlws-test-body').fill('{"data": [0]}');
+    await box.locator('.jp-mlws-test-send').click();
+    await expect(result.locator('.jp-mlws-test-deployment')).toHaveText('green');
+    // the deployment picker overrides the split (the azureml-model-deployment header)
+    await box.locator('.jp-mlws-test-target').selectOption('blue');
+    await box.locator('.jp-mlws-test-send').click();
+    await expect(result.locator('.jp-mlws-test-deployment')).toHaveText('blue');
+    await expect(result.locator('.jp-mlws-test-answer')).toContainText('"color": "blue"');
 
     fs.mkdirSync(SHOTS, { recursive: true });
     const file = path.join(SHOTS, 'endpoints-light.png');
