@@ -112,6 +112,7 @@ class DeployMagics(Magics):
 
     @_one_line_errors
     def _deploy(self, line: str) -> Any:
+        from jupyter_mlws.endpoints.views import check_refs
         from jupyter_mlws.widgets.endpoint_monitor import EndpointMonitor
 
         args = _parse(self._parser, line)
@@ -119,7 +120,7 @@ class DeployMagics(Magics):
             raise MagicError("%deploy: --instance-count must be 1 or more.")
         spec = deployment_spec(args)
         ws = self.ws
-        ws.models.get(*_name_version(spec["model"]))  # an unknown model: before any endpoint
+        check_refs(ws, spec)  # an unknown model or environment: before any endpoint
         try:
             endpoint = ws.endpoints.show(args.endpoint)
         except NotFoundError:
@@ -147,10 +148,3 @@ class DeployMagics(Magics):
                     + (f"; all traffic goes to {args.deployment}." if first else "."))
         return EndpointMonitor(ws, args.endpoint, args.deployment)
 
-
-def _name_version(ref: str) -> tuple[str, str | None]:
-    bare = ref.removeprefix("azureml:")
-    if bare.endswith("@latest"):
-        return bare[: -len("@latest")], None
-    name, _, version = bare.partition(":")
-    return name, version or None

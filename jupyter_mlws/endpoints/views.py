@@ -19,6 +19,24 @@ LOG_CHUNK_BYTES = 1 << 20
 INVOKE_MAX_CHARS = 1 << 20
 
 
+def split_ref(ref: str) -> tuple[str, str | None]:
+    """``azureml:name:3``, ``name:3``, ``name@latest``, ``name`` -> ``(name, version or None)``."""
+    bare = ref.removeprefix("azureml:")
+    if bare.endswith("@latest"):
+        return bare[: -len("@latest")], None
+    name, _, version = bare.partition(":")
+    return name, version or None
+
+
+def check_refs(ws: Any, spec: dict[str, Any]) -> None:
+    """The model and environment references of a deployment spec exist (else NotFoundError),
+    before anything is built."""
+    if isinstance(spec.get("model"), str):
+        ws.models.get(*split_ref(spec["model"]))
+    if isinstance(spec.get("environment"), str):
+        ws.environments.get(*split_ref(spec["environment"]))
+
+
 def endpoint_with_deployments(ws: Any, name: str) -> dict[str, Any]:
     """``ws.endpoints.show(name)`` with ``deployment_list``: each deployment's full view."""
     view = ws.endpoints.show(name)

@@ -22,8 +22,9 @@ from pydantic import Field
 from jupyter_mlws.errors import UnsafePathError, ValidationError
 from jupyter_mlws.server import API_PATH
 from jupyter_mlws.server.confine import check_text
+from jupyter_mlws.server.endpoint_runs import runs_of
 from jupyter_mlws.server.handlers import MlwsHandler
-from jupyter_mlws.server.wire import Body, LogQuery, parse_body, parse_query, utc
+from jupyter_mlws.server.wire import Body, LogQuery, Query, parse_body, parse_query, utc
 
 #: How long an invoke through the API may wait for the endpoint (seconds).
 INVOKE_TIMEOUT_S = 60.0
@@ -55,6 +56,10 @@ class DeploymentCreate(Body):
     request_timeout_ms: int | None = Field(None, ge=1, le=180_000)
     description: str | None = None
     all_traffic: bool = False
+
+
+class DeployQuery(Query):
+    wait: bool = True
 
 
 class TrafficUpdate(Body):
@@ -210,19 +215,43 @@ class DeploymentsHandler(EndpointBase):
     @authorized
     async def post(self, endpoint: str) -> None:
         """Answers once the deployment is Succeeded (201) or Failed (422, the previous version
-        keeps serving); meanwhile ``GET`` shows it Creating."""
+        keeps serving); meanwhile ``GET`` shows it Creating. With ``wait=false``: 202 at once,
+        and ``GET .../operation`` follows the build and the outcome."""
+        from jupyter_mlws.endpoints.views import check_refs
+
+        q = parse_query(DeployQuery, self.request.query_arguments)
         body = parse_body(DeploymentCreate, self.request.body)
         ws = self.state.workspace
         spec = self.deployment_spec(endpoint, body)
 
-        def create() -> dict[str, Any]:
+        def check() -> None:
             ws.endpoints.show(endpoint)  # an unknown endpoint: 404 before anything is built
-            return ws.endpoints.create_deployment(spec, all_traffic=body.all_traffic)
+            check_refs(ws, spec)
 
+        def create(log: Any = None) -> dict[str, Any]:
+            view = ws.endpoints.create_deployment(spec, all_traffic=body.all_traffic, log=log)
+            return dict(plain(view))
+
+        await self.call(check)
+        url = url_path_join(self.base_url, API_PATH, "endpoints", endpoint, "deployments",
+                            body.name)
+        if not q.wait:
+            run = runs_of(self.settings).start(endpoint, body.name, create)
+            self.set_header("Location", url + "/operation")
+            self.send(run.view(), status=202)
+            return
         view = await self.call(create)
-        self.set_header("Location", url_path_join(self.base_url, API_PATH, "endpoints",
-                                                  endpoint, "deployments", body.name))
-        self.send(plain(view), status=201)
+        self.set_header("Location", url)
+        self.send(view, status=201)
+
+
+class DeploymentOperationHandler(EndpointBase):
+    """A creation started with ``wait=false``: running, succeeded or failed, with its log."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self, endpoint: str, deployment: str) -> None:
+        self.send(runs_of(self.settings).get(endpoint, deployment).view())
 
 
 class DeploymentHandler(EndpointBase):
@@ -271,4 +300,5 @@ def endpoint_routes() -> list[tuple[str, type[MlwsHandler]]]:
         (rf"{ep}/deployments", DeploymentsHandler),
         (dep, DeploymentHandler),
         (rf"{dep}/logs", DeploymentLogsHandler),
+        (rf"{dep}/operation", DeploymentOperationHandler),
     ]

@@ -123,10 +123,25 @@ async def test_deploy_invoke_split_follow_logs_and_delete(api: Api, eps: Workspa
 
     # a second deployment, in a registered environment's venv, and the traffic split
     env = eps.environments.create("serve-env", pip_requirements=["six==1.16.0"])
-    green = await api.post("/endpoints/ep-rest/deployments",
+    started = await api.post("/endpoints/ep-rest/deployments", params={"wait": "false"},
+                             body=deployment("green", environment="serve-env:1"))
+    assert started.code == 202 and started.json["status"] == "running", started.body[:2000]
+    assert started.headers["Location"].endswith("/deployments/green/operation")
+    again = await api.post("/endpoints/ep-rest/deployments", params={"wait": "false"},
                            body=deployment("green", environment="serve-env:1"))
-    assert green.code == 201 and green.json["traffic"] == 0, green.body[:2000]
+    assert "being created already" in error(again, 409)["message"]
+
+    async def finished() -> Any:
+        op = (await api.get("/endpoints/ep-rest/deployments/green/operation")).json
+        return op if op["status"] != "running" else None
+
+    op = await until(finished, timeout=240)
+    assert op["status"] == "succeeded" and op["error"] is None, op
+    assert "six" in op["log"] and op["finished_at"]  # the venv build's log
+    green = await api.get("/endpoints/ep-rest/deployments/green")
+    assert green.json["state"] == "Succeeded" and green.json["traffic"] == 0
     assert green.json["environment"] == "serve-env:1" and green.json["env_hash"] == env.env_hash
+    assert op["result"]["generation"] == green.json["generation"]
     bad = await api.call("PUT", "/endpoints/ep-rest/traffic",
                          body={"traffic": {"blue": 80, "green": 10}})
     assert "sums to 90%" in error(bad, 400)["message"]
@@ -172,6 +187,7 @@ async def test_bad_input_is_a_400_and_unknown_names_a_404(api: Api, eps: Workspa
     error(await api.get("/endpoints/nope"), 404, "not_found")
     error(await api.get("/endpoints/nope/deployments"), 404)
     error(await api.get("/endpoints/nope/deployments/blue/logs"), 404)
+    error(await api.get("/endpoints/nope/deployments/blue/operation"), 404)
     error(await api.post("/endpoints/nope/invoke", body={"request": {}}), 404)
     error(await api.post("/endpoints/nope/deployments", body=deployment("blue")), 404)
     error(await api.call("PUT", "/endpoints/nope/traffic", body={"traffic": {}}), 404)
@@ -208,6 +224,18 @@ async def test_bad_input_is_a_400_and_unknown_names_a_404(api: Api, eps: Workspa
     shown = (await api.get("/endpoints/ep-bad/deployments/red")).json
     assert shown["state"] == "Failed" and "FileNotFoundError" in shown["error"]
     assert (await api.get("/endpoints/ep-bad")).json["traffic"] == {}
+    started = await api.post("/endpoints/ep-bad/deployments", params={"wait": "false"},
+                             body={**deployment("pink"), "code": "crashing"})
+    assert started.code == 202
+
+    async def ended() -> Any:
+        op = (await api.get("/endpoints/ep-bad/deployments/pink/operation")).json
+        return op if op["status"] != "running" else None
+
+    op = await until(ended, timeout=120)
+    assert op["status"] == "failed" and op["result"] is None
+    assert op["error"]["error"] == "deployment_failed"
+    assert "weights.bin is missing" in op["error"]["message"]
 
     ok = await api.post("/endpoints/ep-bad/deployments", body=deployment("blue",
                                                                           all_traffic=True))
@@ -237,6 +265,7 @@ ROUTES = [
     ("GET", "/endpoints/ep-auth/deployments/blue"),
     ("DELETE", "/endpoints/ep-auth/deployments/blue"),
     ("GET", "/endpoints/ep-auth/deployments/blue/logs"),
+    ("GET", "/endpoints/ep-auth/deployments/blue/operation"),
 ]
 
 
