@@ -9,12 +9,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from jupyter_mlws import Workspace
 from tests.endpoints.conftest import alive, endpoint_pids, wait_for
@@ -278,3 +280,17 @@ async def test_every_endpoint_route_answers_403_without_the_token(api: Api,
             reply = await api.call(method, path, body=body, headers=headers, auth=False)
             assert error(reply, 403, "forbidden"), (method, path)
     assert [e.name for e in eps.store.list_endpoints()] == ["ep-auth"]  # type: ignore[attr-defined]
+
+
+def test_the_contract_lists_exactly_the_endpoint_routes_tested_here() -> None:
+    from jupyter_mlws.server.endpoint_handlers import endpoint_routes
+    from tests.server.conftest import CONTRACT
+
+    paths = yaml.safe_load(CONTRACT.read_text())["paths"]
+    documented = {(method.upper(), path) for path, ops in paths.items()
+                  if path.startswith("/endpoints") for method in ops}
+    tested = {(m, p.replace("ep-auth", "{endpoint}").replace("/blue", "/{deployment}"))
+              for m, p in ROUTES}
+    assert documented == tested
+    served = {re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern) for pattern, _h in endpoint_routes()}
+    assert served == {p for _m, p in documented}
