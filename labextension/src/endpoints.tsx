@@ -172,6 +172,17 @@ function EndpointRow(props: {
               onLog={setLogOf}
             />
           )}
+          {deployments
+            .filter(d => d.state === 'Failed' && d.error)
+            .map(d => (
+              <div
+                key={d.name}
+                className="jp-mlws-error jp-mlws-deployment-error"
+                data-mlws-error-of={d.name}
+              >
+                {`${d.name} failed: ${d.error}`}
+              </div>
+            ))}
           {deployments.length > 1 && (
             <TrafficEditor
               service={service}

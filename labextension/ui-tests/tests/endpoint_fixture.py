@@ -1,7 +1,8 @@
 """Set up (``up``) or remove (``down``) the online endpoint the Endpoints browser test looks at.
 
 ``up`` registers a tiny model, writes an Azure-style ``score.py`` and deploys it as ``blue`` (all
-traffic) and ``green`` (none) of endpoint ``ep-ui``, in the workspace of $MLWS_WORKSPACE (the one the test
+traffic), ``green`` (none) and ``red`` (its ``init()`` raises: Failed) of endpoint
+``ep-ui``, in the workspace of $MLWS_WORKSPACE (the one the test
 server serves); ``down`` deletes the endpoint (its supervisor and replicas stop).
 """
 
@@ -13,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from jupyter_mlws import Workspace
+from jupyter_mlws.errors import DeploymentFailedError
 
 ENDPOINT = "ep-ui"
 SCORE = '''\
@@ -34,6 +36,14 @@ def run(raw_data):
             "color": os.environ.get("COLOR")}
 '''
 
+CRASHING = '''\
+def init():
+    raise FileNotFoundError("weights.bin is missing from the model folder")
+
+def run(raw_data):
+    return raw_data
+'''
+
 
 def up(ws: Workspace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="mlws-ui-endpoint-"))
@@ -49,6 +59,15 @@ def up(ws: Workspace) -> None:
              "environment_variables": {"COLOR": name}},
             all_traffic=name == "blue")
         print(json.dumps({"name": name, "state": shown["state"], "traffic": shown["traffic"]}))
+    (folder / "crashing").mkdir()
+    (folder / "crashing" / "score.py").write_text(CRASHING)
+    try:
+        ws.endpoints.create_deployment(
+            {"name": "red", "endpoint_name": ENDPOINT, "model": model.ref,
+             "code_configuration": {"code": str(folder / "crashing"),
+                                    "scoring_script": "score.py"}})
+    except DeploymentFailedError:
+        print(json.dumps({"name": "red", "state": "Failed"}))
 
 
 def down(ws: Workspace) -> None:

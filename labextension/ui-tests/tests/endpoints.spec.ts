@@ -1,8 +1,9 @@
 /**
  * Browser test of the Endpoints section of the ML Workspace panel, against a real Jupyter server
  * and a real deployment: tests/endpoint_fixture.py registers a model and deploys an Azure-style
- * score.py as `blue` (all traffic) and `green` of endpoint `ep-ui` (a supervisor, a router on a
- * real port, replica processes) in the workspace the server serves, and deletes it afterwards.
+ * score.py as `blue` (all traffic) and `green`, and a `red` whose init() raises, of endpoint
+ * `ep-ui` (a supervisor, a router on a real port, replica processes) in the workspace the server
+ * serves, and deletes it afterwards.
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import { execFileSync } from 'child_process';
@@ -30,6 +31,7 @@ test.describe('Endpoints section', () => {
     const out = fixture('up');
     expect(out).toContain('"name": "blue", "state": "Succeeded", "traffic": 100');
     expect(out).toContain('"name": "green", "state": "Succeeded", "traffic": 0');
+    expect(out).toContain('"name": "red", "state": "Failed"');
   });
 
   test.afterAll(() => {
@@ -53,6 +55,12 @@ test.describe('Endpoints section', () => {
     await expect(blue.locator('[data-mlws-status]')).toHaveText('Succeeded');
     await expect(blue.locator('.jp-mlws-replicas')).toHaveText('1/1');
     await expect(blue.locator('.jp-mlws-traffic')).toHaveText('100%');
+    // a deployment whose init() raised: Failed, with its traceback shown
+    const red = endpoint.locator('[data-mlws-deployment="red"]');
+    await expect(red.locator('[data-mlws-status]')).toHaveText('Failed');
+    await expect(endpoint.locator('[data-mlws-error-of="red"]')).toContainText(
+      'weights.bin is missing'
+    );
 
     // the log view shows the tail (init() printed), then follows
     const log = endpoint.locator('.jp-mlws-endpoint-log[data-mlws-log-of="blue"]');
@@ -105,9 +113,16 @@ test.describe('Endpoints section', () => {
     await expect(result.locator('.jp-mlws-test-answer')).toContainText('"color": "blue"');
 
     fs.mkdirSync(SHOTS, { recursive: true });
-    const file = path.join(SHOTS, 'endpoints-light.png');
     await page.sidebar.setWidth(380);
-    await section.screenshot({ path: file });
-    test.info().attachments.push({ name: 'endpoints-light', path: file, contentType: 'image/png' });
+    for (const theme of ['light', 'dark']) {
+      if (theme === 'dark') {
+        await page.theme.setDarkTheme();
+      }
+      await expect(result.locator('.jp-mlws-test-deployment')).toHaveText('blue');
+      const file = path.join(SHOTS, `endpoints-${theme}.png`);
+      await section.screenshot({ path: file });
+      test.info().attachments.push({ name: `endpoints-${theme}`, path: file, contentType: 'image/png' });
+    }
+    await page.theme.setLightTheme();
   });
 });
