@@ -3,8 +3,9 @@
 Its deployments with state, replicas, traffic and restarts; the scoring URI; the log of one
 deployment, followed from where the previous poll stopped; and a test box that sends a JSON body
 and shows the answer, the deployment that answered and the latency. A daemon thread polls every
-``poll_s`` seconds until the widget is closed or :meth:`stop` is called (as the job monitor does,
-trait changes go out through ipykernel's thread-safe IOPub).
+``poll_s`` seconds until the widget is closed, :meth:`stop` is called or ``follow_s`` seconds
+passed (an endpoint never "ends" as a job does; "Refresh" follows again). As in the job monitor,
+trait changes go out through ipykernel's thread-safe IOPub.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import html
 import json
 import threading
+import time
 from typing import Any
 
 import ipywidgets as widgets
@@ -42,11 +44,12 @@ class EndpointMonitor(widgets.VBox):
     """
 
     def __init__(self, ws: Any, name: str, deployment: str | None = None, *,
-                 poll_s: float = 1.0, tail_lines: int = 40, autostart: bool = True,
-                 sample: Any = None) -> None:
+                 poll_s: float = 1.0, follow_s: float = 1800.0, tail_lines: int = 40,
+                 autostart: bool = True, sample: Any = None) -> None:
         self.ws = ws
         self.name = name
         self.poll_s = poll_s
+        self.follow_s = follow_s
         self.endpoint: dict[str, Any] = ws.endpoints.show(name)  # unknown: fails here
         self.deployments: list[dict[str, Any]] = []
         self.deployment = deployment
@@ -75,9 +78,14 @@ class EndpointMonitor(widgets.VBox):
         self._send = widgets.Button(description="Send", icon="paper-plane",
                                     button_style="primary", layout=widgets.Layout(width="auto"))
         self._send.on_click(lambda _b: self.send())
+        self._refresh = widgets.Button(description="Refresh", icon="refresh",
+                                       layout=widgets.Layout(width="auto"))
+        self._refresh.on_click(lambda _b: self.refresh())
         self._answer = widgets.HTML()
         super().__init__(children=[
-            self._title, self._table, self._message, self._log_title, self._log,
+            widgets.HBox([self._title, self._refresh],
+                         layout=widgets.Layout(align_items="center")),
+            self._table, self._message, self._log_title, self._log,
             widgets.HTML("<b>Test</b>"), self._body,
             widgets.HBox([self._pick, self._send]), self._answer,
         ], layout=widgets.Layout(border="1px solid #ddd", padding="6px"))
@@ -91,20 +99,38 @@ class EndpointMonitor(widgets.VBox):
     def log_lines(self) -> list[str]:
         return list(self._tail.lines) if self._tail is not None else []
 
+    @property
+    def following(self) -> bool:
+        """Whether a background thread polls now."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        """Poll in a background thread until closed or stopped (idempotent)."""
-        if self._thread is None:
+        """Poll in a background thread for ``follow_s`` seconds (again when it had stopped)."""
+        with self._lock:
+            if self.following:
+                return
+            self._stop.clear()
             self._thread = threading.Thread(target=self._loop, daemon=True,
                                             name=f"mlws-endpoint-{self.name}")
             self._thread.start()
+
+    def refresh(self) -> None:
+        """Read everything once now, and follow again (what "Refresh" does)."""
+        self.poll()
+        self.start()
 
     def stop(self) -> None:
         """Stop polling (the widget keeps what it shows)."""
         self._stop.set()
 
     def _loop(self) -> None:
+        until = time.monotonic() + self.follow_s
         while not self._stop.wait(self.poll_s):
             self.poll()
+            if time.monotonic() > until:
+                self._log_title.value += (" <span style='color:#666'>— stopped following "
+                                          "(Refresh follows again)</span>")
+                return
 
     def poll(self) -> None:
         """Read the endpoint, its deployments and the new log lines once, and redraw."""

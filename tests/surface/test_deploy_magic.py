@@ -123,7 +123,24 @@ print(json.dumps({"lines": w.log_lines, "polls": w.polls}))""")
         assert needle in text, (needle, text)
     green = printed(kernel, "print(json.dumps(g.send('{\"data\": [0]}', deployment='green')))")
     assert green["deployment"] == "green"
-    kernel.ok("w.close(); g.close()")
+    # following stops by itself after follow_s; Refresh follows again
+    stopped = printed(kernel, """
+from jupyter_mlws.widgets.endpoint_monitor import EndpointMonitor
+m = EndpointMonitor(w.ws, "ep-magic", "green", poll_s=0.05, follow_s=0.3)
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and m.following:
+    time.sleep(0.05)
+before = m.following
+m.refresh()
+print(json.dumps({"before": before, "after": m.following, "log": m.log_lines}))""")
+    assert stopped == {"before": False, "after": True, "log": stopped["log"]}
+    assert any("init done" in line for line in stopped["log"])
+    kernel.ok("m.close(); w.close(); g.close()")
+    assert printed(kernel, """
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and (m.following or w.following):
+    time.sleep(0.05)
+print(json.dumps([m.following, w.following]))""") == [False, False]
 
 
 def test_deploy_errors_are_one_line(setup: tuple[Kernel, Workspace]) -> None:
