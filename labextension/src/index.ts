@@ -2,7 +2,7 @@
  * jupyter-mlws: the JupyterLab face of jupyter_mlws.
  *
  * - `jupyter-mlws:sidebar` — the "ML Workspace" panel (models, data, environments, components,
- *   jobs) and the job detail tabs; provides `IMlwsWorkspace`.
+ *   jobs, online endpoints) and the job detail tabs; provides `IMlwsWorkspace`.
  * - `jupyter-mlws:run-as-job` — the command "Run as job…" in the palette, the notebook toolbar
  *   and the notebook context menu.
  */
@@ -29,6 +29,7 @@ import { MlwsService } from './service';
 import { MlwsSidebar } from './sidebar';
 
 export * from './service';
+export * from './endpointService';
 export { requestAPI, MlwsApiError } from './request';
 
 /** Command ids. */
