@@ -131,7 +131,8 @@ class RegistryOperations:
         """Forget the registry (its folder stays, for other users) or, with ``purge``, delete
         its folder too."""
         if name.lower() == BUILTIN_NAME:
-            raise RegistryReadOnlyError("The built-in registry 'azureml' cannot be deleted.")
+            raise RegistryReadOnlyError("The built-in registry 'azureml' is read-only: it cannot be "
+                                        "deleted.")
         registry = self.open(name)
         with config.editing() as table:
             table.pop(name, None)
