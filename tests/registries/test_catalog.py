@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -251,3 +252,35 @@ def test_concurrent_shares_do_not_corrupt_the_registry(ws_a: Workspace, ws_b: Wo
     got = ws_a.models.get("azureml://registries/team/models/m/versions/1")
     out = ws_a.models.download(got.name, got.version, ws_a.path.parent / "dl")
     assert (out / "weights.txt").read_text() in ("weights v1\n", "other weights\n")
+
+
+def test_an_environment_with_a_build_context_travels_with_its_files(
+        cli: Callable[..., Result], ws_a: Workspace, ws_b: Workspace, team: Path,
+        tmp_path: Path) -> None:
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {BASE}\nCOPY extra.txt /opt/extra.txt\n")
+    (context / "extra.txt").write_text("shipped with the environment\n")
+    ws_a.environments.create("ctx-env", build={"path": str(context)}, version="1")
+    cli("env", "share", "ctx-env:1", "--registry", "team", "-w", str(ws_a.path))
+    shutil.rmtree(context)
+    got = ws_b.environments.get("azureml://registries/team/environments/ctx-env/versions/1")
+    assert got.env_hash == ws_a.environments.get("ctx-env:1").env_hash
+    build = got.definition().build
+    assert build is not None and build.files is not None
+    sha = dict((rel, s) for rel, s in build.files)["extra.txt"]
+    assert ws_b.artifacts.blob_path(sha).read_text() == "shipped with the environment\n"
+    shown = cli("registry", "show", "team", "-w", str(ws_b.path)).output
+    assert "azureml://registries/team/environments/ctx-env/versions/1" in shown
+    # `show` takes a registry reference like any other
+    out = cli("env", "show", "azureml://registries/team/environments/ctx-env/labels/latest",
+              "-w", str(ws_b.path), "-o", "json")
+    assert json.loads(out.output)["hash"] == got.env_hash
+
+
+def test_env_show_takes_azure_references(cli: Callable[..., Result], ws_a: Workspace) -> None:
+    for ref in ("azureml:AzureML-sklearn-1.5@latest", "AzureML-sklearn-1.5",
+                "azureml://registries/azureml/environments/sklearn-1.5/labels/latest"):
+        out = json.loads(cli("env", "show", ref, "-w", str(ws_a.path), "-o", "json").output)
+        assert out["tags"]["registry_asset"] == \
+            "azureml://registries/azureml/environments/sklearn-1.5/versions/1"
