@@ -142,9 +142,15 @@ class FolderRegistry:
             raise FileNotFoundError(rel)
         try:
             entry = RegistryEntry.from_dict(json.loads(raw))
+            kind_dir, name, file = rel.split("/")
+            if (PLURAL.get(entry.kind) != kind_dir or entry.name != name
+                    or f"{entry.version}.json" != file or not isinstance(entry.spec, dict)
+                    or not all(isinstance(b, str) and len(b) == 64 for b in entry.blobs)):
+                raise ValueError("its fields do not match its place in the registry")
         except (ValueError, TypeError) as exc:
             raise RegistryCorruptError(f"The registry {self.name!r} has a broken entry {rel!r} "
-                                       f"({exc}).") from None
+                                       f"({exc}).", hint="Share that version again into a "
+                                       "fresh registry, or remove the file.") from None
         entry.registry = self.name
         return entry
 

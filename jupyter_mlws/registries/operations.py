@@ -82,6 +82,11 @@ class RegistryOperations:
             if folder.exists() and not folder.is_dir():
                 raise RegistryLocationError(f"{storage.location!r} is a file, not a folder.",
                                             hint="Give a folder for the registry.")
+            if folder.is_dir() and not (folder / REGISTRY_FILE).exists() and any(
+                    folder.iterdir()):
+                raise RegistryLocationError(
+                    f"The folder {storage.location!r} has files and is not a registry.",
+                    hint="Give an empty or new folder, or a registry's folder to attach it.")
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -96,12 +101,12 @@ class RegistryOperations:
     def _summary(self, registry: Registry) -> dict[str, Any]:
         entries = registry.entries()
         counts = {k: len({e.name for e in entries if e.kind == k}) for k in SHARED_KINDS}
-        header = registry.header() if isinstance(registry, FolderRegistry) else None
+        if isinstance(registry, FolderRegistry):
+            description = (registry.header() or {}).get("description")
+        else:
+            description = "Local equivalents of Azure's curated environments."
         return {"name": registry.name, "location": registry.location,
-                "builtin": registry.read_only,
-                "description": (header or {}).get("description") if header else
-                "Local equivalents of Azure's curated environments." if registry.read_only
-                else None, **counts}
+                "builtin": registry.read_only, "description": description, **counts}
 
     def list(self) -> builtins.list[dict[str, Any]]:
         """The built-in registry, then this user's, by name."""

@@ -21,6 +21,7 @@ from jupyter_mlws.errors import (
     GpuEnvironmentError,
     RegistryAssetNotFoundError,
     RegistryConflictError,
+    RegistryCorruptError,
     RegistryLocationError,
     RegistryNotFoundError,
     RegistryReadOnlyError,
@@ -284,3 +285,19 @@ def test_env_show_takes_azure_references(cli: Callable[..., Result], ws_a: Works
         out = json.loads(cli("env", "show", ref, "-w", str(ws_a.path), "-o", "json").output)
         assert out["tags"]["registry_asset"] == \
             "azureml://registries/azureml/environments/sklearn-1.5/versions/1"
+
+
+def test_a_folder_with_other_files_and_a_broken_entry_are_refused(
+        ws_a: Workspace, team: Path, tmp_path: Path) -> None:
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(RegistryLocationError, match="has files and is not a registry"):
+        ws_a.registries.create("busy", busy)
+    assert not (busy / "registry.yaml").exists()
+    broken = team / "models" / "m" / "1.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text(json.dumps({"kind": "model", "name": "other", "version": "1",
+                                  "spec": {}, "content_hash": "x", "registry": "team"}))
+    with pytest.raises(RegistryCorruptError, match="has a broken entry 'models/m/1.json'"):
+        ws_a.models.get("azureml://registries/team/models/m/versions/1")
