@@ -61,10 +61,9 @@ def registry_show(name: str, workspace_path: str | None, output: str) -> None:
     data = open_workspace(workspace_path).registries.show(name)
 
     def table() -> None:
-        click.echo(f"name:       {data['name']}")
-        click.echo(f"location:   {data['location']}")
-        if data.get("description"):
-            click.echo(f"description: {data['description']}")
+        for key in ("name", "location", "description"):
+            if data.get(key):
+                click.echo(f"{key + ':':<13}{data[key]}")
         if data.get("curated"):
             print_table([{**r, "aka": ", ".join(r["aliases"]),
                           "contents": "refused: GPU only" if r["refused"] else r["description"]}

@@ -27,3 +27,11 @@ def test_sklearn_15_is_built_and_runs_an_azure_hello_world(cli: Callable[..., Re
     packages = " ".join(built["result"]["resolved_packages"]).lower()
     for pin in ("scikit-learn==1.5.2", "pandas==2.2.3", "mlflow==2.22.1", "papermill==2.7.0"):
         assert pin in packages
+    # Azure's own hello world on the same environment: built once, reused
+    builds = len(ws_a.environments.build_history(env, "venv"))
+    again = cli("job", "create", "-f", str(SPECS / "hello-world-registry-env.yml"), "-w",
+                str(ws_a.path), "--wait", "-o", "json")
+    hello = json.loads(again.stdout)
+    assert hello["status"] == "Completed" and hello["environment"] == job["environment"]
+    assert "hello world" in ws_a.jobs.logs(hello["id"])
+    assert len(ws_a.environments.build_history(env, "venv")) == builds
