@@ -274,3 +274,47 @@ class DeploymentFailedError(MlwsError):
 
     code = "deployment_failed"
     http_status = 422
+
+
+# --- registries and curated environments (issue 10, h-registries) ---------------------------------
+class RegistryNotFoundError(NotFoundError):
+    """No registry of that name is known to this user (nor built in)."""
+
+    code = "registry_not_found"
+
+
+class RegistryAssetNotFoundError(NotFoundError):
+    """The registry has no such environment, model or component (or no such version)."""
+
+    code = "registry_asset_not_found"
+
+
+class RegistryLocationError(ValidationError):
+    """A registry location that cannot be used (e.g. ``s3://`` before the team workspace)."""
+
+    code = "registry_location"
+
+
+class RegistryConflictError(ConflictError):
+    """The registry already holds that name and version with other content, or the registry
+    name is taken by another location."""
+
+    code = "registry_conflict"
+
+
+class RegistryReadOnlyError(ValidationError):
+    """The built-in ``azureml`` registry is shipped with the package and cannot be written."""
+
+    code = "registry_read_only"
+
+
+class RegistryCorruptError(MlwsError):
+    """A registry entry or blob does not hold what it says (a hash mismatch, bad JSON)."""
+
+    code = "registry_corrupt"
+
+
+class GpuEnvironmentError(UnsupportedEnvironmentError):
+    """A GPU/CUDA-only curated environment with no CPU equivalent on the package index."""
+
+    code = "gpu_environment"

@@ -121,6 +121,9 @@ class Workspace:
         from jupyter_mlws.endpoints.operations import EndpointOperations
 
         self.endpoints = EndpointOperations(self)
+        from jupyter_mlws.registries.operations import RegistryOperations
+
+        self.registries = RegistryOperations(self)
         self._builders: dict[str, Any] = {}
 
     # --- opening -------------------------------------------------------------------------------

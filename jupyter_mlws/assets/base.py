@@ -26,6 +26,14 @@ _VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 #: Curated environments own this prefix, compared without regard to case.
 RESERVED_PREFIX = "MLWS-"
+#: Azure's curated environment names, resolved from the built-in ``azureml`` registry.
+AZUREML_PREFIX = "AzureML-"
+#: Every prefix refused as a user's environment name (Azure refuses ``AzureML-`` too).
+RESERVED_PREFIXES: tuple[str, ...] = (RESERVED_PREFIX, AZUREML_PREFIX)
+#: The asset kinds a registry holds, by the plural an ``azureml://registries/`` URI uses.
+REGISTRY_KINDS: dict[str, str] = {
+    "environments": "environment", "models": "model", "components": "component"}
+REGISTRY_URI_PREFIX = "azureml://registries/"
 
 
 def validate_name(name: object, *, what: str = "name") -> str:
@@ -152,16 +160,28 @@ def _kind_of(value: object) -> str:
 
 
 def is_reserved(name: str) -> bool:
-    return name.upper().startswith(RESERVED_PREFIX)
+    """Whether ``name`` starts with ``MLWS-`` or ``AzureML-`` (in any case)."""
+    upper = name.upper()
+    return any(upper.startswith(p.upper()) for p in RESERVED_PREFIXES)
+
+
+def is_azureml_curated(name: str) -> bool:
+    """Whether ``name`` is one of Azure's curated names (``AzureML-...``, in any case)."""
+    return name.upper().startswith(AZUREML_PREFIX.upper())
 
 
 def refuse_reserved(name: str) -> None:
     if is_reserved(name):
+        prefix = RESERVED_PREFIX if name.upper().startswith(RESERVED_PREFIX.upper()) \
+            else AZUREML_PREFIX
+        example = "MLWS-python-3.11-minimal" if prefix == RESERVED_PREFIX \
+            else "AzureML-sklearn-1.5"
         raise ReservedNameError(
-            f"Names starting with '{RESERVED_PREFIX}' are reserved for curated environments, "
-            f"so {name!r} cannot be registered.",
+            f"Names starting with '{prefix}' are reserved for curated environments "
+            f"('{RESERVED_PREFIX}' and '{AZUREML_PREFIX}', in any case), so {name!r} cannot be "
+            "registered.",
             hint="Choose a name of your own; to start from a curated environment, copy it: "
-            "`mlws env create --from MLWS-python-3.11-minimal --name mine`.",
+            f"`mlws env create --from {example} --name mine`.",
         )
 
 
@@ -208,6 +228,77 @@ def parse_ref(text: str) -> AssetRef:
 
 def looks_like_ref(text: str) -> bool:
     return any(text.startswith(p) and not text.startswith(p + "//") for p in _REF_PREFIXES)
+
+
+class RegistryRef(BaseModel):
+    """An asset of a registry: ``azureml://registries/<registry>/<kind>s/<name>/versions/<v>``
+    (or ``/labels/latest``), or an Azure curated name (``azureml:AzureML-<name>@latest``),
+    which is the built-in ``azureml`` registry's."""
+
+    model_config = ConfigDict(frozen=True)
+
+    registry: str
+    kind: str
+    name: str
+    version: str | None = None
+
+    @property
+    def uri(self) -> str:
+        plural = next(k for k, v in REGISTRY_KINDS.items() if v == self.kind)
+        tail = f"versions/{self.version}" if self.version else "labels/latest"
+        return f"{REGISTRY_URI_PREFIX}{self.registry}/{plural}/{self.name}/{tail}"
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+def is_registry_uri(text: object) -> bool:
+    return isinstance(text, str) and text.strip().lower().startswith(REGISTRY_URI_PREFIX)
+
+
+def parse_registry_ref(text: str, *, kind: str | None = None) -> RegistryRef | None:
+    """``text`` as a :class:`RegistryRef`, or ``None`` when it names no registry.
+
+    ``kind`` is the kind the caller expects; a URI of another kind is refused. Azure's curated
+    names (``AzureML-...``) are registry references for environments only.
+    """
+    raw = text.strip()
+    if is_registry_uri(raw):
+        return _parse_registry_uri(raw, text, kind)
+    if kind != "environment":
+        return None
+    body = raw[len("azureml:"):] if raw.startswith("azureml:") else raw
+    if not is_azureml_curated(body) or "://" in body:
+        return None
+    ref = parse_ref(body)
+    return RegistryRef(registry="azureml", kind="environment", name=ref.name,
+                       version=ref.version)
+
+
+def _parse_registry_uri(raw: str, text: str, kind: str | None) -> RegistryRef:
+    parts = raw[len(REGISTRY_URI_PREFIX):].rstrip("/").split("/")
+    forms = ("azureml://registries/<registry>/environments|models|components/<name>/"
+             "versions/<version> or .../labels/latest")
+    if len(parts) not in (3, 5) or (len(parts) == 5 and parts[3] not in ("versions", "labels")):
+        raise ValidationError(f"{text!r} is not a registry reference.", hint=f"Write {forms}.")
+    registry, plural, name = parts[:3]
+    found = REGISTRY_KINDS.get(plural)
+    if found is None:
+        raise ValidationError(
+            f"{text!r} names {plural!r} in a registry; registries hold environments, models "
+            "and components.", hint=f"Write {forms}.")
+    if kind is not None and found != kind:
+        raise ValidationError(f"{text!r} is a {found}, where a {kind} is expected.",
+                              hint=f"Give a {kind} of the registry ({forms}).")
+    version = None
+    if len(parts) == 5 and parts[3] == "labels":
+        if parts[4] != "latest":
+            raise ValidationError(f"Unknown label {parts[4]!r} in {text!r}.",
+                                  hint="The only label is 'latest'.")
+    elif len(parts) == 5:
+        version = validate_version(parts[4])
+    return RegistryRef(registry=validate_name(registry, what="registry name"), kind=found,
+                       name=validate_name(name), version=version)
 
 
 class SpecModel(BaseModel):

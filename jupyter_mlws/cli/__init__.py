@@ -2,7 +2,8 @@
 
 Readable tables by default, ``-o json`` for scripts. Errors print one line to stderr and exit 1.
 One module per command group: :mod:`.workspace`, :mod:`.env` (environments and base images),
-:mod:`.assets` (models, data, components, computes), :mod:`.datastore`, :mod:`.job`;
+:mod:`.assets` (models, data, components, computes), :mod:`.datastore`, :mod:`.job`,
+:mod:`.registry`;
 :mod:`._format` holds the tables and sizes shared with the magics.
 """
 
@@ -25,6 +26,7 @@ from jupyter_mlws.cli.datastore import datastore_group
 from jupyter_mlws.cli.endpoint import deployment_group, endpoint_group
 from jupyter_mlws.cli.env import env_group, image
 from jupyter_mlws.cli.job import job
+from jupyter_mlws.cli.registry import registry_group
 from jupyter_mlws.cli.workspace import schema_cmd, workspace
 from jupyter_mlws.errors import MlwsError
 
@@ -38,7 +40,7 @@ def main() -> None:
 
 for _command in (workspace, schema_cmd, env_group, image, model_group, data_group,
                  component_group, datastore_group, compute_group, job, create_any,
-                 endpoint_group, deployment_group):
+                 endpoint_group, deployment_group, registry_group):
     main.add_command(_command)
 
 

@@ -38,7 +38,12 @@ def parse_tags(pairs: Sequence[str], option: str = "--tag") -> dict[str, str]:
 
 
 def split_ref(ref: str, version: str | None) -> tuple[str, str | None]:
-    """``NAME``, ``NAME:VERSION`` or ``NAME@latest`` (and ``-v``) -> (name, version)."""
+    """``NAME``, ``NAME:VERSION`` or ``NAME@latest`` (and ``-v``) -> (name, version); a
+    registry reference (``azureml://registries/...``) is kept whole."""
+    if "://" in ref:
+        return ref, version
+    for prefix in ("azureml:", "mlws:"):
+        ref = ref.removeprefix(prefix)
     if version is None and ":" in ref:
         name, _, v = ref.partition(":")
         return name, v

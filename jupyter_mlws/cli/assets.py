@@ -23,6 +23,7 @@ from jupyter_mlws.cli._common import (
     with_options,
 )
 from jupyter_mlws.cli._format import age, emit, human_size, print_table
+from jupyter_mlws.cli.registry import share_command
 
 # --- per-kind table columns -----------------------------------------------------------------------
 
@@ -200,6 +201,7 @@ def create_from_file_or(kind: str, file: str | None, workspace_path: str | None,
 
 # models ---------------------------------------------------------------------------------------------
 model_group = kind_group("model", "model", "Models: versioned files and folders.")
+model_group.add_command(share_command("model"))
 
 
 @model_group.command("create")
@@ -268,6 +270,7 @@ _download_cmd(data_group, "data")
 
 # components ---------------------------------------------------------------------------------------
 component_group = kind_group("component", "component", "Command components.")
+component_group.add_command(share_command("component"))
 
 
 @component_group.command("create")

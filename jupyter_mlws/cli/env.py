@@ -25,8 +25,10 @@ from jupyter_mlws.cli.assets import (
     created,
     kind_group,
 )
+from jupyter_mlws.cli.registry import share_command
 
 env_group = kind_group("environment", "env", "Environments: definitions identified by hash.")
+env_group.add_command(share_command("environment"))
 
 
 @env_group.command("create")

@@ -9,7 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlws.assets.base import looks_like_ref, parse_ref
+from jupyter_mlws.assets.base import (
+    is_registry_uri,
+    looks_like_ref,
+    parse_ref,
+    parse_registry_ref,
+)
 from jupyter_mlws.errors import (
     AssetNotFoundError,
     MlwsError,
@@ -80,7 +85,7 @@ class InputBinder:
     def _bind_location(self, name: str, text: str, typ: str | None, paths: JobPaths
                        ) -> tuple[str, dict[str, Any], bool]:
         """(value, lineage row, whether the value is a host path the job reads)."""
-        if looks_like_ref(text):
+        if looks_like_ref(text) or is_registry_uri(text):
             value, row = self._bind_asset(name, text, typ, paths)
             return value, row, True
         if parse_job_uri(text) is not None:
@@ -141,15 +146,17 @@ class InputBinder:
 
     def _bind_asset(self, name: str, ref: str, typ: str | None, paths: JobPaths
                     ) -> tuple[str, dict[str, Any]]:
-        parsed = parse_ref(ref)
-        kind = "model" if typ in ("custom_model", "mlflow_model", "triton_model") else "data"
+        registry = parse_registry_ref(ref, kind="model") if is_registry_uri(ref) else None
+        parsed = parse_ref(ref) if registry is None else None
+        kind = "model" if registry or typ in ("custom_model", "mlflow_model",
+                                              "triton_model") else "data"
         ops: Any = self._ws.models if kind == "model" else self._ws.data
         try:
-            asset = ops.get(parsed.name, parsed.version)
+            asset = ops.get(ref) if parsed is None else ops.get(parsed.name, parsed.version)
         except AssetNotFoundError:
             other: Any = self._ws.models if kind == "data" else self._ws.data
             try:
-                asset = other.get(parsed.name, parsed.version)
+                asset = other.get(str(parsed))
                 kind = asset.kind
             except AssetNotFoundError:
                 known = ", ".join(self._ws.data.names() + self._ws.models.names())

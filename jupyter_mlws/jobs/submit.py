@@ -229,6 +229,7 @@ class JobSubmission(JobQueries):
         check_parameters(nb_path, params)
         comp = self._compute(compute)
         env = self._environment(environment)
+        _notes = [*(_notes or []), *self._ws.registries.notes_for(env)]  # registry lineage
         job_id = new_job_id()
         paths = self.paths(job_id)
         paths.make()
@@ -295,6 +296,7 @@ class JobSubmission(JobQueries):
         """
         comp = self._compute(compute)
         env = self._environment(environment)
+        _notes = [*(_notes or []), *self._ws.registries.notes_for(env)]  # registry lineage
         _check_command_template(command, inputs, outputs)
         job_id = new_job_id()
         paths = self.paths(job_id)

@@ -15,14 +15,18 @@ from jupyter_mlws.artifacts import PutSession
 from jupyter_mlws.assets.base import (
     Asset,
     AssetSpec,
+    RegistryRef,
+    is_azureml_curated,
+    is_registry_uri,
     parse_ref,
+    parse_registry_ref,
     validate_description,
     validate_name,
     validate_tags,
     validate_version,
 )
 from jupyter_mlws.assets.yaml_io import LineIndex, validate_spec
-from jupyter_mlws.errors import ValidationError
+from jupyter_mlws.errors import AssetNotFoundError, RegistryAssetNotFoundError, ValidationError
 from jupyter_mlws.store.base import NewVersion
 
 if TYPE_CHECKING:
@@ -168,8 +172,14 @@ class AssetOperations(Generic[S, E]):
         """One version: by ``version``, by ``label='latest'``, or the latest when neither.
 
         ``name`` may also be a reference such as ``name:3``, ``name@latest`` or
-        ``azureml:name:3``.
+        ``azureml:name:3``, or name a registry's version (``azureml://registries/<r>/...``, or
+        for environments an Azure curated name ``AzureML-...``): that version is imported into
+        this workspace and returned.
         """
+        if version is None and label is None and is_registry_uri(name):
+            registry_ref = parse_registry_ref(name, kind=self.kind)
+            assert registry_ref is not None
+            return self._from_registry(registry_ref)
         if version is None and label is None and (":" in name or "@" in name):
             ref = parse_ref(name)
             name, version, label = ref.name, ref.version, ref.label
@@ -179,7 +189,36 @@ class AssetOperations(Generic[S, E]):
         if version is not None and label is not None:
             raise ValidationError("Give a version or a label, not both.")
         v = None if version is None else validate_version(version)
+        if self.kind == "environment" and is_azureml_curated(name):
+            return self._curated(name, v)
         return self._store.get_version(self.kind, name, v)  # type: ignore[return-value]
+
+    def _from_registry(self, ref: RegistryRef) -> E:
+        return self._ws.registries.use(ref)  # type: ignore[return-value]
+
+    def _curated(self, name: str, version: str | None) -> E:
+        """An Azure curated name, from the built-in registry (one registered here before the
+        name was reserved still answers when the registry has no such environment)."""
+        ref = RegistryRef(registry="azureml", kind=self.kind, name=name, version=version)
+        try:
+            return self._from_registry(ref)
+        except RegistryAssetNotFoundError:
+            try:
+                return self._store.get_version(self.kind, name, version)  # type: ignore[return-value]
+            except AssetNotFoundError:
+                pass
+            raise
+
+    def import_version(self, name: str, spec: dict[str, Any], *, description: str | None = None,
+                       tags: Mapping[str, str] | None = None) -> E:
+        """Register ``spec`` as stored (its blobs already in the workspace) under the hidden
+        ``name``; the identical latest version of ``name`` is reused (imports from a registry)."""
+        entity, _created = self._store.create_version(NewVersion(
+            kind=self.kind, name=validate_name(name), version=None,
+            content_hash=content_hash(spec), spec=spec, description=description,
+            tags=_checked_tags(tags), hidden=True, created_by=_user(),
+            reuse_identical_latest=True))
+        return entity  # type: ignore[return-value]
 
     def list(
         self,
