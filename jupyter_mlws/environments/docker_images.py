@@ -193,4 +193,5 @@ class BuildRecords:
             builder="docker",
             built_at=record.get("built_at"),
             replaced_image_id=record.get("replaced_image_id"),
+            notes=list(record.get("notes") or []),
         )
