@@ -15,6 +15,7 @@ from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.environments.conda_pypi import (
     CondaTranslation,
     missing_on_index,
+    no_pypi_error,
     translate_conda,
 )
 from jupyter_mlws.environments.image_map import (
@@ -27,7 +28,7 @@ from jupyter_mlws.environments.image_map import (
     map_image,
     python_base,
 )
-from jupyter_mlws.errors import CondaTranslationError, PythonUnavailableError
+from jupyter_mlws.errors import PythonUnavailableError
 
 __all__ = ["BuildPlan", "check_index", "plan_build"]
 
@@ -65,14 +66,22 @@ def plan_build(
     may provide a series outside them (e.g. ``uv``) before the fallback rule applies. ``venv``:
     the plan is for a virtualenv (no base image).
 
+    Conda dependencies with no PyPI equivalent are kept in ``translation.problems``;
+    :func:`check_index` raises them (with those the index lacks).
+
     Raises:
-        CondaTranslationError: conda dependencies with no PyPI equivalent.
         PythonUnavailableError: the Python asked for is not available and no fallback allowed.
     """
     mapping = map_image(spec.image)
-    translation = translate_conda(spec.conda_file) if spec.conda_file else None
+    translation = translate_conda(spec.conda_file, strict=False) if spec.conda_file else None
     asked = asked_python(translation.python if translation else None, mapping)
     series = list(available or DEBIAN_PYTHONS)
+    if translation is not None and translation.python and asked == translation.python:
+        who = f"The conda file's {asked}"
+    else:
+        who = f"The image {spec.image}"
+    hint = (" Or run it on a Docker compute, whose offline bases give Python "
+            f"{', '.join(DEBIAN_PYTHONS)}." if venv else "")
     try:
         choice = choose_python(asked, series, default=default, allow_nearest=False, where=where)
     except PythonUnavailableError:
@@ -81,7 +90,7 @@ def plan_build(
             choice = PythonChoice(other, asked)
         else:
             choice = choose_python(asked, series, default=default, allow_nearest=allow_nearest,
-                                   where=where)
+                                   where=where, who=who, hint=hint)
     requirements = (list(translation.from_conda) if translation else []) + spec.pip_packages()
     base = python_base(choice.version) if choice.version in DEBIAN_PYTHONS and not venv else ""
     plan = BuildPlan(mapping, choice, base, requirements, translation)
@@ -119,20 +128,15 @@ def check_index(plan: BuildPlan, index_url: str | None) -> None:
     Raises:
         CondaTranslationError: naming every one the index does not have.
     """
-    if plan.translation is None or not plan.translation.from_conda:
+    if plan.translation is None:
         return
     names = {_name(r): r for r in plan.translation.from_conda}
     missing = missing_on_index(list(names), index_url)
-    if not missing:
-        return
     origin = {req: dep for dep, req in plan.translation.translated}
-    listed = [f"{origin.get(names[n], names[n])} (no {n!r} on the package index)"
+    listed = [f"{origin.get(names[n], names[n])} (the package index has no {n!r})"
               for n in missing]
-    raise CondaTranslationError(
-        "These conda dependencies have no PyPI equivalent (conda channels are not reachable "
-        f"here): {'; '.join(listed)}.",
-        hint="Replace each with its PyPI package in the conda file's `pip:` list, or remove it.",
-        packages=listed)
+    if plan.translation.problems or listed:
+        raise no_pypi_error(plan.translation.problems + listed)
 
 
 def _name(requirement: str) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "CondaTranslation",
     "conda_version_to_pip",
     "missing_on_index",
+    "no_pypi_error",
     "translate_conda",
 ]
 
@@ -125,6 +126,7 @@ class CondaTranslation:
     translated: list[tuple[str, str]] = field(default_factory=list)  # (conda dep, requirement)
     dropped: list[tuple[str, str]] = field(default_factory=list)  # (conda dep, why)
     notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # dependencies with no PyPI equivalent
 
     @property
     def changed(self) -> bool:
@@ -194,10 +196,12 @@ def _is(name: str, names: frozenset[str], patterns: Iterable[re.Pattern[str]]) -
     return name in names or any(p.search(name) for p in patterns)
 
 
-def translate_conda(conda_file: Mapping[str, Any] | None) -> CondaTranslation:
+def translate_conda(conda_file: Mapping[str, Any] | None, *,
+                    strict: bool = True) -> CondaTranslation:
     """Translate a conda file's dependencies to PyPI requirements (see the module docstring).
 
-    Does not ask the package index; :func:`missing_on_index` does that.
+    Does not ask the package index; :func:`missing_on_index` does that. With ``strict`` off,
+    the dependencies with no PyPI equivalent are listed in ``problems`` instead of raised.
 
     Raises:
         CondaTranslationError: conda-only packages, or specs pip cannot express, all named.
@@ -236,16 +240,22 @@ def translate_conda(conda_file: Mapping[str, Any] | None) -> CondaTranslation:
         out.requirements.append(requirement)
         if requirement != text or build:
             out.translated.append((text, requirement))
-    if problems:
-        raise CondaTranslationError(
-            "These conda dependencies have no PyPI equivalent (conda channels are not "
-            f"reachable here): {'; '.join(problems)}.",
-            hint="Replace each with its PyPI package in the conda file's `pip:` list, or remove "
-            "it.", packages=problems)
+    out.problems = problems
+    if problems and strict:
+        raise no_pypi_error(problems)
     out.from_conda = list(out.requirements)
     out.requirements.extend(pip_list)
     out.notes = _notes(out)
     return out
+
+
+def no_pypi_error(problems: list[str]) -> CondaTranslationError:
+    """The error naming every conda dependency with no PyPI equivalent, and how to fix it."""
+    return CondaTranslationError(
+        "These conda dependencies have no PyPI equivalent (conda channels are not reachable "
+        f"here): {'; '.join(problems)}.",
+        hint="Replace each with its PyPI package in the conda file's `pip:` list, or remove it.",
+        packages=problems)
 
 
 def _notes(out: CondaTranslation) -> list[str]:

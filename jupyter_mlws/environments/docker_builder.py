@@ -445,7 +445,7 @@ class DockerBuilder:
         if map_image(spec.image) is None:
             return None
         plan = plan_build(spec, allow_nearest=fallback_allowed(self.python_fallback))
-        if plan.translation is not None and plan.translation.from_conda:
+        if plan.translation is not None:
             urls = pip_index_urls()
             check_index(plan, urls[0] if urls else None)
         for note in plan.notes:

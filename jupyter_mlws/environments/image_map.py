@@ -136,7 +136,9 @@ def _azure(ref: str, name: str) -> ImageMapping:
                      "or use the registry environment azureml://registries/azureml/"
                      f"environments/{name.split('/', 1)[1].split(':', 1)[0]}")
     else:
-        origin = "an Azure ML base image (conda there: a Debian base with Python and pip here)"
+        origin = "an Azure ML base image"
+        notes.append("it has conda in Azure; here a Debian base with Python and pip, and conda "
+                     "files are translated to PyPI")
     return ImageMapping(ref, origin, version, "; ".join(notes) or None)
 
 
@@ -200,13 +202,16 @@ def choose_python(
     default: str,
     allow_nearest: bool,
     where: str,
+    who: str | None = None,
+    hint: str = "",
 ) -> PythonChoice:
     """The Python series to use among ``available`` for ``asked`` (``python=3.12``,
     ``python>=3.10``, or ``None``: not asked, so ``default``).
 
     A patch pin (``python=3.11.4``) is met by its series. Several matches: ``default`` when it
     is one, else the newest. No match: the nearest series when ``allow_nearest`` (ties go to the
-    newer: the language keeps old code running), else :class:`PythonUnavailableError`.
+    newer: the language keeps old code running), else :class:`PythonUnavailableError` (its
+    message starts with ``who``, e.g. "The image python:3.12-slim", and ends with ``hint``).
     """
     clauses = python_clauses(asked) if asked else []
     if not clauses:
@@ -220,11 +225,11 @@ def choose_python(
     listed = ", ".join(sorted(available, key=_series))
     if not allow_nearest or target[0] != 3:
         raise PythonUnavailableError(
-            f"{asked} asks for Python {wanted}, which {where} does not have: there "
+            f"{who or asked} asks for Python {wanted}, which {where} does not have: there "
             f"{'is' if len(available) == 1 else 'are'} Python {listed}.",
             hint=f"Ask for one of those, or let the nearest one stand in with "
             f"`{FALLBACK_SETTING}: nearest` in workspace.yaml (or {FALLBACK_ENV}=nearest)."
-            + (" Python 2 has no stand-in." if target[0] != 3 else ""),
+            + (" Python 2 has no stand-in." if target[0] != 3 else "") + hint,
             asked=wanted, available=sorted(available, key=_series))
     minor = target[1] if len(target) > 1 else 0
     best = min(available, key=lambda v: (abs(_series(v)[1] - minor), -_series(v)[1]))

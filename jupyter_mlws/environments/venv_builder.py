@@ -208,7 +208,7 @@ class VenvMaterializer:
         the interpreter it was made from is now another Python version.
         """
         uv_python, plan = self.plan(spec)
-        if plan.translation is not None and plan.translation.from_conda:
+        if plan.translation is not None:
             urls = pip_index_urls(python=self.python)
             check_index(plan, urls[0] if urls else None)
         for note in plan.notes:
