@@ -236,9 +236,10 @@ class DockerBuilder:
         return True
 
     def _labels(
-        self, h: str, environment: str, kind: str, base: str | None, base_id: str | None
+        self, h: str, environment: str, kind: str, base: str | None, base_id: str | None,
+        notes: list[str] | None = None,
     ) -> dict[str, str]:
-        return labels_for(h, environment, kind, self.package_version, base, base_id)
+        return labels_for(h, environment, kind, self.package_version, base, base_id, notes)
 
     def _base_ref(self, spec: EnvironmentSpec) -> str | None:
         return spec.image if spec.kind in ("managed", "image") else None
@@ -311,7 +312,8 @@ class DockerBuilder:
         assert spec.image is not None
         base = plan.base if plan is not None else spec.image
         base_info = self._require_base(base, log)
-        labels = self._labels(h, environment, spec.kind, base, str(base_info["Id"]))
+        labels = self._labels(h, environment, spec.kind, base, str(base_info["Id"]),
+                              plan.notes if plan is not None else None)
         # one LABEL step, not one per label
         files = build_context_files(spec, labels=labels, plan=plan)
         t0 = time.monotonic()
@@ -346,7 +348,8 @@ class DockerBuilder:
                 else:
                     base_info = self._inspect(base)  # else the engine pulls it while building
             labels = self._labels(
-                h, environment, "context", base, str(base_info["Id"]) if base_info else None
+                h, environment, "context", base, str(base_info["Id"]) if base_info else None,
+                notes,
             )
             t0 = time.monotonic()
             text = calls.run_build(

@@ -10,7 +10,7 @@ parser.add_argument("--module", action="append", default=[])
 parser.add_argument("--file")
 args = parser.parse_args()
 
-version = "%d.%d" % sys.version_info[:2]
+version = f"{sys.version_info[0]}.{sys.version_info[1]}"
 print(f"python {version} at {sys.executable}")
 if args.expect_python and version != args.expect_python:
     sys.exit(f"expected Python {args.expect_python}, got {version}")
