@@ -445,7 +445,8 @@ class DockerBuilder:
 
     def _plan(self, spec: EnvironmentSpec, log: Log) -> BuildPlan | None:
         """The offline plan of a managed/image environment whose image is mapped, else None."""
-        if map_image(spec.image) is None:
+        mapping = map_image(spec.image)
+        if mapping is None or (spec.kind == "image" and mapping.local):
             return None
         plan = plan_build(spec, allow_nearest=fallback_allowed(self.python_fallback))
         if plan.translation is not None:

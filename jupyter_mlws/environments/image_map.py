@@ -64,6 +64,11 @@ class ImageMapping:
     python: str | None
     note: str | None = None
 
+    @property
+    def local(self) -> bool:
+        """Whether the image is one of the offline bases themselves (nothing to stand in for)."""
+        return self.origin in ("the default base", "an offline base")
+
 
 def python_base(series: str) -> str:
     """The offline base image of a Python series (``3.11`` -> ``mlws/base-python:3.11-bookworm``)."""
@@ -264,6 +269,8 @@ def rewrite_from_lines(
             continue
         ref = m.group(2)
         mapping = None if ref.lower() in stages or "$" in ref else map_image(ref)
+        if mapping is not None and mapping.local:
+            mapping = None
         if m.group(4):
             stages.add(m.group(4).lower())
         if mapping is None:

@@ -151,11 +151,12 @@ def test_fallback_setting_and_environment_variable() -> None:
 def test_from_lines_are_rewritten_but_not_stage_names() -> None:
     text = ("FROM python:3.11 AS python\nRUN pip install six\n"
             "FROM --platform=linux/amd64 python\nCOPY --from=python /x /x\n"
-            "FROM ubuntu:22.04\nFROM python:${PY}\n")
+            "FROM ubuntu:22.04\nFROM python:${PY}\nFROM mlws/base-python:3.11-bookworm\n")
     new, done = rewrite_from_lines(text, lambda m: python_venv_image("3.11"))
     assert new.splitlines()[0] == "FROM mlws/base-python-venv:3.11-bookworm AS python"
     assert new.splitlines()[2] == "FROM --platform=linux/amd64 python"  # the stage, not the image
     assert "FROM ubuntu:22.04" in new and "FROM python:${PY}" in new
+    assert new.endswith("FROM mlws/base-python:3.11-bookworm\n")  # an offline base stays
     assert [m.image for m, _ in done] == ["python:3.11"]
 
 
