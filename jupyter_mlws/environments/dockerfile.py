@@ -203,6 +203,37 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
+def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
+                        with_ca: bool) -> list[str]:
+    """The venv (when there are packages, or ``venv``) and the pip step that prints its freeze.
+
+    With ``venv`` (a mapped Python image), pip in the image gets the CA bundle too, as
+    ``pip install`` works in Docker Hub's images."""
+    lines: list[str] = []
+    if pip_pkgs or venv:
+        no_python = (
+            f"the base image {base} has no python3, so the pip packages cannot be "
+            "installed. Use a base image with Python."
+        )
+        lines += [
+            f"RUN command -v python3 >/dev/null 2>&1 || {_fail(no_python)}; "
+            f"python3 -m venv --system-site-packages {VENV_PATH}",
+            f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:${{PATH:-{DEFAULT_PATH}}}",
+        ]
+        if with_ca and venv:
+            lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
+    if pip_pkgs:
+        lines += [
+            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
+            f"RUN {_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
+            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
+            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
+            f"&& echo '{FREEZE_END}'",
+        ]
+    return lines
+
+
 def render_dockerfile(
     spec: EnvironmentSpec,
     *,
@@ -257,27 +288,7 @@ def render_dockerfile(
             lines.append(step)
     if conda_pkgs:
         lines.append(_conda_step(spec, conda_pkgs, needs_ca))
-    if pip_pkgs or plan is not None:
-        no_python = (
-            f"the base image {base} has no python3, so the pip packages cannot be "
-            "installed. Use a base image with Python."
-        )
-        lines += [
-            f"RUN command -v python3 >/dev/null 2>&1 || {_fail(no_python)}; "
-            f"python3 -m venv --system-site-packages {VENV_PATH}",
-            f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:${{PATH:-{DEFAULT_PATH}}}",
-        ]
-        if with_ca and plan is not None:
-            lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")  # like Docker Hub's: pip works
-    if pip_pkgs:
-        lines += [
-            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
-            f"RUN {_ssl_env(needs_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
-            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
-            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
-            f"&& echo '{FREEZE_END}'",
-        ]
+    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None, with_ca=needs_ca)
     if labels:
         pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")
