@@ -207,12 +207,6 @@ class VenvMaterializer:
         ``no_cache`` makes it again even when it exists; ``refresh_base`` makes it again when
         the interpreter it was made from is now another Python version.
         """
-        uv_python, plan = self.plan(spec)
-        if plan.translation is not None:
-            urls = pip_index_urls(python=self.python)
-            check_index(plan, urls[0] if urls else None)
-        for note in plan.notes:
-            log(f"note: {note}")
         h = spec.env_hash()
         final = self.path_for(spec, env_hash=h)
         environment = f"{env_name or spec.name}:{env_version or spec.version or ''}"
@@ -223,7 +217,7 @@ class VenvMaterializer:
             if hit is not None and no_cache:
                 log(f"Making the venv {final} again: no cache asked for")
                 hit = None
-            if hit is not None and refresh_base and uv_python is None:
+            if hit is not None and refresh_base and self.plan(spec)[0] is None:
                 now = ".".join(str(x) for x in self._python_info()[:3])
                 if hit.base_image_id and hit.base_image_id != now:
                     log(f"The interpreter moved ({hit.base_image_id} -> {now}): making {final} again")
@@ -231,6 +225,12 @@ class VenvMaterializer:
             if hit is not None:
                 log(f"Using the cached venv {final}")
                 return hit
+            uv_python, plan = self.plan(spec)  # after the lookup: a cached venv asks nothing
+            if plan.translation is not None:
+                urls = pip_index_urls(python=self.python)
+                check_index(plan, urls[0] if urls else None)
+            for note in plan.notes:
+                log(f"note: {note}")
             self._clean_stale(h)
             if final.exists() and replaced is None:  # an unfinished folder: never a result
                 shutil.rmtree(final, ignore_errors=True)

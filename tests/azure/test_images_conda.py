@@ -122,7 +122,9 @@ def test_python_313_image_gets_its_base_made_on_demand(  # type: ignore[no-untyp
     job, log = run(mlws, "command-python313.yml")
     assert job["status"] == "Completed", log
     assert "python 3.13 at /opt/mlws/venv/bin/python" in log and "environment ok" in log
-    assert "mlws/base-python:3.13-trixie" in log
+    notes = build_notes(mlws, job["environment"], "docker")  # also when the image was cached
+    assert ("image docker.io/library/python:3.13-slim-bookworm (Docker Hub's python image) -> "
+            "mlws/base-python:3.13-trixie") in notes
     out = mlws("image", "bootstrap", "--python", "3.13").output
     assert "mlws/base-python:3.13-trixie: already there" in out
 
