@@ -173,3 +173,15 @@ def test_the_plan_does_not_touch_the_hash() -> None:
     assert any("openmpi4.1.0-ubuntu22.04" in n and "mlws/base-python:3.9-bullseye" in n
                for n in plan.notes)
     assert any("dropped mkl" in n for n in plan.notes)
+
+
+def test_bootstrap_makes_the_default_base_unless_told() -> None:
+    from jupyter_mlws.environments.bootstrap import BASE_IMAGES, wanted_images
+    from jupyter_mlws.errors import BuildError
+
+    assert wanted_images([], [], False) == ["mlws/base-python:3.11-bookworm"]
+    assert wanted_images([], ["3.13", "3.9"], False) == ["mlws/base-python:3.13-trixie",
+                                                        "mlws/base-python:3.9-bullseye"]
+    assert wanted_images([], [], True) == list(BASE_IMAGES) and len(BASE_IMAGES) == 3
+    with pytest.raises(BuildError, match="no offline base for Python 3.12"):
+        wanted_images([], ["3.12"], False)
