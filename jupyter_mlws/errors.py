@@ -318,3 +318,21 @@ class GpuEnvironmentError(UnsupportedEnvironmentError):
     """A GPU/CUDA-only curated environment with no CPU equivalent on the package index."""
 
     code = "gpu_environment"
+
+# --- Python images and conda files offline (issue 10, h-images) ----------------------------------
+class PythonUnavailableError(UnsupportedEnvironmentError):
+    """The Python version an environment asks for has no base image/interpreter here.
+
+    ``details``: ``asked`` (the version), ``available`` (the versions there are).
+    """
+
+    code = "python_unavailable"
+
+
+class CondaTranslationError(UnsupportedEnvironmentError):
+    """Conda dependencies with no PyPI equivalent (conda channels are not reachable offline).
+
+    ``details``: ``packages`` (each dependency, with why).
+    """
+
+    code = "conda_no_pypi"

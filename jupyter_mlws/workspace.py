@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -60,6 +60,12 @@ class WorkspaceSettings(BaseModel):
         default_factory=dict,
         description="Cloud compute name (as in Azure ML YAML) -> local compute; '*' maps every "
         "other unknown name. Unknown names run on 'local' with a note in the job's log.",
+    )
+    python_fallback: Literal["exact", "nearest"] | None = Field(
+        default=None,
+        description="When the Python an environment asks for is not available: 'exact' (the "
+        "default) refuses, 'nearest' uses the nearest one and records it. "
+        "MLWS_PYTHON_FALLBACK overrides it.",
     )
 
 
@@ -239,11 +245,13 @@ class Workspace:
             from jupyter_mlws.environments.docker_builder import DockerBuilder
 
             b: Any = DockerBuilder(lock_dir=cache / "docker", registry=self.settings.registry,
-                                   artifacts=self.artifacts)
+                                   artifacts=self.artifacts,
+                                   python_fallback=self.settings.python_fallback)
         elif kind == "venv":
             from jupyter_mlws.environments.venv_builder import VenvMaterializer
 
-            b = VenvMaterializer(self.envs_dir, lock_dir=cache / "venv-locks")
+            b = VenvMaterializer(self.envs_dir, lock_dir=cache / "venv-locks",
+                                 python_fallback=self.settings.python_fallback)
         else:
             raise ValidationError(f"Unknown builder {kind!r}.", hint="Use docker or venv.")
         self._builders[kind] = b
@@ -340,7 +348,8 @@ class Workspace:
                          "image_id": result.get("image_id"), "digest": result.get("digest"),
                          "size": result.get("size"), "build_seconds": result.get("build_seconds"),
                          "finished_at": str(record.get("finished_at")),
-                         "resolved_packages": result.get("resolved_packages")}
+                         "resolved_packages": result.get("resolved_packages"),
+                         "notes": result.get("notes") or None}
                 if record.get("error"):
                     state["error"] = record["error"].splitlines()[0]
                 if kind == "docker" and record["status"] == "succeeded":

@@ -216,13 +216,21 @@ def image() -> None:
 
 @image.command("bootstrap")
 @click.argument("names", nargs=-1)
+@click.option("--python", "pythons", multiple=True, type=click.Choice(["3.9", "3.11", "3.13"]),
+              help="Make the base of this Python series (repeatable).")
+@click.option("--all", "all_images", is_flag=True, help="Make every offline base.")
 @click.option("--force", is_flag=True, help="Remake the images even when they exist.")
-def image_bootstrap(names: Sequence[str], force: bool) -> None:
-    """Make the curated base images (debootstrap + docker import); no registry needed."""
-    from jupyter_mlws.docker_engine import docker_client
-    from jupyter_mlws.environments.bootstrap import bootstrap_base_images
+def image_bootstrap(names: Sequence[str], pythons: Sequence[str], all_images: bool,
+                    force: bool) -> None:
+    """Make offline base images (debootstrap + docker import); no registry needed.
 
-    for r in bootstrap_base_images(docker_client(), list(names) or None, force=force,
-                                   log=click.echo):
+    Without arguments, the default base (Python 3.11). Builds whose Python image is mapped to a
+    missing base make it on demand.
+    """
+    from jupyter_mlws.docker_engine import docker_client
+    from jupyter_mlws.environments.bootstrap import bootstrap_base_images, wanted_images
+
+    wanted = wanted_images(list(names), list(pythons), all_images)
+    for r in bootstrap_base_images(docker_client(), wanted, force=force, log=click.echo):
         how = "already there" if r.reused else f"made in {r.seconds:.0f} s"
         click.echo(f"{r.name}: {how} ({human_size(r.size)})")

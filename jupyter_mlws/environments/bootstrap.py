@@ -127,6 +127,7 @@ class BaseImageRecipe:
 
 
 DEFAULT_BASE_IMAGE = "mlws/base-python:3.11-bookworm"
+_PYTHON_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
 
 #: The curated base images, by the tag they get in the engine.
 BASE_IMAGES: dict[str, BaseImageRecipe] = {
@@ -134,6 +135,16 @@ BASE_IMAGES: dict[str, BaseImageRecipe] = {
         suite="bookworm",
         include=("python3", "python3-pip", "python3-venv", "ca-certificates"),
         description="Debian 12 minbase with Python 3.11, pip and venv (made offline by debootstrap)",
+    ),
+    "mlws/base-python:3.9-bullseye": BaseImageRecipe(
+        suite="bullseye",
+        include=_PYTHON_PACKAGES,
+        description="Debian 11 minbase with Python 3.9, pip and venv (made offline by debootstrap)",
+    ),
+    "mlws/base-python:3.13-trixie": BaseImageRecipe(
+        suite="trixie",
+        include=_PYTHON_PACKAGES,
+        description="Debian 13 minbase with Python 3.13, pip and venv (made offline by debootstrap)",
     ),
 }
 
@@ -211,18 +222,42 @@ def _ensure(
     )
 
 
+def wanted_images(names: list[str], pythons: list[str], all_images: bool) -> list[str]:
+    """The base images ``mlws image bootstrap`` makes: the names and Python series given, all
+    with ``all_images``, else the default base only.
+
+    Raises:
+        BuildError: a Python series has no offline base.
+    """
+    from jupyter_mlws.environments.image_map import DEBIAN_PYTHONS
+
+    if all_images:
+        return list(BASE_IMAGES)
+    unknown = [p for p in pythons if p not in DEBIAN_PYTHONS]
+    if unknown:
+        raise BuildError(
+            f"There is no offline base for Python {', '.join(unknown)}.",
+            step="resolve", hint=f"Debian's suites give Python {', '.join(DEBIAN_PYTHONS)}.")
+    wanted = list(names) + [DEBIAN_PYTHONS[p][1] for p in pythons]
+    return list(dict.fromkeys(wanted)) or [DEFAULT_BASE_IMAGE]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``mlws image bootstrap [NAME ...] [--force]``: make the curated base images."""
+    """``mlws image bootstrap [NAME ...] [--python X.Y ...] [--all] [--force]``."""
     parser = argparse.ArgumentParser(
         prog="mlws image bootstrap", description="Make the curated offline base images."
     )
     parser.add_argument(
-        "names", nargs="*", help=f"images to make (default: all of {', '.join(BASE_IMAGES)})"
+        "names", nargs="*", help=f"images to make (default: {DEFAULT_BASE_IMAGE})"
     )
+    parser.add_argument("--python", action="append", default=[],
+                        help="the base of this Python series (3.9, 3.11, 3.13); repeatable")
+    parser.add_argument("--all", action="store_true", help="every offline base")
     parser.add_argument("--force", action="store_true", help="rebuild even if the image exists")
     args = parser.parse_args(argv)
     try:
-        results = bootstrap_base_images(docker_client(), args.names or None, force=args.force)
+        names = wanted_images(args.names, args.python, args.all)
+        results = bootstrap_base_images(docker_client(), names, force=args.force)
     except (BuildError, DockerUnavailableError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -47,6 +47,9 @@ class BuildResult:
     #: The image id (Docker) or venv folder this build replaced, when it rebuilt over an
     #: existing one (``no_cache``, or a base that moved).
     replaced_image_id: str | None = None
+    #: What this machine did differently from the definition: the image mapped to an offline
+    #: base, the Python used, conda dependencies translated to PyPI or dropped.
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (store it with the environment version)."""

@@ -26,6 +26,13 @@ from jupyter_mlws.artifacts import ArtifactStore, StoredArtifact
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.docker_engine import docker_client, engine_calls
 from jupyter_mlws.environments import docker_calls as calls
+from jupyter_mlws.environments.bootstrap import (
+    BASE_IMAGES,
+    HOST_CA_BUNDLE,
+    PIP_CA_DOCKERFILE_SNIPPET,
+    bootstrap_base_images,
+)
+from jupyter_mlws.environments.build_plan import BuildPlan, check_index, plan_build
 from jupyter_mlws.environments.builds import (
     BuilderName,
     BuildHistory,
@@ -54,6 +61,18 @@ from jupyter_mlws.environments.docker_images import (
 )
 from jupyter_mlws.environments.dockerfile import build_context_files
 from jupyter_mlws.environments.identity import IMAGE_REPOSITORY, image_name
+from jupyter_mlws.environments.image_map import (
+    DEBIAN_PYTHONS,
+    DEFAULT_PYTHON,
+    ImageMapping,
+    choose_python,
+    fallback_allowed,
+    map_image,
+    python_base,
+    python_venv_image,
+    rewrite_from_lines,
+)
+from jupyter_mlws.environments.machine import pip_index_urls
 from jupyter_mlws.errors import (
     BuildError,
     ConflictError,
@@ -96,6 +115,7 @@ class DockerBuilder:
         package_version: str | None = None,
         artifacts: ArtifactStore | None = None,
         build_timeout: int | None = None,
+        python_fallback: str | None = None,
     ) -> None:
         self._client = client
         self.lock_dir = Path(lock_dir)
@@ -103,6 +123,8 @@ class DockerBuilder:
         self.package_version = package_version or _default_version()
         self.artifacts = artifacts
         self.build_timeout = build_timeout
+        #: The workspace's ``python_fallback`` setting (``MLWS_PYTHON_FALLBACK`` wins over it).
+        self.python_fallback = python_fallback
         self.records = BuildRecords(self.lock_dir)
         self._history = BuildHistory(self.lock_dir)
 
@@ -176,10 +198,11 @@ class DockerBuilder:
                 hit = None
             if hit is not None:
                 return self._cached(hit, environment, log)
-            if spec.kind == "image":
+            plan = self._plan(spec, log) if spec.kind != "context" else None
+            if spec.kind == "image" and plan is None:
                 result = self._adopt_image(spec, h, log, refresh=no_cache)
-            elif spec.kind == "managed":
-                result = self._build_managed(spec, h, environment, log, no_cache)
+            elif spec.kind in ("managed", "image"):
+                result = self._build_managed(spec, h, environment, log, no_cache, plan)
             else:
                 result = self._build_context(spec, h, environment, log, no_cache)
             result.built_at = utc_now()
@@ -213,9 +236,10 @@ class DockerBuilder:
         return True
 
     def _labels(
-        self, h: str, environment: str, kind: str, base: str | None, base_id: str | None
+        self, h: str, environment: str, kind: str, base: str | None, base_id: str | None,
+        notes: list[str] | None = None,
     ) -> dict[str, str]:
-        return labels_for(h, environment, kind, self.package_version, base, base_id)
+        return labels_for(h, environment, kind, self.package_version, base, base_id, notes)
 
     def _base_ref(self, spec: EnvironmentSpec) -> str | None:
         return spec.image if spec.kind in ("managed", "image") else None
@@ -225,6 +249,13 @@ class DockerBuilder:
         info = self._inspect(base)
         if info is not None:
             return info
+        if base in BASE_IMAGES:
+            log(f"The base image {base} is not in the Docker engine yet: making it from Debian's "
+                "packages (debootstrap; about a minute, once per machine) ...")
+            bootstrap_base_images(self.client, [base], log=_quiet_debootstrap(log))
+            info = self._inspect(base)
+            if info is not None:
+                return info
         if base.startswith(LOCAL_BASE_PREFIX):
             raise BuildError(
                 f"The base image {base} is not in the Docker engine.",
@@ -275,19 +306,24 @@ class DockerBuilder:
     # --- the three kinds ---------------------------------------------------------------------
 
     def _build_managed(
-        self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
+        self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False,
+        plan: BuildPlan | None = None,
     ) -> BuildResult:
         assert spec.image is not None
-        base_info = self._require_base(spec.image, log)
-        labels = self._labels(h, environment, "managed", spec.image, str(base_info["Id"]))
-        files = build_context_files(spec, labels=labels)  # one LABEL step, not one per label
+        base = plan.base if plan is not None else spec.image
+        base_info = self._require_base(base, log)
+        labels = self._labels(h, environment, spec.kind, base, str(base_info["Id"]),
+                              plan.notes if plan is not None else None)
+        # one LABEL step, not one per label
+        files = build_context_files(spec, labels=labels, plan=plan)
         t0 = time.monotonic()
         text = calls.run_build(
             self.client, environment, log, labels=None, timeout=self.build_timeout,
             fileobj=tar_context(files), custom_context=True, dockerfile="Dockerfile",
             nocache=no_cache, tag=image_ref(h),
         )
-        return self._finish(spec, h, base_info, t0, log, base_ref=spec.image, text=text)
+        return self._finish(spec, h, base_info, t0, log, base_ref=base, text=text,
+                            notes=plan.notes if plan is not None else [])
 
     def _build_context(
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
@@ -302,6 +338,7 @@ class DockerBuilder:
                     f"The build context has no {spec.build.dockerfile_path}.",
                     hint="Set build.dockerfile_path to the Dockerfile inside the context.",
                 )
+            notes = self._map_from_lines(dockerfile, log)
             base = final_base(dockerfile.read_text(encoding="utf-8", errors="replace"))
             real_base = base is not None and base.lower() != "scratch"
             base_info = None
@@ -311,7 +348,8 @@ class DockerBuilder:
                 else:
                     base_info = self._inspect(base)  # else the engine pulls it while building
             labels = self._labels(
-                h, environment, "context", base, str(base_info["Id"]) if base_info else None
+                h, environment, "context", base, str(base_info["Id"]) if base_info else None,
+                notes,
             )
             t0 = time.monotonic()
             text = calls.run_build(
@@ -323,7 +361,7 @@ class DockerBuilder:
                 base_info = self._inspect(base)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return self._finish(spec, h, base_info, t0, log, base_ref=base, text=text)
+        return self._finish(spec, h, base_info, t0, log, base_ref=base, text=text, notes=notes)
 
     def _materialize_context(self, spec: EnvironmentSpec, dest: Path) -> None:
         assert spec.build is not None
@@ -379,6 +417,7 @@ class DockerBuilder:
         base_ref: str | None = None,
         tolerate_no_python: bool = False,
         text: str = "",
+        notes: list[str] | None = None,
     ) -> BuildResult:
         ref = image_ref(h)
         seconds = time.monotonic() - t0
@@ -386,7 +425,7 @@ class DockerBuilder:
         if info is None:
             raise BuildError(f"The build finished but {ref} is not in the engine.")
         packages = freeze_from_log(text)
-        if packages is None or (spec.kind == "managed" and spec.conda_packages()):
+        if packages is None or (spec.kind == "managed" and spec.conda_packages() and not notes):
             packages = calls.freeze(self.client, ref, log, quiet=tolerate_no_python)
         base_digests = (base_info or {}).get("RepoDigests") or []
         result = self.records.result(h, ref, info, spec.kind, cached=False)
@@ -397,9 +436,76 @@ class DockerBuilder:
         result.base_image_id = str(base_info["Id"]) if base_info else result.base_image_id
         result.base_digest = base_digests[0] if base_digests else None
         result.replaced_image_id = None
-        if spec.kind == "image":
+        result.notes = list(notes or [])
+        if spec.kind == "image" and not notes:
             result.digest = result.base_digest
         return result
+
+    # --- Python images mapped to offline bases (image_map, build_plan) -------------------------
+
+    def _plan(self, spec: EnvironmentSpec, log: Log) -> BuildPlan | None:
+        """The offline plan of a managed/image environment whose image is mapped, else None."""
+        mapping = map_image(spec.image)
+        if mapping is None or (spec.kind == "image" and mapping.local):
+            return None
+        plan = plan_build(spec, allow_nearest=fallback_allowed(self.python_fallback))
+        if plan.translation is not None:
+            urls = pip_index_urls()
+            check_index(plan, urls[0] if urls else None)
+        for note in plan.notes:
+            log(f"note: {note}")
+        return plan
+
+    def _map_from_lines(self, dockerfile: Path, log: Log) -> list[str]:
+        """Rewrite ``FROM python:3.x`` (and other mapped images) in a materialized context to the
+        offline base with a venv, making it when missing; the notes of what was replaced."""
+        allow = fallback_allowed(self.python_fallback)
+
+        def replace(mapping: ImageMapping) -> str:
+            asked = f"python={mapping.python}" if mapping.python else None
+            choice = choose_python(asked, list(DEBIAN_PYTHONS), default=DEFAULT_PYTHON,
+                                   allow_nearest=allow, where="this machine's offline bases")
+            return self._ensure_venv_image(choice.version, log)
+
+        text = dockerfile.read_text(encoding="utf-8", errors="replace")
+        new, done = rewrite_from_lines(text, replace)
+        if not done:
+            return []
+        dockerfile.write_text(new, encoding="utf-8")
+        notes = []
+        for mapping, image in done:
+            notes.append(f"FROM {mapping.image} ({mapping.origin}) -> FROM {image}")
+            if mapping.note:
+                notes.append(f"image {mapping.image}: {mapping.note}")
+        for note in notes:
+            log(f"note: {note}")
+        return notes
+
+    def _ensure_venv_image(self, series: str, log: Log) -> str:
+        """The offline base of ``series`` with a venv first on PATH (Docker Hub's python images
+        have a working ``pip``); built once from the base, again when the base changes."""
+        name, base = python_venv_image(series), python_base(series)
+        with hash_lock(self.lock_dir, f"venv-image-{series}"):
+            base_id = str(self._require_base(base, log)["Id"])
+            info = self._inspect(name)
+            if info is not None and ((info.get("Config") or {}).get("Labels") or {}).get(
+                    LABEL_BASE_ID) == base_id:
+                return name
+            log(f"Making {name} (the base {base} with a venv, as Docker Hub's python images) ...")
+            snippet = PIP_CA_DOCKERFILE_SNIPPET
+            files = {}
+            if HOST_CA_BUNDLE.is_file():
+                files["mlws-host-ca.crt"] = HOST_CA_BUNDLE.read_bytes()
+            else:
+                snippet = "\n".join(ln for ln in snippet.splitlines()
+                                    if "host-ca" not in ln and "PIP_CERT" not in ln) + "\n"
+            files["Dockerfile"] = (f"FROM {base}\n{snippet}"
+                                   f'LABEL {LABEL_BASE_ID}="{base_id}" {LABEL_BASE_IMAGE}="{base}"\n'
+                                   ).encode()
+            calls.run_build(self.client, name, log, labels=None, timeout=self.build_timeout,
+                            fileobj=tar_context(files), custom_context=True,
+                            dockerfile="Dockerfile", tag=name)
+            return name
 
     # --- registry ----------------------------------------------------------------------------
 
@@ -456,3 +562,20 @@ class DockerBuilder:
                         hint="Remove the containers that use it first, or pass force.",
                     ) from exc
                 raise
+
+
+def _quiet_debootstrap(log: Log) -> Log:
+    """``log`` for debootstrap's output without its per-package lines, plus a count."""
+    count = 0
+
+    def emit(line: str) -> None:
+        nonlocal count
+        if line.startswith(("I: Retrieving ", "I: Validating ", "I: Unpacking ",
+                            "I: Configuring ", "I: Extracting ")):
+            count += 1
+            if count % 100 == 0:
+                log(f"debootstrap: {count} package steps done")
+            return
+        log(line)
+
+    return emit

@@ -31,6 +31,9 @@ LABEL_VERSION = "org.mlws.version"
 LABEL_KIND = "org.mlws.kind"
 LABEL_BASE_IMAGE = "org.mlws.base-image"
 LABEL_BASE_ID = "org.mlws.base-id"
+#: JSON list of what the build did differently from the definition (mapped image, Python used,
+#: conda translated): kept on the image, so a workspace that finds it built elsewhere knows.
+LABEL_NOTES = "org.mlws.notes"
 #: Base images made on this machine by ``mlws image bootstrap``; there is nothing to pull.
 LOCAL_BASE_PREFIX = "mlws/base-"
 TAG = "latest"
@@ -64,7 +67,7 @@ def package_version() -> str:
 
 def labels_for(
     env_hash: str, environment: str, kind: str, version: str, base: str | None,
-    base_id: str | None,
+    base_id: str | None, notes: list[str] | None = None,
 ) -> dict[str, str]:
     """The labels an environment image carries."""
     labels = {
@@ -77,6 +80,8 @@ def labels_for(
         labels[LABEL_BASE_IMAGE] = base
     if base_id:
         labels[LABEL_BASE_ID] = base_id
+    if notes:
+        labels[LABEL_NOTES] = json.dumps(notes)
     return labels
 
 
@@ -193,4 +198,13 @@ class BuildRecords:
             builder="docker",
             built_at=record.get("built_at"),
             replaced_image_id=record.get("replaced_image_id"),
+            notes=list(record.get("notes") or _label_notes(labels)),
         )
+
+
+def _label_notes(labels: Mapping[str, str]) -> list[str]:
+    try:
+        notes = json.loads(labels.get(LABEL_NOTES) or "[]")
+    except ValueError:
+        return []
+    return [str(n) for n in notes] if isinstance(notes, list) else []

@@ -7,11 +7,13 @@ layers (and the venv). Packages go into a venv at :data:`VENV_PATH` because Debi
 Docker step installs (``apt-get install python3-numpy``) stay importable, and it comes first on
 ``PATH``.
 
-Conda YAML: ``python=X.Y`` is honoured by *checking* the base's Python (installing it with conda
-when the base has conda), ``pip`` itself needs nothing, the ``pip:`` list is installed with pip,
-and any other conda dependency needs micromamba, mamba or conda in the base. That is detected
-while building; without one the build fails with a message naming the packages. Nothing is
-dropped silently.
+Conda YAML on the offline bases and on the Python images mapped to them (a :class:`BuildPlan`,
+see :mod:`.build_plan`): the conda dependencies arrive translated to PyPI and the base already
+has the Python asked for. On any other base image: ``python=X.Y`` is honoured by *checking* the
+base's Python (installing it with conda when the base has conda), ``pip`` itself needs nothing,
+the ``pip:`` list is installed with pip, and any other conda dependency needs micromamba, mamba
+or conda in the base. That is detected while building; without one the build fails with a
+message naming the packages. Nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ import re
 import shlex
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.errors import UnsupportedEnvironmentError
+
+if TYPE_CHECKING:
+    from jupyter_mlws.environments.build_plan import BuildPlan
 
 VENV_PATH = "/opt/mlws/venv"
 #: Where the build's own files are copied inside the image.
@@ -197,32 +203,74 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
+def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
+                        with_ca: bool) -> list[str]:
+    """The venv (when there are packages, or ``venv``) and the pip step that prints its freeze.
+
+    With ``venv`` (a mapped Python image), pip in the image gets the CA bundle too, as
+    ``pip install`` works in Docker Hub's images."""
+    lines: list[str] = []
+    if pip_pkgs or venv:
+        no_python = (
+            f"the base image {base} has no python3, so the pip packages cannot be "
+            "installed. Use a base image with Python."
+        )
+        lines += [
+            f"RUN command -v python3 >/dev/null 2>&1 || {_fail(no_python)}; "
+            f"python3 -m venv --system-site-packages {VENV_PATH}",
+            f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:${{PATH:-{DEFAULT_PATH}}}",
+        ]
+        if with_ca and venv:
+            lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
+    if pip_pkgs:
+        lines += [
+            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
+            f"RUN {_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
+            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
+            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
+            f"&& echo '{FREEZE_END}'",
+        ]
+    return lines
+
+
 def render_dockerfile(
     spec: EnvironmentSpec,
     *,
     with_ca: bool | None = None,
     labels: Mapping[str, str] | None = None,
+    plan: BuildPlan | None = None,
 ) -> str:
-    """The Dockerfile of a "managed" environment.
+    """The Dockerfile of a "managed" environment (or of a mapped Python image).
 
     ``with_ca`` copies the host CA bundle (``CA_FILE`` in the context) for pip and conda;
     by default when the host has one. ``labels`` become one ``LABEL`` instruction at the end.
     The pip step prints ``pip freeze`` between :data:`FREEZE_BEGIN` and :data:`FREEZE_END`.
+    With a ``plan`` (:mod:`.build_plan`), the build starts from its offline base, installs its
+    requirements (conda dependencies already translated) and always makes the venv.
     """
-    if spec.kind != "managed":
+    if spec.kind != "managed" and plan is None:
         raise UnsupportedEnvironmentError(
             f"Only environments built from a base image have a rendered Dockerfile; "
             f"{spec.name!r} is of kind {spec.kind!r}."
         )
     if with_ca is None:
         with_ca = HOST_CA_BUNDLE.is_file()
-    python_dep, conda_pkgs = split_conda_deps(spec)
-    pip_pkgs = spec.pip_packages()
+    python_dep: str | None
+    conda_pkgs: list[str]
+    if plan is not None:
+        python_dep, conda_pkgs, pip_pkgs = None, [], list(plan.requirements)
+    else:
+        python_dep, conda_pkgs = split_conda_deps(spec)
+        pip_pkgs = spec.pip_packages()
+    base = plan.base if plan is not None else spec.image
     lines = [
         "# Rendered by jupyter_mlws for environment "
         f"{spec.name}{':' + spec.version if spec.version else ''}; hash {spec.env_hash()}.",
-        f"FROM {spec.image}",
+        f"FROM {base}",
     ]
+    if plan is not None and plan.notes:
+        lines += [f"# {note}" for note in plan.notes]
     if spec.docker_steps:
         lines.append("# --- the definition's Docker steps, verbatim ---")
         lines.extend(spec.docker_steps)
@@ -231,7 +279,7 @@ def render_dockerfile(
         "# The definition's environment_variables are not baked into the image: they do not",
         "# count in its hash, and jobs set them when they run.",
     ]
-    needs_ca = with_ca and bool(pip_pkgs or conda_pkgs or python_dep)
+    needs_ca = with_ca and bool(pip_pkgs or conda_pkgs or python_dep or plan is not None)
     if needs_ca:
         lines.append(f"COPY {CA_FILE} {MLWS_DIR}/{CA_FILE}")
     if python_dep is not None:
@@ -240,22 +288,7 @@ def render_dockerfile(
             lines.append(step)
     if conda_pkgs:
         lines.append(_conda_step(spec, conda_pkgs, needs_ca))
-    if pip_pkgs:
-        no_python = (
-            f"the base image {spec.image} has no python3, so the pip packages cannot be "
-            "installed. Use a base image with Python."
-        )
-        lines += [
-            f"RUN command -v python3 >/dev/null 2>&1 || {_fail(no_python)}; "
-            f"python3 -m venv --system-site-packages {VENV_PATH}",
-            f"ENV VIRTUAL_ENV={VENV_PATH} PATH={VENV_PATH}/bin:${{PATH:-{DEFAULT_PATH}}}",
-            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
-            f"RUN {_ssl_env(needs_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
-            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
-            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
-            f"&& echo '{FREEZE_END}'",
-        ]
+    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None, with_ca=needs_ca)
     if labels:
         pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")
@@ -267,13 +300,13 @@ def build_context_files(
     *,
     ca_bundle: Path | None = HOST_CA_BUNDLE,
     labels: Mapping[str, str] | None = None,
+    plan: BuildPlan | None = None,
 ) -> dict[str, bytes]:
     """The small in-memory build context: ``Dockerfile``, ``requirements.txt``, the CA bundle."""
     with_ca = ca_bundle is not None and Path(ca_bundle).is_file()
-    files: dict[str, bytes] = {
-        "Dockerfile": render_dockerfile(spec, with_ca=with_ca, labels=labels).encode("utf-8"),
-    }
-    pip_pkgs = spec.pip_packages()
+    text = render_dockerfile(spec, with_ca=with_ca, labels=labels, plan=plan)
+    files: dict[str, bytes] = {"Dockerfile": text.encode("utf-8")}
+    pip_pkgs = plan.requirements if plan is not None else spec.pip_packages()
     if pip_pkgs:
         files[REQUIREMENTS_FILE] = ("\n".join(pip_pkgs) + "\n").encode("utf-8")
     if with_ca and ca_bundle is not None and f"COPY {CA_FILE}" in files["Dockerfile"].decode():

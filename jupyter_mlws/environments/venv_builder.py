@@ -3,11 +3,10 @@
 A venv lives at ``root/<full hash>``. It is built in a temporary sibling folder and renamed into
 place, with a completion marker written last inside it, so a failed or interrupted build leaves
 nothing that looks finished. ``uv`` is used when it is on ``PATH``, else ``python -m venv`` and
-pip. Only what a venv can honour is accepted: pip packages and a ``python`` version; Docker
-steps, build contexts and conda packages are refused with a message saying so.
-
-``no_cache`` makes the venv again even when it exists (pip's download cache unused too): the new
-folder is swapped in for the old one, and both builds stay in the build history.
+pip. Only what a venv can honour is accepted: pip packages, a conda file (translated to PyPI, see
+:mod:`.conda_pypi`) and a Python version - a plain Python image (``python:3.9``) means "a venv
+of that Python" (see :meth:`VenvMaterializer.plan`). Docker steps, build contexts and other
+ready images are refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ from typing import Any
 from filelock import Timeout
 
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
+from jupyter_mlws.environments.build_plan import BuildPlan, check_index, plan_build
 from jupyter_mlws.environments.builds import (
     BuilderName,
     BuildHistory,
@@ -35,12 +35,10 @@ from jupyter_mlws.environments.builds import (
     tail,
     utc_now,
 )
-from jupyter_mlws.environments.dockerfile import (
-    python_matches,
-    python_version_of,
-    split_conda_deps,
-)
-from jupyter_mlws.errors import BuildError, UnsupportedEnvironmentError
+from jupyter_mlws.environments.dockerfile import python_version_of
+from jupyter_mlws.environments.image_map import fallback_allowed, map_image
+from jupyter_mlws.environments.machine import pip_index_urls
+from jupyter_mlws.errors import BuildError, PythonUnavailableError, UnsupportedEnvironmentError
 
 MARKER = ".mlws-venv.json"
 REQUIREMENTS = "mlws-requirements.txt"
@@ -70,6 +68,7 @@ class VenvMaterializer:
         lock_dir: Path | None = None,
         python: str | None = None,
         use_uv: bool | None = None,
+        python_fallback: str | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
         self.lock_dir = Path(lock_dir) if lock_dir else self.root / ".locks"
@@ -78,6 +77,8 @@ class VenvMaterializer:
         if use_uv and self.uv is None:
             raise UnsupportedEnvironmentError("uv was asked for but is not on PATH.")
         self._history = BuildHistory(self.lock_dir)
+        #: The workspace's ``python_fallback`` setting (``MLWS_PYTHON_FALLBACK`` wins over it).
+        self.python_fallback = python_fallback
 
     def path_for(self, spec: EnvironmentSpec, *, env_hash: str | None = None) -> Path:
         return self.root / (env_hash or spec.env_hash())
@@ -104,7 +105,17 @@ class VenvMaterializer:
     def check(self, spec: EnvironmentSpec) -> str | None:
         """Raise :class:`UnsupportedEnvironmentError` unless a venv can hold ``spec``.
 
-        Returns the Python version uv must provide, or ``None`` for the running interpreter.
+        Returns the interpreter (a path, or a version uv provides) to make the venv with, or
+        ``None`` for the running interpreter.
+        """
+        return self.plan(spec)[0]
+
+    def plan(self, spec: EnvironmentSpec) -> tuple[str | None, BuildPlan]:
+        """``(interpreter or None, plan)``: what the venv of ``spec`` is made from.
+
+        A plain Python image (``python:3.9``, Azure's ``minimal-...-py39``) means a venv of
+        that Python: the running interpreter, a ``python3.X`` on PATH, or one uv provides; else
+        the fallback rule (``python_fallback``) applies. Conda files are translated to PyPI.
         """
         who = f"The environment {spec.name!r}"
         docker_hint = "Run it on a Docker compute target instead (its image is built from it)."
@@ -112,7 +123,7 @@ class VenvMaterializer:
             raise UnsupportedEnvironmentError(
                 f"{who} is a Docker build context; a venv cannot be made from it.", hint=docker_hint
             )
-        if spec.kind == "image":
+        if spec.kind == "image" and map_image(spec.image) is None:
             raise UnsupportedEnvironmentError(
                 f"{who} is the ready Docker image {spec.image}; a venv cannot be made from it.",
                 hint=docker_hint,
@@ -122,28 +133,46 @@ class VenvMaterializer:
                 f"{who} has Docker steps ({spec.docker_steps[0]!r}...), which a venv cannot run.",
                 hint=docker_hint,
             )
-        python_dep, conda_pkgs = split_conda_deps(spec)
-        if conda_pkgs:
-            raise UnsupportedEnvironmentError(
-                f"{who} needs the conda packages {', '.join(conda_pkgs)}, which a venv cannot "
-                "install.",
-                hint="Move them to the pip: section, or run it on a Docker compute target whose "
-                "base image has conda.",
-            )
-        if python_dep is None:
-            return None
-        if python_matches(python_dep, self._python_info()):
-            return None
-        version = python_version_of(python_dep)
-        if self.uv and version and self._uv_has_python(version):
-            return version
-        have = ".".join(str(x) for x in self._python_info()[:3])
-        raise UnsupportedEnvironmentError(
-            f"{who} asks for {python_dep.strip()}, but this interpreter is Python {have}"
-            + (" and uv cannot provide it." if self.uv else " and uv is not installed."),
-            hint="Install that Python with uv (`uv python install X.Y`), change the python line, "
-            "or use a Docker compute target.",
+        running = ".".join(str(x) for x in self._python_info()[:2])
+        try:
+            plan = plan_build(spec, available=[running], default=running, venv=True)
+            return None, plan
+        except PythonUnavailableError:
+            pass
+        hosts = self._host_pythons(running)
+        plan = plan_build(
+            spec, available=list(hosts), default=running, venv=True,
+            allow_nearest=fallback_allowed(self.python_fallback),
+            where="this machine (its python3.X interpreters"
+            + (" and uv)" if self.uv else "; uv is not installed)"),
+            find_other=self._uv_find if self.uv else None,
         )
+        version = plan.python.version
+        if version == running:
+            return None, plan
+        return hosts.get(version, version), plan
+
+    def _host_pythons(self, running: str) -> dict[str, str]:
+        """The Python series on this machine: the running one, then ``python3.X`` on PATH that
+        answer with their version (a shim that cannot run is skipped)."""
+        found = {running: self.python}
+        for minor in range(6, 16):
+            series = f"3.{minor}"
+            path = shutil.which(f"python{series}")
+            if series in found or path is None:
+                continue
+            try:
+                out = subprocess.run([path, "-c", "import sys; print(*sys.version_info[:2])"],
+                                     capture_output=True, text=True, timeout=30).stdout.split()
+            except (OSError, subprocess.TimeoutExpired):
+                continue
+            if out == ["3", str(minor)]:
+                found[series] = path
+        return found
+
+    def _uv_find(self, asked: str) -> str | None:
+        version = python_version_of(asked)
+        return version if version and self._uv_has_python(version) else None
 
     def _python_info(self) -> tuple[int, ...]:
         if self.python == sys.executable:
@@ -178,7 +207,6 @@ class VenvMaterializer:
         ``no_cache`` makes it again even when it exists; ``refresh_base`` makes it again when
         the interpreter it was made from is now another Python version.
         """
-        uv_python = self.check(spec)
         h = spec.env_hash()
         final = self.path_for(spec, env_hash=h)
         environment = f"{env_name or spec.name}:{env_version or spec.version or ''}"
@@ -189,7 +217,7 @@ class VenvMaterializer:
             if hit is not None and no_cache:
                 log(f"Making the venv {final} again: no cache asked for")
                 hit = None
-            if hit is not None and refresh_base and uv_python is None:
+            if hit is not None and refresh_base and self.plan(spec)[0] is None:
                 now = ".".join(str(x) for x in self._python_info()[:3])
                 if hit.base_image_id and hit.base_image_id != now:
                     log(f"The interpreter moved ({hit.base_image_id} -> {now}): making {final} again")
@@ -197,15 +225,21 @@ class VenvMaterializer:
             if hit is not None:
                 log(f"Using the cached venv {final}")
                 return hit
+            uv_python, plan = self.plan(spec)  # after the lookup: a cached venv asks nothing
+            if plan.translation is not None:
+                urls = pip_index_urls(python=self.python)
+                check_index(plan, urls[0] if urls else None)
+            for note in plan.notes:
+                log(f"note: {note}")
             self._clean_stale(h)
             if final.exists() and replaced is None:  # an unfinished folder: never a result
                 shutil.rmtree(final, ignore_errors=True)
-            if spec.image and spec.image != DEFAULT_BASE_IMAGE:
+            if spec.image and spec.image != DEFAULT_BASE_IMAGE and plan.mapping is None:
                 log(
                     f"Note: a venv does not use the base image {spec.image}; only its Python "
                     "packages are installed."
                 )
-            result = self._build_swapped(spec, h, final, uv_python, log, no_cache)
+            result = self._build_swapped(spec, h, final, uv_python, log, no_cache, plan)
             result.replaced_image_id = replaced
             self._history.add(result, environment=environment, no_cache=no_cache,
                               refresh_base=refresh_base)
@@ -219,13 +253,16 @@ class VenvMaterializer:
         uv_python: str | None,
         log: Log,
         no_cache: bool,
+        plan: BuildPlan,
     ) -> BuildResult:
         """Build in a temporary sibling, then rename it over ``final`` (the old one goes)."""
         tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         t0 = time.monotonic()
         lines: list[str] = []
         try:
-            result = self._build_into(spec, h, tmp, final, uv_python, lines, log, no_cache)
+            result = self._build_into(spec, h, tmp, final, uv_python, lines, log, no_cache,
+                                      plan.requirements)
+            result.notes = list(plan.notes)
             result.build_seconds = round(time.monotonic() - t0, 3)
             result.built_at = utc_now()
             (tmp / MARKER).write_text(
@@ -254,13 +291,14 @@ class VenvMaterializer:
         lines: list[str],
         log: Log,
         no_cache: bool = False,
+        packages: list[str] | None = None,
     ) -> BuildResult:
-        packages = spec.pip_packages()
+        packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
         if self.uv:
             create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
         else:
-            create = [self.python, "-m", "venv", str(tmp)]
+            create = [uv_python or self.python, "-m", "venv", str(tmp)]
         self._run(create, "create the venv", lines, log)
         if packages:
             (tmp / REQUIREMENTS).write_text("\n".join(packages) + "\n", encoding="utf-8")

@@ -34,7 +34,12 @@ from jupyter_mlws.environments.docker_builder import (
     DockerBuilder,
 )
 from jupyter_mlws.environments.identity import image_name
-from jupyter_mlws.errors import BuildError, DockerUnavailableError
+from jupyter_mlws.errors import (
+    BuildError,
+    CondaTranslationError,
+    DockerUnavailableError,
+    PythonUnavailableError,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -243,21 +248,26 @@ def test_broken_requirement_fails_and_leaves_no_image(
 
 
 def test_conda_only_dependency_fails_clearly(builder: DockerBuilder, base_image: str):
-    conda = {"dependencies": ["python=3.11", "pip", "numpy=1.26", {"pip": ["six==1.16.0"]}]}
+    # conda packages are translated to PyPI on the offline bases; one with no PyPI equivalent
+    # is named (tests/azure/test_images_conda.py builds translated ones for real)
+    conda = {"dependencies": ["python=3.11", "pip", "r-base=4.3", {"pip": ["six==1.16.0"]}]}
     s = EnvironmentSpec(name="conda", image=base_image, conda_file=conda)
-    with pytest.raises(BuildError) as err:
+    with pytest.raises(CondaTranslationError) as err:
         builder.build(s, env_name="conda", env_version="1", log=quiet)
     msg = err.value.message
-    assert "numpy=1.26" in msg and "conda" in msg and "pip: section" in msg
+    assert "r-base=4.3" in msg and "conda" in msg and "six" not in msg
+    assert "pip:" in str(err.value)
     assert builder.lookup(s) is None
 
 
-def test_other_python_version_fails_clearly(builder: DockerBuilder, base_image: str):
-    conda = {"dependencies": ["python=3.9", {"pip": ["six==1.16.0"]}]}
-    s = EnvironmentSpec(name="py39", image=base_image, conda_file=conda)
-    with pytest.raises(BuildError) as err:
-        builder.build(s, env_name="py39", env_version="1", log=quiet)
-    assert "python=3.9" in err.value.message and "Python 3." in err.value.message
+def test_other_python_version_fails_clearly(builder: DockerBuilder, base_image: str,
+                                            monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("MLWS_PYTHON_FALLBACK", raising=False)
+    conda = {"dependencies": ["python=3.12", {"pip": ["six==1.16.0"]}]}
+    s = EnvironmentSpec(name="py312", image=base_image, conda_file=conda)
+    with pytest.raises(PythonUnavailableError) as err:
+        builder.build(s, env_name="py312", env_version="1", log=quiet)
+    assert "python=3.12" in err.value.message and "Python 3.9, 3.11, 3.13" in err.value.message
 
 
 def test_missing_bootstrap_base_says_how_to_make_it(builder: DockerBuilder):

@@ -325,7 +325,7 @@ async def test_build_a_venv_in_the_background_and_follow_it(api: Api, ws: Worksp
 
 
 async def test_a_failing_build_is_reported(api: Api, ws: Workspace) -> None:
-    ws.environments.create("ready", image="python:3.11-slim")
+    ws.environments.create("ready", image="myorg/app:1.0")  # a ready image no venv can be
     path = "/environments/ready/versions/latest/build"
     assert (await api.post(path, params={"builder": "venv"})).code == 202
 

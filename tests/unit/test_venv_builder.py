@@ -80,11 +80,11 @@ def test_second_lookup_is_a_fast_hit(built):
     [
         ({"pip_requirements": ["six"], "docker_steps": ["RUN apt-get update"]}, "Docker steps"),
         (
-            {"conda_file": {"dependencies": ["python=3.11", "pip", "numpy=1.26"]}},
-            "numpy=1.26",
+            {"conda_file": {"dependencies": ["python=3.11", "pip", "r-base=4.3"]}},
+            "r-base=4.3",
         ),
         ({"conda_file": {"dependencies": ["python=3.7", {"pip": ["six"]}]}}, "python=3.7"),
-        ({"image": "python:3.11-slim"}, "ready Docker image"),
+        ({"image": "myorg/app:1.0"}, "ready Docker image"),
     ],
 )
 def test_refuses_what_a_venv_cannot_hold(tmp_path: Path, fields: dict, words: str):
