@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.compute.units import parse_memory
 from jupyter_mlws.errors import DockerUnavailableError, MlwsError
+from jupyter_mlws.jobs.mlflow_store import add_tracking_env, store_folder
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.safe_files import job_file_size, open_log_for_append
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from jupyter_mlws.jobs.launch import Launch
 
 CONTAINER_LIB = "/opt/mlws/lib"
+#: Where a container sees the job's MLflow store (its run folder's ``mlruns``).
+CONTAINER_MLRUNS = "/opt/mlws/mlruns"
 DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
 #: The label that names a container's job (the reaper and cancel find leftovers by it).
 LABEL = "org.mlws.job"
@@ -127,6 +130,7 @@ def container_user() -> tuple[int, int]:
 def _hand_over(paths: JobPaths, uid: int) -> None:
     """Make the folders the job may write writable by ``uid`` (when the host is root), and the
     inputs copied into the job folder readable by it."""
+    store_folder(paths.run).mkdir(parents=True, exist_ok=True)  # mounted for MLflow
     if os.getuid() != 0 or uid == 0:
         return
     for top in paths.job_writable():
@@ -152,6 +156,7 @@ def job_volumes(paths: JobPaths, package_dir: str, mounts: list[str]) -> dict[st
         if fixed.is_file():
             volumes[str(fixed)] = {"bind": str(fixed), "mode": "ro"}
     volumes[package_dir] = {"bind": f"{CONTAINER_LIB}/jupyter_mlws", "mode": "ro"}
+    volumes[str(store_folder(paths.run))] = {"bind": CONTAINER_MLRUNS, "mode": "rw"}
     for mount in mounts:
         volumes.setdefault(mount, {"bind": mount, "mode": "ro"})
     return volumes
@@ -227,6 +232,7 @@ class DockerTarget(ComputeTarget):
         volumes = job_volumes(ctx.paths, launch.package_dir, list(launch.mounts))
         env = {"HOME": "/tmp", **launch.env, "PYTHONPATH": CONTAINER_LIB,
                "PYTHONUNBUFFERED": "1"}
+        add_tracking_env(env, launch.env, store=CONTAINER_MLRUNS)
         argv = ["python3" if a == "{python}" else a for a in launch.argv]
         kwargs: dict[str, Any] = {
             "user": f"{uid}:{gid}", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
