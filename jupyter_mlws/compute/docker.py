@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from jupyter_mlws.jobs.launch import Launch
 
 CONTAINER_LIB = "/opt/mlws/lib"
-#: Where a container sees the job's MLflow store (its run folder's ``mlruns``).
-CONTAINER_MLRUNS = "/opt/mlws/mlruns"
+#: The job's run folder again, where MLflow's file store accepts it (see ``jobs.mlflow_store``).
+CONTAINER_RUN = "/opt/mlws/run"
 DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
 #: The label that names a container's job (the reaper and cancel find leftovers by it).
 LABEL = "org.mlws.job"
@@ -130,7 +130,6 @@ def container_user() -> tuple[int, int]:
 def _hand_over(paths: JobPaths, uid: int) -> None:
     """Make the folders the job may write writable by ``uid`` (when the host is root), and the
     inputs copied into the job folder readable by it."""
-    store_folder(paths.run).mkdir(parents=True, exist_ok=True)  # mounted for MLflow
     if os.getuid() != 0 or uid == 0:
         return
     for top in paths.job_writable():
@@ -156,7 +155,6 @@ def job_volumes(paths: JobPaths, package_dir: str, mounts: list[str]) -> dict[st
         if fixed.is_file():
             volumes[str(fixed)] = {"bind": str(fixed), "mode": "ro"}
     volumes[package_dir] = {"bind": f"{CONTAINER_LIB}/jupyter_mlws", "mode": "ro"}
-    volumes[str(store_folder(paths.run))] = {"bind": CONTAINER_MLRUNS, "mode": "rw"}
     for mount in mounts:
         volumes.setdefault(mount, {"bind": mount, "mode": "ro"})
     return volumes
@@ -217,6 +215,8 @@ class DockerTarget(ComputeTarget):
                        details={"image_id": result.image_id})
 
     def start(self, ctx: RunContext, runtime: Runtime) -> DockerHandle:
+        import docker.types
+
         from jupyter_mlws.docker_engine import docker_client
 
         client = docker_client()
@@ -232,11 +232,12 @@ class DockerTarget(ComputeTarget):
         volumes = job_volumes(ctx.paths, launch.package_dir, list(launch.mounts))
         env = {"HOME": "/tmp", **launch.env, "PYTHONPATH": CONTAINER_LIB,
                "PYTHONUNBUFFERED": "1"}
-        add_tracking_env(env, launch.env, store=CONTAINER_MLRUNS)
+        add_tracking_env(env, launch.env, store=str(store_folder(CONTAINER_RUN)))
         argv = ["python3" if a == "{python}" else a for a in launch.argv]
         kwargs: dict[str, Any] = {
             "user": f"{uid}:{gid}", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
             "tmpfs": {"/tmp": "rw,exec,nosuid,nodev,mode=1777"},
+            "mounts": [docker.types.Mount(CONTAINER_RUN, str(ctx.paths.run), type="bind")],
         }
         settings = self.settings
         if settings.get("cpus"):

@@ -130,7 +130,8 @@ def list_runs(paths: JobPaths) -> list[MlflowRun]:
     return sorted(runs, key=lambda r: (r.parent is not None, r.start, r.id))
 
 
-def _points(data: bytes, key: str) -> list[dict[str, Any]]:
+def _points(data: bytes, key: str, seen: set[tuple[str, int, float, int | None]]
+            ) -> list[dict[str, Any]]:
     out = []
     for line in data.splitlines():
         parts = line.split()
@@ -139,6 +140,9 @@ def _points(data: bytes, key: str) -> list[dict[str, Any]]:
             step = int(parts[2]) if len(parts) >= 3 else None
         except (IndexError, ValueError):
             continue  # not a line MLflow wrote
+        if (key, ts, value, step) in seen:
+            continue  # MLflow 3 writes a run's points again when it links them to a model
+        seen.add((key, ts, value, step))
         if math.isfinite(value):
             out.append({"key": key, "value": value, "step": step,
                         "at": datetime.fromtimestamp(ts / 1000, timezone.utc)})
@@ -154,6 +158,7 @@ class MlflowIngest:
     _offsets: dict[str, int] = field(default_factory=dict)
     _params: dict[str, str] = field(default_factory=dict)
     _runs: dict[str, MlflowRun] = field(default_factory=dict)
+    _seen: set[tuple[str, int, float, int | None]] = field(default_factory=set)
 
     def _known_runs(self) -> list[MlflowRun]:
         for run in list_runs(self.paths):
@@ -189,7 +194,7 @@ class MlflowIngest:
         if end < 0:
             return []  # a line still being written
         self._offsets[str(path)] = offset + end + 1
-        return _points(data[:end + 1], key)
+        return _points(data[:end + 1], key, self._seen)
 
 
 def artifact_dirs(paths: JobPaths) -> list[tuple[str, Path]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -110,8 +111,13 @@ def test_azure_training_script_logs_to_the_job_in_docker(mlws, aws: Workspace,  
         pytest.skip(f"no Docker engine or base image here: {exc}")
     aws.computes.create("box", type="docker", max_concurrent_jobs=1, cpus=1, memory="2g")
     # the same packages on the offline Debian base, under the name the job YAML uses
-    mlws("env", "create", "-f", str(SPECS / "mlflow" / "environment-docker.yml"),
-         "-n", "sklearn-mlflow")
+    env_dir = tmp_path / "env"
+    env_dir.mkdir()
+    shutil.copy(SPECS / "mlflow" / "conda.yml", env_dir / "conda.yml")
+    spec = (SPECS / "mlflow" / "environment-docker.yml").read_text()
+    (env_dir / "env.yml").write_text(spec.replace("name: sklearn-mlflow-docker",
+                                                  "name: sklearn-mlflow"))
+    mlws("env", "create", "-f", str(env_dir / "env.yml"))
     out = mlws("job", "create", "-f", str(SPECS / "command-mlflow.yml"), "--compute", "box",
                "--wait", "-o", "json")
     job = json.loads(out.stdout)
