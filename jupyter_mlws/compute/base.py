@@ -271,6 +271,14 @@ class JobTemplate(abc.ABC):
                     outputs.append({"name": d.name,
                                     "type": ctx.launch.outputs.get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})
+        if status == JobStatus.COMPLETED:  # outputs that name a datastore path go there
+            from jupyter_mlws.jobs.datastore_outputs import deliver_datastore_outputs
+
+            delivered, failed = deliver_datastore_outputs(ctx.paths)
+            for item in outputs:
+                item["uri"] = delivered.get(item["name"], item["uri"])
+            if failed:
+                status, message = JobStatus.FAILED, "; ".join(failed)
         ctx.store.set_job_io(ctx.job_id, "output", outputs)
         result = read_job_json(ctx.paths.result, ctx.paths.root)
         fields: dict[str, Any] = {"result": result or None}
