@@ -226,6 +226,7 @@ class Workspace:
         self.artifacts.ensure()
         if DEFAULT_DATASTORE not in self.datastores.names():
             self.datastores.create_builtin_local(self.settings.artifacts_dir)
+        self.datastores.ensure_default_blobstore()
         if DEFAULT_COMPUTE not in self.computes.names():
             self.computes.create(
                 DEFAULT_COMPUTE,

@@ -5,6 +5,7 @@ These describe what to run; submitting and running them is the jobs layer's work
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -81,10 +82,28 @@ def _coerce_outputs(value: object) -> object:
     return value if value is not None else {}
 
 
+_ISO_DURATION = re.compile(r"^P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+
+
+def iso_duration_seconds(value: Any) -> Any:
+    """``PT1H30M``-style ISO 8601 durations (Azure ML's REST form of a timeout) -> seconds;
+    anything else is returned as it is, for the field to check."""
+    if isinstance(value, str):
+        m = _ISO_DURATION.match(value.strip().upper())
+        if m and value.strip().upper() not in ("P", "PT"):
+            days, hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+            return days * 86400 + hours * 3600 + minutes * 60 + seconds
+    return value
+
+
 class JobLimits(SpecModel):
-    """``limits:`` of a command job: ``timeout`` in seconds fails the job when reached."""
+    """``limits:`` of a command job: ``timeout`` in seconds (or an ISO 8601 duration such as
+    ``PT2H``) fails the job when reached."""
 
     timeout: float | None = Field(default=None, gt=0)
+
+    _duration = field_validator("timeout", mode="before")(
+        classmethod(lambda cls, v: iso_duration_seconds(v)))
 
 
 class CommandJobSpec(_JobMeta):

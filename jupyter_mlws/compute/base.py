@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from jupyter_mlws.errors import MlwsError, UnsafePathError
+from jupyter_mlws.jobs.mlflow_store import MlflowIngest
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.safe_files import open_job_file, open_log_for_append, read_job_json
@@ -70,6 +71,7 @@ class RunContext:
     paths: JobPaths
     _metrics_offset: int = 0
     _params_offset: int = 0
+    _mlflow: MlflowIngest | None = None
 
     @property
     def store(self) -> JobRecords:
@@ -101,6 +103,17 @@ class RunContext:
         if params:
             self.store.set_job_params(self.job_id, {p["key"]: p.get("value") for p in params
                                                     if "key" in p})
+        self._ingest_mlflow()
+
+    def _ingest_mlflow(self) -> None:
+        """The same from the MLflow store in the run folder (see ``jobs.mlflow_store``)."""
+        if self._mlflow is None:
+            self._mlflow = MlflowIngest(self.paths)
+        mlflow_metrics, mlflow_params = self._mlflow.read()
+        if mlflow_metrics:
+            self.store.add_metrics(self.job_id, mlflow_metrics)
+        if mlflow_params:
+            self.store.set_job_params(self.job_id, mlflow_params)
 
 
 def _read_new_lines(path: Path, offset: int, root: Path) -> tuple[list[dict[str, Any]], int]:
@@ -258,6 +271,14 @@ class JobTemplate(abc.ABC):
                     outputs.append({"name": d.name,
                                     "type": ctx.launch.outputs.get(d.name, "uri_folder"),
                                     "uri": f"mlws://jobs/{ctx.job_id}/outputs/{d.name}"})
+        if status == JobStatus.COMPLETED:  # outputs that name a datastore path go there
+            from jupyter_mlws.jobs.datastore_outputs import deliver_datastore_outputs
+
+            delivered, failed = deliver_datastore_outputs(ctx.paths)
+            for item in outputs:
+                item["uri"] = delivered.get(item["name"], item["uri"])
+            if failed:
+                status, message = JobStatus.FAILED, "; ".join(failed)
         ctx.store.set_job_io(ctx.job_id, "output", outputs)
         result = read_job_json(ctx.paths.result, ctx.paths.root)
         fields: dict[str, Any] = {"result": result or None}

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.compute.units import parse_memory
 from jupyter_mlws.errors import DockerUnavailableError, MlwsError
+from jupyter_mlws.jobs.mlflow_store import add_tracking_env, store_folder
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.safe_files import job_file_size, open_log_for_append
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from jupyter_mlws.jobs.launch import Launch
 
 CONTAINER_LIB = "/opt/mlws/lib"
+#: The job's run folder again, where MLflow's file store accepts it (see ``jobs.mlflow_store``).
+CONTAINER_RUN = "/opt/mlws/run"
 DEFAULT_ENVIRONMENT = "MLWS-python-3.11-minimal"
 #: The label that names a container's job (the reaper and cancel find leftovers by it).
 LABEL = "org.mlws.job"
@@ -212,6 +215,8 @@ class DockerTarget(ComputeTarget):
                        details={"image_id": result.image_id})
 
     def start(self, ctx: RunContext, runtime: Runtime) -> DockerHandle:
+        import docker.types
+
         from jupyter_mlws.docker_engine import docker_client
 
         client = docker_client()
@@ -227,10 +232,12 @@ class DockerTarget(ComputeTarget):
         volumes = job_volumes(ctx.paths, launch.package_dir, list(launch.mounts))
         env = {"HOME": "/tmp", **launch.env, "PYTHONPATH": CONTAINER_LIB,
                "PYTHONUNBUFFERED": "1"}
+        add_tracking_env(env, launch.env, store=str(store_folder(CONTAINER_RUN)))
         argv = ["python3" if a == "{python}" else a for a in launch.argv]
         kwargs: dict[str, Any] = {
             "user": f"{uid}:{gid}", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"],
             "tmpfs": {"/tmp": "rw,exec,nosuid,nodev,mode=1777"},
+            "mounts": [docker.types.Mount(CONTAINER_RUN, str(ctx.paths.run), type="bind")],
         }
         settings = self.settings
         if settings.get("cpus"):

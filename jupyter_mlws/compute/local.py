@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_mlws.compute.base import STOP_GRACE_S, ComputeTarget, RunContext, Runtime
 from jupyter_mlws.compute.job_venv import is_cached_venv, make_overlay, overlay_env
 from jupyter_mlws.errors import MlwsError
+from jupyter_mlws.jobs.mlflow_store import add_tracking_env
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
 from jupyter_mlws.jobs.safe_files import open_log_for_append
@@ -97,6 +98,7 @@ def local_env(launch: Launch, python: str) -> dict[str, str]:
                 ENV_SECRET_KEY):
         env.pop(key, None)
     env.update(launch.env)
+    add_tracking_env(env, launch.env, cwd=launch.cwd)
     bindir = str(Path(python).parent)
     env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     if python != sys.executable and (Path(bindir).parent / "pyvenv.cfg").exists():

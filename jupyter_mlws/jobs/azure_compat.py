@@ -225,7 +225,9 @@ def kept_files(paths: JobPaths) -> list[str]:
         if top.is_dir():
             found += sorted(str(p.relative_to(paths.root)) for p in top.rglob("*")
                             if p.is_file())
-    return found
+    from jupyter_mlws.jobs.mlflow_store import mlflow_artifacts
+
+    return found + mlflow_artifacts(paths)
 
 
 @contextmanager

@@ -229,9 +229,16 @@ def fetch_remote(fs: Any, rpath: str, dest: Path, typ: str | None, *, what: str,
                         hint="Check the datastore's URL and credentials.") from None
 
 
-def bind_outputs(outputs: Mapping[str, Any] | None, paths: JobPaths) -> dict[str, str]:
+def bind_outputs(outputs: Mapping[str, Any] | None, paths: JobPaths,
+                 ws: Workspace | None = None) -> dict[str, str]:
     """Make each output's folder (a ``uri_file`` output is a file the job writes: only its
-    parent is made); output name -> type. An empty declaration is a ``uri_folder``."""
+    parent is made); output name -> type. An empty declaration is a ``uri_folder``. With
+    ``ws``, outputs whose ``path`` names a datastore are planned to be written there (see
+    :mod:`jupyter_mlws.jobs.datastore_outputs`)."""
+    if ws is not None:
+        from jupyter_mlws.jobs.datastore_outputs import plan_datastore_outputs
+
+        plan_datastore_outputs(ws, outputs, paths)
     out: dict[str, str] = {}
     for name, spec in (outputs or {}).items():
         typ = (spec.get("type") if isinstance(spec, Mapping) else None) or "uri_folder"

@@ -84,6 +84,10 @@ class JobLifecycle(JobQueries):
                 if what not in ("all", name) or not src.exists():
                     continue
                 copy_job_tree(src, target / name, paths.root)  # real files only: no links
+            if what in ("all", "mlflow"):
+                from jupyter_mlws.jobs.mlflow_store import copy_mlflow_artifacts
+
+                copy_mlflow_artifacts(paths, target)
         except OSError as exc:  # the destination is a file, read-only, full...
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise DiskFullError(str(dest), what=f"the download of job {job.id}") from None

@@ -193,3 +193,46 @@ def _copy_file(dir_fd: int, name: str, dest: Path) -> None:
         with os.fdopen(out, "wb") as dst:
             shutil.copyfileobj(src, dst)
             os.fchmod(dst.fileno(), stat.S_IMODE(st.st_mode) & 0o755)
+
+
+def list_job_dir(path: Path, root: Path) -> list[tuple[str, bool]]:
+    """``(name, is_folder)`` of the regular files and folders in a job-written folder.
+
+    The folder is reached from ``root`` without following links; links and special files in it
+    are left out. ``[]`` when it is missing, not a folder, or reached through a link.
+    """
+    try:
+        if Path(path) == Path(root):
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        else:
+            parent, name = _open_parent(root, Path(path))
+            try:
+                fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+            finally:
+                os.close(parent)
+    except (OSError, UnsafePathError):
+        return []
+    try:
+        with os.scandir(fd) as it:
+            return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in it
+                          if e.is_dir(follow_symlinks=False) or e.is_file(follow_symlinks=False))
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+
+
+def walk_job_files(top: Path, root: Path, *, limit: int = 10_000) -> list[str]:
+    """The regular files below the job-written folder ``top`` (relative ``a/b`` names), found
+    without following any link; at most ``limit`` of them."""
+    found: list[str] = []
+    pending = [""]
+    while pending and len(found) < limit:
+        rel = pending.pop()
+        for name, is_dir in list_job_dir(Path(top) / rel if rel else Path(top), root):
+            sub = f"{rel}/{name}" if rel else name
+            if is_dir:
+                pending.append(sub)
+            elif len(found) < limit:
+                found.append(sub)
+    return sorted(found)

@@ -238,7 +238,7 @@ class JobSubmission(JobQueries):
             snapshot = self._snapshot(folder, paths)
             shutil.copyfile(nb_path, paths.notebook_in)
             bound = self._binder().bind(inputs, paths)
-            outs = bind_outputs(outputs, paths)
+            outs = bind_outputs(outputs, paths, self._ws)
             try:
                 cwd = (paths.code / nb_path.relative_to(folder)).parent
             except ValueError:
@@ -311,7 +311,7 @@ class JobSubmission(JobQueries):
             lay_out_conventions(paths, paths.code)
             _write_notes(paths, _notes)
             bound = self._binder().bind(inputs, paths)
-            outs = bind_outputs(outputs, paths)
+            outs = bind_outputs(outputs, paths, self._ws)
             resolved = resolve_command(command, bound.values,
                                        {k: str(paths.outputs / k) for k in outs})
             env_vars = self._base_env(job_id, paths, bound.values, outs, env,

@@ -15,11 +15,14 @@ from jupyter_mlws.errors import AssetNotFoundError, VersionConflictError
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 
 DEFAULT_DATASTORE = "local"
+DEFAULT_BLOBSTORE = "workspaceblobstore"
 
 
 class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
     kind = "datastore"
     spec_class = DatastoreSpec
+    #: Azure's default datastore: here a folder of the workspace (``datastores/...``).
+    DEFAULT_BLOBSTORE = DEFAULT_BLOBSTORE
 
     def create(
         self,
@@ -88,6 +91,17 @@ class DatastoreOperations(AssetOperations[DatastoreSpec, Datastore]):
         return self.register(DatastoreSpec(name=DEFAULT_DATASTORE, type="local",
                                            path=artifacts_dir,
                                            description="The workspace's own artifact folder."))
+
+    def ensure_default_blobstore(self) -> Datastore:
+        """``workspaceblobstore``, Azure's default datastore, as a folder of the workspace
+        (made when missing): ``azureml://datastores/workspaceblobstore/paths/...`` is there."""
+        if DEFAULT_BLOBSTORE in self.names():
+            return self.get(DEFAULT_BLOBSTORE)
+        folder = Path("datastores") / DEFAULT_BLOBSTORE
+        (self._ws.path / folder).mkdir(parents=True, exist_ok=True)
+        return self.register(DatastoreSpec(
+            name=DEFAULT_BLOBSTORE, type="local", path=folder.as_posix(),
+            description="Azure ML's default datastore, as a folder of this workspace."))
 
     def credentials(self, name: str, version: str | None = None) -> dict[str, str]:
         """The secret values, for code that opens a connection. Never print them.

@@ -24,4 +24,4 @@ def test_credentials_with_a_file_are_refused_not_dropped(
                                        "-f", str(spec), *option])
     assert result.exit_code == 2, result.output
     assert "credential" in result.output and "s3cr3tPASS" not in result.output
-    assert ws.datastores.names() == ["local"]
+    assert sorted(ws.datastores.names()) == ["local", "workspaceblobstore"]

@@ -200,7 +200,7 @@ def test_credentials_in_urls_are_refused_without_echoing_them(
     with pytest.raises(SpecError) as err:
         ws.create_from_file(spec)
     assert "s3cr3tPASS" not in str(err.value)
-    assert ws.datastores.names() == ["local"]
+    assert sorted(ws.datastores.names()) == ["local", "workspaceblobstore"]
 
 
 def test_the_hash_does_not_depend_on_the_credentials(ws: Workspace) -> None:

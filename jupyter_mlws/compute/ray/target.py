@@ -21,6 +21,7 @@ from jupyter_mlws.compute.ray.handle import RayJobHandle
 from jupyter_mlws.compute.ray.packaging import package_zip, under
 from jupyter_mlws.compute.units import parse_memory
 from jupyter_mlws.errors import MlwsError, UnsupportedEnvironmentError, ValidationError
+from jupyter_mlws.jobs.mlflow_store import add_tracking_env
 from jupyter_mlws.jobs.model import JobStatus
 
 if TYPE_CHECKING:
@@ -194,6 +195,7 @@ class RayTarget(ComputeTarget):
         self._check_resources(resources, nodes)
 
         env_vars = {str(k): str(v) for k, v in launch.env.items()}
+        add_tracking_env(env_vars, launch.env, cwd=launch.cwd)
         runtime_env: dict[str, Any] = {"env_vars": env_vars}
         if pip:
             runtime_env["pip"] = pip

@@ -1,0 +1,79 @@
+"""Outputs that name a datastore path are written there (never silently elsewhere), and every
+workspace has Azure's default datastore ``workspaceblobstore``, a folder of the workspace."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from jupyter_mlws import Workspace
+from jupyter_mlws.cli import main
+from tests.azure.conftest import SPECS
+from tests.azure.test_command_yaml import run_spec
+
+
+def test_workspace_init_creates_workspaceblobstore(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["workspace", "init", str(tmp_path / "proj")])
+    assert result.exit_code == 0, result.output
+    ws_dir = next((tmp_path / "proj").rglob("workspace.yaml")).parent
+    shown = runner.invoke(main, ["datastore", "show", "workspaceblobstore", "-w", str(ws_dir),
+                                 "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    data = json.loads(shown.stdout)
+    assert data["type"] == "local"
+    ws = Workspace.open(ws_dir)
+    try:
+        root = Path(ws.datastores.root("workspaceblobstore"))
+        assert root.is_dir() and root.is_relative_to(ws.path)
+    finally:
+        ws.close()
+
+
+def test_outputs_land_at_their_datastore_paths(mlws: Callable[..., Result], aws: Workspace,
+                                               tmp_path: Path) -> None:
+    exports = tmp_path / "exports-store"
+    exports.mkdir()
+    mlws("datastore", "create", "-n", "exports_store", "--path", str(exports))
+    job, _ = run_spec(mlws, "command-datastore-outputs.yml")
+    assert job["status"] == "Completed", aws.jobs.logs(job["id"])
+    job_id = job["id"]
+    blob = Path(aws.datastores.root("workspaceblobstore"))
+    # ${{name}} is the job's name, ${{output_name}} the output's
+    assert (blob / "outputs" / job_id / "model" / "weights" / "model.txt").read_text() == "w=0.5\n"
+    assert json.loads((blob / "scores" / f"{job_id}.json").read_text()) == {"accuracy": 0.9}
+    assert (exports / "exports" / "latest" / "export.csv").read_text().startswith("id,score")
+
+    shown = json.loads(mlws("job", "show", job_id, "-o", "json").stdout)
+    uris = {o["name"]: o["uri"] for o in shown["outputs"]}
+    assert uris == {
+        "model": f"azureml://datastores/workspaceblobstore/paths/outputs/{job_id}/model/",
+        "scores": f"azureml://datastores/workspaceblobstore/paths/scores/{job_id}.json",
+        "export": "azureml://datastores/exports_store/paths/exports/latest/",
+    }
+    # the datastore path reads back as data, as in Azure
+    mlws("data", "create", "-n", "trained", "-t", "uri_folder",
+         "-p", uris["model"])
+    assert aws.data.get("trained").spec["path"] == uris["model"].replace("azureml:", "mlws:")
+
+
+def test_an_output_to_a_remote_datastore_is_refused(mlws: Callable[..., Result],
+                                                    aws: Workspace) -> None:
+    mlws("datastore", "create", "-f", str(SPECS / "datastores" / "remote-blob.yml"))
+    out = mlws("job", "create", "-f", str(SPECS / "command-remote-datastore-output.yml"),
+               code=1).output
+    assert "the output 'blob' names the datastore 'remote_blob', which is not a folder on " \
+           "this machine" in out
+    assert "Traceback" not in out
+    assert aws.jobs.list() == []
+
+
+def test_an_output_to_a_missing_datastore_is_refused(mlws: Callable[..., Result],
+                                                     aws: Workspace) -> None:
+    out = mlws("job", "create", "-f", str(SPECS / "command-missing-datastore-output.yml"),
+               code=1).output
+    assert "names the datastore 'nosuchstore', which does not exist" in out
+    assert "mlws datastore create -n nosuchstore" in out
