@@ -317,7 +317,7 @@ def test_mistakes_are_typed_errors_that_change_nothing(
         eps.endpoints.create({"name": "ep-test"})
     with pytest.raises(NotFoundError, match="No online endpoint 'other'"):
         deploy(eps, yaml_files, "blue", endpoint="other")
-    with pytest.raises(SpecError, match="No-code deployments"):
+    with pytest.raises(SpecError, match="unless its model is an mlflow_model"):
         eps.endpoints.create_deployment({"name": "blue", "endpoint_name": "ep-test",
                                          "model": {"path": str(project / "model")}})
     with pytest.raises(SpecError, match="no scoring script 'missing.py'"):
