@@ -117,6 +117,8 @@ def start(cfg: dict[str, Any], paths: EndpointPaths, run_dir: Path, index: int,
     }
     environment = {**env, "AZUREML_MODEL_DIR": model_mount(cfg, paths), "HOME": "/tmp",
                    "PYTHONUNBUFFERED": "1", "AML_APP_ROOT": APP_DIR}
+    log_path = paths.log(str(cfg["name"]))
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with engine_calls():
         client = docker_client()
         container = client.containers.run(
@@ -127,10 +129,14 @@ def start(cfg: dict[str, Any], paths: EndpointPaths, run_dir: Path, index: int,
             tmpfs={"/tmp": "rw,exec,nosuid,nodev,mode=1777"},
             ports={f"{CONTAINER_PORT}/tcp": ("127.0.0.1", None)},
             labels={ENDPOINT_LABEL: str(paths.root), DEPLOYMENT_LABEL: str(cfg["name"])})
-        container.reload()
-        bound = container.attrs["NetworkSettings"]["Ports"][f"{CONTAINER_PORT}/tcp"]
-    port = int(bound[0]["HostPort"])
-    return ContainerHandle(container, paths.log(str(cfg["name"])), port)
+        try:
+            container.reload()
+            bound = container.attrs["NetworkSettings"]["Ports"][f"{CONTAINER_PORT}/tcp"]
+            return ContainerHandle(container, log_path, int(bound[0]["HostPort"]))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            raise
 
 
 def remove_containers(root: Path, deployment: str | None = None) -> int:
