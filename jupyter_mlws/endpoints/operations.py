@@ -482,6 +482,7 @@ class EndpointOperations:
             "replicas": status.get("replicas", []) if live else [],
             "traffic": ep.traffic.get(name, 0),
             "mirror_traffic": (ep.spec.get("mirror_traffic") or {}).get(name, 0),
+            "requests": status.get("requests", 0) if live else 0,
             "mirrored_requests": status.get("mirrored_requests", 0) if live else 0,
             "notes": spec.notes(r.get("runtime", "process")),
             "created_at": d.created_at, "updated_at": d.updated_at,

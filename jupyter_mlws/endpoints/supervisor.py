@@ -150,9 +150,12 @@ class Supervisor:
             deployments[name] = {**runner.status(), "serving_generation": serving["generation"],
                                  "serving_replicas": serving["replicas"]}
         if self.router is not None:
-            for name, count in self.router.mirrored.items():
-                if name in deployments:
-                    deployments[name]["mirrored_requests"] = count
+            routed = dict(self.router.counts)  # read first: a request counts its mirror first
+            for key, counts in (("requests", routed), ("mirrored_requests",
+                                                        dict(self.router.mirrored))):
+                for name, count in counts.items():
+                    if name in deployments:
+                        deployments[name][key] = count
         status = {"pid": os.getpid(), "port": port, "config": self.config_digest,
                   "deployments": deployments}
         now = time.monotonic()
