@@ -22,6 +22,7 @@ import importlib.util
 import inspect
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -197,6 +198,8 @@ def main(argv: list[str]) -> int:
     error_file = run_dir / f"replica-{index}.error"
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    # as a container's PID 1, SIGTERM would be ignored without a handler (then killed late)
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: os._exit(0))
     print(f"[mlws] replica {index} of {config['deployment']}: loading "
           f"{config['scoring_script']} (AZUREML_MODEL_DIR={os.environ.get('AZUREML_MODEL_DIR')})",
           flush=True)
