@@ -59,7 +59,7 @@ import joblib
 import numpy as np
 def init():
     global model
-    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model.pkl"))
+    model = joblib.load(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model", "model.pkl"))
 def run(raw_data):
     return model.predict(np.array(json.loads(raw_data)["data"])).tolist()
 """
@@ -152,7 +152,7 @@ def _serve_mlflow(model: Path) -> tuple[subprocess.Popen[bytes], int]:
 def _serve_azureml(exe: str, code: Path, model_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = _free_port()
     proc = subprocess.Popen([exe, "--entry_script", "score.py", "--port", str(port)], cwd=code,
-                            env={**os.environ, "AZUREML_MODEL_DIR": str(model_dir)},
+                            env={**os.environ, "AZUREML_MODEL_DIR": str(model_dir.parent)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     _wait_http(port, "/score", BODIES["score"], proc, "azmlinfsrv")
@@ -234,7 +234,7 @@ def _docker_deploy_s(ws: Any, code: Path) -> str:
 
 
 def _load_run(code: Path, model_dir: Path) -> Any:
-    os.environ["AZUREML_MODEL_DIR"] = str(model_dir)
+    os.environ["AZUREML_MODEL_DIR"] = str(model_dir.parent)  # Azure: <dir>/<folder name>/
     spec = importlib.util.spec_from_file_location(f"bench_{code.parent.name}", code / "score.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

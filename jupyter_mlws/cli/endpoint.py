@@ -81,8 +81,8 @@ def ep_list(local: bool, workspace_path: str | None, output: str) -> None:
         [{**r, "traffic": ", ".join(f"{k}={v}" for k, v in r["traffic"].items()),
           "deployments": ", ".join(f"{k}:{v}" for k, v in r["deployments"].items())}
          for r in rows],
-        [("name", "name"), ("scoring_uri", "scoring uri"), ("traffic", "traffic"),
-         ("deployments", "deployments")]))
+        [("name", "name"), ("scoring_uri", "scoring uri"), ("runtime", "runs as"),
+         ("traffic", "traffic"), ("deployments", "deployments")]))
 
 
 @endpoint_group.command("start")

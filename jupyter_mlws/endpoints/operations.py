@@ -145,7 +145,7 @@ class EndpointOperations:
             "tags": spec.tags, "provisioning_state": SUCCEEDED,
             "scoring_uri": f"http://127.0.0.1:{ep.port}/score",
             "swagger_uri": f"http://127.0.0.1:{ep.port}/swagger.json", "port": ep.port,
-            "compute": spec.compute or "local", "runtime": runtime_of(self._ws, spec.compute),
+            "compute": spec.compute or "local", "runtime": self._runtime(spec.compute),
             "traffic": ep.traffic, "mirror_traffic": spec.mirror_traffic,
             "supervisor_pid": status.get("pid"),
             "supervisor_restarted": restarted,
@@ -153,6 +153,13 @@ class EndpointOperations:
                             (status.get("deployments") or {}).items()},
             "notes": spec.notes(), "created_at": ep.created_at,
         }
+
+    def _runtime(self, compute: str | None) -> str:
+        """Where the endpoint's replicas run (``unknown`` when its compute was deleted)."""
+        try:
+            return runtime_of(self._ws, compute)
+        except MlwsError:
+            return "unknown"
 
     def list(self) -> builtins.list[dict[str, Any]]:
         """Every endpoint (supervisors that died are started again)."""
