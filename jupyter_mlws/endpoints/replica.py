@@ -12,8 +12,10 @@ the process exits with status 3, which the supervisor reads as "this deployment 
 
 ``POST /score`` calls ``run()`` with the body as text, or, when inference-schema decorates
 ``run()``, with the body's JSON fields as its arguments (at most
-``max_concurrent_requests_per_instance`` calls at once); ``GET /`` is the liveness probe and
-``GET /ready`` the readiness probe.
+``max_concurrent_requests_per_instance`` calls at once); ``GET /`` is the liveness probe,
+``GET /ready`` the readiness probe, ``GET /swagger.json`` an OpenAPI document of ``/score``.
+It listens on ``bind_host:bind_port`` of its config (127.0.0.1 and a free port for a process;
+all interfaces of the container, published on the host's 127.0.0.1 only, in Docker).
 """
 
 from __future__ import annotations

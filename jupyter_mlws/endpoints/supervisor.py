@@ -5,7 +5,8 @@ It holds ``supervisor.lock`` while it lives (a workspace that finds the lock fre
 and starts another: see :meth:`EndpointOperations.ensure_running`), serves the endpoint's port
 with the :class:`~jupyter_mlws.endpoints.router.Router`, and owns the replicas of every
 deployment. It follows ``config.json`` (re-read when it changes) and reports in ``status.json``.
-SIGTERM, or the config file going away, stops the replicas and the process.
+SIGTERM, or the config file going away, stops the replicas and the process. On Docker, it first
+removes the containers a killed supervisor of the same endpoint left (found by their label).
 """
 
 from __future__ import annotations

@@ -378,3 +378,13 @@ def test_a_run_decorated_with_inference_schema_gets_the_body_fields(
     status, body, _ = post(port, key=key, body=b'{"scale": 2}')
     assert status == 400 and "'data'" in body["error"]
     assert post(port, key=key, body=b'[1, 2]')[0] == 400
+    # swagger_uri: the schemas the decorators declare
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/swagger.json")
+    doc = json.loads(conn.getresponse().read())
+    conn.close()
+    post_op = doc["paths"]["/score"]["post"]
+    request = post_op["requestBody"]["content"]["application/json"]["schema"]
+    assert set(request["properties"]) == {"data", "scale"}
+    response = post_op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "total" in json.dumps(response)
