@@ -11,6 +11,7 @@ import pytest
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.endpoints.containers import ENDPOINT_LABEL
+from jupyter_mlws.jobs.runner import is_locked
 from tests.endpoints.conftest import alive, port_open, wait_for
 
 pytestmark = pytest.mark.docker
@@ -143,7 +144,7 @@ def test_a_killed_container_is_restarted_and_leftovers_of_a_killed_supervisor_ar
     pid = eps.endpoints.show("ep-docker")["supervisor_pid"]
     left = {c.id for c in _containers(docker_engine, eps)}
     os.kill(pid, 9)
-    wait_for(lambda: not alive(pid), what="the supervisor to die")
+    wait_for(lambda: not is_locked(eps.endpoints.paths("ep-docker").lock), what="the lock freed")
     [started] = eps.endpoints.start()
     log = eps.endpoints.paths("ep-docker").supervisor_log
     assert started["supervisor_restarted"], log.read_text()

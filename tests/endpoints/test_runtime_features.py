@@ -14,6 +14,7 @@ import pytest
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.errors import ValidationError
+from jupyter_mlws.jobs.runner import is_locked
 from tests.endpoints.conftest import alive, wait_for
 from tests.endpoints.test_endpoints import deploy, post
 
@@ -170,7 +171,7 @@ def test_swagger_uri_and_start_after_the_supervisor_died(
     assert "/score" in doc["paths"] and doc["openapi"].startswith("3.")
     pid = shown["supervisor_pid"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not alive(pid), what="the supervisor to die")
+    wait_for(lambda: not is_locked(eps.endpoints.paths("ep-test").lock), what="the lock freed")
     started = json.loads(cli("online-endpoint", "start", "-o", "json"))
     assert started[0]["supervisor_restarted"] and started[0]["supervisor_pid"] != pid
     eps.endpoints.wait_deployment("ep-test", "blue", timeout=60)
