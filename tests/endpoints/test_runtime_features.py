@@ -99,6 +99,17 @@ def test_mirror_traffic_copies_requests_and_discards_the_answers(
     assert wait_for(lambda: counted(220), what="the requests to be counted") == mirrored
     cli("online-endpoint", "update", "-n", "ep-test", "--mirror-traffic", "")
     assert eps.endpoints.show("ep-test")["mirror_traffic"] == {}
+    # `update -f`: the endpoint's YAML, with its traffic and mirror traffic
+    path = yaml_files("endpoint", "ep-test")
+    path.write_text(path.read_text() + "description: v2\ntraffic:\n  blue: 100\n"
+                    "mirror_traffic:\n  green: 20\n")
+    shown = json.loads(cli("online-endpoint", "update", "-f", str(path), "-o", "json"))
+    assert shown["description"] == "v2" and shown["mirror_traffic"] == {"green": 20}
+    assert shown["traffic"] == {"blue": 100, "green": 0}
+    path.write_text(path.read_text() + "compute: docker\n")
+    with pytest.raises(ValidationError, match="cannot change"):
+        eps.endpoints.update(path)
+    assert eps.endpoints.show("ep-test")["runtime"] == "process"
 
 
 def test_update_from_a_file_rolls_without_a_failed_request(
