@@ -100,6 +100,9 @@ def test_an_azure_sklearn_score_py_serves_from_a_container_and_delete_leaves_not
     answer = json.loads(cli("online-endpoint", "invoke", "-n", "ep-docker", "--request-file",
                             "sample-request.json"))
     assert answer == [0, 1]
+    # what the container prints is the deployment's log
+    assert "replica 0 of blue: ready" in cli("online-deployment", "get-logs", "-e",
+                                             "ep-docker", "-n", "blue")
     # inside: not root, no capabilities, the model folder is read-only
     inside = eps.endpoints.invoke("ep-docker", '{"probe": true}')
     seen = json.loads(inside.body)
