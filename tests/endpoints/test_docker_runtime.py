@@ -155,3 +155,18 @@ def test_a_killed_container_is_restarted_and_leftovers_of_a_killed_supervisor_ar
     now = {c.id for c in _containers(docker_engine, eps)}
     assert len(now) == 1 and not (now & left)
     assert eps.endpoints.invoke("ep-docker", '{"data": [[0.0, 0.0]]}').body == "[0]"
+
+
+def test_init_raising_in_a_container_fails_the_deployment_with_its_traceback(
+        eps: Workspace, sklearn_project: Path, docker_engine) -> None:  # type: ignore[no-untyped-def]
+    from jupyter_mlws.errors import DeploymentFailedError
+
+    (sklearn_project / "onlinescoring" / "score.py").write_text(
+        "def init():\n    raise FileNotFoundError('weights.bin is missing')\n"
+        "def run(raw_data):\n    return raw_data\n")
+    eps.endpoints.create(sklearn_project / "endpoint.yml")
+    with pytest.raises(DeploymentFailedError) as failed:
+        eps.endpoints.create_deployment(sklearn_project / "blue.yml", all_traffic=True)
+    assert "init() raised" in str(failed.value) and "weights.bin is missing" in str(failed.value)
+    assert eps.endpoints.show("ep-docker")["traffic"] == {}
+    wait_for(lambda: _containers(docker_engine, eps) == [], what="no container left")
