@@ -95,6 +95,16 @@ def _load_spec(model: type[Any], path: str | Path, schemas: tuple[str, ...]) -> 
     return validate_spec(model, data, source=str(p), index=index), p.parent.resolve()
 
 
+def _is_supervisor(pid: int, paths: EndpointPaths) -> bool:
+    """Whether ``pid`` is still this endpoint's supervisor (its command line says so; a
+    zombie's is empty, a recycled pid's another)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"jupyter_mlws.endpoints.supervisor" in argv and str(paths.root).encode() in argv
+
+
 class EndpointOperations:
     """Create, show, list, delete and invoke endpoints; create, list, delete deployments."""
 
@@ -338,6 +348,10 @@ class EndpointOperations:
         if is_locked(paths.lock) and isinstance(pid, int):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        # the lock is freed just before the process ends: wait for the end itself
+        while (isinstance(pid, int) and _is_supervisor(pid, paths)
+               and time.monotonic() < deadline):
+            time.sleep(POLL_S)
         for dep in (status.get("deployments") or {}).values():  # replicas left by a kill
             for r in [*(dep.get("replicas") or []), *(dep.get("serving_replicas") or [])]:
                 if isinstance(r.get("pid"), int):
