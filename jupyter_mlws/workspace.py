@@ -334,10 +334,16 @@ class Workspace:
         )
 
     def describe(self, asset: Asset) -> dict[str, Any]:
-        """What a `show` adds to an asset: build state for environments."""
+        """What a `show` adds to an asset: build state for environments; for models and
+        environments, the online deployments using them."""
         from jupyter_mlws.assets.environment import Environment
+        from jupyter_mlws.assets.model import Model
 
         extra: dict[str, Any] = {}
+        if isinstance(asset, Model):  # lineage: where the model is deployed
+            extra["deployments"] = self.endpoints.deployments_using(model=asset.ref)
+        if isinstance(asset, Environment):  # lineage: the deployments built from it
+            extra["deployments"] = self.endpoints.deployments_using(env_hash=asset.env_hash)
         if isinstance(asset, Environment):
             for kind in ("docker", "venv"):
                 record = self.store.get_build(asset.env_hash, kind)

@@ -81,32 +81,57 @@ def ep_list(local: bool, workspace_path: str | None, output: str) -> None:
         [{**r, "traffic": ", ".join(f"{k}={v}" for k, v in r["traffic"].items()),
           "deployments": ", ".join(f"{k}:{v}" for k, v in r["deployments"].items())}
          for r in rows],
-        [("name", "name"), ("scoring_uri", "scoring uri"), ("traffic", "traffic"),
-         ("deployments", "deployments")]))
+        [("name", "name"), ("scoring_uri", "scoring uri"), ("runtime", "runs as"),
+         ("traffic", "traffic"), ("deployments", "deployments")]))
 
 
 @endpoint_group.command("start")
-@click.option("-n", "--name", required=True)
+@click.option("-n", "--name", help="The endpoint (every endpoint when left out).")
 @LOCAL
 @WORKSPACE
 @SHOW_OUTPUT
-def ep_start(name: str, local: bool, workspace_path: str | None, output: str) -> None:
-    """Start the endpoint's supervisor when it is not running (e.g. after a machine restart)."""
+def ep_start(name: str | None, local: bool, workspace_path: str | None, output: str) -> None:
+    """Start endpoint supervisors that are not running (e.g. after a machine restart)."""
     with open_workspace(workspace_path) as ws:
-        _show(ws.endpoints.show(name), output)
+        shown = ws.endpoints.start(name)
+    _show(shown[0] if name else shown, output)
 
 
 @endpoint_group.command("update")
-@click.option("-n", "--name", required=True)
-@click.option("--traffic", required=True, help='The split, e.g. "blue=90 green=10".')
+@click.option("-n", "--name", help="The endpoint (or the file's name).")
+@click.option("-f", "--file", "file", type=click.Path(exists=True, dir_okay=False),
+              help="A managedOnlineEndpoint YAML file: description, tags, traffic, "
+              "mirror_traffic.")
+@click.option("--traffic", help='The split, e.g. "blue=90 green=10".')
+@click.option("--mirror-traffic", "mirror", help='Copy a share of requests to a deployment, '
+              'e.g. "green=10" (answers discarded; "" stops it).')
 @LOCAL
 @WORKSPACE
 @SHOW_OUTPUT
-def ep_update(name: str, traffic: str, local: bool, workspace_path: str | None,
-              output: str) -> None:
-    """Change the traffic split (it must name deployments of the endpoint and sum to 100)."""
+def ep_update(name: str | None, file: str | None, traffic: str | None, mirror: str | None,
+              local: bool, workspace_path: str | None, output: str) -> None:
+    """Change the traffic split (it must name deployments of the endpoint and sum to 100), the
+    mirror traffic, or the endpoint from its YAML."""
+    if file is None and (name is None or (traffic is None and mirror is None)):
+        raise ValidationError("Give -f FILE, or -n NAME with --traffic and/or --mirror-traffic.",
+                              hint='Example: mlws online-endpoint update -n my-ep '
+                              '--traffic "blue=90 green=10".')
     with open_workspace(workspace_path) as ws:
-        _show(ws.endpoints.update_traffic(name, traffic), output)
+        if file is not None:
+            from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
+            from jupyter_mlws.endpoints.specs import EndpointSpec
+
+            data, index = load_yaml(file)
+            if name and isinstance(data, dict):
+                data["name"] = name
+            name = ws.endpoints.update(validate_spec(EndpointSpec, data, source=file,
+                                                     index=index))["name"]
+        assert name is not None
+        if traffic is not None:
+            ws.endpoints.update_traffic(name, traffic)
+        if mirror is not None:
+            ws.endpoints.update_mirror_traffic(name, mirror)
+        _show(ws.endpoints.show(name), output)
 
 
 @endpoint_group.command("delete")
@@ -164,6 +189,17 @@ def ep_regenerate(name: str, key_type: str, workspace_path: str | None) -> None:
     click.echo(f"regenerated the {key_type} key of {name}")
 
 
+def _deployment_spec(file: str, name: str | None, endpoint: str | None) -> Any:
+    from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
+    from jupyter_mlws.endpoints.specs import DeploymentSpec
+
+    data, index = load_yaml(file)
+    if not isinstance(data, dict):
+        raise ValidationError(f"{file} does not hold a mapping.")
+    data.update({k: v for k, v in {"name": name, "endpoint_name": endpoint}.items() if v})
+    return validate_spec(DeploymentSpec, data, source=file, index=index)
+
+
 @deployment_group.command("create")
 @click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A managedOnlineDeployment YAML file.")
@@ -176,17 +212,30 @@ def ep_regenerate(name: str, key_type: str, workspace_path: str | None) -> None:
 def dep_create(file: str, name: str | None, endpoint: str | None, all_traffic: bool,
                local: bool, workspace_path: str | None, output: str) -> None:
     """Create a deployment from YAML and wait until it Succeeded (or Failed)."""
-    from jupyter_mlws.assets.yaml_io import load_yaml, validate_spec
-    from jupyter_mlws.endpoints.specs import DeploymentSpec
-
-    data, index = load_yaml(file)
-    if not isinstance(data, dict):
-        raise ValidationError(f"{file} does not hold a mapping.")
-    data.update({k: v for k, v in {"name": name, "endpoint_name": endpoint}.items() if v})
-    spec = validate_spec(DeploymentSpec, data, source=file, index=index)
+    spec = _deployment_spec(file, name, endpoint)
     with open_workspace(workspace_path) as ws:
         view = ws.endpoints.create_deployment(
             spec, all_traffic=all_traffic, base_dir=Path(file).resolve().parent,
+            log=lambda line: click.echo(line, err=True))
+    _show(view, output)
+
+
+@deployment_group.command("update")
+@click.option("-f", "--file", "file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="A managedOnlineDeployment YAML file.")
+@click.option("-n", "--name", help="Overrides the file's name.")
+@click.option("-e", "--endpoint-name", "endpoint", help="Overrides the file's endpoint_name.")
+@LOCAL
+@WORKSPACE
+@SHOW_OUTPUT
+def dep_update(file: str, name: str | None, endpoint: str | None, local: bool,
+               workspace_path: str | None, output: str) -> None:
+    """Roll a deployment to the file's spec: its old replicas serve until the new are ready,
+    and a Failed update leaves the old ones serving."""
+    spec = _deployment_spec(file, name, endpoint)
+    with open_workspace(workspace_path) as ws:
+        view = ws.endpoints.update_deployment(
+            spec, base_dir=Path(file).resolve().parent,
             log=lambda line: click.echo(line, err=True))
     _show(view, output)
 

@@ -29,10 +29,12 @@ from jupyter_mlws.crypto import SecretBox
 from jupyter_mlws.endpoints.model import CREATING, FAILED, SUCCEEDED, OnlineEndpoint
 from jupyter_mlws.endpoints.paths import EndpointPaths, read_json, write_json
 from jupyter_mlws.endpoints.replicas import log_tail
+from jupyter_mlws.endpoints.resolve import DOCKER, runtime_of
 from jupyter_mlws.endpoints.router import DEPLOYMENT_HEADER
 from jupyter_mlws.endpoints.specs import (
     DeploymentSpec,
     EndpointSpec,
+    check_mirror,
     check_traffic,
     parse_traffic,
 )
@@ -93,6 +95,16 @@ def _load_spec(model: type[Any], path: str | Path, schemas: tuple[str, ...]) -> 
     return validate_spec(model, data, source=str(p), index=index), p.parent.resolve()
 
 
+def _is_supervisor(pid: int, paths: EndpointPaths) -> bool:
+    """Whether ``pid`` is still this endpoint's supervisor (its command line says so; a
+    zombie's is empty, a recycled pid's another)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"jupyter_mlws.endpoints.supervisor" in argv and str(paths.root).encode() in argv
+
+
 class EndpointOperations:
     """Create, show, list, delete and invoke endpoints; create, list, delete deployments."""
 
@@ -116,6 +128,9 @@ class EndpointOperations:
         assert isinstance(spec, EndpointSpec)
         if spec.traffic:
             check_traffic(spec.traffic, set(), spec.name)
+        if spec.mirror_traffic:
+            check_mirror(spec.mirror_traffic, {}, set(), spec.name)
+        runtime_of(self._ws, spec.compute)  # an unknown compute is refused before anything
         taken = {e.port for e in self._store.list_endpoints()}
         keys = {"primary": secrets.token_urlsafe(32), "secondary": secrets.token_urlsafe(32)}
         stored = SecretBox.load(create=True).encrypt(keys)
@@ -138,13 +153,23 @@ class EndpointOperations:
         return {
             "name": ep.name, "auth_mode": spec.auth_mode, "description": spec.description,
             "tags": spec.tags, "provisioning_state": SUCCEEDED,
-            "scoring_uri": f"http://127.0.0.1:{ep.port}/score", "port": ep.port,
-            "traffic": ep.traffic, "supervisor_pid": status.get("pid"),
+            "scoring_uri": f"http://127.0.0.1:{ep.port}/score",
+            "swagger_uri": f"http://127.0.0.1:{ep.port}/swagger.json", "port": ep.port,
+            "compute": spec.compute or "local", "runtime": self._runtime(spec.compute),
+            "traffic": ep.traffic, "mirror_traffic": spec.mirror_traffic,
+            "supervisor_pid": status.get("pid"),
             "supervisor_restarted": restarted,
             "deployments": {n: d.get("state") for n, d in
                             (status.get("deployments") or {}).items()},
             "notes": spec.notes(), "created_at": ep.created_at,
         }
+
+    def _runtime(self, compute: str | None) -> str:
+        """Where the endpoint's replicas run (``unknown`` when its compute was deleted)."""
+        try:
+            return runtime_of(self._ws, compute)
+        except MlwsError:
+            return "unknown"
 
     def list(self) -> builtins.list[dict[str, Any]]:
         """Every endpoint (supervisors that died are started again)."""
@@ -156,9 +181,66 @@ class EndpointOperations:
         deployments = {d.name for d in self._store.list_deployments(name)}
         check_traffic(split, deployments, name)
         full = {d: split.get(d, 0) for d in sorted(deployments)}
+        spec = EndpointSpec.model_validate(self._endpoint(name).spec)
+        check_mirror(spec.mirror_traffic, full, deployments, name)
         self._store.update_endpoint(name, traffic=full)
         self._write_config(name)
         return self.show(name)
+
+    def update_mirror_traffic(self, name: str, mirror: str | dict[str, Any]) -> dict[str, Any]:
+        """Send a copy of a share of requests to deployments (``"green=10"``; answers are
+        discarded; ``""`` stops mirroring). Nothing changes on a bad share."""
+        share = parse_traffic(mirror) if mirror else {}
+        deployments = {d.name for d in self._store.list_deployments(name)}
+        ep = self._endpoint(name)
+        check_mirror(share, ep.traffic, deployments, name)
+        spec = {**ep.spec, "mirror_traffic": {k: v for k, v in share.items() if v > 0}}
+        self._store.update_endpoint(name, spec=spec)
+        self._write_config(name)
+        return self.show(name)
+
+    def update(self, spec: EndpointSpec | dict[str, Any] | str | Path) -> dict[str, Any]:
+        """``online-endpoint update -f``: description, tags, traffic and mirror traffic of an
+        existing endpoint (its name, keys, port and compute stay)."""
+        if isinstance(spec, (str, Path)):
+            spec, _base = _load_spec(EndpointSpec, spec, ("OnlineEndpoint",))
+        elif isinstance(spec, dict):
+            from jupyter_mlws.assets.yaml_io import validate_spec
+
+            spec = validate_spec(EndpointSpec, spec)
+        assert isinstance(spec, EndpointSpec)
+        ep = self._endpoint(spec.name)
+        old = EndpointSpec.model_validate(ep.spec)
+        if (spec.compute or "local") != (old.compute or "local"):
+            raise ValidationError(
+                f"The compute of endpoint {spec.name!r} cannot change ({old.compute or 'local'}"
+                f" -> {spec.compute or 'local'}).",
+                hint="Create another endpoint on the other compute. Nothing was changed.")
+        deployments = {d.name for d in self._store.list_deployments(spec.name)}
+        traffic = ep.traffic
+        if spec.traffic:
+            check_traffic(spec.traffic, deployments, spec.name)
+            traffic = {d: spec.traffic.get(d, 0) for d in sorted(deployments)}
+        check_mirror(spec.mirror_traffic, traffic, deployments, spec.name)
+        self._store.update_endpoint(spec.name, traffic=traffic,
+                                    spec=spec.model_dump(by_alias=True, exclude_none=True))
+        self._write_config(spec.name)
+        return self.show(spec.name)
+
+    def start(self, name: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Start the supervisor of ``name`` (of every endpoint when ``None``) when it is not
+        running, e.g. after a machine restart; the endpoints as ``show`` gives them."""
+        names = [name] if name else [e.name for e in self._store.list_endpoints()]
+        return [self.show(n) for n in names]
+
+    def deployments_using(self, *, model: str | None = None, environment: str | None = None,
+                          env_hash: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Lineage: the deployments serving ``model`` (``name`` or ``name:version``), or built
+        from ``environment`` (``name`` or ``name:version``) or the environment ``env_hash``."""
+        from jupyter_mlws.endpoints.lineage import deployments_using
+
+        return deployments_using(self._store, model=model, environment=environment,
+                                 env_hash=env_hash)
 
     def credentials(self, name: str) -> dict[str, str]:
         """The endpoint's keys. Only ``get-credentials`` prints them."""
@@ -182,7 +264,13 @@ class EndpointOperations:
         """Stop the supervisor and every replica, and forget the endpoint."""
         self._endpoint(name)
         paths = self.paths(name)
+        docker = any(d.resolved.get("runtime") == DOCKER
+                     for d in self._store.list_deployments(name))
         self._stop_supervisor(paths)
+        if docker:
+            from jupyter_mlws.endpoints.containers import remove_containers
+
+            remove_containers(paths.root)  # those a killed supervisor left
         self._store.delete_endpoint(name)
         shutil.rmtree(paths.root, ignore_errors=True)
 
@@ -193,6 +281,7 @@ class EndpointOperations:
         deployments = {d.name: {**d.resolved, "name": d.name, "generation": d.generation}
                        for d in self._store.list_deployments(name)}
         return {"endpoint": name, "port": ep.port, "keys": ep.keys, "traffic": ep.traffic,
+                "mirror_traffic": ep.spec.get("mirror_traffic") or {},
                 "deployments": deployments}
 
     def _write_config(self, name: str) -> None:
@@ -259,6 +348,10 @@ class EndpointOperations:
         if is_locked(paths.lock) and isinstance(pid, int):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        # the lock is freed just before the process ends: wait for the end itself
+        while (isinstance(pid, int) and _is_supervisor(pid, paths)
+               and time.monotonic() < deadline):
+            time.sleep(POLL_S)
         for dep in (status.get("deployments") or {}).values():  # replicas left by a kill
             for r in [*(dep.get("replicas") or []), *(dep.get("serving_replicas") or [])]:
                 if isinstance(r.get("pid"), int):
@@ -324,7 +417,8 @@ class EndpointOperations:
         generation = previous.generation + 1 if previous is not None else 1
         resolver = DeploymentResolver(self._ws, self.paths(endpoint), spec,
                                       base_dir or Path.cwd(), generation)
-        resolved = resolver.resolve(log=log)
+        ep_spec = EndpointSpec.model_validate(self._endpoint(endpoint).spec)
+        resolved = resolver.resolve(log=log, runtime=runtime_of(self._ws, ep_spec.compute))
         self._store.put_deployment(endpoint, spec.name,
                                    spec=spec.model_dump(by_alias=True, exclude_none=True),
                                    resolved=resolved)
@@ -349,6 +443,21 @@ class EndpointOperations:
         if all_traffic:
             self.update_traffic(endpoint, {spec.name: 100})
         return self.show_deployment(endpoint, spec.name)
+
+    def update_deployment(self, spec: DeploymentSpec | dict[str, Any] | str | Path, *,
+                          base_dir: Path | None = None, log: Any = None,
+                          wait: bool = True) -> dict[str, Any]:
+        """``online-deployment update -f``: roll an existing deployment to a new spec (its old
+        replicas serve until the new ones are ready; a Failed update rolls back)."""
+        if isinstance(spec, (str, Path)):
+            spec, base_dir = _load_spec(DeploymentSpec, spec, ("OnlineDeployment",))
+        elif isinstance(spec, dict):
+            from jupyter_mlws.assets.yaml_io import validate_spec
+
+            spec = validate_spec(DeploymentSpec, spec)
+        assert isinstance(spec, DeploymentSpec)
+        self._store.get_deployment(spec.endpoint_name, spec.name)  # NotFoundError
+        return self.create_deployment(spec, base_dir=base_dir, log=log, wait=wait)
 
     def wait_deployment(self, endpoint: str, name: str, generation: int | None = None, *,
                         timeout: float = 300.0) -> dict[str, Any]:
@@ -384,13 +493,19 @@ class EndpointOperations:
             "state": status.get("state", CREATING) if live else CREATING,
             "error": status.get("error") if live else None, "generation": d.generation,
             "model": r.get("model"), "environment": r.get("environment"),
-            "env_hash": r.get("env_hash"), "python": r.get("python"),
+            "env_hash": r.get("env_hash"), "runtime": r.get("runtime", "process"),
+            "image": r.get("image"), "image_id": r.get("image_id"), "venv": r.get("venv"),
+            "python": r.get("python"),
             "model_dir": r.get("model_dir"), "scoring_script": r.get("scoring_script"),
             "instance_count": r.get("instance_count"),
             "replicas_ready": sum(1 for x in status.get("replicas") or [] if x.get("ready")),
             "restarts": status.get("restarts", 0) if live else 0,
             "replicas": status.get("replicas", []) if live else [],
-            "traffic": ep.traffic.get(name, 0), "notes": spec.notes(),
+            "traffic": ep.traffic.get(name, 0),
+            "mirror_traffic": (ep.spec.get("mirror_traffic") or {}).get(name, 0),
+            "requests": status.get("requests", 0) if live else 0,
+            "mirrored_requests": status.get("mirrored_requests", 0) if live else 0,
+            "notes": spec.notes(r.get("runtime", "process")),
             "created_at": d.created_at, "updated_at": d.updated_at,
         }
 
@@ -408,9 +523,13 @@ class EndpointOperations:
                 f"endpoint {endpoint!r}'s traffic.",
                 hint=f"Move its traffic first: `mlws online-endpoint update -n {endpoint} "
                 "--traffic OTHER=100`.")
+        docker = self._store.get_deployment(endpoint, name).resolved.get("runtime") == DOCKER
         self._store.delete_deployment(endpoint, name)
-        traffic = {k: v for k, v in self._endpoint(endpoint).traffic.items() if k != name}
-        self._store.update_endpoint(endpoint, traffic=traffic)
+        ep = self._endpoint(endpoint)
+        traffic = {k: v for k, v in ep.traffic.items() if k != name}
+        mirror = {k: v for k, v in (ep.spec.get("mirror_traffic") or {}).items() if k != name}
+        self._store.update_endpoint(endpoint, traffic=traffic,
+                                    spec={**ep.spec, "mirror_traffic": mirror})
         paths = self.paths(endpoint)
         self._write_config(endpoint)
         deadline = time.monotonic() + STOP_WAIT_S
@@ -418,6 +537,10 @@ class EndpointOperations:
             if name not in ((read_json(paths.status) or {}).get("deployments") or {}):
                 break
             time.sleep(POLL_S)
+        if docker:
+            from jupyter_mlws.endpoints.containers import remove_containers
+
+            remove_containers(paths.root, name)
         for folder in (paths.root / "code", paths.root / "models"):
             for sub in folder.glob(f"{name}-*"):
                 if sub.name.rsplit("-", 1)[0] == name:

@@ -12,8 +12,10 @@ the process exits with status 3, which the supervisor reads as "this deployment 
 
 ``POST /score`` calls ``run()`` with the body as text, or, when inference-schema decorates
 ``run()``, with the body's JSON fields as its arguments (at most
-``max_concurrent_requests_per_instance`` calls at once); ``GET /`` is the liveness probe and
-``GET /ready`` the readiness probe.
+``max_concurrent_requests_per_instance`` calls at once); ``GET /`` is the liveness probe,
+``GET /ready`` the readiness probe, ``GET /swagger.json`` an OpenAPI document of ``/score``.
+It listens on ``bind_host:bind_port`` of its config (127.0.0.1 and a free port for a process;
+all interfaces of the container, published on the host's 127.0.0.1 only, in Docker).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import importlib.util
 import inspect
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -78,6 +81,33 @@ def _arguments(params: list[inspect.Parameter], text: str) -> dict[str, Any]:
     return out
 
 
+def swagger(run: Any) -> dict[str, Any]:
+    """A minimal OpenAPI document of ``POST /score``; with inference-schema's decorators, the
+    request and response schemas they declare."""
+    request: dict[str, Any] = {"type": "object"}
+    response: dict[str, Any] = {}
+    try:
+        from inference_schema.schema_util import get_input_schema, get_output_schema
+
+        request = get_input_schema(run) or request
+        response = get_output_schema(run) or response
+    except Exception:  # not installed, or run() is not decorated
+        pass
+    return {
+        "openapi": "3.0.1",
+        "info": {"title": "online endpoint", "version": "1.0"},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "security": [{"bearer": []}],
+        "paths": {"/score": {"post": {
+            "requestBody": {"content": {"application/json": {"schema": request}}},
+            "responses": {"200": {"description": "run()'s answer",
+                                  "content": {"application/json": {"schema": response}}},
+                          "400": {"description": "a malformed body"},
+                          "401": {"description": "no or a wrong key"},
+                          "500": {"description": "run() raised"}}}}},
+    }
+
+
 def _encode(result: Any) -> tuple[bytes, str]:
     if isinstance(result, bytes):
         return result, "application/octet-stream"
@@ -109,6 +139,8 @@ def make_handler(module: Any, slots: threading.BoundedSemaphore) -> type[BaseHTT
         def do_GET(self) -> None:  # noqa: N802
             if self.path in ("/", "/ready"):
                 self._reply(200, b"Healthy", "text/plain")
+            elif self.path.split("?", 1)[0] == "/swagger.json":
+                self._reply(200, json.dumps(swagger(module.run)).encode())
             else:
                 self._reply(404, b'{"error": "not found"}')
 
@@ -139,7 +171,8 @@ def make_handler(module: Any, slots: threading.BoundedSemaphore) -> type[BaseHTT
                     traceback.print_exc()
                     sys.stdout.flush()
                     err = json.dumps({"error": f"run() raised {type(exc).__name__}: {exc}"})
-                    self._reply(500, err.encode())
+                    status = getattr(exc, "http_status", 500)  # the no-code script's 400
+                    self._reply(status if status in (400, 500) else 500, err.encode())
                     return
             try:
                 body, ctype = _encode(result)
@@ -167,6 +200,8 @@ def main(argv: list[str]) -> int:
     error_file = run_dir / f"replica-{index}.error"
     parent = os.getppid()
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    # as a container's PID 1, SIGTERM would be ignored without a handler (then killed late)
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: os._exit(0))
     print(f"[mlws] replica {index} of {config['deployment']}: loading "
           f"{config['scoring_script']} (AZUREML_MODEL_DIR={os.environ.get('AZUREML_MODEL_DIR')})",
           flush=True)
@@ -183,7 +218,8 @@ def main(argv: list[str]) -> int:
         os.replace(tmp, error_file)
         return INIT_FAILED
     slots = threading.BoundedSemaphore(int(config.get("max_concurrent", 1)))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(module, slots))
+    bind = (str(config.get("bind_host", "127.0.0.1")), int(config.get("bind_port", 0)))
+    server = ThreadingHTTPServer(bind, make_handler(module, slots))
     server.daemon_threads = True
     tmp = port_file.with_suffix(".tmp")
     tmp.write_text(str(server.server_address[1]))

@@ -8,8 +8,10 @@ again after a pause that doubles with each restart (up to :data:`MAX_BACKOFF_S`)
 
 from __future__ import annotations
 
+import http.client
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +48,11 @@ class Replica:
     ready_once: bool = False
     restarts: int = 0
     next_start: float = 0.0
+    #: when the process/container was started (probes wait ``initial_delay`` after it)
+    spawned: float = 0.0
+    #: consecutive failed liveness / readiness probes (written by the probe thread)
+    live_failures: int = 0
+    ready_failures: int = 0
 
 
 @dataclass
@@ -67,8 +74,12 @@ class DeploymentRunner:
     def run_dir(self) -> Path:
         return self.paths.run_dir(self.name)
 
+    @property
+    def in_docker(self) -> bool:
+        return self.cfg.get("runtime") == "docker"
+
     def start(self) -> None:
-        """Start ``instance_count`` replicas."""
+        """Start ``instance_count`` replicas (and the probes that watch them)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for old in self.run_dir.glob("replica-*"):
             old.unlink(missing_ok=True)
@@ -76,9 +87,15 @@ class DeploymentRunner:
             "deployment": self.name, "run_dir": str(self.run_dir),
             "code_dir": self.cfg["code_dir"], "scoring_script": self.cfg["scoring_script"],
             "max_concurrent": self.cfg.get("max_concurrent", 1)})
+        if self.in_docker:
+            from jupyter_mlws.endpoints import containers
+
+            containers.prepare(self.cfg, self.paths, self.run_dir)
         self.replicas = [Replica(i) for i in range(int(self.cfg.get("instance_count", 1)))]
         for r in self.replicas:
             self._spawn(r)
+        self.probes = Probes(self)
+        self.probes.start()
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -101,11 +118,32 @@ class DeploymentRunner:
         for suffix in (".port", ".error"):
             (self.run_dir / f"replica-{r.index}{suffix}").unlink(missing_ok=True)
         r.port = None
+        r.spawned = time.time()
+        r.live_failures = r.ready_failures = 0
+        if self.in_docker:
+            self._spawn_container(r)
+            return
         r.handle = start_process(
             [str(self.cfg["python"]), str(REPLICA_SCRIPT), str(self.run_dir / "replica.json"),
              str(r.index)],
             cwd=str(self.cfg["code_dir"]), env=self._env(),
             log_path=self.paths.log(self.name))
+
+    def _spawn_container(self, r: Replica) -> None:
+        from jupyter_mlws.endpoints import containers
+
+        env = {str(k): str(v) for k, v in (self.cfg.get("env") or {}).items()}
+        try:
+            r.handle = containers.start(self.cfg, self.paths, self.run_dir, r.index, env,
+                                        REPLICA_SCRIPT)
+        except Exception as exc:  # the engine is down, the image is gone...
+            r.handle = None
+            if self.state == CREATING:
+                self._fail(f"the container of replica {r.index} could not start: {exc}")
+            else:
+                r.restarts += 1
+                r.next_start = time.time() + min(FIRST_BACKOFF_S * 2 ** r.restarts,
+                                                 MAX_BACKOFF_S)
 
     def tick(self, now: float) -> None:
         """Look at every replica once: ready, died, due for a restart."""
@@ -117,6 +155,12 @@ class DeploymentRunner:
                     self._spawn(r)
                 continue
             code = r.handle.poll()
+            if code is None and r.live_failures >= self._probe("liveness", "failure_threshold"):
+                self._log(f"[mlws] replica {r.index} failed {r.live_failures} liveness probes "
+                          "in a row: stopping it")
+                r.handle.stop(grace=1.0)
+                code = r.handle.poll()
+                code = -9 if code is None else code
             if code is None:
                 if r.port is None:
                     self._check_ready(r)
@@ -131,12 +175,21 @@ class DeploymentRunner:
                 self._fail(f"the replicas were not ready within "
                            f"{self.cfg.get('ready_timeout_s', 300)} s (readiness_probe)")
 
+    def _probe(self, kind: str, field: str) -> int:
+        return int(((self.cfg.get("probes") or {}).get(kind) or {}).get(field) or
+                   _PROBE_DEFAULTS[field])
+
+    def _log(self, line: str) -> None:
+        with open(self.paths.log(self.name), "a") as log:
+            log.write(line + "\n")
+
     def _check_ready(self, r: Replica) -> None:
         try:
-            r.port = int((self.run_dir / f"replica-{r.index}.port").read_text())
-            r.ready_once = True
+            port = int((self.run_dir / f"replica-{r.index}.port").read_text())
         except (OSError, ValueError):
-            pass
+            return
+        r.port = r.handle.host_port if self.in_docker else port
+        r.ready_once = True
 
     def _on_exit(self, r: Replica, code: int, now: float) -> None:
         r.handle.close()
@@ -152,9 +205,8 @@ class DeploymentRunner:
         r.restarts += 1
         delay = min(FIRST_BACKOFF_S * 2 ** (r.restarts - 1), MAX_BACKOFF_S)
         r.next_start = now + delay
-        with open(self.paths.log(self.name), "a") as log:
-            log.write(f"[mlws] replica {r.index} exited with status {code}; restart "
-                      f"{r.restarts} in {delay:g} s\n")
+        self._log(f"[mlws] replica {r.index} exited with status {code}; restart "
+                  f"{r.restarts} in {delay:g} s")
 
     def _fail(self, reason: str) -> None:
         self.state = FAILED
@@ -164,10 +216,16 @@ class DeploymentRunner:
         self.stop()
 
     def ports(self) -> tuple[int, ...]:
-        """The ports of the replicas that are alive and ready."""
-        return tuple(r.port for r in self.replicas if r.port is not None and r.handle is not None)
+        """The ports of the replicas that are alive and ready (a replica failing its readiness
+        probe ``failure_threshold`` times in a row takes no traffic until it passes again)."""
+        limit = self._probe("readiness", "failure_threshold")
+        return tuple(r.port for r in self.replicas if r.port is not None
+                     and r.handle is not None and r.ready_failures < limit)
 
     def stop(self) -> None:
+        probes = getattr(self, "probes", None)
+        if probes is not None:
+            probes.stopping.set()
         for r in self.replicas:
             if r.handle is not None:
                 r.handle.stop(grace=2.0)
@@ -178,7 +236,60 @@ class DeploymentRunner:
         return {
             "state": self.state, "error": self.error, "generation": self.cfg.get("generation"),
             "restarts": sum(r.restarts for r in self.replicas),
-            "replicas": [{"index": r.index, "pid": r.handle.proc.pid if r.handle else None,
-                          "port": r.port, "ready": r.port is not None, "restarts": r.restarts}
-                         for r in self.replicas],
+            "replicas": [self._replica_status(r) for r in self.replicas],
         }
+
+    def _replica_status(self, r: Replica) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": r.index, "port": r.port, "ready": r.port is not None,
+                               "restarts": r.restarts}
+        if self.in_docker:
+            out["pid"] = None
+            out["container"] = r.handle.container_id if r.handle is not None else None
+        else:
+            out["pid"] = r.handle.proc.pid if r.handle is not None else None
+        return out
+
+
+_PROBE_DEFAULTS = {"initial_delay": 10, "period": 10, "timeout": 2, "failure_threshold": 30,
+                   "success_threshold": 1}
+
+
+class Probes(threading.Thread):
+    """Azure's liveness and readiness probes: ``GET /`` and ``GET /ready`` of every ready
+    replica each ``period`` seconds (after ``initial_delay``), failing after ``timeout``.
+    The runner stops a replica after ``failure_threshold`` liveness failures in a row (it is
+    then restarted with backoff) and routes none to it after as many readiness failures."""
+
+    def __init__(self, runner: DeploymentRunner) -> None:
+        super().__init__(daemon=True, name=f"probes-{runner.name}")
+        self.runner = runner
+        self.stopping = threading.Event()
+
+    def _check(self, port: int, path: str, timeout: float) -> bool:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            return conn.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+
+    def run(self) -> None:
+        runner = self.runner
+        due = {"liveness": 0.0, "readiness": 0.0}
+        while not self.stopping.wait(0.2):
+            now = time.time()
+            for kind, path in (("liveness", "/"), ("readiness", "/ready")):
+                if now < due[kind]:
+                    continue
+                due[kind] = now + runner._probe(kind, "period")
+                for r in list(runner.replicas):
+                    port = r.port
+                    if port is None or now - r.spawned < runner._probe(kind, "initial_delay"):
+                        continue
+                    ok = self._check(port, path, runner._probe(kind, "timeout"))
+                    if kind == "liveness":
+                        r.live_failures = 0 if ok else r.live_failures + 1
+                    else:
+                        r.ready_failures = 0 if ok else r.ready_failures + 1

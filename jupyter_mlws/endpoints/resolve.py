@@ -12,6 +12,31 @@ from jupyter_mlws.endpoints.paths import EndpointPaths
 from jupyter_mlws.endpoints.specs import DeploymentSpec, InlineModel
 from jupyter_mlws.errors import SpecError, ValidationError
 
+#: Where replicas run: processes in the environment's venv, or containers of its image.
+PROCESS = "process"
+DOCKER = "docker"
+#: Tells the no-code MLflow script where the MLmodel folder is below AZUREML_MODEL_DIR.
+MLFLOW_SUBPATH_VAR = "MLWS_MLFLOW_MODEL_SUBPATH"
+_PROBE_FIELDS = {"initial_delay", "period", "timeout", "failure_threshold",
+                 "success_threshold"}
+
+
+def runtime_of(ws: Any, compute: str | None) -> str:
+    """Where an endpoint's replicas run, from its ``compute``: unset or ``local`` -> processes
+    in the environment's venv; ``docker`` -> containers of the environment's image; any other
+    name -> the workspace compute of that name (``azureml:`` prefix allowed), by its type."""
+    if compute in (None, "", "local"):
+        return PROCESS
+    if compute == "docker":
+        return DOCKER
+    name = str(compute).removeprefix("azureml:")
+    kind = ws.computes.get(name).type
+    if kind in ("local", "docker"):
+        return PROCESS if kind == "local" else DOCKER
+    raise ValidationError(f"The endpoint's compute {name!r} is a {kind} compute; endpoints "
+                          "run on local (processes) or docker compute.",
+                          hint="Set compute: local or compute: docker on the endpoint.")
+
 
 def _split_ref(ref: str) -> tuple[str, str | None]:
     """``azureml:name:version``, ``name:version``, ``name@latest`` -> (name, version)."""
@@ -37,30 +62,62 @@ class DeploymentResolver:
         self.base_dir = base_dir
         self.generation = generation
 
-    def resolve(self, log: Any = None) -> dict[str, Any]:
-        """What ``config.json`` and ``show`` need; builds the venv when it is not cached."""
+    def resolve(self, log: Any = None, runtime: str = PROCESS) -> dict[str, Any]:
+        """What ``config.json`` and ``show`` need; builds the venv (``runtime="process"``) or
+        the image (``"docker"``) when it is not cached."""
         spec = self.spec
-        if spec.code_configuration is None:
+        if spec.code_configuration is None and not self._is_mlflow_model():
             raise SpecError(
-                "a deployment needs code_configuration (code and scoring_script)",
+                "a deployment needs code_configuration (code and scoring_script), unless "
+                "its model is an mlflow_model (a folder with an MLmodel file)",
                 field="code_configuration",
-                hint="No-code deployments of MLflow models are not supported yet: add a "
-                "scoring script with init() and run(raw_data).")
+                hint="Add a scoring script with init() and run(raw_data), or deploy an "
+                "MLflow model registered with type mlflow_model.")
         model = self._model()
-        env = self._environment(log)
-        code_dir = self._code()
+        if spec.code_configuration is None:
+            code_dir, script = self._no_code(), "score.py"
+        else:
+            code_dir, script = self._code(), spec.code_configuration.scoring_script
+        env = self._environment(log, runtime)
         rs = spec.request_settings
         probe = spec.readiness_probe
+        live = spec.liveness_probe
+        extra_env = dict(spec.environment_variables)
+        if model.get("mlflow_subpath"):
+            extra_env.setdefault(MLFLOW_SUBPATH_VAR, model["mlflow_subpath"])
         return {
-            **model, **env, "code_dir": str(code_dir),
-            "scoring_script": spec.code_configuration.scoring_script,
+            **model, **env, "code_dir": str(code_dir), "scoring_script": script,
             "instance_count": spec.instance_count,
             "max_concurrent": rs.max_concurrent_requests_per_instance,
             "timeout_s": rs.request_timeout_ms / 1000,
             "ready_timeout_s": probe.initial_delay + probe.period * probe.failure_threshold,
-            "env": dict(spec.environment_variables),
-            "generation": self.generation,
+            "probes": {"liveness": live.model_dump(include=_PROBE_FIELDS),
+                       "readiness": probe.model_dump(include=_PROBE_FIELDS)},
+            "instance_type": spec.instance_type,
+            "env": extra_env, "generation": self.generation,
         }
+
+    def _is_mlflow_model(self) -> bool:
+        """Whether the deployment's model is an ``mlflow_model`` (checked before anything is
+        registered, so a refused deployment leaves nothing behind)."""
+        ref = self.spec.model
+        if ref is None:
+            return False
+        if isinstance(ref, InlineModel):
+            path = Path(ref.path).expanduser()
+            path = path if path.is_absolute() else (self.base_dir / path)
+            return ref.type == "mlflow_model" and (path / "MLmodel").is_file()
+        name, version = _split_ref(ref)
+        return bool(self.ws.models.get(name, version).type == "mlflow_model")
+
+    def _no_code(self) -> Path:
+        """The code folder of a no-code MLflow deployment: the built-in pyfunc script."""
+        dest = self.paths.code_dir(self.spec.name, self.generation)
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        shutil.copyfile(Path(__file__).with_name("mlflow_score.py"), dest / "score.py")
+        return dest
 
     def _model(self) -> dict[str, Any]:
         from jupyter_mlws.artifacts import StoredArtifact
@@ -69,7 +126,7 @@ class DeploymentResolver:
         root = self.paths.model_root(self.spec.name, self.generation)
         if ref is None:
             root.mkdir(parents=True, exist_ok=True)
-            return {"model": None, "model_dir": str(root)}
+            return {"model": None, "model_dir": str(root), "model_type": None}
         if isinstance(ref, InlineModel):
             path = Path(ref.path).expanduser()
             path = path if path.is_absolute() else (self.base_dir / path)
@@ -84,14 +141,25 @@ class DeploymentResolver:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         self.ws.artifacts.materialize(art, model_dir / art.name)
-        return {"model": f"{model.name}:{model.version}", "model_dir": str(model_dir)}
+        out = {"model": f"{model.name}:{model.version}", "model_dir": str(model_dir),
+               "model_type": model.type}
+        if model.type == "mlflow_model":
+            found = sorted(model_dir.rglob("MLmodel"), key=lambda p: len(p.parts))
+            if found:
+                out["mlflow_subpath"] = str(found[0].parent.relative_to(model_dir))
+        return out
 
-    def _environment(self, log: Any) -> dict[str, Any]:
+    def _environment(self, log: Any, runtime: str) -> dict[str, Any]:
         ref = self.spec.environment
-        if ref is None:
-            return {"environment": None, "env_hash": None, "python": sys.executable}
         envs = self.ws.environments
-        if isinstance(ref, dict):
+        if ref is None and runtime == PROCESS:
+            return {"runtime": PROCESS, "environment": None, "env_hash": None,
+                    "python": sys.executable}
+        if ref is None:
+            from jupyter_mlws.compute.docker import DEFAULT_ENVIRONMENT
+
+            env = envs.get(DEFAULT_ENVIRONMENT)
+        elif isinstance(ref, dict):
             from jupyter_mlws.assets.environment import EnvironmentSpec
 
             data = EnvironmentSpec.prepare_yaml(ref, self.base_dir, "<deployment environment>")
@@ -99,11 +167,15 @@ class DeploymentResolver:
         else:
             name, version = _split_ref(ref)
             env = envs.get(name, version)
+        if runtime == DOCKER:
+            result = envs.build(env, builder="docker", log=log)
+            return {"runtime": DOCKER, "environment": env.ref, "env_hash": env.env_hash,
+                    "image": result.image, "image_id": result.image_id, "python": "python3"}
         result = envs.build(env, builder="venv", log=log)
         from jupyter_mlws.environments.venv_builder import venv_python
 
-        return {"environment": env.ref, "env_hash": env.env_hash,
-                "python": str(venv_python(Path(result.image)))}
+        return {"runtime": PROCESS, "environment": env.ref, "env_hash": env.env_hash,
+                "venv": result.image, "python": str(venv_python(Path(result.image)))}
 
     def _code(self) -> Path:
         cc = self.spec.code_configuration

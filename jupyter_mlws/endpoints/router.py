@@ -14,6 +14,7 @@ import json
 import random
 import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -30,6 +31,8 @@ class RouteTable:
     traffic: dict[str, int] = field(default_factory=dict)
     keys: tuple[str, ...] = ()
     timeout_s: dict[str, float] = field(default_factory=dict)
+    #: deployments sent a copy of this share (%) of the requests, their answers discarded
+    mirror: dict[str, int] = field(default_factory=dict)
 
     def pick(self, rng: random.Random) -> str | None:
         """A deployment drawn by traffic weight among those with weight > 0."""
@@ -62,6 +65,9 @@ class Router:
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.counts: dict[str, int] = {}
+        #: copies of requests sent to mirror deployments (answered or not), per deployment
+        self.mirrored: dict[str, int] = {}
+        self._mirror_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mirror")
 
     def next_port(self, deployment: str) -> int | None:
         ports = self.table.ports.get(deployment) or ()
@@ -79,6 +85,29 @@ class Router:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self._mirror_pool.shutdown(wait=False, cancel_futures=True)
+
+    def mirror(self, name: str, body: bytes, ctype: str, rid: str) -> None:
+        """Send a copy of a request to the mirror deployment ``name``; its answer is dropped."""
+        port = self.next_port(name)
+        if port is None:
+            return
+        with self._lock:
+            self.mirrored[name] = self.mirrored.get(name, 0) + 1
+        self._mirror_pool.submit(_send_copy, port, body, ctype, rid,
+                                 self.table.timeout_s.get(name, 5.0))
+
+
+def _send_copy(port: int, body: bytes, ctype: str, rid: str, timeout: float) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/score", body=body,
+                     headers={"Content-Type": ctype, "x-request-id": rid})
+        conn.getresponse().read()
+    except (OSError, http.client.HTTPException):
+        pass
+    finally:
+        conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -112,6 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if self.path == "/":
             self._reply(200, {"status": "Healthy"})
+        elif self.path.split("?", 1)[0] == "/swagger.json":
+            self._swagger()
         else:
             self._reply(404, {"error": "not found: POST /score"})
 
@@ -137,12 +168,41 @@ class _Handler(BaseHTTPRequestHandler):
                         request_id=rid)
             return
         name = chosen or table.pick(self.rng)
+        if not chosen:  # as on Azure, a request naming its deployment is not mirrored
+            for target, share in table.mirror.items():
+                if share > 0 and target != name and self.rng.random() * 100 < share:
+                    self.router.mirror(target, body, self.headers.get("Content-Type") or
+                                       "application/json", rid)
         if name is None:
             self._reply(503, {"error": "no deployment takes traffic: set it with "
                               "`mlws online-endpoint update --traffic NAME=100`"},
                         request_id=rid)
             return
         self._forward(name, body, rid, table.timeout_s.get(name, 5.0))
+
+    def _swagger(self) -> None:
+        """The OpenAPI document of the deployment the header names (else the one with the most
+        traffic), as its replica describes its run(); a minimal one when none is ready."""
+        table = self.router.table
+        name = self.headers.get(DEPLOYMENT_HEADER) or max(
+            table.traffic, key=lambda n: table.traffic[n], default=None)
+        ports = table.ports.get(name or "") or ()
+        if ports:
+            conn = http.client.HTTPConnection("127.0.0.1", ports[0], timeout=5)
+            try:
+                conn.request("GET", "/swagger.json")
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status == 200:
+                    self._reply(200, data, deployment=name)
+                    return
+            except (OSError, http.client.HTTPException):
+                pass
+            finally:
+                conn.close()
+        from jupyter_mlws.endpoints.replica import swagger
+
+        self._reply(200, swagger(None), deployment=name)
 
     def _forward(self, name: str, body: bytes, rid: str, timeout: float) -> None:
         conns: dict[int, http.client.HTTPConnection] = self.local.__dict__.setdefault("c", {})

@@ -53,8 +53,6 @@ class EndpointSpec(_Spec):
             out.append(f"auth_mode {self.auth_mode} is served as key authentication locally")
         if self.identity:
             out.append("identity is ignored locally")
-        if self.mirror_traffic:
-            out.append("mirror_traffic is not implemented locally and is ignored")
         return out
 
 
@@ -130,12 +128,14 @@ class DeploymentSpec(_Spec):
             return {str(k): str(val) for k, val in v.items()}
         return v
 
-    def notes(self) -> list[str]:
+    def notes(self, runtime: str = "process") -> list[str]:
         """What this machine accepts but does not do."""
         out = []
         if self.instance_type:
+            where = ("containers of the environment's image" if runtime == "docker" else
+                     "processes in the environment's venv")
             out.append(f"instance_type {self.instance_type} is noted; replicas run as "
-                       "processes on this machine")
+                       f"{where} on this machine")
         for name in ("app_insights_enabled", "scale_settings", "data_collector",
                      "egress_public_network_access", "model_mount_path"):
             if getattr(self, name) is not None:
@@ -202,3 +202,30 @@ def check_traffic(traffic: dict[str, int], deployments: set[str], endpoint: str)
         raise ValidationError(
             f"The traffic of endpoint {endpoint!r} sums to {total}%, not 100%.",
             hint="Give percentages that add up to 100. Nothing was changed.")
+
+
+#: Azure's limit on the share of requests mirrored to one deployment.
+MAX_MIRROR = 50
+
+
+def check_mirror(mirror: dict[str, int], traffic: dict[str, int], deployments: set[str],
+                 endpoint: str) -> None:
+    """Refuse mirror traffic naming an unknown deployment, over 50%, or going to a deployment
+    that takes live traffic (as Azure does)."""
+    unknown = sorted(set(mirror) - deployments)
+    if unknown:
+        raise ValidationError(
+            f"The mirror traffic names {', '.join(unknown)}, which endpoint {endpoint!r} has "
+            "no deployment of.",
+            hint=f"Its deployments: {', '.join(sorted(deployments)) or '(none)'}. Nothing "
+            "was changed.")
+    for name, share in mirror.items():
+        if share > MAX_MIRROR:
+            raise ValidationError(
+                f"The mirror traffic of {name!r} is {share}%; at most {MAX_MIRROR}% of the "
+                "requests can be mirrored.", hint="Nothing was changed.")
+        if share > 0 and traffic.get(name, 0) > 0:
+            raise ValidationError(
+                f"The deployment {name!r} takes {traffic[name]}% of the live traffic, so it "
+                "cannot also be sent mirrored traffic.",
+                hint="Mirror to a deployment with 0% live traffic. Nothing was changed.")

@@ -5,7 +5,8 @@ It holds ``supervisor.lock`` while it lives (a workspace that finds the lock fre
 and starts another: see :meth:`EndpointOperations.ensure_running`), serves the endpoint's port
 with the :class:`~jupyter_mlws.endpoints.router.Router`, and owns the replicas of every
 deployment. It follows ``config.json`` (re-read when it changes) and reports in ``status.json``.
-SIGTERM, or the config file going away, stops the replicas and the process.
+SIGTERM, or the config file going away, stops the replicas and the process. On Docker, it first
+removes the containers a killed supervisor of the same endpoint left (found by their label).
 """
 
 from __future__ import annotations
@@ -140,7 +141,8 @@ class Supervisor:
             ports={n: (r.ports() if r.state != FAILED else ()) for n, r in self.runners.items()},
             traffic={k: int(v) for k, v in (self.config.get("traffic") or {}).items()},
             keys=self.keys,
-            timeout_s={n: float(r.cfg.get("timeout_s", 5.0)) for n, r in self.runners.items()})
+            timeout_s={n: float(r.cfg.get("timeout_s", 5.0)) for n, r in self.runners.items()},
+            mirror={k: int(v) for k, v in (self.config.get("mirror_traffic") or {}).items()})
 
     def _write_status(self, port: int) -> None:
         deployments = {n: r.status() for n, r in self.runners.items()}
@@ -148,6 +150,13 @@ class Supervisor:
             serving = deployments[name]
             deployments[name] = {**runner.status(), "serving_generation": serving["generation"],
                                  "serving_replicas": serving["replicas"]}
+        if self.router is not None:
+            routed = dict(self.router.counts)  # read first: a request counts its mirror first
+            for key, counts in (("requests", routed), ("mirrored_requests",
+                                                        dict(self.router.mirrored))):
+                for name, count in counts.items():
+                    if name in deployments:
+                        deployments[name][key] = count
         status = {"pid": os.getpid(), "port": port, "config": self.config_digest,
                   "deployments": deployments}
         now = time.monotonic()
@@ -156,7 +165,22 @@ class Supervisor:
             self._last_status = status
             self._last_write = now
 
+    def _remove_leftovers(self) -> None:
+        """Remove the containers a killed supervisor of this endpoint left running."""
+        try:
+            wanted = json.loads(self.paths.config.read_bytes()).get("deployments") or {}
+        except (OSError, ValueError):
+            return
+        if any(d.get("runtime") == "docker" for d in wanted.values()):
+            from jupyter_mlws.endpoints.containers import remove_containers
+
+            found = remove_containers(self.paths.root)
+            if found:
+                print(f"[mlws] removed {found} container(s) left by a previous supervisor",
+                      flush=True)
+
     def run(self) -> int:
+        self._remove_leftovers()
         if not self._load_config():
             return 1
         router = self.router = self._bind(int(self.config["port"]))

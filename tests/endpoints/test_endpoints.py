@@ -317,7 +317,7 @@ def test_mistakes_are_typed_errors_that_change_nothing(
         eps.endpoints.create({"name": "ep-test"})
     with pytest.raises(NotFoundError, match="No online endpoint 'other'"):
         deploy(eps, yaml_files, "blue", endpoint="other")
-    with pytest.raises(SpecError, match="No-code deployments"):
+    with pytest.raises(SpecError, match="unless its model is an mlflow_model"):
         eps.endpoints.create_deployment({"name": "blue", "endpoint_name": "ep-test",
                                          "model": {"path": str(project / "model")}})
     with pytest.raises(SpecError, match="no scoring script 'missing.py'"):
@@ -378,3 +378,13 @@ def test_a_run_decorated_with_inference_schema_gets_the_body_fields(
     status, body, _ = post(port, key=key, body=b'{"scale": 2}')
     assert status == 400 and "'data'" in body["error"]
     assert post(port, key=key, body=b'[1, 2]')[0] == 400
+    # swagger_uri: the schemas the decorators declare
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request("GET", "/swagger.json")
+    doc = json.loads(conn.getresponse().read())
+    conn.close()
+    post_op = doc["paths"]["/score"]["post"]
+    request = post_op["requestBody"]["content"]["application/json"]["schema"]
+    assert set(request["properties"]) == {"data", "scale"}
+    response = post_op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert "total" in json.dumps(response)
