@@ -80,7 +80,9 @@ class Sampler:
 
         optuna.logging.set_verbosity(logging.WARNING)
         self._optuna = optuna
-        self.study = optuna.create_study(direction=self.goal, sampler=self._sampler(),
+        direction = (optuna.study.StudyDirection.MAXIMIZE if self.goal == "maximize"
+                     else optuna.study.StudyDirection.MINIMIZE)
+        self.study = optuna.create_study(direction=direction, sampler=self._sampler(),
                                          pruner=self._pruner())
 
     def _sampler(self) -> Any:
