@@ -54,7 +54,7 @@ class SweepMagics(Magics):
         self.last_sweep_id: str | None = None
 
     def _mlws(self) -> Any:
-        registry = self.shell.magics_manager.registry if self.shell else {}
+        registry: dict[str, Any] = self.shell.magics_manager.registry if self.shell else {}
         mlws = registry.get("MlwsMagics")
         if mlws is None:
             raise MagicError("%sweep: load the extension first: %load_ext jupyter_mlws")

@@ -10,16 +10,16 @@ and how it ended (``Canceled (early termination)`` with the policy's reason).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.compute.base import JobTemplate, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError
 from jupyter_mlws.fileio import write_json_atomic
 from jupyter_mlws.jobs.model import JobStatus
-from jupyter_mlws.jobs.safe_files import read_job_json
+from jupyter_mlws.jobs.safe_files import open_log_for_append, read_job_json
 from jupyter_mlws.sweeps.sampler import Policy, Sampler
 from jupyter_mlws.sweeps.space import parse_space
 
@@ -44,12 +44,17 @@ def primary_series(ws: Workspace, job_id: str, metric: str) -> list[tuple[int, f
     return [(m.step if m.step is not None else i + 1, m.value) for i, m in enumerate(values)]
 
 
-def build_sampler(spec: dict[str, Any]) -> Sampler:
+def build_sampler(spec: dict[str, Any], carried: int = 0) -> Sampler:
+    """The sweep's sampler; a resumed sweep that kept ``carried`` trials shifts the seed, so
+    its draws are not those of the trials it kept."""
     algo = spec.get("sampling_algorithm") or {}
     policy = spec.get("early_termination")
+    seed = algo.get("seed")
+    if seed is not None and carried:
+        seed = int(seed) + 7919 * carried
     return Sampler(
         parse_space(spec["search_space"]), algo.get("type", "random"),
-        spec["objective"]["goal"], seed=algo.get("seed"), rule=algo.get("rule", "random"),
+        spec["objective"]["goal"], seed=seed, rule=algo.get("rule", "random"),
         policy=Policy(**{k: v for k, v in policy.items() if k in Policy.__dataclass_fields__})
         if policy else None)
 
@@ -75,6 +80,11 @@ class SweepHandle:
         self.stopped: str | None = None
         self._next_poll = 0.0
         self._dirty = True
+
+    def _say(self, text: str) -> None:
+        """A line in the sweep's log (skipped when a link was planted there)."""
+        with contextlib.suppress(OSError), open_log_for_append(self._ctx.paths.job_log) as f:
+            f.write(f"[sweep] {text}\n".encode())
 
     @property
     def active(self) -> list[dict[str, Any]]:
@@ -110,8 +120,10 @@ class SweepHandle:
             try:
                 trial["job"] = submit_trial(self._ws, self._ctx.job_id, self._spec, s.number,
                                             s.params)
+                self._say(f"trial {s.number}: job {trial['job']} with {s.params}")
             except MlwsError as exc:
                 trial.update(status="Failed", reason=f"could not be submitted: {exc}")
+                self._say(f"trial {s.number}: could not be submitted: {exc}")
                 self._sampler.tell(s.number, "fail")
 
     def _collect(self) -> None:
@@ -128,6 +140,7 @@ class SweepHandle:
             why = None if job.done else self._sampler.check(trial["number"])
             if why and not trial.get("stopping"):
                 trial["stopping"] = why
+                self._say(f"trial {trial['number']}: stopped early ({why})")
                 self._ws.jobs.cancel(job.id)
             if job.done:
                 self._ended(trial, job)
@@ -152,6 +165,8 @@ class SweepHandle:
                 trial["reason"] = job.error.splitlines()[0][:300]
             self._sampler.tell(trial["number"], "fail")
         self._dirty = True
+        self._say(f"trial {trial['number']}: {trial['status']}"
+                  + (f" with {self._metric} {last:.6g}" if last is not None else ""))
 
     def _write(self) -> None:
         data = {"trials": self.trials, "budget": self.budget, "stopped": self.stopped,
@@ -219,8 +234,9 @@ class SweepRun(JobTemplate):
 
     def prepare(self, ctx: RunContext) -> Runtime:
         spec = ctx.store.get_job(ctx.job_id).spec
-        sampler = build_sampler(spec)
-        carried = carry_trials(self._ws, spec.get("resume_from"), sampler, ctx.paths.root)
+        kept = kept_trials(self._ws, spec.get("resume_from"))
+        sampler = build_sampler(spec, len(kept))
+        carried = carry_trials(kept, spec.get("resume_from"), sampler)
         return Runtime(details={"spec": spec, "sampler": sampler, "carried": carried})
 
     def start(self, ctx: RunContext, runtime: Runtime) -> SweepHandle:
@@ -242,16 +258,21 @@ class SweepRun(JobTemplate):
                                      f"{view.metric} {best.value:.6g}" if best else None)
 
 
-def carry_trials(ws: Workspace, old_id: str | None, sampler: Sampler,
-                 root: Path) -> list[dict[str, Any]]:
-    """The trials of sweep ``old_id`` that ended, renumbered and replayed into ``sampler``."""
+def kept_trials(ws: Workspace, old_id: str | None) -> list[dict[str, Any]]:
+    """The trials of sweep ``old_id`` that ended (a resume keeps them)."""
     if not old_id:
         return []
-    kept = [t for t in read_state(ws, old_id).get("trials", []) if t.get("status") in FINAL]
+    return [t for t in read_state(ws, old_id).get("trials", []) if t.get("status") in FINAL]
+
+
+def carry_trials(kept: list[dict[str, Any]], old_id: str | None,
+                 sampler: Sampler) -> list[dict[str, Any]]:
+    """``kept`` renumbered from 0 and replayed into ``sampler`` (its samplers and pruners
+    see them)."""
     out = []
     for n, t in enumerate(kept):
         state = {"Completed": "complete", EARLY: "pruned"}.get(t["status"], "fail")
         sampler.replay(t["internal"], state, t.get("value"),
                        {int(k): v for k, v in (t.get("values") or {}).items()})
-        out.append({**t, "number": n, "carried_from": old_id})
+        out.append({**t, "number": n, "carried_from": t.get("carried_from") or old_id})
     return out

@@ -47,6 +47,19 @@ class Policy:
         return interval >= self.delay_evaluation and interval % every == 0
 
 
+def _grid_sampler_class() -> Any:
+    from optuna.samplers import GridSampler
+
+    class AskTellGrid(GridSampler):
+        """GridSampler whose end of grid does not call ``study.stop()`` (which only works
+        inside ``study.optimize``); the sweep stops after ``grid_size`` trials itself."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            return None
+
+    return AskTellGrid
+
+
 def check_grid(space: list[Expression]) -> int:
     """The grid's size; a continuous parameter is an error naming it."""
     size = 1
@@ -90,7 +103,7 @@ class Sampler:
         if self.algorithm == "grid":
             check_grid(self.space)
             grid = {e.name: list(range(len(e.fields["values"]))) for e in self.space}
-            return samplers.GridSampler(grid, seed=self.seed)
+            return _grid_sampler_class()(grid, seed=self.seed)
         if self.algorithm == "bayesian":
             return samplers.TPESampler(seed=self.seed)
         if self.rule == "sobol":
