@@ -128,7 +128,8 @@ def best_trial(ws: Workspace, sweep_id: str) -> str:
     """The job id of the sweep's best trial (an error saying why when there is none)."""
     view = build_sweep_view(ws, sweep_id)
     if view.best is None or view.best.job is None:
-        raise NotFoundError(f"Sweep {view.sweep} has no best trial yet"
+        done = view.status in ("Completed", "Failed", "Canceled")
+        raise NotFoundError(f"Sweep {view.sweep} has no best trial" + ("" if done else " yet")
                             + (f": {view.problem}." if view.problem else
                                f" (it is {view.status}; no trial has completed with "
                                f"{view.metric!r})."),
