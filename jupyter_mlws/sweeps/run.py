@@ -254,8 +254,26 @@ class SweepRun(JobTemplate):
         if view.problem:
             return JobStatus.FAILED, view.problem
         best = view.best
+        if best is not None and best.job:
+            link_best_outputs(self._ws, ctx.job_id, best.job)
         return JobStatus.COMPLETED, (f"best: trial {best.number} (job {best.job}) with "
                                      f"{view.metric} {best.value:.6g}" if best else None)
+
+
+def link_best_outputs(ws: Workspace, sweep_id: str, trial_id: str) -> None:
+    """The sweep's outputs are its best trial's: a link per output (what a pipeline step
+    after a sweep step reads)."""
+    import os
+
+    mine = ws.jobs.paths(sweep_id).outputs
+    theirs = ws.jobs.paths(trial_id).outputs
+    if not theirs.is_dir():
+        return
+    mine.mkdir(parents=True, exist_ok=True)
+    for d in sorted(theirs.iterdir()):
+        link = mine / d.name
+        if not d.is_symlink() and not link.exists() and not link.is_symlink():
+            link.symlink_to(os.path.relpath(d, mine), target_is_directory=d.is_dir())
 
 
 def kept_trials(ws: Workspace, old_id: str | None) -> list[dict[str, Any]]:

@@ -254,3 +254,25 @@ def rerun_sweep(ws: Workspace, job: Job, *, resume: bool = False,
         data["trial"] = trial
     return submit_sweep(ws, data, base_dir=base, compute=compute or job.compute,
                         experiment=job.experiment, resume_from=job.id if resume else None)
+
+
+SWEEP_STEP_FIELDS = ("trial", "search_space", "sampling_algorithm", "objective", "limits",
+                     "early_termination", "display_name")
+
+
+def submit_sweep_step(ws: Workspace, step: Mapping[str, Any], inputs: dict[str, Any],
+                      outputs: dict[str, Any], base: Path, compute: str | None,
+                      common: Mapping[str, Any]) -> str:
+    """A pipeline's ``type: sweep`` step: a sweep whose outputs are its best trial's."""
+    spec = {k: step[k] for k in SWEEP_STEP_FIELDS if step.get(k) is not None}
+    spec.update(inputs=inputs, outputs=outputs)
+    from jupyter_mlws.assets.yaml_io import validate_spec
+
+    name = common["_parent"][1]
+    try:
+        sweep = validate_spec(SweepJobSpec, spec)
+    except SpecError as exc:
+        raise SpecError(f"step {name!r}: {exc.message}", field=f"jobs.{name}") from None
+    job = submit_sweep(ws, sweep, base_dir=base, compute=compute,
+                       experiment=common.get("experiment"), _parent=common["_parent"])
+    return job.id

@@ -180,3 +180,19 @@ def test_a_dead_sweep_runner_is_reaped_like_any_job(sws: Workspace) -> None:
     _wait_for(reaped, timeout=30)
     assert sws.jobs.get(job.id).status == "Failed"
     assert "runner" in (sws.jobs.get(job.id).error or "")
+
+
+def test_a_sweep_step_in_a_pipeline_hands_its_best_trial_to_the_next_step(
+        mlws: Callable[..., Result], sws: Workspace) -> None:
+    created = json.loads(mlws("job", "create", "-f", str(SPECS / "pipeline-sweep.yml"),
+                              "--wait", "-o", "json").stdout)
+    assert created["status"] == "Completed", created.get("error")
+    steps = {c.step_name: c for c in sws.jobs.children(created["id"])}
+    sweep = steps["sweep_step"]
+    assert sweep.type == "sweep" and sweep.status == "Completed"
+    view = sws.jobs.sweep_view(sweep.id)
+    assert sorted(t.params["x"] for t in view.trials) == [1, 2.5, 6]
+    assert view.best is not None and view.best.params == {"x": 2.5}  # target 3
+    assert {c.parent_id for c in sws.jobs.children(sweep.id)} == {sweep.id}
+    picked = sws.jobs.paths(steps["use"].id).outputs / "picked" / "x.txt"
+    assert picked.read_text() == "2.5"
