@@ -277,10 +277,22 @@ def link_best_outputs(ws: Workspace, sweep_id: str, trial_id: str) -> None:
 
 
 def kept_trials(ws: Workspace, old_id: str | None) -> list[dict[str, Any]]:
-    """The trials of sweep ``old_id`` that ended (a resume keeps them)."""
+    """The trials of sweep ``old_id`` that ended (a resume keeps them). A trial its runner
+    saw running (the runner died, or the sweep was canceled as it ended) counts when its
+    job completed with a value of the primary metric."""
     if not old_id:
         return []
-    return [t for t in read_state(ws, old_id).get("trials", []) if t.get("status") in FINAL]
+    metric = ws.jobs.get(old_id).spec["objective"]["primary_metric"]
+    kept = []
+    for t in read_state(ws, old_id).get("trials", []):
+        if t.get("status") not in FINAL and t.get("job"):
+            series = primary_series(ws, t["job"], metric)
+            if ws.jobs.get(t["job"]).status == JobStatus.COMPLETED.value and series:
+                t = {**t, "status": "Completed", "value": series[-1][1],
+                     "values": {str(i): v for i, v in series}}
+        if t.get("status") in FINAL:
+            kept.append(t)
+    return kept
 
 
 def carry_trials(kept: list[dict[str, Any]], old_id: str | None,

@@ -81,7 +81,7 @@ def submit_sweep(ws: Workspace, spec: SweepJobSpec | Mapping[str, Any], *,
                      "resume_from": resume_from})
         job = _record(ws, job_id, target, data, sweep.display_name or sweep.name,
                       experiment or sweep.experiment_name, _parent)
-        _launch(ws, job_id, target, paths, sweep.limits.timeout)
+        _launch(ws, job_id, target, paths)
     except BaseException:
         shutil.rmtree(paths.root, ignore_errors=True)
         raise
@@ -208,14 +208,14 @@ def _record(ws: Workspace, job_id: str, compute: str, spec: dict[str, Any],
             "environment": None, "env_hash": None, "spec": spec, "created_by": _user()}
 
 
-def _launch(ws: Workspace, job_id: str, compute: str, paths: Any,
-            timeout: float | None) -> None:
+def _launch(ws: Workspace, job_id: str, compute: str, paths: Any) -> None:
+    """The launch file (no timeout: ``limits.timeout`` cancels the sweep, see run.py)."""
     from jupyter_mlws.jobs.launch import Launch
     from jupyter_mlws.jobs.submit import package_dir
 
     Launch(job_id=job_id, workspace=str(ws.path), kind="sweep", compute=compute,
            compute_kind=ws.computes.get(compute).type, slot_dir=str(paths.root / "no-slot"),
-           argv=[], cwd=str(paths.root), timeout=timeout,
+           argv=[], cwd=str(paths.root),
            package_dir=str(package_dir())).write(paths.launch)
 
 

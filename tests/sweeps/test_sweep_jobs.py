@@ -161,25 +161,47 @@ def test_cancel_stops_the_trials_and_resume_runs_only_the_rest(
     assert len(sws.jobs.children(final.id)) == 5 - len(done_before)
 
 
-def test_a_dead_sweep_runner_is_reaped_like_any_job(sws: Workspace) -> None:
+def test_a_dead_sweep_runner_is_reaped_and_resume_keeps_the_trial_that_finished(
+        mlws: Callable[..., Result], sws: Workspace) -> None:
     import os
     import signal
 
     spec = {"type": "sweep", "trial": {"code": str(SPECS / "src"),
-            "command": "python sweep_objective.py --x ${{search_space.x}} --steps 2 --pause 30"},
-            "search_space": {"x": {"type": "choice", "values": [1]}},
+            "command": "python sweep_objective.py --x ${{search_space.x}} --steps 2 --pause 3"},
+            "search_space": {"x": {"type": "choice", "values": [2]}},
             "objective": {"goal": "minimize", "primary_metric": "loss"},
             "limits": {"max_total_trials": 1}}
     job = sws.jobs.submit_sweep(spec)
     pid = _wait_for(lambda: sws.jobs.get(job.id).runner_pid)
-    _wait_for(lambda: sws.jobs.sweep_view(job.id).trials)
+    trial = _wait_for(lambda: sws.jobs.sweep_view(job.id).trials)[0]
     os.kill(pid, signal.SIGKILL)
 
     def reaped() -> bool:
         return job.id in sws.jobs.reap_orphans() or sws.jobs.get(job.id).done
     _wait_for(reaped, timeout=30)
-    assert sws.jobs.get(job.id).status == "Failed"
-    assert "runner" in (sws.jobs.get(job.id).error or "")
+    dead = sws.jobs.get(job.id)
+    assert dead.status == "Failed" and "runner" in (dead.error or "")
+    assert sws.jobs.wait(str(trial.job), timeout=60).status == "Completed"  # it ran on
+    resumed = json.loads(mlws("job", "rerun", job.id, "--resume", "-o", "json").stdout)
+    final = sws.jobs.wait(resumed["id"], timeout=60)
+    assert final.status == "Completed", final.error
+    (kept,) = sws.jobs.sweep_view(final.id).trials
+    assert kept.job == trial.job and kept.carried_from == job.id and kept.value == 1.0
+    assert sws.jobs.children(final.id) == []  # nothing left to run
+
+
+def test_the_sweep_timeout_cancels_the_sweep_and_its_trials(sws: Workspace) -> None:
+    spec = {"type": "sweep", "trial": {"code": str(SPECS / "src"),
+            "command": "python sweep_objective.py --x ${{search_space.x}} --steps 2 --pause 60"},
+            "search_space": {"x": {"type": "uniform", "min_value": 0, "max_value": 1}},
+            "objective": {"goal": "minimize", "primary_metric": "loss"},
+            "limits": {"max_total_trials": 4, "max_concurrent_trials": 2, "timeout": 4,
+                       "trial_timeout": 300}}
+    job = sws.jobs.wait(sws.jobs.submit_sweep(spec).id, timeout=120)
+    assert job.status == "Canceled" and "timeout (4" in (job.error or "")
+    children = sws.jobs.children(job.id)
+    assert 1 <= len(children) <= 2 and all(c.status == "Canceled" for c in children)
+    assert all(c.spec["timeout"] == 300 for c in children)
 
 
 def test_a_sweep_step_in_a_pipeline_hands_its_best_trial_to_the_next_step(
