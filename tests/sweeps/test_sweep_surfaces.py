@@ -16,6 +16,16 @@ from jupyter_mlws.widgets.job_monitor import JobMonitor
 from tests.helpers import make_notebook, stop_jobs
 
 CODE = "from jupyter_mlws import run\nrun.log_metric('acc', C * 2, step=1)"
+NOTEBOOK_SWEEP = """\
+type: sweep
+trial:
+  notebook: nb/train.ipynb
+sampling_algorithm: grid
+search_space:
+  C: {type: choice, values: [0.5, 1.5, 3.0]}
+objective: {goal: maximize, primary_metric: acc}
+limits: {max_total_trials: 3, max_concurrent_trials: 2}
+"""
 
 
 @pytest.fixture
@@ -72,13 +82,9 @@ def test_sweep_magic_runs_a_notebook_sweep_and_shows_its_trials(
 
 def test_the_job_monitor_shows_a_sweep_table_best_and_plots(tmp_path: Path, ws: Workspace
                                                             ) -> None:
-    nb = make_notebook(tmp_path / "nb" / "train.ipynb", CODE, parameters="C = 1.0")
-    job = ws.jobs.submit_sweep({
-        "trial": {"notebook": str(nb)},
-        "search_space": {"C": {"type": "choice", "values": [0.5, 1.5, 3.0]}},
-        "sampling_algorithm": "grid",
-        "objective": {"goal": "maximize", "primary_metric": "acc"},
-        "limits": {"max_total_trials": 3, "max_concurrent_trials": 2}})
+    make_notebook(tmp_path / "nb" / "train.ipynb", CODE, parameters="C = 1.0")
+    (tmp_path / "sweep.yml").write_text(NOTEBOOK_SWEEP)  # a notebook trial, in sweepJob YAML
+    job = ws.jobs.create_from_file(tmp_path / "sweep.yml")
     try:
         monitor = JobMonitor(ws, job.id, poll_s=0.2)
         assert monitor.wait(timeout=180)
