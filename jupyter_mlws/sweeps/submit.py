@@ -85,10 +85,13 @@ def submit_sweep(ws: Workspace, spec: SweepJobSpec | Mapping[str, Any], *,
     except BaseException:
         shutil.rmtree(paths.root, ignore_errors=True)
         raise
-    if notes:
-        from jupyter_mlws.jobs.submit import _write_notes
+    if notes:  # at the top of the sweep's log (a link planted there: skipped)
+        import contextlib
 
-        _write_notes(paths, notes)
+        from jupyter_mlws.jobs.safe_files import open_log_for_append
+
+        with contextlib.suppress(OSError), open_log_for_append(paths.job_log) as f:
+            f.write("".join(f"[mlws] {n}\n" for n in notes).encode("utf-8"))
     return _create_and_start(ws, job, paths)
 
 
@@ -132,15 +135,28 @@ def _trial_template(ws: Workspace, sweep: SweepJobSpec, space: list[Expression],
         raise SpecError(f"{clash[0]!r} is both an input and a search space parameter",
                         field="search_space", hint="Rename one of them.")
     command = SEARCH_REF.sub(lambda m: "${{inputs." + m.group(1) + "}}", command)
-    from jupyter_mlws.jobs.submit import _check_command_template
-
-    _check_command_template(command, {**inputs, **{n: {"value": 1} for n in used}}, outputs)
+    _check_command(command, {**inputs, **{n: {} for n in used}}, list(outputs))
     code = None
     if trial.code:
         _snapshot(ws, (base / trial.code).resolve(), code_dir)
         code = str(code_dir)
     return {"kind": "command", "command": command, "code": code, "swept_inputs": sorted(used),
             **common}
+
+
+def _check_command(command: str, inputs: Mapping[str, Any], outputs: list[str]) -> None:
+    """Refuse a trial command naming inputs or outputs the sweep does not declare (or an
+    optional input outside ``$[[ ]]``)."""
+    from jupyter_mlws.assets.component import InputSpec, OutputSpec, check_command
+
+    declared = {k: InputSpec(type="string", optional=bool(isinstance(v, Mapping)
+                                                          and v.get("optional")))
+                for k, v in inputs.items()}
+    try:
+        check_command(command, declared,
+                      {k: OutputSpec(type="uri_folder") for k in outputs})
+    except ValueError as exc:
+        raise SpecError(str(exc), field="trial.command") from None
 
 
 def _component_trial(ws: Workspace, ref: str, names: list[str], base: Path,

@@ -79,6 +79,11 @@ def test_grid_over_a_distribution_and_too_many_concurrent_trials_are_refused(
             "trial": {"command": "echo ${{search_space.nope}}"},
             "search_space": {"lr": {"type": "uniform", "min_value": 0, "max_value": 1}},
             "objective": {"goal": "maximize", "primary_metric": "a"}})
+    with pytest.raises(SpecError, match=r"trial\.command.*inputs\.data, which is not declared"):
+        sws.jobs.submit_sweep({
+            "trial": {"command": "python t.py --lr ${{search_space.lr}} ${{inputs.data}}"},
+            "search_space": {"lr": {"type": "uniform", "min_value": 0, "max_value": 1}},
+            "objective": {"goal": "maximize", "primary_metric": "a"}})
     assert sws.jobs.list() == []
 
 
