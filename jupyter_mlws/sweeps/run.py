@@ -74,12 +74,18 @@ class SweepHandle:
         budget = int(limits.get("max_total_trials", 1000))
         grid = sampler.grid_size
         self.budget = min(budget, grid) if grid is not None else budget
-        self.concurrent = int(limits.get("max_concurrent_trials") or budget)
+        self.concurrent = int(limits.get("max_concurrent_trials") or self._slots(budget))
         self.timeout = limits.get("timeout")
         self.trials: list[dict[str, Any]] = carried
         self.stopped: str | None = None
         self._next_poll = 0.0
         self._dirty = True
+
+    def _slots(self, budget: int) -> int:
+        """Without max_concurrent_trials (Azure: all at once), as many trials as the compute
+        runs at once, so that a 1000-trial sweep does not start 1000 waiting runners."""
+        compute = self._ws.computes.get(self._ws.jobs.get(self._ctx.job_id).compute)
+        return max(1, min(budget, int(compute.spec.get("max_concurrent_jobs", 1))))
 
     def _say(self, text: str) -> None:
         """A line in the sweep's log (skipped when a link was planted there)."""
