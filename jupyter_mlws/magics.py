@@ -63,6 +63,9 @@ jupyter_mlws magics
   %mlws monitor JOB_ID                  a live monitor of a job
   %mlws browse [KIND]                   browse assets and their lineage
   %mlws workspace [PATH]                show the workspace, or switch to the one at PATH
+  %sweep [NOTEBOOK] --search NAME=EXPR... --metric M [--goal maximize|minimize] [--max-trials N]
+         [--max-concurrent N] [--sampling random|grid|bayesian] [--early-termination ...] [--wait]
+      run a notebook over a search space (trial jobs; the monitor shows them live)
   %mlws help"""
 
 
@@ -590,3 +593,6 @@ def load_ipython_extension(ipython: Any) -> None:
     from jupyter_mlws.deploy_magics import DeployMagics
 
     ipython.register_magics(DeployMagics)
+    from jupyter_mlws.sweeps.magics import SweepMagics  # %sweep
+
+    ipython.register_magics(SweepMagics)

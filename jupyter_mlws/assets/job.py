@@ -166,11 +166,18 @@ class PipelineStep(SpecModel):
     ignored_fields: ClassVar[frozenset[str]] = frozenset(
         {"resources", "distribution", "identity", "services", "queue_settings"})
 
-    type: Literal["command", "notebook", "pipeline"] = "command"
+    type: Literal["command", "notebook", "pipeline", "sweep"] = "command"
     display_name: str | None = None
     description: str | None = None
     tags: dict[str, str] = Field(default_factory=dict)
-    limits: JobLimits | None = None
+    #: A sweep step's limits are a sweep's (checked when the sweep is submitted).
+    limits: JobLimits | dict[str, Any] | None = None
+    #: The fields of a ``type: sweep`` step (see :mod:`jupyter_mlws.sweeps.spec`).
+    trial: str | dict[str, Any] | None = None
+    search_space: dict[str, Any] | None = None
+    sampling_algorithm: str | dict[str, Any] | None = None
+    objective: dict[str, Any] | None = None
+    early_termination: dict[str, Any] | None = None
     environment_variables: dict[str, str] = Field(default_factory=dict)
     component: str | dict[str, Any] | None = None
     command: str | None = None
@@ -190,6 +197,16 @@ class PipelineStep(SpecModel):
 
     @model_validator(mode="after")
     def _what(self) -> PipelineStep:
+        if self.type == "sweep":
+            if not (self.trial and self.search_space and self.objective):
+                raise ValueError("a sweep step needs trial, search_space and objective")
+            return self
+        if isinstance(self.limits, dict):
+            raise ValueError(f"limits of a {self.type} step take only timeout")
+        sweep_only = [k for k in ("trial", "search_space", "sampling_algorithm", "objective",
+                                  "early_termination") if getattr(self, k) is not None]
+        if sweep_only:
+            raise ValueError(f"{sweep_only[0]} belongs to a sweep step (type: sweep)")
         given = [x for x in (self.component, self.command, self.notebook) if x]
         if len(given) != 1:
             raise ValueError("a pipeline step needs exactly one of component, command or notebook")

@@ -161,6 +161,12 @@ def job_show(job_id: str, workspace_path: str | None, output: str) -> None:
     kept = kept_files(ws.jobs.paths(ws.jobs.get(job_id).id))
     data["artifacts"] = kept
     listed = [f"{'artifacts:' if i == 0 else '':<14}{k}" for i, k in enumerate(kept)]
+    if data.get("type") == "sweep":  # the trials table, sorted by the objective
+        from jupyter_mlws.sweeps.request import sweep_text
+
+        view = ws.jobs.sweep_view(job_id)
+        data["sweep"] = view.public_dict()
+        listed += ["trials:", sweep_text(view)]
     emit(data, output, table=lambda: click.echo("\n".join(detail_lines(data) + listed)))
 
 
@@ -200,13 +206,17 @@ def job_cancel(job_id: str, workspace_path: str | None) -> None:
 @click.argument("job_id")
 @click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE")
 @click.option("-c", "--compute")
+@click.option("--resume", is_flag=True,
+              help="A sweep: keep the trials that ended and run only the rest.")
 @WORKSPACE
 @OUTPUT
 def job_rerun(job_id: str, parameters: Sequence[tuple[str, str]], compute: str | None,
-              workspace_path: str | None, output: str) -> None:
-    """Submit a job again (parameters can be changed)."""
+              resume: bool, workspace_path: str | None, output: str) -> None:
+    """Submit a job again (parameters can be changed; a sweep can be resumed)."""
     ws = open_workspace(workspace_path)
     extra: dict[str, Any] = {"parameters": parse_pairs(parameters)}
+    if resume:
+        extra["resume"] = True
     if compute:
         extra["compute"] = compute
     _after_submit(ws, ws.jobs.rerun(job_id, **extra), False, False, output)
@@ -217,7 +227,74 @@ def job_rerun(job_id: str, parameters: Sequence[tuple[str, str]], compute: str |
 @click.option("-d", "--dest", type=click.Path(file_okay=False), default=".", show_default=True)
 @click.option("--what", type=click.Choice(["all", "outputs", "logs", "notebook"]), default="all",
               show_default=True)
+@click.option("--best", is_flag=True, help="A sweep: download its best trial.")
 @WORKSPACE
-def job_download(job_id: str, dest: str, what: str, workspace_path: str | None) -> None:
+def job_download(job_id: str, dest: str, what: str, best: bool,
+                 workspace_path: str | None) -> None:
     """Copy a job's outputs, logs and output notebook into DEST/<job id>."""
-    click.echo(str(open_workspace(workspace_path).jobs.download(job_id, dest, what=what)))
+    ws = open_workspace(workspace_path)
+    if best:
+        job_id = ws.jobs.best_trial(job_id)
+    click.echo(str(ws.jobs.download(job_id, dest, what=what)))
+
+
+@job.command("sweep")
+@click.argument("notebook", type=click.Path(exists=True, dir_okay=False))
+@click.option("--search", "searches", multiple=True, metavar="NAME=EXPR",
+              help="A swept parameter, e.g. 'C=loguniform(-4,2)' or "
+              "'kernel=choice(\"rbf\",\"linear\")' (repeatable).")
+@click.option("--metric", required=True, help="The primary metric the notebook logs.")
+@click.option("--goal", type=click.Choice(["maximize", "minimize"]), default="maximize",
+              show_default=True)
+@click.option("--max-trials", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--max-concurrent", type=click.IntRange(min=1), help="Default: 2.")
+@click.option("--sampling", type=click.Choice(["random", "grid", "bayesian"]), default="random",
+              show_default=True)
+@click.option("--seed", type=int, help="Seed of the random and bayesian samplers.")
+@click.option("--early-termination", type=click.Choice(["bandit", "median", "truncation"]))
+@click.option("--slack-factor", type=float, help="Bandit slack factor (default 0.1).")
+@click.option("--truncation-percentage", type=float, help="Default 20.")
+@click.option("--evaluation-interval", type=click.IntRange(min=1), default=1)
+@click.option("--delay-evaluation", type=click.IntRange(min=0), default=0)
+@click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A fixed parameter of every trial (a Python literal).")
+@click.option("--trial-timeout", type=float, help="Fail a trial after this many seconds.")
+@click.option("--timeout", type=float, help="Stop the sweep after this many seconds.")
+@click.option("-e", "--environment")
+@click.option("-c", "--compute")
+@click.option("--experiment")
+@click.option("--wait", is_flag=True, help="Wait until the sweep ends, then show its trials.")
+@WORKSPACE
+@OUTPUT
+def job_sweep(notebook: str, searches: Sequence[str], metric: str, goal: str, max_trials: int,
+              max_concurrent: int | None, sampling: str, seed: int | None,
+              early_termination: str | None, slack_factor: float | None,
+              truncation_percentage: float | None, evaluation_interval: int,
+              delay_evaluation: int, parameters: Sequence[tuple[str, str]],
+              trial_timeout: float | None, timeout: float | None, environment: str | None,
+              compute: str | None, experiment: str | None, wait: bool,
+              workspace_path: str | None, output: str) -> None:
+    """Run a notebook over a search space: one trial job per drawn set of parameters."""
+    from jupyter_mlws.sweeps.request import notebook_sweep_spec, sweep_text
+
+    ws = open_workspace(workspace_path)
+    spec = notebook_sweep_spec(
+        notebook, searches, metric=metric, goal=goal, max_trials=max_trials,
+        max_concurrent=max_concurrent or min(2, max_trials), sampling=sampling, seed=seed,
+        early_termination=early_termination, slack_factor=slack_factor,
+        truncation_percentage=truncation_percentage, evaluation_interval=evaluation_interval,
+        delay_evaluation=delay_evaluation, environment=environment,
+        parameters=parse_pairs(parameters), timeout=timeout, trial_timeout=trial_timeout)
+    j = ws.jobs.submit_sweep(spec, compute=compute, experiment=experiment)
+    if wait:
+        j = ws.jobs.wait(j.id)
+    if output != "table":
+        emit({**j.public_dict(), "sweep": ws.jobs.sweep_view(j.id).public_dict()}, output)
+    else:
+        click.echo(f"Sweep {j.id}: {j.status}" + (f" ({j.error})" if j.error else ""))
+        if wait:
+            click.echo(sweep_text(ws.jobs.sweep_view(j.id)))
+        else:
+            click.echo(f"  see its trials with `mlws job show {j.id}`")
+    if wait and j.status != "Completed":
+        raise SystemExit(1)

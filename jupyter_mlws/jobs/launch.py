@@ -18,7 +18,7 @@ from jupyter_mlws.errors import LaunchFormatError
 from jupyter_mlws.fileio import write_text_atomic
 
 LAUNCH_VERSION = 1
-JobKind = Literal["notebook", "command", "pipeline"]
+JobKind = Literal["notebook", "command", "pipeline", "sweep"]
 
 __all__ = ["LAUNCH_VERSION", "Launch", "LaunchFormatError"]
 

@@ -48,6 +48,11 @@ class JobLifecycle(JobQueries):
         """Submit a job again with the same inputs (parameters may be overridden)."""
         submit = cast("JobSubmission", self)
         job = self.get(job_id)
+        if job.type == "sweep":  # resume=True keeps the trials that ended
+            from jupyter_mlws.sweeps.submit import rerun_sweep
+
+            return rerun_sweep(self._ws, job, resume=bool(overrides.get("resume")),
+                               compute=overrides.get("compute"))
         spec = job.spec
         if job.type == "notebook":
             params = {**spec.get("parameters", {}), **overrides.pop("parameters", {})}

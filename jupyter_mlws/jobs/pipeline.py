@@ -130,6 +130,10 @@ def _submit_step(ws: Workspace, pipeline_id: str, name: str, step: dict[str, Any
     note = (settings.get("compute_notes") or {}).get(name)
     common: dict[str, Any] = {"compute": compute, "experiment": pipe.get("experiment_name"),
                               "_parent": (pipeline_id, name)}
+    if step.get("type") == "sweep":  # trials of the step's sweep are its children
+        from jupyter_mlws.sweeps.submit import submit_sweep_step
+
+        return submit_sweep_step(ws, step, inputs, outputs, base, compute, common)
     code = step.get("code")
     code_path = str((base / code).resolve()) if code else None
     timeout = (step.get("limits") or {}).get("timeout")

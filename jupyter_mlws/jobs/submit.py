@@ -414,6 +414,10 @@ class JobSubmission(JobQueries):
         refuse_cloud_only(data, where=str(p))
         refuse_cloud_inputs(data)
         kind = data.get("type", "command")
+        if kind == "sweep":
+            from jupyter_mlws.sweeps.submit import submit_sweep_file
+
+            return submit_sweep_file(self._ws, data, p, index, **overrides)
         base = p.parent.resolve()
         data, notes = drop_local_noops(dict(data), where=str(p))
         if kind == "pipeline":
@@ -430,7 +434,7 @@ class JobSubmission(JobQueries):
             return self.submit_pipeline(pipe, base_dir=base, **overrides)
         if kind != "command":
             raise SpecError(f"unknown job type {kind!r}", file=str(p), line=index.get(("type",)),
-                            hint="Use command or pipeline.")
+                            hint="Use command, pipeline or sweep.")
         env = data.get("environment")
         if isinstance(env, dict):
             data["environment"] = EnvironmentSpec.prepare_yaml(env, base, str(p))

@@ -123,6 +123,7 @@ class JobMonitor(widgets.VBox):
         self.progress: dict[str, int] | None = None
         self.metrics: list[Any] = []
         self.error: str | None = None
+        self.sweep: Any = None  # a sweep's view (its trials), refreshed each poll
         self.job: Any = ws.jobs.get(job_id)  # an unknown id fails here, not in the thread
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -151,11 +152,12 @@ class JobMonitor(widgets.VBox):
         self._plot = widgets.HTML()
         self._links = widgets.HTML()
         self._message = widgets.HTML()
+        self._sweep = widgets.HTML()  # a sweep's trials (jupyter_mlws.widgets.sweep_view)
         super().__init__(children=[
             widgets.HBox([self._title, self._cancel],
                           layout=widgets.Layout(align_items="center")),
             self._timeline, self._bar_row, self._message, self._log,
-            widgets.HBox([self._metrics, self._plot]),
+            widgets.HBox([self._metrics, self._plot]), self._sweep,
             self._links,
         ], layout=widgets.Layout(border="1px solid #ddd", padding="6px"))
         self.poll()
@@ -223,6 +225,11 @@ class JobMonitor(widgets.VBox):
                                        or self.progress is None):
             self.progress = self.ws.jobs.progress(self.job_id)
         self.error = job.error
+        if job.type == "sweep":
+            from jupyter_mlws.widgets.sweep_view import sweep_html
+
+            self.sweep = self.ws.jobs.sweep_view(self.job_id)
+            self._sweep.value = sweep_html(self.sweep)
         self._render(job, self.ws.jobs.events(self.job_id))
         if job.done:
             self._links.value = self._render_links(job)
