@@ -296,7 +296,8 @@ class VenvMaterializer:
         packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
         if self.uv:
-            create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
+            # --seed: pip in the venv, as `python -m venv` gives it (jobs run `pip ...`)
+            create = [self.uv, "venv", "--seed", "--python", uv_python or self.python, str(tmp)]
         else:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
         self._run(create, "create the venv", lines, log)
