@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +32,9 @@ from jupyter_mlws.operations.datastores import DEFAULT_DATASTORE, DatastoreOpera
 from jupyter_mlws.operations.environments import EnvironmentOperations
 from jupyter_mlws.operations.models import ModelOperations
 from jupyter_mlws.store import AbstractStore, default_uri, open_store
+
+if TYPE_CHECKING:
+    from jupyter_mlws.endpoints.operations import EndpointOperations
 
 WORKSPACE_DIRNAME = ".mlws"
 SETTINGS_FILE = "workspace.yaml"
@@ -118,10 +121,18 @@ class Workspace:
         from jupyter_mlws.jobs.operations import JobOperations
 
         self.jobs = JobOperations(self)
-        from jupyter_mlws.endpoints.operations import EndpointOperations
-
-        self.endpoints = EndpointOperations(self)
         self._builders: dict[str, Any] = {}
+        self._endpoints: EndpointOperations | None = None
+
+    @property
+    def endpoints(self) -> EndpointOperations:
+        """Online endpoints (:class:`~jupyter_mlws.endpoints.operations.EndpointOperations`),
+        loaded on first use: submitting a job does not import the endpoint code."""
+        if self._endpoints is None:
+            from jupyter_mlws.endpoints.operations import EndpointOperations
+
+            self._endpoints = EndpointOperations(self)
+        return self._endpoints
 
     # --- opening -------------------------------------------------------------------------------
 

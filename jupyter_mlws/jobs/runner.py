@@ -24,8 +24,6 @@ from jupyter_mlws.jobs.launch import Launch
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
 
-SLOT_POLL_S = 0.1
-
 
 def try_lock(path: Path) -> TextIO | None:
     """An exclusive lock on ``path`` held by the returned open file, or ``None`` if taken."""
@@ -51,17 +49,22 @@ def is_locked(path: Path) -> bool:
 
 
 def wait_for_slot(launch: Launch, paths: JobPaths) -> TextIO | None:
-    """Take one of the compute's slots; ``None`` if the job was canceled while waiting."""
+    """Take one of the compute's slots in submission order (see :mod:`jupyter_mlws.jobs.queue`);
+    ``None`` if the job was canceled while waiting."""
+    from jupyter_mlws.jobs import queue
+
     slot_dir = Path(launch.slot_dir)
-    n = max(1, launch.max_concurrent)
-    while True:
-        for i in range(n):
-            held = try_lock(slot_dir / f"slot-{i}.lock")
-            if held is not None:
-                return held
-        if paths.cancel_flag.exists():
+    ticket, held = queue.adopt_ticket(os.environ, slot_dir, launch.job_id)
+    canceled = paths.cancel_flag.exists
+    try:
+        if not queue.wait_turn(ticket, canceled):
             return None
-        time.sleep(SLOT_POLL_S)
+        slot = queue.take_slot(slot_dir, max(1, launch.max_concurrent), canceled)
+        if slot is not None:
+            print(f"[mlws] took a slot of {launch.compute} at {time.time_ns()}", flush=True)
+        return slot
+    finally:
+        queue.leave(ticket, held)
 
 
 def main(argv: list[str]) -> int:
