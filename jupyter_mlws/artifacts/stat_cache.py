@@ -3,21 +3,21 @@
 An entry is keyed by the file's absolute path and remembers its size, ``mtime_ns``, ``ctime_ns``
 and inode with the sha256 found. Any difference (an edit keeping the size, a file replaced by a
 rename, a ``touch`` that put an old mtime back, which still moves ``ctime``) means hashing again.
-A file changed in the same instant it was hashed could keep its stat, so an entry whose mtime is
-not safely older than the moment of hashing is never trusted (git's "racily clean" rule).
+A file changed in the same instant it was hashed could keep its stat (file times are coarse), so
+an entry whose ctime is not safely older than the moment of hashing is never trusted (git's
+"racily clean" rule).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 #: Most entries kept (the newest); an old entry costs only a re-hash.
 MAX_ENTRIES = 50_000
-#: How much older than the hashing moment a file's mtime must be for its entry to be trusted.
+#: How much older than the hashing moment a file's ctime must be for its entry to be trusted.
 RACY_NS = 2_000_000_000
 
 
@@ -45,7 +45,7 @@ class StatCache:
         if not isinstance(entry, list) or len(entry) != 6:
             return None
         *key, hashed_at, sha = entry
-        if key != _key(st) or st.st_mtime_ns > int(hashed_at) - RACY_NS:
+        if key != _key(st) or st.st_ctime_ns > int(hashed_at) - RACY_NS:
             return None
         return str(sha)
 
@@ -71,6 +71,3 @@ class StatCache:
             pass  # a cache that cannot be written only costs re-hashing next time
         self._dirty = False
 
-
-def now_ns() -> int:
-    return time.time_ns()

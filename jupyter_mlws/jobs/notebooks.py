@@ -154,7 +154,7 @@ def _parameter(node: Any, source: str, lines: list[str]) -> dict[str, Any] | Non
                      and isinstance(annotation.value, str) else ast.unparse(annotation))
         if not re.fullmatch(r"\w[\w\[\],\s]*", type_name):
             return None
-    tail = line[(node.end_col_offset or len(line)):].strip()
+    tail = line[(node.value.end_col_offset or len(line)):].strip()
     help_text = ""
     if tail.startswith("#"):
         help_text = tail[1:].strip()
