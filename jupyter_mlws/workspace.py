@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from jupyter_mlws import __version__
+from jupyter_mlws.agent import JobAgentSettings
 from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.assets.yaml_io import load_yaml
@@ -58,6 +59,10 @@ class WorkspaceSettings(BaseModel):
     )
     registry: str | None = Field(
         default=None, description="A container registry to pull/push environment images."
+    )
+    job_agent: JobAgentSettings = Field(
+        default_factory=JobAgentSettings,
+        description="Warm kernels for notebook jobs on this machine (jupyter_mlws.agent).",
     )
     compute_map: dict[str, str] = Field(
         default_factory=dict,

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from jupyter_mlws.errors import LaunchFormatError, MlwsError
 from jupyter_mlws.jobs.launch import Launch
@@ -67,6 +67,18 @@ def wait_for_slot(launch: Launch, paths: JobPaths) -> TextIO | None:
         queue.leave(ticket, held)
 
 
+def _warm_start(launch: Launch, python: str, paths: JobPaths) -> Any:
+    """The job on a warm kernel of the workspace's job agent, or ``None`` (it starts cold)."""
+    try:
+        from jupyter_mlws.agent.client import warm_start
+
+        return warm_start(launch, python, paths)
+    except Exception as exc:  # the agent accelerates; it never fails a job
+        print(f"[mlws] the job agent could not be used ({type(exc).__name__}: {exc})",
+              flush=True)
+        return None
+
+
 def main(argv: list[str]) -> int:
     paths = JobPaths(Path(argv[0]))
     try:
@@ -90,7 +102,8 @@ def main(argv: list[str]) -> int:
 
             python = launch.python
             try:
-                prestarted = start_job(launch, python, paths)
+                prestarted = _warm_start(launch, python, paths) or start_job(launch, python,
+                                                                             paths)
                 runtime = Runtime(python=python, env_hash=launch.env_hash)
             except MlwsError:
                 pass  # the target starts it again and reports the failure in the job
