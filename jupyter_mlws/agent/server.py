@@ -180,7 +180,7 @@ class Agent:
             chan.send({"op": "status", "pid": os.getpid(), "served": self.served,
                        "cpu_s": times.user + times.system,
                        "children_cpu_s": times.children_user + times.children_system,
-                       "memory": self.memory(),
+                       "memory": self.memory(), "per_worker": self.per_worker,
                        "workers": {p: [w.proc.pid for w in ws] for p, ws in self.pool.items()},
                        "ready": sum(w.ready for ws in self.pool.values() for w in ws)})
         elif op == "stop":
