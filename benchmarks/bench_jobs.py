@@ -56,7 +56,11 @@ def agent_env(on: bool) -> dict[str, str]:
 
 def wait_warm(ws: Workspace, timeout: float = 120.0) -> dict[str, Any] | None:
     """Start the agent if needed and wait until a warm worker is ready."""
+    before = os.environ.get("MLWS_JOB_AGENT")
+    os.environ["MLWS_JOB_AGENT"] = "1"  # (the agent reads it too)
     client.start_agent(ws.path, python=sys.executable)
+    if before is not None:
+        os.environ["MLWS_JOB_AGENT"] = before
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = client.request(ws.path, {"op": "status"})[0]

@@ -75,6 +75,7 @@ def start_agent(workspace: str | Path, pythonpath: str | None = None,
     env = {**os.environ, TOKEN_VAR: new_token(), "PYTHONPATH": os.pathsep.join(
         p for p in (str(package_dir().parent), os.environ.get("PYTHONPATH")) if p)}
     env["MLWS_AGENT_PYTHONPATH"] = pythonpath or str(package_dir().parent)
+    env.pop("MLWS_SECRET_KEY", None)  # (crypto.ENV_SECRET_KEY: the agent opens no credential)
     subprocess.Popen([sys.executable, "-m", "jupyter_mlws.agent.server", str(workspace),
                       *([python] if python else [])],
                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -97,7 +97,10 @@ class Agent:
     def _spawn(self, python: str) -> Worker:
         mine, theirs = socket.socketpair()
         token = new_token()
-        env = {k: v for k, v in os.environ.items() if k not in ("MLWS_SECRET_KEY",)}
+        from jupyter_mlws.crypto import ENV_SECRET_KEY
+
+        # the secret key opens every stored credential: a job's code never needs it
+        env = {k: v for k, v in os.environ.items() if k != ENV_SECRET_KEY}
         env[TOKEN_VAR] = token
         lib = env.get("MLWS_AGENT_PYTHONPATH")
         if lib:
