@@ -192,7 +192,7 @@ def breakdown(ws: Workspace, nb: Path, repeat: int) -> list[tuple[str, ...]]:
         rows.append((f"e. API submit -> Completed, {label}", med(totals),
                      f"submitted -> Running {med(queued)}", "(report)",
                      f"Running {med(running)}; ended -> seen {med(after)}"))
-    status = client.request(ws.path, {"op": "status"})[0] or {}
+    status = wait_warm(ws) or {}  # the pool refilled: its memory with a warm kernel
     rows.append(("e. agent: CPU (own / its workers)",
                  f"{status.get('cpu_s', 0):.2f} s / {status.get('children_cpu_s', 0):.2f} s",
                  f"{status.get('served', 0)} jobs served", "(report)",
