@@ -1,11 +1,20 @@
-"""Job figures, each beside a baseline measured in the same run.
+"""Job figures, each beside a baseline measured in the same run, interleaved, with the load.
 
-1. A trivial 4-cell notebook job on `local`, submit -> Completed (output stored), against
-   `papermill in.ipynb out.ipynb` run directly. Target: overhead under 15 % of papermill.
-2. The same job on `docker` with a cached image: submit -> Running, total, container start cost
-   (a bare `docker run --rm IMAGE true`).
-3. 50 jobs submitted at once to `local` with max concurrency 2: all complete, none lost or
-   duplicated; total time against 25 x the single-job time.
+The notebook is papermill's ``simple_execute.ipynb`` shape: a ``parameters`` cell setting
+``msg = None`` and a cell printing it; every job gets ``-p msg hi``.
+
+a. CLI ``mlws job notebook NB -p msg hi --wait`` (submit -> Completed, output stored) against
+   the ``papermill`` CLI, cold (no job agent) and warm (a warm kernel waiting).
+b. ``%submit NB -p msg hi --wait`` in a live kernel against ``papermill.execute_notebook``
+   called in that kernel.
+c. CLI submit-only (``mlws job notebook NB -p msg hi``), p50/p95, beside ``python -c pass``.
+d. N jobs at once at concurrency 2 against N/2 x one job (warm agent off: the work is the same).
+e. Cold vs warm through the Python API, with the job's own timestamps (where the time goes);
+   the agent's CPU time and the pool's memory.
+f. (with Docker) the docker figures of before: submit -> Running, total, container start.
+
+The CLI runs as ``python -m jupyter_mlws.cli`` (the ``mlws`` script does the same; a version
+manager's shim in front of it would add its own start-up).
 
 Run: python benchmarks/bench_jobs.py [--repeat N] [--jobs 50] [--no-docker]
 """
@@ -13,34 +22,242 @@ Run: python benchmarks/bench_jobs.py [--repeat N] [--jobs 50] [--no-docker]
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import make_notebook, print_table  # noqa: E402
+from _util import make_notebook, percentiles, print_table  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
+from jupyter_mlws.agent import client  # noqa: E402
+
+CLI = [sys.executable, "-m", "jupyter_mlws.cli"]
 
 
-def job_times(ws: Workspace, nb: Path, compute: str, **kw: object) -> tuple[float, float]:
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+CPU: list[float] = []  # CPU seconds (user + system) of each process run by run()
+
+
+def run(argv: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of ``argv``; its CPU time (less sensitive to load) goes to ``CPU``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run(argv, check=True, capture_output=True, env=env)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return wall
+
+
+def agent_env(on: bool) -> dict[str, str]:
+    return {**os.environ, "MLWS_JOB_AGENT": "1" if on else "0"}
+
+
+def wait_warm(ws: Workspace, timeout: float = 120.0) -> dict[str, Any] | None:
+    """Start the agent if needed and wait until a warm worker is ready."""
+    before = os.environ.get("MLWS_JOB_AGENT")
+    os.environ["MLWS_JOB_AGENT"] = "1"  # (the agent reads it too)
+    client.start_agent(ws.path, python=sys.executable)
+    if before is not None:
+        os.environ["MLWS_JOB_AGENT"] = before
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = client.request(ws.path, {"op": "status"})[0]
+        if status and status.get("ready"):
+            return status
+        time.sleep(0.05)
+    return None
+
+
+def api_job(ws: Workspace, nb: Path, compute: str = "local", **kw: Any) -> tuple[float, Any]:
     t0 = time.perf_counter()
-    job = ws.jobs.submit_notebook(nb, {"n": 3}, compute=compute, **kw)  # type: ignore[arg-type]
-    running = None
-    while True:
-        j = ws.jobs.get(job.id)
-        if running is None and j.status in ("Running", "Completed", "Failed"):
-            running = time.perf_counter() - t0
-        if j.done:
-            break
-        time.sleep(0.02)
+    job = ws.jobs.submit_notebook(nb, {"msg": "hi"}, compute=compute, **kw)
+    done = ws.jobs.wait(job.id, timeout=3600, poll_s=0.01)
     total = time.perf_counter() - t0
-    assert j.status == "Completed", ws.jobs.logs(job.id)
+    assert done.status == "Completed", ws.jobs.logs(job.id)
     assert ws.jobs.paths(job.id).notebook_out.exists()
-    return running or total, total
+    return total, done
+
+
+def med(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.2f} s"
+
+
+def cli_figures(ws: Workspace, nb: Path, root: Path, repeat: int) -> list[tuple[str, ...]]:
+    """(a) and (c), interleaved: papermill, cold CLI, warm CLI, submit-only."""
+    papermill, cold, warm, submit, floor = [], [], [], [], []
+    submit_cpu: list[float] = []
+    base = [*CLI, "job", "notebook", str(nb), "-p", "msg", "hi", "-w", str(ws.path)]
+    for i in range(repeat):
+        papermill.append(run(["papermill", str(nb), str(root / f"pm{i}.ipynb"), "-p", "msg",
+                              "hi"]))
+        client.request(ws.path, {"op": "stop"})
+        cold.append(run([*base, "--wait"], agent_env(False)))
+        wait_warm(ws)
+        warm.append(run([*base, "--wait"], agent_env(True)))
+        submit.append(run(base, agent_env(False)))
+        submit_cpu.append(CPU[-1])
+        floor.append(run([sys.executable, "-c", "pass"]))
+    p = statistics.median(papermill)
+    p50, p95 = percentiles(submit)
+    return [
+        ("a. CLI --wait, cold (no agent)", med(cold), f"{p:.2f} s papermill CLI",
+         "<= 1.0x", f"{statistics.median(cold) / p:.2f}x"),
+        ("a. CLI --wait, warm kernel", med(warm), f"{p:.2f} s papermill CLI", "<= 0.5x",
+         f"{statistics.median(warm) / p:.2f}x"),
+        ("c. CLI submit-only p50 / p95", f"{p50:.3f} / {p95:.3f} s",
+         f"{statistics.median(floor):.3f} s python -c pass", "p50 < 0.3 s",
+         "yes" if p50 < 0.3 else "NO"),
+        ("c. CLI submit-only, CPU time (user+sys)", med(submit_cpu), "", "(report)", ""),
+    ]
+
+
+KERNEL_SETUP = """
+import os, time, papermill
+os.environ['MLWS_WORKSPACE'] = {ws!r}
+os.environ['MLWS_JOB_AGENT'] = '1'
+get_ipython().run_line_magic('load_ext', 'jupyter_mlws')
+"""
+KERNEL_ROUND = """
+t = time.perf_counter()
+papermill.execute_notebook({nb!r}, {out!r}, parameters={{'msg': 'hi'}}, progress_bar=False)
+pm = time.perf_counter() - t
+t = time.perf_counter()
+get_ipython().run_line_magic('submit', {line!r})
+print('TIMES', pm, time.perf_counter() - t)
+"""
+
+
+def kernel_figures(ws: Workspace, nb: Path, root: Path, repeat: int) -> list[tuple[str, ...]]:
+    """(b): ``%submit --wait`` and papermill, both in one live kernel, interleaved."""
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3")
+    outputs: list[str] = []
+
+    def execute(code: str) -> None:
+        outputs.clear()
+        kc.execute_interactive(code, timeout=600, output_hook=lambda m: outputs.append(
+            str(m.get("content", {}).get("text", ""))))
+
+    try:
+        execute(KERNEL_SETUP.format(ws=str(ws.path)))
+        execute(KERNEL_ROUND.format(nb=str(nb), out=str(root / "k0.ipynb"),
+                                    line=f"{nb} -p msg hi --wait"))  # warm-up: imports
+        pm, sub = [], []
+        for i in range(repeat):
+            wait_warm(ws)
+            execute(KERNEL_ROUND.format(nb=str(nb), out=str(root / f"k{i + 1}.ipynb"),
+                                        line=f"{nb} -p msg hi --wait"))
+            line = next(t for t in "".join(outputs).splitlines() if t.startswith("TIMES"))
+            a, b = (float(x) for x in line.split()[1:])
+            pm.append(a)
+            sub.append(b)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    p = statistics.median(pm)
+    return [("b. %submit --wait in a kernel (warm)", med(sub),
+             f"{p:.2f} s papermill in that kernel", "(report)",
+             f"{statistics.median(sub) / p:.2f}x")]
+
+
+def breakdown(ws: Workspace, nb: Path, repeat: int) -> list[tuple[str, ...]]:
+    """(e): the Python API, cold vs warm, and where a job's time goes."""
+    rows = []
+    for label, warm in (("cold", False), ("warm", True)):
+        os.environ["MLWS_JOB_AGENT"] = "1" if warm else "0"
+        totals, queued, running, after = [], [], [], []
+        for _ in range(repeat):
+            if warm:
+                wait_warm(ws)
+            else:
+                client.request(ws.path, {"op": "stop"})
+            t0 = time.time()
+            total, job = api_job(ws, nb)
+            totals.append(total)
+            queued.append(job.started_at.timestamp() - job.created_at.timestamp())
+            running.append(job.ended_at.timestamp() - job.started_at.timestamp())
+            after.append(t0 + total - job.ended_at.timestamp())
+        rows.append((f"e. API submit -> Completed, {label}", med(totals),
+                     f"submitted -> Running {med(queued)}", "(report)",
+                     f"Running {med(running)}; ended -> seen {med(after)}"))
+    status = wait_warm(ws) or {}  # the pool refilled: its memory with a warm kernel
+    rows.append(("e. agent: CPU (own / its workers)",
+                 f"{status.get('cpu_s', 0):.2f} s / {status.get('children_cpu_s', 0):.2f} s",
+                 f"{status.get('served', 0)} jobs served", "(report)",
+                 f"pool memory {status.get('memory', 0) / 2**20:.0f} MiB, "
+                 f"{status.get('ready', 0)} warm"))
+    os.environ["MLWS_JOB_AGENT"] = "0"
+    client.request(ws.path, {"op": "stop"})
+    return rows
+
+
+def slot_taken_at(ws: Workspace, job_id: str) -> int:
+    text = (ws.jobs.paths(job_id).logs / "runner.log").read_text()
+    return int(next(line.rsplit(" ", 1)[1] for line in text.splitlines()
+                    if "took a slot" in line))
+
+
+def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
+    """(d): n jobs at once at concurrency 2 against n/2 x one job (cold, agent off)."""
+    os.environ["MLWS_JOB_AGENT"] = "0"
+    ws.computes.create("pair", type="local", max_concurrent_jobs=2)
+    single = statistics.median(api_job(ws, nb, "pair")[0] for _ in range(3))
+    t0 = time.perf_counter()
+    ids = [ws.jobs.submit_notebook(nb, {"msg": str(i)}, compute="pair").id for i in range(n)]
+    submitted = time.perf_counter() - t0
+    finished = [ws.jobs.wait(i, timeout=3600, poll_s=0.05) for i in ids]
+    total = time.perf_counter() - t0
+    ok = sum(j.status == "Completed" for j in finished)
+    taken = [slot_taken_at(ws, i) for i in ids]
+    fifo = taken == sorted(taken)
+    ideal = single * n / 2
+    return [(f"d. {n} jobs at once, concurrency 2", f"{total:.1f} s",
+             f"{ideal:.1f} s ({n // 2} x single {single:.2f} s)", "<= 1.1x",
+             f"{total / ideal:.2f}x; {ok}/{n} completed; slots taken in order: {fifo}"),
+            (f"d. {n} jobs: time to submit all", f"{submitted:.2f} s", "", "", "")]
+
+
+def docker_figures(ws: Workspace, nb: Path, repeat: int, local: float) -> list[tuple[str, ...]]:
+    from jupyter_mlws.docker_engine import docker_client
+
+    client_ = docker_client()
+    ws.computes.create("box", type="docker", max_concurrent_jobs=2)
+    env = "MLWS-python-3.11-minimal"
+    image = ws.environments.build(env, builder="docker").image  # cached after this
+    runs = []
+    for _ in range(repeat + 1):
+        t0 = time.perf_counter()
+        job = ws.jobs.submit_notebook(nb, {"msg": "hi"}, compute="box", environment=env)
+        running = None
+        while not (j := ws.jobs.get(job.id)).done:
+            if running is None and j.status == "Running":
+                running = time.perf_counter() - t0
+            time.sleep(0.02)
+        assert j.status == "Completed", ws.jobs.logs(job.id)
+        runs.append((running or 0.0, time.perf_counter() - t0))
+    runs = runs[1:]  # the first one warms up
+    starts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        client_.containers.run(image, ["true"], remove=True)
+        starts.append(time.perf_counter() - t)
+    return [("f. docker notebook job: submit -> Running", med([r[0] for r in runs]), "",
+             "(report)", ""),
+            ("f. docker notebook job: total", med([r[1] for r in runs]),
+             f"{local:.2f} s (local, cold)", "(report)", ""),
+            ("f. container start (docker run --rm IMAGE true)", med(starts), "", "(report)", "")]
 
 
 def main() -> None:
@@ -49,71 +266,30 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=50)
     ap.add_argument("--no-docker", action="store_true")
     args = ap.parse_args()
-    rows = []
+    rows: list[tuple[str, ...]] = [("load average at start", load(), "", "", "")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         ws = Workspace.init(root / "p")
-        nb = make_notebook(root / "code" / "trivial.ipynb", "m = n * 2", "print(m)",
-                           "total = sum(range(m))")
-        job_times(ws, nb, "local")  # warm up: imports, kernel spec cache
-        subprocess.run(["papermill", str(nb), str(root / "warm.ipynb")], check=True,
-                       capture_output=True)
-
-        ours, direct = [], []
-        for i in range(args.repeat):  # interleaved, so load affects both alike
-            t = time.perf_counter()
-            subprocess.run(["papermill", str(nb), str(root / f"out{i}.ipynb"), "-p", "n", "3"],
-                           check=True, capture_output=True)
-            direct.append(time.perf_counter() - t)
-            ours.append(job_times(ws, nb, "local")[1])
-        p, o = statistics.median(direct), statistics.median(ours)
-        overhead = (o - p) / p
-        rows.append(("notebook job on local: median total", f"{o:.2f} s", f"{p:.2f} s (papermill)",
-                     "overhead < 15 %", f"{overhead * 100:.0f} % " + ("yes" if overhead < 0.15
-                                                                      else "NO")))
-
-        # concurrency first: measured right after docker jobs, the single-job baseline is skewed
-        ws.computes.create("pair", type="local", max_concurrent_jobs=2)
-        single = statistics.median(job_times(ws, nb, "pair")[1] for _ in range(3))
-        t0 = time.perf_counter()
-        ids = [ws.jobs.submit_notebook(nb, {"n": i}, compute="pair").id for i in range(args.jobs)]
-        submitted = time.perf_counter() - t0
-        finished = [ws.jobs.wait(i, timeout=3600) for i in ids]
-        total = time.perf_counter() - t0
-        ok = sum(j.status == "Completed" for j in finished)
-        listed = {j.id for j in ws.jobs.list(limit=None)}
-        lost = len(set(ids) - listed)
-        dup = len(ids) - len(set(ids))
-        ideal = single * args.jobs / 2
-        rows.append((f"{args.jobs} jobs at once, concurrency 2: total",
-                     f"{total:.1f} s", f"{ideal:.1f} s ({args.jobs // 2} x single {single:.2f} s)",
-                     "all complete", f"{ok}/{args.jobs} completed, {lost} lost, {dup} dup, "
-                     f"ratio {total / ideal:.2f}"))
-        rows.append((f"{args.jobs} jobs: time to submit all", f"{submitted:.2f} s", "", "", ""))
-        if not args.no_docker:
-            from jupyter_mlws.workspace import docker_client
-
-            client = docker_client()
-            ws.computes.create("box", type="docker", max_concurrent_jobs=2)
-            env = "MLWS-python-3.11-minimal"
-            image = ws.environments.build(env, builder="docker").image  # cached after this
-            job_times(ws, nb, "box", environment=env)
-            runs = [job_times(ws, nb, "box", environment=env) for _ in range(args.repeat)]
-            starts = []
-            for _ in range(args.repeat):
-                t = time.perf_counter()
-                client.containers.run(image, ["true"], remove=True)
-                starts.append(time.perf_counter() - t)
-            rows.append(("notebook job on docker: submit -> Running",
-                         f"{statistics.median(r[0] for r in runs):.2f} s", "", "(report)", ""))
-            rows.append(("notebook job on docker: total",
-                         f"{statistics.median(r[1] for r in runs):.2f} s",
-                         f"{o:.2f} s (local)", "(report)", ""))
-            rows.append(("container start (docker run --rm IMAGE true)",
-                         f"{statistics.median(starts):.2f} s", "", "(report)", ""))
-
-        ws.close()
-    print_table(rows)
+        nb = make_notebook(root / "code" / "simple_execute.ipynb", "print(msg)",
+                           parameters="msg = None")
+        os.environ["MLWS_JOB_AGENT"] = "0"
+        api_job(ws, nb)  # warm up: imports, kernel spec cache, the snapshot's blobs
+        run(["papermill", str(nb), str(root / "warm.ipynb"), "-p", "msg", "hi"])
+        try:
+            rows += cli_figures(ws, nb, root, args.repeat)
+            rows.append(("load average", load(), "", "", ""))
+            rows += kernel_figures(ws, nb, root, args.repeat)
+            rows += breakdown(ws, nb, args.repeat)
+            rows.append(("load average", load(), "", "", ""))
+            rows += many_jobs(ws, nb, args.jobs)
+            if not args.no_docker:
+                local = statistics.median(api_job(ws, nb)[0] for _ in range(3))
+                rows += docker_figures(ws, nb, args.repeat, local)
+        finally:
+            client.request(ws.path, {"op": "stop"})
+            ws.close()
+    rows.append(("load average at end", load(), "", "", ""))
+    print_table(rows)  # type: ignore[arg-type]
 
 
 if __name__ == "__main__":

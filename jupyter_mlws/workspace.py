@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from jupyter_mlws import __version__
+from jupyter_mlws.agent import JobAgentSettings
 from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.assets.yaml_io import load_yaml
@@ -32,6 +33,10 @@ from jupyter_mlws.operations.datastores import DEFAULT_DATASTORE, DatastoreOpera
 from jupyter_mlws.operations.environments import EnvironmentOperations
 from jupyter_mlws.operations.models import ModelOperations
 from jupyter_mlws.store import AbstractStore, default_uri, open_store
+
+if TYPE_CHECKING:
+    from jupyter_mlws.endpoints.operations import EndpointOperations
+    from jupyter_mlws.registries.operations import RegistryOperations
 
 WORKSPACE_DIRNAME = ".mlws"
 SETTINGS_FILE = "workspace.yaml"
@@ -55,6 +60,10 @@ class WorkspaceSettings(BaseModel):
     )
     registry: str | None = Field(
         default=None, description="A container registry to pull/push environment images."
+    )
+    job_agent: JobAgentSettings = Field(
+        default_factory=JobAgentSettings,
+        description="Warm kernels for notebook jobs on this machine (jupyter_mlws.agent).",
     )
     compute_map: dict[str, str] = Field(
         default_factory=dict,
@@ -124,13 +133,28 @@ class Workspace:
         from jupyter_mlws.jobs.operations import JobOperations
 
         self.jobs = JobOperations(self)
-        from jupyter_mlws.endpoints.operations import EndpointOperations
-
-        self.endpoints = EndpointOperations(self)
-        from jupyter_mlws.registries.operations import RegistryOperations
-
-        self.registries = RegistryOperations(self)
         self._builders: dict[str, Any] = {}
+        self._endpoints: EndpointOperations | None = None
+        self._registries: RegistryOperations | None = None
+
+    @property
+    def endpoints(self) -> EndpointOperations:
+        """Online endpoints (:class:`~jupyter_mlws.endpoints.operations.EndpointOperations`),
+        loaded on first use: submitting a job does not import the endpoint code."""
+        if self._endpoints is None:
+            from jupyter_mlws.endpoints.operations import EndpointOperations
+
+            self._endpoints = EndpointOperations(self)
+        return self._endpoints
+
+    @property
+    def registries(self) -> RegistryOperations:
+        """Registries known to this user (:mod:`jupyter_mlws.registries`), loaded on first use."""
+        if self._registries is None:
+            from jupyter_mlws.registries.operations import RegistryOperations
+
+            self._registries = RegistryOperations(self)
+        return self._registries
 
     # --- opening -------------------------------------------------------------------------------
 

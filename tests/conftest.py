@@ -28,6 +28,8 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     # the secret key lives in the throwaway HOME's config folder, never the user's
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("MLWS_SECRET_KEY", raising=False)
+    # no job agent (warm kernels) lingers after a test; tests/jobs/test_agent.py turns it on
+    monkeypatch.setenv("MLWS_JOB_AGENT", "0")
 
 
 @pytest.fixture

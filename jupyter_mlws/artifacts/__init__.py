@@ -31,6 +31,7 @@ from typing import IO, Any, Literal, Protocol
 import pathspec
 
 from jupyter_mlws.artifacts.guard import BlobGuard, PutSession
+from jupyter_mlws.artifacts.stat_cache import StatCache
 from jupyter_mlws.errors import (
     DiskFullError,
     NotFoundError,
@@ -270,17 +271,20 @@ class ArtifactStore:
         *,
         ignore: pathspec.PathSpec | None = None,
         session: PutSession | None = None,
+        stat_cache: StatCache | None = None,
     ) -> StoredArtifact:
         """Store a file or a folder; the same bytes are stored once.
 
-        Without a ``session`` the blobs are pinned only while this call runs.
+        Without a ``session`` the blobs are pinned only while this call runs. With a
+        ``stat_cache``, a file of a folder whose stat is unchanged and whose blob is stored
+        already is neither read nor copied again.
         """
         src = Path(src)
         if not src.exists():
             raise NotFoundError(f"{str(src)!r} does not exist.", hint="Check the path.")
         if session is None:
             with self.session() as own:
-                return self.put_path(src, ignore=ignore, session=own)
+                return self.put_path(src, ignore=ignore, session=own, stat_cache=stat_cache)
         if src.is_file():
             sha, size = self.put_file(src, session)
             return StoredArtifact("file", sha, size, 1, src.name)
@@ -289,8 +293,7 @@ class ArtifactStore:
         total = 0
         try:
             for rel, full in listed:
-                sha, size = self.put_file(full, session)
-                executable = bool(full.stat().st_mode & stat.S_IXUSR)
+                sha, size, executable = self._put_cached(full, session, stat_cache)
                 files.append([rel, sha, size, executable])
                 total += size
             manifest = json.dumps({"files": files}, separators=(",", ":")).encode()
@@ -303,14 +306,35 @@ class ArtifactStore:
             ) from None
         return StoredArtifact("folder", tree_sha, total, len(files), src.resolve().name)
 
+    def _put_cached(self, full: Path, session: PutSession | None,
+                    cache: StatCache | None) -> tuple[str, int, bool]:
+        """Store one file of a folder: ``(sha256, size, executable)``; the stat cache spares
+        reading a file that has not changed since it was stored."""
+        st = full.stat()
+        executable = bool(st.st_mode & stat.S_IXUSR)
+        if cache is None:
+            sha, size = self.put_file(full, session)
+            return sha, size, executable
+        known = cache.lookup(full, st)
+        if known is not None and self._reuse(known, session):
+            return known, st.st_size, executable
+        hashed_at = time.time_ns()
+        sha, size = self.put_file(full, session)
+        if size == st.st_size:  # (a file that grew while read is hashed again next time)
+            cache.record(full, st, sha, hashed_at)
+        return sha, size, executable
+
     def snapshot(
-        self, src: Path, dest: Path, *, ignore: pathspec.PathSpec | None = None
+        self, src: Path, dest: Path, *, ignore: pathspec.PathSpec | None = None,
+        stat_cache: StatCache | None = None,
     ) -> StoredArtifact:
         """Store ``src`` and lay a copy out at ``dest`` while its blobs stay pinned (a job's
         code: gc cannot take the blobs between storing and copying out)."""
         with self.session() as session:
-            stored = self.put_path(src, ignore=ignore, session=session)
+            stored = self.put_path(src, ignore=ignore, session=session, stat_cache=stat_cache)
             self.materialize(stored, dest)
+        if stat_cache is not None:
+            stat_cache.save()
         return stored
 
     # --- deleting (only under the exclusive lock) -------------------------------------------

@@ -10,38 +10,63 @@ One module per command group: :mod:`.workspace`, :mod:`.env` (environments and b
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from jupyter_mlws.cli._common import MlwsGroup
-from jupyter_mlws.cli._format import emit, print_table
-from jupyter_mlws.cli.assets import (
-    component_group,
-    compute_group,
-    create_any,
-    data_group,
-    model_group,
-)
-from jupyter_mlws.cli.datastore import datastore_group
-from jupyter_mlws.cli.endpoint import deployment_group, endpoint_group
-from jupyter_mlws.cli.env import env_group, image
-from jupyter_mlws.cli.job import job
-from jupyter_mlws.cli.registry import registry_group
-from jupyter_mlws.cli.workspace import schema_cmd, workspace
 from jupyter_mlws.errors import MlwsError
 
+#: Command name -> (module, attribute). A command's module is imported when the command runs
+#: (or for ``--help``), so ``mlws job notebook`` loads neither the asset nor the endpoint code.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "workspace": ("workspace", "workspace"),
+    "schema": ("workspace", "schema_cmd"),
+    "env": ("env", "env_group"),
+    "image": ("env", "image"),
+    "model": ("assets", "model_group"),
+    "data": ("assets", "data_group"),
+    "component": ("assets", "component_group"),
+    "datastore": ("datastore", "datastore_group"),
+    "compute": ("assets", "compute_group"),
+    "job": ("job", "job"),
+    "create": ("assets", "create_any"),
+    "online-endpoint": ("endpoint", "endpoint_group"),
+    "online-deployment": ("endpoint", "deployment_group"),
+    "registry": ("registry", "registry_group"),
+}
 
-@click.group(cls=MlwsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(MlwsGroup):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*COMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            import importlib
+
+            module, attr = COMMANDS[cmd_name]
+            self.add_command(getattr(importlib.import_module(f"jupyter_mlws.cli.{module}"),
+                                     attr), cmd_name)
+        return self.commands.get(cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="jupyter_mlws", prog_name="mlws")
 def main() -> None:
     """A local-first machine-learning workspace: environments, models, data, components,
     datastores and computes, versioned in an embedded store."""
 
 
-for _command in (workspace, schema_cmd, env_group, image, model_group, data_group,
-                 component_group, datastore_group, compute_group, job, create_any,
-                 endpoint_group, deployment_group, registry_group):
-    main.add_command(_command)
+def __getattr__(name: str) -> Any:
+    """``emit`` and ``print_table`` (from :mod:`._format`), imported when first asked for."""
+    if name in ("emit", "print_table"):
+        from jupyter_mlws.cli import _format
+
+        return getattr(_format, name)
+    raise AttributeError(name)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -25,17 +25,29 @@ class ComputeRegistry:
     def register(self, kind: str, cls: type[ComputeTarget]) -> None:
         self._targets[kind] = cls
 
+    def _load_builtin(self, kind: str) -> None:
+        """Import one built-in kind only (a local job need not load Docker's or Ray's client)."""
+        if kind in self._targets:
+            return
+        if kind == "local":
+            from jupyter_mlws.compute.local import LocalTarget
+
+            self.register("local", LocalTarget)
+        elif kind == "docker":
+            from jupyter_mlws.compute.docker import DockerTarget
+
+            self.register("docker", DockerTarget)
+        elif kind == "ray":
+            from jupyter_mlws.compute.ray import RayTarget
+
+            self.register("ray", RayTarget)
+
     def _load(self) -> None:
         if self._loaded:
             return
         self._loaded = True
-        from jupyter_mlws.compute.docker import DockerTarget
-        from jupyter_mlws.compute.local import LocalTarget
-        from jupyter_mlws.compute.ray import RayTarget
-
-        self.register("local", LocalTarget)
-        self.register("docker", DockerTarget)
-        self.register("ray", RayTarget)
+        for builtin in ("local", "docker", "ray"):
+            self._load_builtin(builtin)
         for ep in entry_points(group="jupyter_mlws.compute"):
             if ep.name in self._targets:
                 continue
@@ -46,7 +58,9 @@ class ComputeRegistry:
                               stacklevel=2)
 
     def get(self, kind: str) -> type[ComputeTarget]:
-        self._load()
+        self._load_builtin(kind)
+        if kind not in self._targets:
+            self._load()
         if kind not in self._targets:
             raise UnknownPluginError(
                 f"No compute target of kind {kind!r} is available.",

@@ -39,7 +39,9 @@ def _write(path: Path, report: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], km: Any = None) -> int:
+    """Run the notebook; ``km``: a kernel manager whose kernel is started already (a warm
+    kernel of the job agent, see :mod:`jupyter_mlws.agent.worker`), used for this run only."""
     src, dst, params_path, result_path = (Path(a) for a in argv[:4])
     notebook = json.loads(src.read_text())
     parameters = json.loads(params_path.read_text()) if params_path.exists() else {}
@@ -61,7 +63,7 @@ def main(argv: list[str]) -> int:
         papermill.execute_notebook(
             str(src), str(dst), parameters=parameters, kernel_name=kernel,
             log_output=True, progress_bar=False, request_save_on_cell_execute=True,
-            cwd=str(Path.cwd()),
+            cwd=str(Path.cwd()), **({"km": km} if km is not None else {}),
         )
     except PapermillExecutionError as exc:
         index = _failing_cell_index(dst, exc.exec_count)

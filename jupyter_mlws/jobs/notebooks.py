@@ -24,21 +24,149 @@ def read_notebook(path: Path) -> dict[str, Any]:
     if not isinstance(nb, dict) or "cells" not in nb or "nbformat" not in nb:
         raise SpecError("not a notebook: no 'cells' or 'nbformat'", file=str(path),
                         hint="Save it from Jupyter as .ipynb.")
-    try:
-        import nbformat
-
-        nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
-    except Exception as exc:
-        raise SpecError(f"not a valid notebook: {str(exc).splitlines()[0]}",
-                        file=str(path)) from None
+    problem = _schema_problem(nb)
+    if problem:
+        raise SpecError(f"not a valid notebook: {problem}", file=str(path)) from None
     return nb
 
 
+def _schema_problem(nb: dict[str, Any]) -> str | None:
+    """What makes ``nb`` invalid against nbformat's JSON schema, else ``None``.
+
+    A v4 notebook is checked against the schema file nbformat ships, compiled with
+    fastjsonschema (one of nbformat's own validators); importing nbformat itself pulls in
+    jsonschema, whose start-up costs seconds. Other versions go through nbformat (it converts).
+    """
+    validator = _v4_validator(nb.get("nbformat"), nb.get("nbformat_minor"))
+    if validator is None:
+        try:
+            import nbformat
+
+            nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+        except Exception as exc:
+            return str(exc).splitlines()[0]
+        return None
+    import fastjsonschema
+
+    try:
+        validator(nb)
+    except fastjsonschema.JsonSchemaException as exc:
+        return str(exc).splitlines()[0]
+    return None
+
+
+_VALIDATORS: dict[int, Any] = {}
+
+
+def _v4_validator(major: Any, minor: Any) -> Any:
+    """The compiled validator of nbformat's v4.``minor`` schema (cached), or ``None``."""
+    if major != 4 or type(minor) is not int or not 0 <= minor <= 5:
+        return None
+    if minor not in _VALIDATORS:
+        import importlib.util
+
+        spec = importlib.util.find_spec("nbformat")
+        if spec is None or spec.origin is None:
+            return None
+        schema = Path(spec.origin).parent / "v4" / f"nbformat.v4.{minor}.schema.json"
+        try:
+            import fastjsonschema
+
+            _VALIDATORS[minor] = fastjsonschema.compile(json.loads(schema.read_text("utf-8")))
+        except (ImportError, OSError, ValueError):
+            return None
+    return _VALIDATORS[minor]
+
+
 def notebook_parameters(path: Path) -> dict[str, Any]:
-    """The parameters cell of a notebook, as papermill sees it (name -> details)."""
+    """The parameters cell of a notebook, as papermill sees it (name -> details: ``name``,
+    ``inferred_type_name``, ``default``, ``help``).
+
+    A Python cell is read with :mod:`ast` (papermill takes most of a second to import); a cell
+    that does not parse, a line with more than one ``=`` (papermill skips those) or another
+    language goes to ``papermill.inspect_notebook``.
+    """
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        found = parameters_of(nb)
+    except (OSError, ValueError, UnicodeDecodeError, TypeError, AttributeError):
+        found = None
+    if found is not None:
+        return found
     import papermill
 
     return dict(papermill.inspect_notebook(str(path)))
+
+
+def parameters_of(nb: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The parameters of a Python notebook read with :mod:`ast`; ``None`` when only papermill
+    can say (not Python, not parseable, a line papermill reads its own way)."""
+    import ast
+
+    meta = nb.get("metadata") or {}
+    language = ((meta.get("kernelspec") or {}).get("language")
+                or (meta.get("language_info") or {}).get("name") or "python")
+    if str(language).lower() != "python":
+        return None
+    cell = next((c for c in nb.get("cells", []) if "parameters" in
+                 ((c.get("metadata") or {}).get("tags") or [])), None)
+    if cell is None:
+        return {}
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    lines = source.splitlines()
+    if any(line.count("=") > 1 and not line.strip().startswith("#") for line in lines):
+        return None
+    try:
+        tree = ast.parse(source, type_comments=True)
+    except (SyntaxError, ValueError):
+        return None
+    out: dict[str, Any] = {}
+    for node in tree.body:
+        found = _parameter(node, source, lines)
+        if found is None:
+            return None  # something papermill reads differently (a statement, a tuple...)
+        out[found["name"]] = found
+    return out
+
+
+def _parameter(node: Any, source: str, lines: list[str]) -> dict[str, Any] | None:
+    """A one-line ``name = value`` or ``name: type = value`` as papermill reports it; ``None``
+    for anything papermill reads its own way (the caller then asks papermill)."""
+    import ast
+    import re
+
+    if isinstance(node, ast.Assign) and len(node.targets) == 1:
+        target, annotation = node.targets[0], None
+    elif isinstance(node, ast.AnnAssign) and node.value is not None:
+        target, annotation = node.target, node.annotation
+    else:
+        return None
+    if not isinstance(target, ast.Name) or node.value is None or node.lineno != node.end_lineno:
+        return None
+    line = lines[node.lineno - 1]
+    value = ast.get_source_segment(source, node.value) or ""
+    if node.col_offset != 0 or "#" in value or ";" in line:
+        return None
+    type_name = "None"
+    if annotation is not None:
+        type_name = (annotation.value if isinstance(annotation, ast.Constant)
+                     and isinstance(annotation.value, str) else ast.unparse(annotation))
+        if not re.fullmatch(r"\w[\w\[\],\s]*", type_name):
+            return None
+    tail = line[(node.value.end_col_offset or len(line)):].strip()
+    help_text = ""
+    if tail.startswith("#"):
+        help_text = tail[1:].strip()
+        if help_text.startswith("type:"):
+            kind, _, help_text = help_text[len("type:"):].strip().partition(" ")
+            if annotation is None:
+                type_name = kind or "None"
+            help_text = help_text.strip()
+    elif tail:
+        return None
+    return {"name": target.id, "inferred_type_name": type_name.strip(),
+            "default": value.strip(), "help": help_text}
 
 
 def check_parameters(path: Path, params: Mapping[str, Any]) -> None:

@@ -17,14 +17,12 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from jupyter_mlws.errors import LaunchFormatError, MlwsError
 from jupyter_mlws.jobs.launch import Launch
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
-
-SLOT_POLL_S = 0.1
 
 
 def try_lock(path: Path) -> TextIO | None:
@@ -51,17 +49,34 @@ def is_locked(path: Path) -> bool:
 
 
 def wait_for_slot(launch: Launch, paths: JobPaths) -> TextIO | None:
-    """Take one of the compute's slots; ``None`` if the job was canceled while waiting."""
+    """Take one of the compute's slots in submission order (see :mod:`jupyter_mlws.jobs.queue`);
+    ``None`` if the job was canceled while waiting."""
+    from jupyter_mlws.jobs import queue
+
     slot_dir = Path(launch.slot_dir)
-    n = max(1, launch.max_concurrent)
-    while True:
-        for i in range(n):
-            held = try_lock(slot_dir / f"slot-{i}.lock")
-            if held is not None:
-                return held
-        if paths.cancel_flag.exists():
+    ticket, held = queue.adopt_ticket(os.environ, slot_dir, launch.job_id)
+    canceled = paths.cancel_flag.exists
+    try:
+        if not queue.wait_turn(ticket, canceled):
             return None
-        time.sleep(SLOT_POLL_S)
+        slot = queue.take_slot(slot_dir, max(1, launch.max_concurrent), canceled)
+        if slot is not None:
+            print(f"[mlws] took a slot of {launch.compute} at {time.time_ns()}", flush=True)
+        return slot
+    finally:
+        queue.leave(ticket, held)
+
+
+def _warm_start(launch: Launch, python: str, paths: JobPaths) -> Any:
+    """The job on a warm kernel of the workspace's job agent, or ``None`` (it starts cold)."""
+    try:
+        from jupyter_mlws.agent.client import warm_start
+
+        return warm_start(launch, python, paths)
+    except Exception as exc:  # the agent accelerates; it never fails a job
+        print(f"[mlws] the job agent could not be used ({type(exc).__name__}: {exc})",
+              flush=True)
+        return None
 
 
 def main(argv: list[str]) -> int:
@@ -87,7 +102,8 @@ def main(argv: list[str]) -> int:
 
             python = launch.python
             try:
-                prestarted = start_job(launch, python, paths)
+                prestarted = _warm_start(launch, python, paths) or start_job(launch, python,
+                                                                             paths)
                 runtime = Runtime(python=python, env_hash=launch.env_hash)
             except MlwsError:
                 pass  # the target starts it again and reports the failure in the job

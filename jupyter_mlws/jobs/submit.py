@@ -38,6 +38,7 @@ from jupyter_mlws.jobs.queries import JobQueries
 from jupyter_mlws.jobs.safe_files import open_log_for_append
 
 SNAPSHOT_MAX_FILES = 20_000
+SNAPSHOT_STAT_CACHE = "snapshot-stat-cache.json"
 _WORDS = ("amber", "brisk", "calm", "deft", "eager", "fair", "gentle", "hardy", "keen", "lucid",
           "merry", "noble", "plucky", "quick", "rapid", "sunny", "tidy", "vivid", "witty", "zesty")
 _NOUNS = ("otter", "falcon", "maple", "comet", "harbor", "lynx", "pebble", "river", "spruce",
@@ -99,8 +100,13 @@ class JobSubmission(JobQueries):
                 hint="List what the job does not need in a .mlwsignore file there, or give "
                 "a smaller code folder.",
             )
-        # stored and laid out under one pinned session: gc cannot take the blobs in between
-        return self._ws.artifacts.snapshot(folder, paths.code, ignore=ignore).to_dict()
+        from jupyter_mlws.artifacts.stat_cache import StatCache
+
+        # stored and laid out under one pinned session: gc cannot take the blobs in between;
+        # files whose stat is unchanged since the last snapshot are not read again
+        cache = StatCache(self._ws.path / SNAPSHOT_STAT_CACHE)
+        return self._ws.artifacts.snapshot(folder, paths.code, ignore=ignore,
+                                           stat_cache=cache).to_dict()
 
     def _binder(self) -> InputBinder:
         return InputBinder(self._ws, self.output_path)
@@ -165,7 +171,7 @@ class JobSubmission(JobQueries):
         created = self._store.create_job(job, params=params,
                                          io=[{"direction": "input", **row} for row in lineage])
         try:
-            self._start_runner(paths)
+            self._start_runner(paths, launch)
         except OSError as exc:
             self._store.transition_job(created.id, JobStatus.FAILED,
                                        message=f"the runner could not start: {exc}",
@@ -174,15 +180,30 @@ class JobSubmission(JobQueries):
         return created
 
     @staticmethod
-    def _start_runner(paths: JobPaths) -> None:
-        with open(paths.logs / "runner.log", "ab") as log:
-            subprocess.Popen(
-                [sys.executable, "-m", "jupyter_mlws.jobs.runner", str(paths.root)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                    p for p in (str(package_dir().parent), os.environ.get("PYTHONPATH")) if p)},
-            )
+    def _start_runner(paths: JobPaths, launch: Launch) -> None:
+        """Start the detached runner; a job that waits for a slot gets its place in the
+        compute's queue now (a locked ticket handed to the runner), so jobs start in the order
+        they were submitted whatever order their runners start in."""
+        from jupyter_mlws.jobs import queue
+
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            p for p in (str(package_dir().parent), os.environ.get("PYTHONPATH")) if p)}
+        ticket = None
+        if launch.kind != "pipeline":
+            path, ticket = queue.issue_ticket(Path(launch.slot_dir), launch.job_id)
+            env[queue.TICKET_PATH_VAR] = str(path)
+            env[queue.TICKET_FD_VAR] = str(ticket.fileno())
+        try:
+            with open(paths.logs / "runner.log", "ab") as log:
+                subprocess.Popen(
+                    [sys.executable, "-m", "jupyter_mlws.jobs.runner", str(paths.root)],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    start_new_session=True, close_fds=True,
+                    pass_fds=(ticket.fileno(),) if ticket is not None else (), env=env,
+                )
+        finally:
+            if ticket is not None:
+                ticket.close()  # the runner holds the lock now (or the ticket is left stale)
 
     def _record(self, *, job_id: str, kind: str, compute: Any, env: Environment | None,
                 spec: dict[str, Any], display_name: str | None, experiment: str | None,

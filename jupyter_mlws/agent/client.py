@@ -1,0 +1,211 @@
+"""The runner's side of the job agent: claim a warm worker, hand it the job, watch it.
+
+Every step that fails (no agent, an agent that is not ours, no warm worker, a worker that
+declines or dies before it accepts) returns ``None``: the runner then starts the job itself,
+exactly as without the agent. An absent agent is started (detached) for the next jobs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from jupyter_mlws.agent import agent_dir, read_settings
+from jupyter_mlws.agent.wire import Channel, peer_credentials
+from jupyter_mlws.jobs.process_identity import (
+    TOKEN_VAR,
+    ProcessIdentity,
+    has_token,
+    new_token,
+    start_time,
+)
+
+if TYPE_CHECKING:
+    from jupyter_mlws.jobs.launch import Launch
+    from jupyter_mlws.jobs.paths import JobPaths
+
+NBRUN = ["-m", "jupyter_mlws.jobs.nbrun"]
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _agent_running(folder: Path) -> bool:
+    try:
+        with open(folder / "agent.lock", "a+") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def reap_agent(workspace: str | Path) -> bool:
+    """Remove what a killed agent left (its socket and identity); ``True`` if there was any.
+    Its idle workers exit by themselves when its end of their sockets closes."""
+    folder = agent_dir(workspace)
+    if not folder.is_dir() or _agent_running(folder):
+        return False
+    found = False
+    for name in ("agent.sock", "agent.json"):
+        with contextlib.suppress(FileNotFoundError):
+            (folder / name).unlink()
+            found = True
+    return found
+
+
+def start_agent(workspace: str | Path, pythonpath: str | None = None,
+                python: str | None = None) -> None:
+    """Start the workspace's agent, detached (a second one exits at once); it warms kernels
+    for ``python`` at once."""
+    folder = agent_dir(workspace)
+    if _agent_running(folder):
+        return
+    reap_agent(workspace)
+    from jupyter_mlws.jobs.submit import package_dir
+
+    env = {**os.environ, TOKEN_VAR: new_token(), "PYTHONPATH": os.pathsep.join(
+        p for p in (str(package_dir().parent), os.environ.get("PYTHONPATH")) if p)}
+    env["MLWS_AGENT_PYTHONPATH"] = pythonpath or str(package_dir().parent)
+    env.pop("MLWS_SECRET_KEY", None)  # (crypto.ENV_SECRET_KEY: the agent opens no credential)
+    subprocess.Popen([sys.executable, "-m", "jupyter_mlws.agent.server", str(workspace),
+                      *([python] if python else [])],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, env=env,
+                     cwd=str(workspace))
+
+
+def connect(workspace: str | Path) -> Channel | None:
+    """A channel to the workspace's agent, only if the process serving it is the agent that
+    recorded itself (same user, PID, start time and token)."""
+    folder = agent_dir(workspace)
+    ident = ProcessIdentity.read(folder / "agent.json")
+    if ident is None:
+        return None
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(CONNECT_TIMEOUT_S)
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            sock.connect(f"/proc/self/fd/{dfd}/agent.sock")
+        finally:
+            os.close(dfd)
+        pid, uid, _gid = peer_credentials(sock)
+    except OSError:
+        sock.close()
+        return None
+    if uid != os.getuid() or pid != ident.pid or not ident.is_alive_leader():
+        sock.close()
+        return None
+    return Channel(sock)
+
+
+def request(workspace: str | Path, message: dict[str, Any]) -> tuple[dict[str, Any] | None,
+                                                                      list[int]]:
+    """One request to the agent; ``(None, [])`` when there is no (trusted) agent."""
+    chan = connect(workspace)
+    if chan is None:
+        return None, []
+    try:
+        chan.send(message)
+        return chan.recv()
+    except (OSError, ValueError):
+        return None, []
+    finally:
+        chan.sock.close()
+
+
+class WarmHandle:
+    """A job running on a warm worker (not the runner's child: watched through its socket)."""
+
+    def __init__(self, chan: Channel, pid: int, token: str, kernel_pid: int | None) -> None:
+        self.chan = chan
+        self.pid = pid
+        self.token = token
+        self.kernel_pid = kernel_pid
+        self.started_at = time.time()
+        self._start = start_time(pid)
+        self._code: int | None = None
+
+    def poll(self) -> int | None:
+        if self._code is not None:
+            return self._code
+        try:
+            readable, _, _ = select.select([self.chan.sock], [], [], 0)
+            if not readable:
+                return None
+            message, _ = self.chan.recv()
+        except (OSError, ValueError):
+            message = None
+        if message is not None and message.get("op") != "exit":
+            return None
+        # its end closed without a word: it was killed
+        self._code = int(message["code"]) if message is not None else -signal.SIGKILL
+        return self._code
+
+    def _ours(self, pid: int | None) -> bool:
+        return bool(pid) and has_token(int(pid), self.token)  # type: ignore[arg-type]
+
+    def _signal(self, sig: int) -> None:
+        for pid in (self.pid, self.kernel_pid):
+            if pid and self._ours(pid) and (pid != self.pid or start_time(pid) == self._start):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+
+    def stop(self, grace: float = 5.0) -> None:
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._signal(signal.SIGKILL)
+        if self._code is None:
+            self._code = -signal.SIGTERM
+
+    def close(self) -> None:
+        self._signal(signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self.chan.sock.close()
+
+
+def warm_start(launch: Launch, python: str, paths: JobPaths) -> WarmHandle | None:
+    """Run the notebook job on a warm worker of the agent, or ``None`` (start it cold)."""
+    from jupyter_mlws.compute.job_venv import is_cached_venv
+    from jupyter_mlws.compute.local import local_env
+    from jupyter_mlws.jobs.safe_files import open_log_for_append
+
+    if (launch.kind != "notebook" or launch.compute_kind != "local"
+            or launch.argv[1:3] != NBRUN or is_cached_venv(python)
+            or read_settings(launch.workspace) is None):
+        return None  # (a cached venv's job runs in its own overlay: no warm kernel for it)
+    reply, fds = request(launch.workspace, {"op": "claim", "python": python})
+    if reply is None:
+        start_agent(launch.workspace, launch.pythonpath, python)
+        return None
+    if reply.get("op") != "worker" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        return None
+    chan = Channel(socket.socket(fileno=fds[0]))
+    try:
+        with open_log_for_append(paths.job_log) as log:
+            chan.send({"op": "run", "argv": launch.argv[3:], "cwd": launch.cwd,
+                       "env": local_env(launch, python)}, fds=[log.fileno()])
+        chan.sock.settimeout(120)
+        answer, _ = chan.recv()
+        chan.sock.settimeout(None)
+    except (OSError, ValueError):
+        answer = None
+    if answer is None or answer.get("op") != "accepted":
+        chan.close()
+        return None
+    handle = WarmHandle(chan, int(reply["pid"]), str(reply["token"]), reply.get("kernel_pid"))
+    ProcessIdentity(handle.pid, handle._start, handle.token).write(paths.child_pid)
+    return handle

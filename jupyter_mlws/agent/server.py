@@ -1,0 +1,249 @@
+"""The job agent process: ``python -m jupyter_mlws.agent.server WORKSPACE``.
+
+A single-threaded loop (``selectors``) over the listening socket and the warm workers' sockets.
+Requests from runners: ``claim`` (a warm worker for an interpreter: its socket is passed over
+and the pool refills), ``status`` (PID, CPU time, the pool and its memory), ``stop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_mlws.agent import JobAgentSettings, agent_dir, read_settings
+from jupyter_mlws.agent.wire import Channel, peer_credentials
+from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
+
+TICK_S = 1.0
+
+
+def rss_bytes(pid: int | None) -> int:
+    """Resident memory of ``pid`` (0 when gone)."""
+    if not pid:
+        return 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+@dataclass
+class Worker:
+    python: str
+    proc: subprocess.Popen[bytes]
+    chan: Channel
+    token: str
+    ready: bool = False
+    kernel_pid: int | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    def memory(self) -> int:
+        return rss_bytes(self.proc.pid) + rss_bytes(self.kernel_pid)
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self.chan.close()  # an idle worker exits when the agent's end closes
+        with contextlib.suppress(OSError):
+            self.proc.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        with contextlib.suppress(OSError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=5)
+
+
+class Agent:
+    def __init__(self, workspace: Path, settings: JobAgentSettings, listener: socket.socket):
+        self.workspace = workspace
+        self.settings = settings
+        self.listener = listener
+        self.pool: dict[str, list[Worker]] = {}
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(listener, selectors.EVENT_READ, None)
+        self.last_used = time.monotonic()
+        self.served = 0
+        self.running = True
+        self.per_worker = 0  # the memory of the largest warm worker seen (with its kernel)
+
+    # --- the pool -------------------------------------------------------------------------
+
+    def memory(self) -> int:
+        return sum(w.memory() for ws in self.pool.values() for w in ws)
+
+    def refill(self, python: str) -> None:
+        """Start workers for ``python`` up to the pool size, below the memory ceiling."""
+        workers = self.pool.setdefault(python, [])
+        ceiling = self.settings.memory_mb * 1024 * 1024
+        while (len(workers) < self.settings.pool_size
+               and self.memory() + self.per_worker <= ceiling):
+            workers.append(self._spawn(python))
+            if not all(w.ready for w in workers):
+                break  # one at a time: its memory counts before the next one starts
+
+    def _spawn(self, python: str) -> Worker:
+        mine, theirs = socket.socketpair()
+        token = new_token()
+        from jupyter_mlws.crypto import ENV_SECRET_KEY
+
+        # the secret key opens every stored credential: a job's code never needs it
+        env = {k: v for k, v in os.environ.items() if k != ENV_SECRET_KEY}
+        env[TOKEN_VAR] = token
+        lib = env.get("MLWS_AGENT_PYTHONPATH")
+        if lib:
+            env["PYTHONPATH"] = lib
+        proc = subprocess.Popen(
+            [python, "-m", "jupyter_mlws.agent.worker", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),), env=env, cwd=str(self.workspace),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        theirs.close()
+        worker = Worker(python, proc, Channel(mine), token)
+        self.sel.register(mine, selectors.EVENT_READ, worker)
+        return worker
+
+    def _drop(self, worker: Worker, *, stop: bool = True) -> None:
+        with contextlib.suppress(KeyError, ValueError):
+            self.sel.unregister(worker.chan.sock)
+        with contextlib.suppress(ValueError):
+            self.pool.get(worker.python, []).remove(worker)
+        if stop:
+            worker.stop()
+
+    def on_worker(self, worker: Worker) -> None:
+        message, _ = worker.chan.recv()
+        if message is not None and message.get("op") == "ready":
+            worker.ready = True
+            worker.kernel_pid = message.get("kernel_pid")
+            self.per_worker = max(self.per_worker, worker.memory())
+            self._enforce_ceiling()
+            self.refill(worker.python)
+            return
+        self._drop(worker)  # it failed to start or died: not retried until the next claim
+
+    def _enforce_ceiling(self) -> None:
+        ceiling = self.settings.memory_mb * 1024 * 1024
+        while self.memory() > ceiling:
+            idle = [w for ws in self.pool.values() for w in ws]
+            if not idle:
+                return
+            self._drop(max(idle, key=lambda w: w.started))  # the newest goes first
+
+    # --- requests ------------------------------------------------------------------------
+
+    def on_client(self) -> None:
+        conn, _ = self.listener.accept()
+        chan = Channel(conn)
+        try:
+            _pid, uid, _gid = peer_credentials(conn)
+            if uid != os.getuid():
+                return
+            conn.settimeout(30)
+            request, _ = chan.recv()
+            if request is not None:
+                self.handle(chan, request)
+        except (OSError, ValueError):
+            pass
+        finally:
+            chan.close()
+
+    def handle(self, chan: Channel, request: dict[str, Any]) -> None:
+        op = request.get("op")
+        if op == "claim":
+            self.last_used = time.monotonic()
+            python = str(request.get("python"))
+            ready = [w for w in self.pool.get(python, []) if w.ready]
+            if not ready:
+                chan.send({"op": "none"})
+                self.refill(python)
+                return
+            worker = ready[0]
+            chan.send({"op": "worker", "pid": worker.proc.pid, "token": worker.token,
+                       "kernel_pid": worker.kernel_pid}, fds=[worker.chan.sock.fileno()])
+            self._drop(worker, stop=False)
+            worker.chan.sock.close()  # the runner holds the worker's socket now
+            self.served += 1
+            self.refill(python)
+        elif op == "status":
+            times = os.times()
+            chan.send({"op": "status", "pid": os.getpid(), "served": self.served,
+                       "cpu_s": times.user + times.system,
+                       "children_cpu_s": times.children_user + times.children_system,
+                       "memory": self.memory(), "per_worker": self.per_worker,
+                       "workers": {p: [w.proc.pid for w in ws] for p, ws in self.pool.items()},
+                       "ready": sum(w.ready for ws in self.pool.values() for w in ws)})
+        elif op == "stop":
+            chan.send({"op": "stopping"})
+            self.running = False
+
+    def serve(self) -> None:
+        while self.running:
+            for key, _ in self.sel.select(TICK_S):
+                if key.data is None:
+                    self.on_client()
+                else:
+                    self.on_worker(key.data)
+            if time.monotonic() - self.last_used > self.settings.idle_timeout_s:
+                break
+            if not (self.workspace / "workspace.yaml").exists():
+                break  # the workspace was deleted
+        for workers in list(self.pool.values()):
+            for w in list(workers):
+                self._drop(w)
+
+
+def main(argv: list[str]) -> int:
+    workspace = Path(argv[0]).resolve()
+    settings = read_settings(workspace)
+    if settings is None:
+        return 0
+    folder = agent_dir(workspace)
+    folder.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(folder, 0o700)
+    lock = open(folder / "agent.lock", "a+")  # noqa: SIM115 - held for the agent's life
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return 0  # another agent serves this workspace
+    token = os.environ.get(TOKEN_VAR) or ""
+    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    short = f"/proc/self/fd/{dfd}/agent.sock"  # (a socket path is at most 107 bytes)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(short)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(short)
+    os.chmod(short, 0o600)
+    listener.listen(64)
+    if token:
+        ProcessIdentity.of(os.getpid(), token).write(folder / "agent.json")
+    try:
+        agent = Agent(workspace, settings, listener)
+        for python in argv[1:]:
+            agent.refill(python)
+        agent.serve()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(short)
+        with contextlib.suppress(OSError):
+            (folder / "agent.json").unlink()
+        listener.close()
+    return 0
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    sys.exit(main(sys.argv[1:]))
