@@ -70,8 +70,8 @@ def _searches(search: dict[str, str], fixed: dict[str, Any]) -> list[str]:
                 parse_search_option(text)
             except SpecError as exc:  # said as the REST caller wrote it, not as --search
                 raw = exc.message.split(": ", 1)[1] if exc.field else exc.message
-                raise SpecError(f"the search expression of {name!r} ({expr.strip()!r}): {raw}",
-                                hint=exc.hint) from None
+                raise SpecError(f"the search expression of {name!r} ({expr.strip()!r}): "
+                                f"{raw.rstrip('.')}.", hint=exc.hint) from None
         except ValidationError as exc:
             exc.details.update(field="search", name=name)
             raise
