@@ -17,7 +17,7 @@ const PAD = { left: 48, right: 12, top: 10, bottom: 26 };
 /** A parameter value as a short text. */
 export function shown(value: unknown): string {
   if (typeof value === 'number') {
-    return Number.isInteger(value) ? String(value) : value.toPrecision(4);
+    return Number.isInteger(value) ? String(value) : String(Number(value.toPrecision(4)));
   }
   return typeof value === 'string' ? value : JSON.stringify(value);
 }

@@ -113,3 +113,24 @@ async def test_sweep_submissions_refuse_bad_input(api: Api, ws: Workspace,
         error(await api.post("/sweeps", body={**good, **bad}), 400, "invalid")
     error(await api.post("/sweeps", raw=b"{not json"), 400, "invalid")
     assert ws.jobs.list(include_children=True) == []  # nothing was started
+
+
+def test_the_contract_documents_exactly_the_served_routes() -> None:
+    """Every route the server serves is in ``openapi.yaml`` and every documented path is
+    served (the sweep route among them)."""
+    import re
+
+    import yaml
+
+    from jupyter_mlws.server.handlers import routes
+    from tests.server.conftest import CONTRACT
+
+    documented = set(yaml.safe_load(CONTRACT.read_text())["paths"])
+    served = {re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern.removeprefix("/mlws/api"))
+              for pattern, _handler in routes("/")}
+    served.discard("(/.*)?")  # the JSON 404 of anything else
+    action = "/assets/{kind}/{name}/versions/{version}/{action}"  # (?P<action>archive|restore)
+    served.discard(action)
+    served |= {action.replace("{action}", a) for a in ("archive", "restore")}
+    assert "/sweeps" in served
+    assert served == documented
