@@ -134,3 +134,14 @@ def test_the_contract_documents_exactly_the_served_routes() -> None:
     served |= {action.replace("{action}", a) for a in ("archive", "restore")}
     assert "/sweeps" in served
     assert served == documented
+
+
+def test_the_sweep_view_is_json_safe() -> None:
+    """A diverged metric (NaN, infinity) is ``null`` on the wire, never bare ``NaN``."""
+    from jupyter_mlws.server.sweep_handlers import finite
+
+    view = {"best": None, "trials": [{"value": float("nan"), "values": {"1": float("inf")}},
+                                     {"value": 0.5, "values": {"1": -float("inf"), "2": 0.5}}]}
+    assert finite(view) == {"best": None, "trials": [{"value": None, "values": {"1": None}},
+                                                     {"value": 0.5,
+                                                      "values": {"1": None, "2": 0.5}}]}
