@@ -116,6 +116,10 @@ test.describe('Run as sweep', () => {
     await expect(chart.locator('.jp-mlws-sweep-point-best')).toHaveCount(1);
     await expect(chart.locator('.jp-mlws-sweep-best-line')).toHaveCount(1);
     await sweep.screenshot({ path: path.join(SHOTS, 'sweep-light.png') });
+    await page.theme.setDarkTheme();
+    await expect(chart.locator('.jp-mlws-sweep-point')).toHaveCount(3);
+    await sweep.screenshot({ path: path.join(SHOTS, 'sweep-dark.png') });
+    await page.theme.setLightTheme();
 
     // A trial's job opens from the table.
     const trialJob = await trials.first().locator('.jp-mlws-sweep-job').textContent();
