@@ -3,8 +3,10 @@
 ``%deploy MODEL[:VER] --endpoint E [--deployment D] [--scoring-script F [--code DIR]]
 [--environment ENV] [--instance-count N]`` creates the endpoint when it is missing, creates (or
 updates, rolling) the deployment, sends all traffic to it when it is the endpoint's first, and
-returns a live :class:`~jupyter_mlws.widgets.endpoint_monitor.EndpointMonitor`. Errors are one
-line, as for the other magics; the workspace is the one ``%mlws`` uses.
+returns a live :class:`~jupyter_mlws.widgets.endpoint_monitor.EndpointMonitor`. An
+``mlflow_model`` needs no ``--scoring-script`` (MLflow's pyfunc loads and serves it, so the
+environment - by default this kernel's interpreter - needs ``mlflow``). Errors are one line, as
+for the other magics; the workspace is the one ``%mlws`` uses.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ def make_deploy_parser() -> _Parser:
     p.add_argument("--endpoint", "-e", required=True, help="created when it does not exist")
     p.add_argument("--deployment", "-d", default=DEFAULT_DEPLOYMENT)
     p.add_argument("--scoring-script", "-s", metavar="FILE",
-                   help="a script with init() and run(raw_data), relative to --code")
+                   help="a script with init() and run(raw_data), relative to --code "
+                   "(not needed for an mlflow_model)")
     p.add_argument("--code", metavar="DIR", help="the folder snapshotted with the script "
                    "(default: the script's folder)")
     p.add_argument("--environment", "--env", metavar="ENV",

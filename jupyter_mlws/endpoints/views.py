@@ -30,9 +30,14 @@ def split_ref(ref: str) -> tuple[str, str | None]:
 
 def check_refs(ws: Any, spec: dict[str, Any]) -> None:
     """The model and environment references of a deployment spec exist (else NotFoundError),
-    before anything is built."""
-    if isinstance(spec.get("model"), str):
-        ws.models.get(*split_ref(spec["model"]))
+    and a spec without code deploys an ``mlflow_model`` (else ValidationError), before anything
+    is built."""
+    model = ws.models.get(*split_ref(spec["model"])) if isinstance(spec.get("model"), str) else None
+    if "code_configuration" not in spec and model is not None and model.type != "mlflow_model":
+        raise ValidationError(f"The model {model.name}:{model.version} is a {model.type}, so the "
+                              "deployment needs a scoring script (only an mlflow_model deploys "
+                              "without code).", hint="Give a scoring script with init() and "
+                              "run(raw_data), or register the model with type mlflow_model.")
     if isinstance(spec.get("environment"), str):
         ws.environments.get(*split_ref(spec["environment"]))
 

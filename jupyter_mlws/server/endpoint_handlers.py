@@ -49,8 +49,10 @@ class DeploymentCreate(Body):
     model: str | None = Field(None, description="azureml:NAME:VERSION, NAME:VERSION or NAME@latest")
     environment: str | None = Field(None, description="A registered environment; none: the "
                                     "server's interpreter")
-    code: str = Field(min_length=1, description="Folder relative to the server root.")
-    scoring_script: str = Field(min_length=1, description="Relative to the code folder.")
+    code: str | None = Field(None, min_length=1, description="Folder relative to the server "
+                             "root; none for a no-code deployment of an mlflow_model.")
+    scoring_script: str | None = Field(None, min_length=1,
+                                       description="Relative to the code folder.")
     instance_count: int = Field(1, ge=1, le=16)
     environment_variables: dict[str, str] = Field(default_factory=dict)
     request_timeout_ms: int | None = Field(None, ge=1, le=180_000)
@@ -103,20 +105,16 @@ def _scoring_script(text: str) -> str:
 
 class EndpointBase(MlwsHandler):
     def deployment_spec(self, endpoint: str, body: DeploymentCreate) -> dict[str, Any]:
-        """The facade's deployment spec, with the code folder confined to the server root."""
-        code = self.under_root(body.code, "code")
-        script = _scoring_script(body.scoring_script)
-        if not code.is_dir():
-            raise ValidationError(f"The code folder {body.code!r} is not a folder in the "
-                                  "server's root folder.", hint="Give it as the file browser "
-                                  "shows it.")
-        self.under_root(f"{body.code.rstrip('/')}/{script}", "scoring script")  # no link out
+        """The facade's deployment spec, with the code folder confined to the server root.
+        Without code and scoring script it is a no-code deployment (the facade accepts it for
+        an ``mlflow_model`` only, and says so otherwise)."""
         spec: dict[str, Any] = {
             "name": body.name, "endpoint_name": endpoint,
-            "code_configuration": {"code": str(code), "scoring_script": script},
             "instance_count": body.instance_count,
             "environment_variables": body.environment_variables,
         }
+        if body.code is not None or body.scoring_script is not None:
+            spec["code_configuration"] = self._code_configuration(body)
         for key in ("model", "environment", "description"):
             value = getattr(body, key)
             if value is not None:
@@ -125,6 +123,22 @@ class EndpointBase(MlwsHandler):
         if body.request_timeout_ms is not None:
             spec["request_settings"] = {"request_timeout_ms": body.request_timeout_ms}
         return spec
+
+    def _code_configuration(self, body: DeploymentCreate) -> dict[str, str]:
+        if body.code is None or body.scoring_script is None:
+            given, missing = (("code", "scoring_script") if body.scoring_script is None
+                              else ("scoring_script", "code"))
+            raise ValidationError(f"The deployment gives {given} without {missing}.",
+                                  hint="Give both (the folder and the script with init() and "
+                                  "run(raw_data) in it), or neither for an mlflow_model.")
+        code = self.under_root(body.code, "code")
+        script = _scoring_script(body.scoring_script)
+        if not code.is_dir():
+            raise ValidationError(f"The code folder {body.code!r} is not a folder in the "
+                                  "server's root folder.", hint="Give it as the file browser "
+                                  "shows it.")
+        self.under_root(f"{body.code.rstrip('/')}/{script}", "scoring script")  # no link out
+        return {"code": str(code), "scoring_script": script}
 
 
 # --- routes -----------------------------------------------------------------------------------

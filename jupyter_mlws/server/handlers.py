@@ -382,8 +382,17 @@ class JobHandler(MlwsHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, job_id: str) -> None:
-        jobs = self.state.workspace.jobs
-        self.send(await self.call(lambda: jobs.detail(job_id).public_dict()))
+        ws = self.state.workspace
+
+        def detail() -> dict[str, Any]:
+            data: dict[str, Any] = ws.jobs.detail(job_id).public_dict()
+            if data.get("type") == "sweep":  # its trials table, sorted by the objective
+                from jupyter_mlws.server.sweep_handlers import sweep_detail
+
+                data["sweep"] = sweep_detail(ws, data["id"])
+            return data
+
+        self.send(await self.call(detail))
 
 
 class JobLogsHandler(MlwsHandler):
@@ -544,6 +553,7 @@ _SEG = r"[^/]+"
 def routes(base_url: str) -> list[tuple[str, type[MlwsHandler]]]:
     """The URL patterns of the API under ``{base_url}mlws/api``."""
     from jupyter_mlws.server.endpoint_handlers import endpoint_routes
+    from jupyter_mlws.server.sweep_handlers import sweep_routes
 
     table: list[tuple[str, type[MlwsHandler]]] = [
         (r"/workspace", WorkspaceHandler),
@@ -561,6 +571,7 @@ def routes(base_url: str) -> list[tuple[str, type[MlwsHandler]]]:
         (rf"/jobs/(?P<job_id>{_SEG})/cancel", JobCancelHandler),
         (rf"/jobs/(?P<job_id>{_SEG})/output-notebook", JobOutputNotebookHandler),
         (r"/notebooks/parameters", NotebookParametersHandler),
+        *sweep_routes(),
         *endpoint_routes(),
         (r"(/.*)?", NotFoundHandler),
     ]

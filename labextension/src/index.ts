@@ -3,8 +3,8 @@
  *
  * - `jupyter-mlws:sidebar` — the "ML Workspace" panel (models, data, environments, components,
  *   jobs, online endpoints) and the job detail tabs; provides `IMlwsWorkspace`.
- * - `jupyter-mlws:run-as-job` — the command "Run as job…" in the palette, the notebook toolbar
- *   and the notebook context menu.
+ * - `jupyter-mlws:run-as-job` — the commands "Run as job…" and "Run as sweep…" in the
+ *   palette, the notebook toolbar and the notebook context menu.
  */
 import {
   ILayoutRestorer,
@@ -19,13 +19,14 @@ import {
   WidgetTracker
 } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { runIcon } from '@jupyterlab/ui-components';
-import { Token } from '@lumino/coreutils';
+import { fastForwardIcon, runIcon } from '@jupyterlab/ui-components';
+import { ReadonlyPartialJSONObject, Token } from '@lumino/coreutils';
 
 import { createJobPanel, JobDetailWidget } from './jobDetail';
 import { MlwsApiError } from './request';
 import { runAsJob } from './runJob';
-import { MlwsService } from './service';
+import { runAsSweep } from './sweepForm';
+import { IJob, MlwsService } from './service';
 import { MlwsSidebar } from './sidebar';
 
 export * from './service';
@@ -38,6 +39,7 @@ export namespace CommandIDs {
   export const refresh = 'mlws:refresh';
   export const openJob = 'mlws:open-job';
   export const runAsJob = 'mlws:run-as-job';
+  export const runAsSweep = 'mlws:run-as-sweep';
 }
 
 /** What the sidebar plugin provides to others. */
@@ -101,7 +103,8 @@ const sidebarPlugin: JupyterFrontEndPlugin<IMlwsWorkspace> = {
         }
         const panel = createJobPanel(service, id, {
           openPath: path => app.commands.execute('docmanager:open', { path }),
-          jobChanged: () => sidebar.refresh()
+          jobChanged: () => sidebar.refresh(),
+          openJob: other => void app.commands.execute(CommandIDs.openJob, { id: other })
         });
         void tracker.add(panel);
         app.shell.add(panel, 'main');
@@ -140,57 +143,94 @@ const runAsJobPlugin: JupyterFrontEndPlugin<void> = {
   ): void => {
     const { service, sidebar } = workspace;
 
+    /** The current notebook's path (saved first: run what the user sees), or `args.path`. */
+    const notebookPath = async (args: ReadonlyPartialJSONObject): Promise<string> => {
+      if (typeof args.path === 'string' && args.path) {
+        return args.path;
+      }
+      const panel: NotebookPanel | null = notebooks.currentWidget;
+      if (!panel) {
+        return '';
+      }
+      await panel.context.ready;
+      if (panel.context.model.dirty) {
+        await panel.context.save();
+      }
+      return app.serviceManager.contents.localPath(panel.context.path);
+    };
+
+    /** Reveal a submitted job in the panel and say so. */
+    const submitted = (job: IJob, what: string): IJob => {
+      sidebar.revealJob(job);
+      app.shell.activateById(sidebar.id);
+      Notification.success(`Submitted ${what} ${job.display_name || job.id} (${job.status})`, {
+        autoClose: 4000,
+        actions: [
+          {
+            label: 'Open',
+            callback: () => void app.commands.execute(CommandIDs.openJob, { id: job.id })
+          }
+        ]
+      });
+      return job;
+    };
+
+    const failed = (what: string, error: unknown): void => {
+      const message = error instanceof MlwsApiError ? error.display : (error as Error).message;
+      Notification.error(`${what} failed: ${message}`, { autoClose: false });
+    };
+
     app.commands.addCommand(CommandIDs.runAsJob, {
       label: 'Run as job…',
       caption: 'Run this notebook as a job (environment, compute, parameters)',
       icon: args => (args.toolbar ? runIcon : undefined),
       isEnabled: args => typeof args.path === 'string' || !!notebooks.currentWidget,
       execute: async args => {
-        const panel: NotebookPanel | null = notebooks.currentWidget;
-        let path = typeof args.path === 'string' ? args.path : '';
+        const path = await notebookPath(args);
         if (!path) {
-          if (!panel) {
-            return;
-          }
-          await panel.context.ready;
-          // Run what the user sees: save first.
-          if (panel.context.model.dirty) {
-            await panel.context.save();
-          }
-          path = app.serviceManager.contents.localPath(panel.context.path);
+          return;
         }
         try {
           const job = await runAsJob(service, path);
-          if (!job) {
-            return;
-          }
-          sidebar.revealJob(job);
-          app.shell.activateById(sidebar.id);
-          Notification.success(`Submitted job ${job.display_name || job.id} (${job.status})`, {
-            autoClose: 4000,
-            actions: [
-              {
-                label: 'Open',
-                callback: () => void app.commands.execute(CommandIDs.openJob, { id: job.id })
-              }
-            ]
-          });
-          return job;
+          return job ? submitted(job, 'job') : undefined;
         } catch (error) {
-          const message =
-            error instanceof MlwsApiError ? error.display : (error as Error).message;
-          Notification.error(`Run as job failed: ${message}`, { autoClose: false });
+          failed('Run as job', error);
+        }
+      }
+    });
+
+    app.commands.addCommand(CommandIDs.runAsSweep, {
+      label: 'Run as sweep…',
+      caption: 'Run this notebook over a search space of its parameters (a sweep of trial jobs)',
+      icon: args => (args.toolbar ? fastForwardIcon : undefined),
+      isEnabled: args => typeof args.path === 'string' || !!notebooks.currentWidget,
+      execute: async args => {
+        const path = await notebookPath(args);
+        if (!path) {
+          return;
+        }
+        try {
+          const job = await runAsSweep(service, path);
+          return job ? submitted(job, 'sweep') : undefined;
+        } catch (error) {
+          failed('Run as sweep', error);
         }
       }
     });
 
     if (palette) {
       palette.addItem({ command: CommandIDs.runAsJob, category: CATEGORY });
+      palette.addItem({ command: CommandIDs.runAsSweep, category: CATEGORY });
     }
     app.contextMenu.addItem({
       command: CommandIDs.runAsJob,
       selector: '.jp-Notebook',
       rank: 100
+    });
+    app.contextMenu.addItem({
+      command: CommandIDs.runAsSweep,
+      selector: '.jp-Notebook',
+      rank: 101
     });
 
     // A toolbar button on every notebook.
@@ -204,6 +244,16 @@ const runAsJobPlugin: JupyterFrontEndPlugin<void> = {
       button.addClass('jp-mlws-run-button');
       if (!panel.toolbar.insertAfter('cellType', 'mlws-run-as-job', button)) {
         panel.toolbar.addItem('mlws-run-as-job', button);
+      }
+      const sweep = new CommandToolbarButton({
+        commands: app.commands,
+        id: CommandIDs.runAsSweep,
+        args: { toolbar: true },
+        label: 'Run as sweep'
+      });
+      sweep.addClass('jp-mlws-sweep-button');
+      if (!panel.toolbar.insertAfter('mlws-run-as-job', 'mlws-run-as-sweep', sweep)) {
+        panel.toolbar.addItem('mlws-run-as-sweep', sweep);
       }
     });
   }

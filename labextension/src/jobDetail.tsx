@@ -1,7 +1,7 @@
 /**
  * The detail view of one job (a main-area tab): status and events, the log (followed by byte
  * offset every second while the job is active), metrics, parameters, outputs, and the actions
- * "Open output notebook" and "Cancel".
+ * "Open output notebook" and "Cancel"; a sweep's trials, best trial and chart (sweepView.tsx).
  */
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget, runningIcon } from '@jupyterlab/ui-components';
@@ -14,6 +14,7 @@ import { duration, when } from './format';
 import { MlwsApiError } from './request';
 import { IJobDetail, IMetric, isTerminal, MlwsService } from './service';
 import { StatusLabel } from './sidebar';
+import { SweepPanel } from './sweepView';
 
 /** How often an active job is followed (ms). */
 export const FOLLOW_MS = 1000;
@@ -96,6 +97,8 @@ export interface IJobActions {
   openPath: (path: string) => Promise<unknown>;
   /** A job changed (e.g. canceled): let the sidebar know. */
   jobChanged?: () => void;
+  /** Open another job's tab (a sweep's trial). */
+  openJob?: (id: string) => void;
 }
 
 /** The content of a job's tab. */
@@ -186,6 +189,11 @@ export class JobDetailWidget extends ReactWidget {
       this.state.busy = '';
       this.state.emit();
     }
+  }
+
+  /** Open the tab of another job (a trial of this sweep). */
+  openJob(id: string): void {
+    this._actions.openJob?.(id);
   }
 
   render(): JSX.Element {
@@ -362,6 +370,7 @@ function JobView(props: { widget: JobDetailWidget }): JSX.Element {
         </Field>
       </dl>
       <div className="jp-mlws-job-grid">
+        {job.sweep && <SweepPanel sweep={job.sweep} openJob={id => widget.openJob(id)} />}
         <div className="jp-mlws-block jp-mlws-log-block">
           <h3>
             Log

@@ -40,13 +40,13 @@ export interface IRunJobChoices {
   choicesError?: string;
 }
 
-function errorText(error: unknown): string {
+export function errorText(error: unknown): string {
   return error instanceof MlwsApiError
     ? error.display
     : ((error as Error)?.message ?? String(error));
 }
 
-function el<K extends keyof HTMLElementTagNameMap>(
+export function el<K extends keyof HTMLElementTagNameMap>(
   tag: K,
   attrs: Record<string, string> = {},
   text?: string
@@ -63,6 +63,56 @@ function el<K extends keyof HTMLElementTagNameMap>(
     node.textContent = text;
   }
   return node;
+}
+
+/** The environment select (first option: the kernel's Python), appended to `form`. */
+export function environmentSelect(
+  form: HTMLElement,
+  choices: IRunJobChoices,
+  previous?: string
+): HTMLSelectElement {
+  const label = el('label', { class: 'jp-mlws-run-field' });
+  label.appendChild(el('span', { class: 'jp-mlws-run-label' }, 'Environment'));
+  const select = el('select', {
+    class: 'jp-mod-styled jp-mlws-run-environment',
+    name: 'environment'
+  });
+  select.appendChild(el('option', { value: KERNEL_PYTHON }, "(kernel's Python)"));
+  for (const env of choices.environments) {
+    const ref = `${env.name}:${env.version}`;
+    const text = env.cached === false ? `${ref} (not built)` : ref;
+    select.appendChild(el('option', { value: ref }, text));
+  }
+  select.value = previous ?? KERNEL_PYTHON;
+  label.appendChild(select);
+  form.appendChild(label);
+  return select;
+}
+
+/** The compute select (`local` always offered), appended to `form`. */
+export function computeSelect(
+  form: HTMLElement,
+  choices: IRunJobChoices,
+  previous?: string
+): HTMLSelectElement {
+  const label = el('label', { class: 'jp-mlws-run-field' });
+  label.appendChild(el('span', { class: 'jp-mlws-run-label' }, 'Compute'));
+  const select = el('select', { class: 'jp-mod-styled jp-mlws-run-compute', name: 'compute' });
+  const names = choices.computes.map(c => c.name);
+  if (!names.includes('local')) {
+    names.unshift('local');
+  }
+  for (const name of names) {
+    const compute = choices.computes.find(c => c.name === name);
+    const type = (compute?.spec?.type as string | undefined) ?? compute?.type;
+    select.appendChild(
+      el('option', { value: name }, type && type !== name ? `${name} (${type})` : name)
+    );
+  }
+  select.value = previous ?? 'local';
+  label.appendChild(select);
+  form.appendChild(label);
+  return select;
 }
 
 /** The body of the dialog. */
@@ -86,44 +136,8 @@ export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValu
       form.appendChild(el('div', { class: 'jp-mlws-error' }, choices.choicesError));
     }
 
-    // Environment
-    const envLabel = el('label', { class: 'jp-mlws-run-field' });
-    envLabel.appendChild(el('span', { class: 'jp-mlws-run-label' }, 'Environment'));
-    this._env = el('select', {
-      class: 'jp-mod-styled jp-mlws-run-environment',
-      name: 'environment'
-    });
-    this._env.appendChild(el('option', { value: KERNEL_PYTHON }, "(kernel's Python)"));
-    for (const env of choices.environments) {
-      const ref = `${env.name}:${env.version}`;
-      const label = env.cached === false ? `${ref} (not built)` : ref;
-      this._env.appendChild(el('option', { value: ref }, label));
-    }
-    this._env.value = previous?.environment ?? KERNEL_PYTHON;
-    envLabel.appendChild(this._env);
-    form.appendChild(envLabel);
-
-    // Compute
-    const computeLabel = el('label', { class: 'jp-mlws-run-field' });
-    computeLabel.appendChild(el('span', { class: 'jp-mlws-run-label' }, 'Compute'));
-    this._compute = el('select', {
-      class: 'jp-mod-styled jp-mlws-run-compute',
-      name: 'compute'
-    });
-    const names = choices.computes.map(c => c.name);
-    if (!names.includes('local')) {
-      names.unshift('local');
-    }
-    for (const name of names) {
-      const compute = choices.computes.find(c => c.name === name);
-      const type = (compute?.spec?.type as string | undefined) ?? compute?.type;
-      this._compute.appendChild(
-        el('option', { value: name }, type && type !== name ? `${name} (${type})` : name)
-      );
-    }
-    this._compute.value = previous?.compute ?? 'local';
-    computeLabel.appendChild(this._compute);
-    form.appendChild(computeLabel);
+    this._env = environmentSelect(form, choices, previous?.environment);
+    this._compute = computeSelect(form, choices, previous?.compute);
 
     // Parameters
     const fieldset = el('fieldset', { class: 'jp-mlws-run-params' });

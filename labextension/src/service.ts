@@ -108,7 +108,7 @@ export function isTerminal(status: string): boolean {
 /** `Job` */
 export interface IJob {
   id: string;
-  type: 'notebook' | 'command' | 'pipeline';
+  type: 'notebook' | 'command' | 'pipeline' | 'sweep';
   display_name?: string | null;
   experiment?: string;
   status: JobStatus;
@@ -144,6 +144,64 @@ export interface IJobDetail extends IJob {
   produced?: string[];
   progress?: { executed?: number; total?: number } | null;
   children?: string[];
+  /** A sweep: its trials sorted by the objective and its best trial. */
+  sweep?: ISweep;
+}
+
+/** `SweepTrial`: one trial of a sweep. */
+export interface ISweepTrial {
+  /** 0, 1, ... in the order the trials were drawn. */
+  number: number;
+  /** The trial's job (none until it is submitted). */
+  job?: string | null;
+  /** The values drawn for the swept parameters. */
+  params: Record<string, unknown>;
+  /** A job status, or 'Canceled (early termination)'. */
+  status: string;
+  /** The last value of the primary metric. */
+  value?: number | null;
+  duration_s?: number | null;
+  reason?: string | null;
+  carried_from?: string | null;
+  /** Step -> value of the primary metric. */
+  values?: Record<string, number | null>;
+}
+
+/** `Sweep`: the `sweep` field of a sweep job's detail. */
+export interface ISweep {
+  sweep: string;
+  status: string;
+  objective: { goal: 'maximize' | 'minimize'; primary_metric: string };
+  budget?: number | null;
+  stopped?: string | null;
+  /** Why there is no best trial (e.g. no trial logged the metric). */
+  problem?: string | null;
+  best: ISweepTrial | null;
+  /** Best first; trials without a value last. */
+  trials: ISweepTrial[];
+}
+
+/** `NotebookSweepSubmission`: the body of POST /sweeps (the fields of `mlws job sweep`). */
+export interface INotebookSweepSubmission {
+  notebook: string;
+  /**
+   * Parameter -> search expression (`choice(1, 2)`, `uniform(0, 1)`, `loguniform(-4, 2)`...).
+   * A refused one answers 400 with `details: {field: 'search', name}`.
+   */
+  search: Record<string, string>;
+  /** Fixed values of the other parameters, as typed (the CLI's `-p`). */
+  literal_parameters?: Record<string, string>;
+  metric: string;
+  goal?: 'maximize' | 'minimize';
+  max_trials?: number;
+  max_concurrent?: number | null;
+  sampling?: 'random' | 'grid' | 'bayesian';
+  seed?: number | null;
+  early_termination?: 'bandit' | 'median' | 'truncation' | null;
+  environment?: string | null;
+  compute?: string | null;
+  experiment?: string | null;
+  display_name?: string | null;
 }
 
 /** `Metric` */
@@ -303,7 +361,12 @@ export class MlwsService {
     return this.post(['jobs'], submission);
   }
 
-  /** GET /jobs/{id} */
+  /** POST /sweeps: run a notebook over a search space; returns the sweep job. */
+  submitSweep(submission: INotebookSweepSubmission): Promise<IJob> {
+    return this.post(['sweeps'], submission);
+  }
+
+  /** GET /jobs/{id} (a sweep's carries its trials: `sweep`) */
   getJob(id: string): Promise<IJobDetail> {
     return this.get(['jobs', id]);
   }

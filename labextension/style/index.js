@@ -1,2 +1,3 @@
 import './base.css';
 import './endpoints.css';
+import './sweep.css';

@@ -294,3 +294,42 @@ def test_the_contract_lists_exactly_the_endpoint_routes_tested_here() -> None:
     assert documented == tested
     served = {re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern) for pattern, _h in endpoint_routes()}
     assert served == {p for _m, p in documented}
+
+
+async def test_an_mlflow_model_deploys_with_no_code(api: Api, eps: Workspace,
+                                                    tmp_path: Path) -> None:
+    """No code and no scoring script: MLflow's pyfunc serves the model in the server's
+    interpreter (which has mlflow); Azure's ``input_data`` request shape is answered."""
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    x = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.9, 0.3]})
+    model = LinearRegression().fit(x, 3 * x["a"] - x["b"])
+    mlflow.sklearn.save_model(model, str(tmp_path / "sk-model"), signature=infer_signature(x))
+    eps.models.create("sk-reg", tmp_path / "sk-model", type="mlflow_model")
+    assert (await api.post("/endpoints", body={"name": "ep-nocode"})).code == 201
+
+    # only an mlflow_model goes without code; code and script go together
+    body = error(await api.post("/endpoints/ep-nocode/deployments",
+                                body={"name": "blue", "model": "lin:1"}), 400, "invalid")
+    assert "scoring script" in body["message"] and "mlflow_model" in body["hint"]
+    body = error(await api.post("/endpoints/ep-nocode/deployments",
+                                body={"name": "blue", "model": "sk-reg:1", "code": "serving"}),
+                 400, "invalid")
+    assert "code without scoring_script" in body["message"]
+    assert eps.store.list_deployments("ep-nocode") == []  # type: ignore[attr-defined]
+
+    created = await api.post("/endpoints/ep-nocode/deployments",
+                             body={"name": "blue", "model": "azureml:sk-reg:1",
+                                   "all_traffic": True})
+    assert created.code == 201, created.body[:3000]
+    assert created.json["state"] == "Succeeded" and created.json["model"] == "sk-reg:1"
+    assert created.json["traffic"] == 100
+    rows = {"columns": ["a", "b"], "index": [0, 1], "data": [[5.0, 0.2], [6.0, 0.4]]}
+    answer = await invoke(api, "ep-nocode", request={"input_data": rows})
+    assert answer["status"] == 200 and answer["deployment"] == "blue"
+    expected = model.predict(pd.DataFrame(rows["data"], columns=rows["columns"]))
+    assert answer["json"] == [pytest.approx(v) for v in expected]
+    assert answer["json"] == [pytest.approx(14.8), pytest.approx(17.6)]

@@ -83,6 +83,7 @@ ROUTES = [
     ("POST", "/jobs/some_job_1/cancel"),
     ("POST", "/jobs/some_job_1/output-notebook"),
     ("GET", "/notebooks/parameters"),
+    ("POST", "/sweeps"),
     ("GET", "/no/such/route"),
 ]
 

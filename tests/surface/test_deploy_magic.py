@@ -160,3 +160,38 @@ def test_deploy_errors_are_one_line(setup: tuple[Kernel, Workspace]) -> None:
     assert "traffic was not changed" in line
     assert ws.endpoints.show("ep-err")["traffic"] == {}
     assert ws.endpoints.show_deployment("ep-err", "red")["state"] == "Failed"
+
+
+def test_deploy_an_mlflow_model_without_a_scoring_script(setup: tuple[Kernel, Workspace],
+                                                         tmp_path: Path) -> None:
+    """``%deploy MODEL`` with no --scoring-script: MLflow's pyfunc serves an mlflow_model in
+    this kernel's interpreter (which has mlflow); Azure's ``input_data`` shape is answered."""
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    kernel, ws = setup
+    x = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.9, 0.3]})
+    model = LinearRegression().fit(x, x["a"] + 2 * x["b"])
+    mlflow.sklearn.save_model(model, str(tmp_path / "sk"), signature=infer_signature(x))
+    ws.models.create("sk-magic", tmp_path / "sk", type="mlflow_model")
+
+    # a model that is not an mlflow_model still needs a script: said before any endpoint
+    kernel.fails("%deploy lin:1 --endpoint ep-nocode", "scoring script", "mlflow_model")
+    assert "ep-nocode" not in [e.name for e in ws.store.list_endpoints()]  # type: ignore[attr-defined]
+
+    result = kernel.ok("w = %deploy sk-magic --endpoint ep-nocode\nw")
+    assert "Created endpoint ep-nocode" in result.stdout
+    assert any("EndpointMonitor(endpoint=ep-nocode, blue=Succeeded)" in t
+               for t in result.texts("execute_result"))
+    shown = ws.endpoints.show_deployment("ep-nocode", "blue")
+    assert shown["model"] == "sk-magic:1" and shown["traffic"] == 100
+    rows = {"columns": ["a", "b"], "index": [0, 1], "data": [[5.0, 1.0], [2.0, 0.5]]}
+    answer = printed(kernel, "import json\nprint(json.dumps(w.send(json.dumps("
+                     f"{{'input_data': {rows!r}}}))))")
+    assert answer["status"] == 200 and answer["deployment"] == "blue"
+    expected = model.predict(pd.DataFrame(rows["data"], columns=rows["columns"]))
+    assert answer["json"] == [pytest.approx(v) for v in expected]
+    assert answer["json"] == [pytest.approx(7.0), pytest.approx(3.0)]
+    kernel.ok("w.close()")
