@@ -60,7 +60,9 @@ def submit_sweep(ws: Workspace, spec: SweepJobSpec | Mapping[str, Any], *,
     from jupyter_mlws.jobs.azure_compat import map_compute
     from jupyter_mlws.jobs.submit import new_job_id
 
-    sweep = spec if isinstance(spec, SweepJobSpec) else SweepJobSpec.model_validate(spec)
+    from jupyter_mlws.assets.yaml_io import validate_spec
+
+    sweep = spec if isinstance(spec, SweepJobSpec) else validate_spec(SweepJobSpec, dict(spec))
     base = (base_dir or Path.cwd()).resolve()
     space = parse_space(sweep.search_space)
     if sweep.sampling_algorithm.type == "grid":

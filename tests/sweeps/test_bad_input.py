@@ -69,11 +69,21 @@ def test_a_parameter_the_notebook_lacks_is_refused_before_the_sweep(
 
 
 def test_grid_over_a_distribution_and_too_many_concurrent_trials_are_refused(
-        mlws: Callable[..., Result], tmp_path: Path, sws: Workspace) -> None:
+        mlws: Callable[..., Result], tmp_path: Path, sws: Workspace, nb: Path) -> None:
     out = mlws("job", "create", "-f", _yaml(tmp_path, algorithm="grid"), code=1).output
     assert "grid sampling needs a choice" in out and "'lr' is uniform" in out
     out = mlws("job", "create", "-f", _yaml(tmp_path, total=2, concurrent=5), code=1).output
     assert "max_concurrent_trials (5) is above max_total_trials (2)" in out
+    out = mlws("job", "sweep", str(nb), "--search", "C=choice(1.0, 2.0)", "--metric", "acc",
+               "--max-trials", "2", "--max-concurrent", "5", code=1).output
+    assert "max_concurrent_trials (5) is above max_total_trials (2)" in out
+    assert "Traceback" not in out and "pydantic" not in out
+    with pytest.raises(SpecError, match=r"max_concurrent_trials \(5\)"):
+        sws.jobs.submit_sweep({
+            "trial": {"command": "echo ${{search_space.lr}}"},
+            "search_space": {"lr": {"type": "choice", "values": [1, 2]}},
+            "objective": {"goal": "maximize", "primary_metric": "a"},
+            "limits": {"max_total_trials": 2, "max_concurrent_trials": 5}})
     with pytest.raises(SpecError, match=r"search_space\.nope"):
         sws.jobs.submit_sweep({
             "trial": {"command": "echo ${{search_space.nope}}"},
