@@ -57,10 +57,9 @@ def submit_sweep(ws: Workspace, spec: SweepJobSpec | Mapping[str, Any], *,
                  experiment: str | None = None, notes: list[str] | None = None,
                  resume_from: str | None = None, _parent: tuple[str, str] | None = None) -> Job:
     """Check a sweep and start it; returns the Queued parent job at once."""
+    from jupyter_mlws.assets.yaml_io import validate_spec
     from jupyter_mlws.jobs.azure_compat import map_compute
     from jupyter_mlws.jobs.submit import new_job_id
-
-    from jupyter_mlws.assets.yaml_io import validate_spec
 
     sweep = spec if isinstance(spec, SweepJobSpec) else validate_spec(SweepJobSpec, dict(spec))
     base = (base_dir or Path.cwd()).resolve()
