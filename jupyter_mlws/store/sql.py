@@ -8,6 +8,7 @@ locked with ``SELECT ... FOR UPDATE`` instead. Both give contiguous versions und
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,7 +102,10 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
     @staticmethod
     def _make_engine(uri: str, *, immediate: bool, busy_ms: int = BUSY_TIMEOUT_MS) -> Engine:
         if not uri.startswith("sqlite"):
-            return create_engine(uri, pool_pre_ping=True)
+            # a server that is down answers within the timeout (MLWS_STORE_TIMEOUT, seconds)
+            args = {} if "connect_timeout" in uri else {
+                "connect_timeout": int(os.environ.get("MLWS_STORE_TIMEOUT", "10") or 10)}
+            return create_engine(uri, pool_pre_ping=True, connect_args=args)
         engine = create_engine(
             uri, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}
         )
