@@ -69,7 +69,8 @@ start_weed() {
     p1=$(free_port); p2=$(free_port); p3=$(free_port); p4=$(free_port)
     nohup weed server -dir="$DIR/s3" -ip=127.0.0.1 -ip.bind=127.0.0.1 -master.port="$p1" \
         -master.volumeSizeLimitMB=1024 -volume.port="$p2" -volume.max=16 -filer \
-        -filer.port="$p3" -s3 -s3.port="$p4" -s3.config="$DIR/s3.json" \
+        -filer.port="$p3" -s3 -s3.port="$p4" -s3.port.iceberg=0 -s3.port.lance=0 \
+        -s3.config="$DIR/s3.json" \
         >"$DIR/weed.log" 2>&1 </dev/null &
     echo $! >"$DIR/weed.pid"
     {
