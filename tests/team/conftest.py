@@ -108,7 +108,7 @@ class Team:
 
         return boto3.client("s3")
 
-    def keys(self) -> list[str]:
+    def object_keys(self) -> list[str]:
         """Every object key under this workspace's prefix."""
         pages = self.s3().get_paginator("list_objects_v2").paginate(
             Bucket="mlws", Prefix=self.prefix + "/")

@@ -40,7 +40,7 @@ def test_register_on_a_then_list_and_download_byte_identical_on_b(
     assert _digest(out) == _digest(model)
     assert os.access(out / "run.sh", os.X_OK)
     # the bytes are in the bucket under their content keys, not in either workspace folder
-    keys = team.keys()
+    keys = team.object_keys()
     assert any(k.endswith(registered.artifact["sha256"][2:]) for k in keys)
     assert not (tmp_path / "A" / ".mlws" / "artifacts" / "blobs").exists() or not any(
         (tmp_path / "A" / ".mlws" / "artifacts" / "blobs").rglob("*"))
