@@ -93,6 +93,12 @@ def open_backend(uri: str) -> BlobBackend:
     check_uri(uri)
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("s3", "s3a"):
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise TeamWorkspaceError(
+                "An s3:// artifact store needs boto3.",
+                hint="pip install 'jupyter_mlws[team]' (or pip install boto3).") from None
         return S3Backend(uri, timeout=timeout_s())
     return FsspecBackend(uri)
 

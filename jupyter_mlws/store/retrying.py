@@ -7,9 +7,10 @@ each time in a fresh transaction, and turns what is left into typed errors at th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -125,3 +126,21 @@ def sqlite_folder(uri: str) -> str:
     except Exception:
         return "<store>"
     return str(Path(database).resolve().parent) if database else "<memory>"
+
+
+def reading(store: RetryingStore, sessions: Callable[[], Any]) -> Callable[[], Any]:
+    """A read-session factory whose sessions turn "server unreachable" into
+    :class:`MetadataStoreUnavailableError` (reads are not retried)."""
+
+    @contextlib.contextmanager
+    def open_session() -> Iterator[Any]:
+        with sessions() as session:
+            try:
+                yield session
+            except OperationalError as exc:
+                if is_unreachable(exc):
+                    raise translate(store, exc) from None
+                raise
+
+    return open_session
+

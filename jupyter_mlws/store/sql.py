@@ -24,7 +24,7 @@ from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictE
 from jupyter_mlws.store.base import AbstractStore, NewVersion
 from jupyter_mlws.store.endpoints_sql import EndpointStoreMixin
 from jupyter_mlws.store.jobs_sql import JobStoreMixin
-from jupyter_mlws.store.retrying import retry_locked, sqlite_folder, translate
+from jupyter_mlws.store.retrying import reading, retry_locked, sqlite_folder, translate
 from jupyter_mlws.store.rows import (
     AssetNameRow,
     AssetTagRow,
@@ -74,7 +74,7 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
                 f"Cannot open the store {self._safe_uri()}: {exc}",
                 hint="For PostgreSQL install the driver: pip install 'jupyter_mlws[postgres]'.",
             ) from None
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = reading(self, sessionmaker(self.engine, expire_on_commit=False))
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         try:
             self._migrate(lock_dir)

@@ -132,6 +132,8 @@ def test_postgres_down_mid_session_registers_nothing(
         with pytest.raises(MetadataStoreUnavailableError) as err:
             ws.models.create("m", f)
         assert url.split("@", 1)[1].split("/")[0] in str(err.value)
+        with pytest.raises(MetadataStoreUnavailableError):  # reads too
+            ws.models.list("m")
         ws.close()
         url = subprocess.run(["bash", str(up), str(folder)], capture_output=True, text=True,
                              check=True, timeout=180).stdout.strip().splitlines()[-1]
