@@ -12,12 +12,13 @@ while the runner loads.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from jupyter_mlws.errors import LaunchFormatError, MlwsError
 from jupyter_mlws.jobs.launch import Launch
@@ -115,10 +116,24 @@ def main(argv: list[str]) -> int:
         target.run(ctx, prestarted=prestarted, runtime=runtime)
         return 0
     finally:
+        _publish_files(ws, job_id)
         ws.close()
         if slot is not None:
             slot.close()
         runner_lock.close()
+
+
+def _publish_files(ws: Any, job_id: str) -> None:
+    """With a remote artifact store: the job's files for the team's other machines."""
+    from jupyter_mlws.jobs.safe_files import open_log_for_append
+    from jupyter_mlws.jobs.team_files import publish
+
+    try:
+        publish(ws, job_id)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; say why in its log
+        log = JobPaths.of(ws.artifacts.root, job_id).logs / "runner.log"
+        with contextlib.suppress(OSError), open_log_for_append(log) as f:
+            f.write(f"the job's files could not be published: {exc}\n".encode())
 
 
 if __name__ == "__main__":

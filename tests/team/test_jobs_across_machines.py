@@ -47,3 +47,28 @@ def test_b_sees_a_running_job_does_not_reap_it_and_cancels_it_through_the_store(
         stop_jobs(a)
         a.close()
         b.close()
+
+
+def test_b_reads_the_logs_and_registers_the_output_of_a_job_a_ran(
+    team: Team, tmp_path: Path
+) -> None:
+    a = Workspace.init(tmp_path / "A", store_uri=team.store_uri, artifact_uri=team.artifact_uri)
+    b = Workspace.init(tmp_path / "B", store_uri=team.store_uri, join=True)
+    try:
+        job = a.jobs.submit_command(
+            "python -c \"import pathlib, sys; print('trained on A', flush=True); "
+            "pathlib.Path(sys.argv[1], 'weights.txt').write_text('w=42')\" "
+            "${{outputs.model}}", outputs={"model": {"type": "uri_folder"}})
+        assert _wait_status(b, job.id, {"Completed", "Failed", "Canceled"}) == "Completed"
+        deadline = time.monotonic() + 60  # the runner publishes the files as it ends
+        while "files_tree" not in b.store.get_job(job.id).spec and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "trained on A" in b.jobs.logs(job.id)
+        model = b.models.create("from-a", f"mlws://jobs/{job.id}/outputs/model")
+        got = b.models.download("from-a", model.version, tmp_path / "got")
+        assert (got / "weights.txt").read_text() == "w=42"
+        assert (a.jobs.paths(job.id).outputs / "model" / "weights.txt").read_text() == "w=42"
+    finally:
+        stop_jobs(a)
+        a.close()
+        b.close()
