@@ -8,6 +8,7 @@ needs only the store URI). No URI means the local folder, as before.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Protocol
 
@@ -93,7 +94,8 @@ def check_team(store_uri: str | None, uri: str | None, *, join: bool) -> str | N
 
     if uri:
         check_uri(uri)
-    store = open_store(_store_uri(store_uri))
+    # the migration lock of a store opened before its workspace folder exists: machine-wide
+    store = open_store(_store_uri(store_uri), lock_dir=Path(tempfile.gettempdir()))
     try:
         recorded = store.get_meta(META_ARTIFACT_URI)
         if join and store.get_meta("seeded") is None:
