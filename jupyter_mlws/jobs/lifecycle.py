@@ -102,7 +102,11 @@ class JobLifecycle(JobQueries):
         reaped = []
         for job in self._store.iter_active_jobs():
             if hosts.runs_elsewhere(job.spec, self._ws.path):
-                continue  # only its own machine can tell whether its runner lives
+                gone = hosts.expired(self._store, job.spec, job.created_at.timestamp())
+                if gone and self._store.transition_job(job.id, JobStatus.FAILED, message=gone,
+                                                       error=gone):
+                    reaped.append(job.id)
+                continue  # else only its own machine can tell whether its runner lives
             paths = self.paths(job.id)
             if is_locked(paths.runner_lock):
                 continue

@@ -99,6 +99,7 @@ def main(argv: list[str]) -> int:
     from jupyter_mlws.workspace import Workspace
 
     ws = Workspace.open(launch.workspace)
+    beating = _heartbeat(ws)
     try:
         ws.store.update_job(job_id, runner_pid=os.getpid())
         ctx = RunContext(WorkspaceTargetServices(ws), job_id, launch, paths)
@@ -117,10 +118,22 @@ def main(argv: list[str]) -> int:
         return 0
     finally:
         _publish_files(ws, job_id)
+        if beating is not None:
+            beating.set()
         ws.close()
         if slot is not None:
             slot.close()
         runner_lock.close()
+
+
+def _heartbeat(ws: Any) -> Any:
+    """A team workspace (not SQLite, or a remote artifact store): this machine's runners beat in
+    the store so that other machines can tell when it is gone."""
+    if getattr(ws.store, "is_sqlite", True) and ws.artifacts.remote is None:
+        return None
+    from jupyter_mlws.jobs.hosts import start_heartbeat
+
+    return start_heartbeat(ws.store, ws.path)
 
 
 def _publish_files(ws: Any, job_id: str) -> None:
