@@ -38,6 +38,7 @@ class BlobCache:
         self.folder = folder
         self.tmp = tmp
         self.max_bytes = max_bytes
+        self._total: int | None = None  # this process's running estimate of the cache's bytes
 
     def path(self, sha256: str) -> Path:
         return self.folder / sha256[:2] / sha256[2:]
@@ -73,8 +74,12 @@ class BlobCache:
         """Move a verified temp file into the cache, then trim the cache to its bound."""
         dest = self.path(sha256)
         dest.parent.mkdir(parents=True, exist_ok=True)
+        size = src.stat().st_size
         os.replace(src, dest)
-        self.trim(keep=dest)
+        if self._total is None or self._total + size > self.max_bytes:
+            self.trim(keep=dest)  # a full scan only when the estimate reaches the bound
+        else:
+            self._total += size
         return dest
 
     def trim(self, *, keep: Path | None = None) -> list[Path]:
@@ -82,6 +87,7 @@ class BlobCache:
         entries: list[tuple[float, int, Path]] = []
         total = 0
         if not self.folder.exists():
+            self._total = 0
             return []
         for sub in self.folder.iterdir():
             if not sub.is_dir():
@@ -101,4 +107,5 @@ class BlobCache:
                 f.unlink()  # an open reader keeps its bytes (POSIX)
                 removed.append(f)
             total -= size
+        self._total = total
         return removed

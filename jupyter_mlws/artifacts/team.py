@@ -104,6 +104,12 @@ def check_team(store_uri: str | None, uri: str | None, *, join: bool) -> str | N
                 hint="Create the team workspace first with `mlws workspace init --store-uri ... "
                 "--artifact-uri ...` on one machine.")
         uri = uri or recorded
+        if join and not uri:
+            raise TeamWorkspaceError(
+                "That workspace keeps its artifacts in a folder of the machine that made it, so "
+                "another machine could see its versions but not their files.",
+                hint="Give the team an artifact store: --artifact-uri s3://BUCKET/PREFIX (the "
+                "same on every machine).")
         if uri:
             open_backend(uri).exists("0" * 64)  # reachable, credentials accepted
             record_team_uri(store, uri)

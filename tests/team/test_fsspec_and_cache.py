@@ -107,3 +107,15 @@ def test_cli_init_and_join(shared: tuple[str, str], tmp_path: Path) -> None:
     bad = _mlws("workspace", "init", str(tmp_path / "D"), "--store-uri", store_uri,
                 "--artifact-uri", "s3://AKIA:topsecret@bucket/x", cwd=tmp_path)
     assert bad.returncode != 0 and "topsecret" not in bad.stderr + bad.stdout
+
+
+def test_join_refuses_a_workspace_whose_files_stay_on_one_machine(
+    shared: tuple[str, str], tmp_path: Path
+) -> None:
+    from jupyter_mlws.errors import TeamWorkspaceError
+
+    store_uri, _artifact_uri = shared
+    Workspace.init(tmp_path / "A", store_uri=store_uri).close()
+    with pytest.raises(TeamWorkspaceError, match="another machine could see its versions"):
+        Workspace.init(tmp_path / "B", store_uri=store_uri, join=True)
+    assert not (tmp_path / "B").exists()
