@@ -336,3 +336,33 @@ class CondaTranslationError(UnsupportedEnvironmentError):
     """
 
     code = "conda_no_pypi"
+
+
+# --- team workspace (helper "team"): shared servers ----------------------------------------------
+class ArtifactStoreUnavailableError(StoreError):
+    """The artifact store (S3 or another fsspec location) did not answer, or refused a request,
+    within its timeout. ``location`` names it (without credentials)."""
+
+    code = "artifact_store_unavailable"
+    http_status = 503
+
+
+class ArtifactCredentialsError(StoreError):
+    """The artifact store refused the credentials (missing or wrong); they are never echoed."""
+
+    code = "artifact_credentials"
+    http_status = 503
+
+
+class MetadataStoreUnavailableError(StoreError):
+    """The metadata store's database server (PostgreSQL) cannot be reached."""
+
+    code = "store_unavailable"
+    http_status = 503
+
+
+class TeamWorkspaceError(ValidationError):
+    """A team workspace setting that cannot be used (a URI with credentials in it, joining a
+    store that holds no workspace)."""
+
+    code = "team_workspace"

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from jupyter_mlws import __version__
 from jupyter_mlws.agent import JobAgentSettings
-from jupyter_mlws.artifacts import ArtifactStore
+from jupyter_mlws.artifacts.team import open_artifacts
 from jupyter_mlws.assets.base import Asset
 from jupyter_mlws.assets.yaml_io import load_yaml
 from jupyter_mlws.docker_engine import docker_client  # noqa: F401  (re-exported)
@@ -55,6 +55,12 @@ class WorkspaceSettings(BaseModel):
         default=None, description="SQLAlchemy URL; none means SQLite inside the workspace."
     )
     artifacts_dir: str = ARTIFACTS_DIRNAME
+    artifact_uri: str | None = Field(
+        default=None, description="A shared artifact store (s3://BUCKET/PREFIX or another "
+        "fsspec URL); none means the artifacts_dir folder. Credentials come from the standard "
+        "AWS places, never from here.")
+    artifact_cache_mb: int | None = Field(
+        default=None, description="Bound of the local cache of a shared artifact store (MB).")
     envs_dir: str | None = Field(
         default=None, description="Where virtualenvs are materialized (default ~/.mlws/envs)."
     )
@@ -123,7 +129,9 @@ class Workspace:
         self.path = path
         self.settings = settings
         self.store = store
-        self.artifacts = ArtifactStore(self._abs(settings.artifacts_dir))
+        self.artifacts = open_artifacts(
+            self._abs(settings.artifacts_dir), setting_uri=settings.artifact_uri,
+            cache_mb=settings.artifact_cache_mb, store=store)
         self.environments = EnvironmentOperations(self)
         self.models = ModelOperations(self)
         self.data = DataOperations(self)
@@ -159,16 +167,29 @@ class Workspace:
     # --- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def init(cls, path: str | Path | None = None, *, store_uri: str | None = None) -> Workspace:
-        """Create a workspace in ``PATH/.mlws`` (or ``PATH`` itself when it is named ``.mlws``)."""
+    def init(
+        cls, path: str | Path | None = None, *, store_uri: str | None = None,
+        artifact_uri: str | None = None, join: bool = False,
+    ) -> Workspace:
+        """Create a workspace in ``PATH/.mlws`` (or ``PATH`` itself when it is named ``.mlws``).
+
+        ``artifact_uri`` names a shared artifact store; with ``join`` the store must already
+        hold a team workspace, whose artifact URI is used (see :mod:`jupyter_mlws.artifacts.team`).
+        """
         base = Path(path or Path.cwd()).expanduser().resolve()
         folder = base if base.name == WORKSPACE_DIRNAME or _is_workspace(base) else (
             base / WORKSPACE_DIRNAME
         )
-        return cls._create(folder, store_uri=store_uri)
+        if artifact_uri or join:
+            from jupyter_mlws.artifacts.team import check_team
+
+            artifact_uri = check_team(store_uri, artifact_uri, join=join)
+        return cls._create(folder, store_uri=store_uri, artifact_uri=artifact_uri)
 
     @classmethod
-    def _create(cls, folder: Path, *, store_uri: str | None = None) -> Workspace:
+    def _create(
+        cls, folder: Path, *, store_uri: str | None = None, artifact_uri: str | None = None
+    ) -> Workspace:
         """Make ``folder`` a workspace (when it is not one yet) and open it."""
         folder = folder.expanduser().resolve()
         if not _is_workspace(folder):
@@ -176,7 +197,7 @@ class Workspace:
             # the user registers
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(folder, 0o700)
-            settings = WorkspaceSettings(store_uri=store_uri)
+            settings = WorkspaceSettings(store_uri=store_uri, artifact_uri=artifact_uri)
             artifacts = Path(settings.artifacts_dir)
             (folder / artifacts).mkdir(parents=True, exist_ok=True, mode=0o700)
             tmp = folder / f"{SETTINGS_FILE}.{os.getpid()}.tmp"
@@ -400,7 +421,7 @@ class Workspace:
         return {
             "path": str(self.path),
             "store": store_uri,
-            "artifacts": str(self.artifacts.root),
+            "artifacts": self.artifacts.location,
             "version": __version__,
             "counts": {
                 kind: self.operations(kind).count()

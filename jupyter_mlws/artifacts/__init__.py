@@ -9,6 +9,12 @@ Blobs are shared between versions, so nothing deletes one without the collection
 look at the live pins of running registrations and at every committed reference (see
 :mod:`jupyter_mlws.artifacts.guard`). A full disk gives :class:`DiskFullError`, never a partial
 blob.
+
+With a remote backend (``artifact_uri``: S3 or another fsspec URL, see
+:mod:`jupyter_mlws.artifacts.backends`) the blobs live there and the local ``cache/`` folder is a
+bounded read-through copy; the local folder keeps temp files, pins and job folders. Remote blobs
+are never deleted by a rollback or gc (other machines may be about to commit a reference to
+them; their pins are not visible here).
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from typing import IO, Any, Literal, Protocol
 
 import pathspec
 
+from jupyter_mlws.artifacts.backends import BlobBackend
+from jupyter_mlws.artifacts.cache import BlobCache
 from jupyter_mlws.artifacts.guard import BlobGuard, PutSession
 from jupyter_mlws.artifacts.stat_cache import StatCache
 from jupyter_mlws.errors import (
@@ -145,23 +153,42 @@ def _check_inside(root: Path, link: Path, rel: str) -> None:
 class ArtifactStore:
     """The workspace's blob store (one folder, shared by every asset kind and job)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self, root: Path, remote: BlobBackend | None = None, cache_bytes: int = 5 << 30
+    ) -> None:
         self.root = Path(root)
-        self.blobs = self.root / "blobs"
+        self.remote = remote
+        self.blobs = self.root / ("cache" if remote is not None else "blobs")
         self.tmp = self.root / "tmp"
         self.guard = BlobGuard(self.root)
+        self.cache = BlobCache(self.blobs, self.tmp, cache_bytes)
+
+    @property
+    def location(self) -> str:
+        """Where the blobs are, for messages and ``workspace show`` (no credentials)."""
+        return self.remote.location if self.remote is not None else str(self.root)
 
     def ensure(self) -> None:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.tmp.mkdir(parents=True, exist_ok=True)
 
-    def blob_path(self, sha256: str) -> Path:
+    def _local(self, sha256: str) -> Path:
         if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
             raise ValidationError(f"{sha256!r} is not a sha256 digest.")
         return self.blobs / sha256[:2] / sha256[2:]
 
+    def blob_path(self, sha256: str) -> Path:
+        """A local file holding the blob's bytes (remote: fetched into the cache first). The
+        path does not exist when the blob is not stored."""
+        local = self._local(sha256)
+        if self.remote is None or local.exists() or not self.remote.exists(sha256):
+            return local
+        return self.cache.fetch(self.remote, sha256)
+
     def has(self, sha256: str) -> bool:
-        return self.blob_path(sha256).exists()
+        if self._local(sha256).exists():
+            return True
+        return self.remote is not None and self.remote.exists(sha256)
 
     @contextlib.contextmanager
     def session(self) -> Iterator[PutSession]:
@@ -203,7 +230,10 @@ class ArtifactStore:
         return tmp, f
 
     def _commit_tmp(self, tmp: Path, sha: str, session: PutSession | None) -> None:
-        dest = self.blob_path(sha)
+        if self.remote is not None:
+            self._commit_remote(tmp, sha, session)
+            return
+        dest = self._local(sha)
         with self.guard.shared():
             if session is not None:
                 session.pin(sha)
@@ -217,12 +247,26 @@ class ArtifactStore:
             if session is not None:
                 session.created.append(dest)
 
-    def _reuse(self, sha: str, session: PutSession | None) -> bool:
-        """Pin ``sha`` and say whether it is stored already."""
-        dest = self.blob_path(sha)
+    def _commit_remote(self, tmp: Path, sha: str, session: PutSession | None) -> None:
+        """Upload a verified temp file under its content key (unless stored), then keep it in
+        the cache. The upload is visible only once complete."""
         with self.guard.shared():
             if session is not None:
                 session.pin(sha)
+        assert self.remote is not None
+        if not self.remote.exists(sha):
+            self.remote.upload(sha, tmp, tmp.stat().st_size)
+        if self.cache.hit(sha) is None:
+            self.cache.insert(tmp, sha)
+
+    def _reuse(self, sha: str, session: PutSession | None) -> bool:
+        """Pin ``sha`` and say whether it is stored already."""
+        dest = self._local(sha)
+        with self.guard.shared():
+            if session is not None:
+                session.pin(sha)
+            if self.remote is not None:
+                return self.cache.hit(sha) is not None or self.remote.exists(sha)
             if not dest.exists():
                 return False
             with contextlib.suppress(OSError):
@@ -376,7 +420,8 @@ class ArtifactStore:
             keep = self.guard.live_pins()  # the pins first, then the committed references
             keep |= referenced()
             t = (now or time.time)()
-            for sub in self.blobs.iterdir() if self.blobs.exists() else []:
+            local_blobs = self.blobs.exists() and self.remote is None
+            for sub in self.blobs.iterdir() if local_blobs else []:
                 for blob in sub.iterdir():
                     sha = sub.name + blob.name
                     if sha in keep:
@@ -385,7 +430,7 @@ class ArtifactStore:
                         if t - blob.stat().st_mtime >= older_than_s:
                             blob.unlink()
                             removed.append(sha)
-            for part in self.tmp.glob("*.part") if self.tmp.exists() else []:
+            for part in self.tmp.glob("*.part") if self.tmp.exists() else []:  # and downloads
                 with contextlib.suppress(FileNotFoundError):
                     stale = t - part.stat().st_mtime >= older_than_s
                     if stale and not self.guard.part_in_use(part):
@@ -423,13 +468,19 @@ class ArtifactStore:
     def _copy_out(self, sha: str, dest: Path, *, executable: bool) -> None:
         src = self.blob_path(sha)
         if not src.exists():
-            raise NotFoundError(f"The blob {sha[:12]} is missing from the artifact store.")
+            raise NotFoundError(
+                f"The blob {sha[:12]} is missing from the artifact store {self.location}.")
         tmp = None
         try:
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".mlws-", suffix=".part")
             os.close(fd)
-            shutil.copyfile(src, tmp)
+            try:
+                shutil.copyfile(src, tmp)
+            except FileNotFoundError:
+                if self.remote is None:
+                    raise
+                shutil.copyfile(self.blob_path(sha), tmp)  # evicted from the cache meanwhile
             if executable:
                 os.chmod(tmp, 0o755)
             os.replace(tmp, dest)

@@ -18,14 +18,37 @@ def workspace() -> None:
 @workspace.command("init")
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--store-uri", help="SQLAlchemy URL of a shared database (default: SQLite inside).")
+@click.option("--artifact-uri", help="Shared artifact store: s3://BUCKET/PREFIX or another fsspec "
+              "URL (default: the artifacts folder inside). S3 keys come from the AWS variables "
+              "or ~/.aws, never from here.")
 @OUTPUT
-def workspace_init(path: str | None, store_uri: str | None, output: str) -> None:
+def workspace_init(
+    path: str | None, store_uri: str | None, artifact_uri: str | None, output: str
+) -> None:
     """Create a workspace in PATH/.mlws (default: the current folder)."""
     from jupyter_mlws.workspace import Workspace
 
-    ws = Workspace.init(path, store_uri=store_uri)
+    ws = Workspace.init(path, store_uri=store_uri, artifact_uri=artifact_uri)
     info = ws.info()
     emit(info, output, table=lambda: click.echo(f"Workspace ready at {info['path']}"))
+
+
+@workspace.command("join")
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--store-uri", help="SQLAlchemy URL of the team's database (or MLWS_STORE_URI).")
+@click.option("--artifact-uri", help="The team's artifact store (default: the one it recorded).")
+@OUTPUT
+def workspace_join(
+    path: str | None, store_uri: str | None, artifact_uri: str | None, output: str
+) -> None:
+    """Attach PATH/.mlws on this machine to an existing team workspace."""
+    from jupyter_mlws.workspace import Workspace
+
+    ws = Workspace.init(path, store_uri=store_uri, artifact_uri=artifact_uri, join=True)
+    info = ws.info()
+    emit(info, output, table=lambda: click.echo(
+        f"Joined the team workspace: {info['path']} (store {info['store']}, "
+        f"artifacts {info['artifacts']})"))
 
 
 @workspace.command("show")

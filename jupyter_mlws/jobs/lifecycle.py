@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from jupyter_mlws.errors import DiskFullError, ValidationError
+from jupyter_mlws.jobs import hosts
 from jupyter_mlws.jobs.logs import read_log_text
 from jupyter_mlws.jobs.model import JobStatus
 from jupyter_mlws.jobs.paths import JobPaths
@@ -32,6 +33,9 @@ class JobLifecycle(JobQueries):
         job = self.get(job_id)
         if job.done:
             return job
+        if hosts.runs_elsewhere(job.spec, self._ws.path):
+            self._store.request_cancel(job.id)  # its runner, on its machine, polls the store
+            return self.get(job.id)
         paths = self.paths(job.id)
         paths.cancel_flag.touch()
         self._store.request_cancel(job.id)
@@ -106,6 +110,12 @@ class JobLifecycle(JobQueries):
         """Mark Failed the active jobs whose runner is gone (a crash, a reboot, a kill)."""
         reaped = []
         for job in self._store.iter_active_jobs():
+            if hosts.runs_elsewhere(job.spec, self._ws.path):
+                gone = hosts.expired(self._store, job.spec, job.created_at.timestamp())
+                if gone and self._store.transition_job(job.id, JobStatus.FAILED, message=gone,
+                                                       error=gone):
+                    reaped.append(job.id)
+                continue  # else only its own machine can tell whether its runner lives
             paths = self.paths(job.id)
             if is_locked(paths.runner_lock):
                 continue

@@ -13,10 +13,11 @@ from jupyter_mlws.jobs.lifecycle import RUNNER_START_GRACE_S, JobLifecycle
 from jupyter_mlws.jobs.model import ACTIVE_VALUES, TERMINAL_VALUES, Job
 from jupyter_mlws.jobs.notebooks import notebook_parameters
 from jupyter_mlws.jobs.submit import JobSubmission, new_job_id, package_dir
+from jupyter_mlws.jobs.team_files import TeamJobFiles
 from jupyter_mlws.sweeps.operations import SweepOperations
 
 
-class JobOperations(JobLifecycle, JobSubmission, SweepOperations):
+class JobOperations(TeamJobFiles, JobLifecycle, JobSubmission, SweepOperations):
     """``ws.jobs``: submission, queries and logs, and lifecycle of jobs."""
 
     def detail(self, job_id: str) -> Any:

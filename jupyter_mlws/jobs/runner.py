@@ -12,6 +12,7 @@ while the runner loads.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sys
@@ -114,6 +115,7 @@ def main(argv: list[str]) -> int:
     from jupyter_mlws.workspace import Workspace
 
     ws = Workspace.open(launch.workspace)
+    beating = _heartbeat(ws)
     try:
         ws.store.update_job(job_id, runner_pid=os.getpid())
         ctx = RunContext(WorkspaceTargetServices(ws), job_id, launch, paths)
@@ -131,10 +133,36 @@ def main(argv: list[str]) -> int:
         target.run(ctx, prestarted=prestarted, runtime=runtime)
         return 0
     finally:
+        _publish_files(ws, job_id)
+        if beating is not None:
+            beating.set()
         ws.close()
         if slot is not None:
             slot.close()
         runner_lock.close()
+
+
+def _heartbeat(ws: Any) -> Any:
+    """A team workspace (not SQLite, or a remote artifact store): this machine's runners beat in
+    the store so that other machines can tell when it is gone."""
+    if getattr(ws.store, "is_sqlite", True) and ws.artifacts.remote is None:
+        return None
+    from jupyter_mlws.jobs.hosts import start_heartbeat
+
+    return start_heartbeat(ws.store, ws.path)
+
+
+def _publish_files(ws: Any, job_id: str) -> None:
+    """With a remote artifact store: the job's files for the team's other machines."""
+    from jupyter_mlws.jobs.safe_files import open_log_for_append
+    from jupyter_mlws.jobs.team_files import publish
+
+    try:
+        publish(ws, job_id)
+    except Exception as exc:  # noqa: BLE001 - the job's outcome stands; say why in its log
+        log = JobPaths.of(ws.artifacts.root, job_id).logs / "runner.log"
+        with contextlib.suppress(OSError), open_log_for_append(log) as f:
+            f.write(f"the job's files could not be published: {exc}\n".encode())
 
 
 if __name__ == "__main__":

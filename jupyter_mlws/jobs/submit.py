@@ -22,6 +22,7 @@ from typing import Any
 from jupyter_mlws.assets.component import resolve_command
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec
 from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
+from jupyter_mlws.jobs import hosts
 from jupyter_mlws.jobs.azure_compat import lay_out_conventions, with_includes
 from jupyter_mlws.jobs.inputs import (
     InputBinder,
@@ -168,6 +169,7 @@ class JobSubmission(JobQueries):
     def _create_and_start(self, *, job: dict[str, Any], launch: Launch, paths: JobPaths,
                           params: Mapping[str, Any], lineage: list[dict[str, Any]]) -> Job:
         launch.write(paths.launch)
+        job["spec"] = {**job.get("spec", {}), hosts.KEY: hosts.this_host(self._ws.path)}
         created = self._store.create_job(job, params=params,
                                          io=[{"direction": "input", **row} for row in lineage])
         try:

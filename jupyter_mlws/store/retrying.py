@@ -7,15 +7,21 @@ each time in a fresh transaction, and turns what is left into typed errors at th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from jupyter_mlws.errors import DiskFullError, StoreBusyError, StoreError
+from jupyter_mlws.errors import (
+    DiskFullError,
+    MetadataStoreUnavailableError,
+    StoreBusyError,
+    StoreError,
+)
 from jupyter_mlws.fileio import is_disk_full
 
 #: How often a write runs before giving up on a locked database, and the first pause between.
@@ -64,7 +70,24 @@ def translate(store: RetryingStore, exc: DBAPIError) -> StoreError:
             hint="Another process holds a long write transaction (a stuck `sqlite3` shell or "
             "a killed tool?). Close it and try again.",
         )
+    if is_unreachable(exc):
+        return MetadataStoreUnavailableError(
+            f"The metadata store's database server {store._safe_uri()} cannot be reached.",
+            hint="Check that PostgreSQL is up and the URL's host and port are right; "
+            "nothing was registered.")
     return StoreError(f"The store {store._safe_uri()} could not write: {exc.orig}")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """A database server that refused or dropped the connection (not an SQL error)."""
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlstate", None)
+    if code is not None:
+        return str(code).startswith(("08", "57P"))
+    text = str(orig).lower()
+    return any(t in text for t in ("connection refused", "connection failed", "timeout expired",
+                                   "could not connect", "server closed the connection",
+                                   "connection is closed", "consuming input failed"))
 
 
 def retry_locked(fn: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
@@ -103,3 +126,21 @@ def sqlite_folder(uri: str) -> str:
     except Exception:
         return "<store>"
     return str(Path(database).resolve().parent) if database else "<memory>"
+
+
+def reading(store: RetryingStore, sessions: Callable[[], Any]) -> Callable[[], Any]:
+    """A read-session factory whose sessions turn "server unreachable" into
+    :class:`MetadataStoreUnavailableError` (reads are not retried)."""
+
+    @contextlib.contextmanager
+    def open_session() -> Iterator[Any]:
+        with sessions() as session:
+            try:
+                yield session
+            except OperationalError as exc:
+                if is_unreachable(exc):
+                    raise translate(store, exc) from None
+                raise
+
+    return open_session
+

@@ -8,6 +8,7 @@ locked with ``SELECT ... FOR UPDATE`` instead. Both give contiguous versions und
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from jupyter_mlws.errors import AssetNotFoundError, StoreError, VersionConflictE
 from jupyter_mlws.store.base import AbstractStore, NewVersion
 from jupyter_mlws.store.endpoints_sql import EndpointStoreMixin
 from jupyter_mlws.store.jobs_sql import JobStoreMixin
-from jupyter_mlws.store.retrying import retry_locked, sqlite_folder, translate
+from jupyter_mlws.store.retrying import reading, retry_locked, sqlite_folder, translate
 from jupyter_mlws.store.rows import (
     AssetNameRow,
     AssetTagRow,
@@ -73,7 +74,7 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
                 f"Cannot open the store {self._safe_uri()}: {exc}",
                 hint="For PostgreSQL install the driver: pip install 'jupyter_mlws[postgres]'.",
             ) from None
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._read = reading(self, sessionmaker(self.engine, expire_on_commit=False))
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         try:
             self._migrate(lock_dir)
@@ -101,7 +102,10 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
     @staticmethod
     def _make_engine(uri: str, *, immediate: bool, busy_ms: int = BUSY_TIMEOUT_MS) -> Engine:
         if not uri.startswith("sqlite"):
-            return create_engine(uri, pool_pre_ping=True)
+            # a server that is down answers within the timeout (MLWS_STORE_TIMEOUT, seconds)
+            args = {} if "connect_timeout" in uri else {
+                "connect_timeout": int(os.environ.get("MLWS_STORE_TIMEOUT", "10") or 10)}
+            return create_engine(uri, pool_pre_ping=True, connect_args=args)
         engine = create_engine(
             uri, connect_args={"timeout": busy_ms / 1000, "check_same_thread": False}
         )

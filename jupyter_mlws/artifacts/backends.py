@@ -1,0 +1,250 @@
+"""Where blobs live when they are not in the workspace folder: one interface, two backends.
+
+:class:`BlobBackend` is what :class:`~jupyter_mlws.artifacts.ArtifactStore` needs of a remote
+blob store. :class:`S3Backend` speaks S3 through boto3 (AWS, MinIO, SeaweedFS, ...);
+:class:`FsspecBackend` serves any other fsspec URL (``file://``, ``gcs://`` with gcsfs, ...).
+
+boto3 rather than s3fs for S3: it is the reference client, it reads the endpoint and credentials
+from the standard places (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
+``~/.aws/credentials``, ``AWS_PROFILE``), its transfer manager uploads in parts (an object
+appears only when the whole upload completes, so a killed upload leaves no visible blob), and its
+typed errors let each failure become a clear message. s3fs would add aiobotocore, which pins
+botocore to narrow ranges and conflicts with an installed boto3.
+
+A blob's key is ``<prefix>/blobs/<sha[:2]>/<sha[2:]>``. The uploader hashes the bytes while
+copying them into a temp file it owns, so the key is written only with verified content; readers
+hash again on download (see :mod:`jupyter_mlws.artifacts.cache`). Credentials are never part of
+a location string, a message or a workspace file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from jupyter_mlws.errors import (
+    ArtifactCredentialsError,
+    ArtifactStoreUnavailableError,
+    TeamWorkspaceError,
+)
+
+ENV_TIMEOUT = "MLWS_ARTIFACT_TIMEOUT"
+DEFAULT_TIMEOUT_S = 10.0
+PART_BYTES = 16 << 20
+
+
+class BlobBackend(Protocol):
+    """A remote, content-addressed blob store."""
+
+    #: The store's address for messages (no credentials).
+    location: str
+
+    def exists(self, sha256: str) -> bool:
+        """Whether the complete blob is stored."""
+
+    def upload(self, sha256: str, src: Path, size: int) -> None:
+        """Store ``src`` (whose bytes hash to ``sha256``) so that it is visible only whole."""
+
+    def download(self, sha256: str, dest: Path) -> None:
+        """Write the blob's bytes to ``dest``; the caller verifies them."""
+
+    def delete(self, sha256: str) -> None:
+        """Remove the blob (missing is fine)."""
+
+
+def blob_key(prefix: str, sha256: str) -> str:
+    """The object key of a blob under ``prefix``."""
+    head = f"{prefix}/" if prefix else ""
+    return f"{head}blobs/{sha256[:2]}/{sha256[2:]}"
+
+
+def check_uri(uri: str) -> None:
+    """Refuse an artifact URI that carries credentials (they belong in the standard places)."""
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        raise TeamWorkspaceError(
+            f"{uri!r} is not an artifact store URL.",
+            hint="Use s3://BUCKET/PREFIX, or another fsspec URL such as file:///shared/mlws.")
+    if "@" in parts.netloc or any(
+        k in parts.query.lower() for k in ("secret", "key", "token", "password")
+    ):
+        raise TeamWorkspaceError(
+            "The artifact store URL must not carry credentials (they would be written into "
+            "workspace files).",
+            hint="Give the keys through AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+            "~/.aws/credentials or AWS_PROFILE, and the URL as s3://BUCKET/PREFIX.")
+
+
+def timeout_s() -> float:
+    """The artifact store's per-request timeout: ``$MLWS_ARTIFACT_TIMEOUT`` seconds or 10."""
+    try:
+        return max(0.5, float(os.environ.get(ENV_TIMEOUT, DEFAULT_TIMEOUT_S)))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
+
+
+def open_backend(uri: str) -> BlobBackend:
+    """The backend for ``uri``: S3 for ``s3://``, fsspec for any other scheme."""
+    check_uri(uri)
+    scheme = urlsplit(uri).scheme.lower()
+    if scheme in ("s3", "s3a"):
+        try:
+            import boto3  # noqa: F401
+        except ImportError:
+            raise TeamWorkspaceError(
+                "An s3:// artifact store needs boto3.",
+                hint="pip install 'jupyter_mlws[team]' (or pip install boto3).") from None
+        return S3Backend(uri, timeout=timeout_s())
+    return FsspecBackend(uri)
+
+
+class S3Backend:
+    """Blobs in an S3 bucket (any S3-compatible server), through boto3."""
+
+    def __init__(self, uri: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        parts = urlsplit(uri)
+        self.bucket = parts.netloc
+        self.prefix = parts.path.strip("/")
+        if not self.bucket:
+            raise TeamWorkspaceError(f"{uri!r} names no bucket.", hint="Use s3://BUCKET/PREFIX.")
+        import boto3
+        from botocore.config import Config
+
+        self._client: Any = boto3.session.Session().client(
+            "s3", config=Config(connect_timeout=timeout, read_timeout=timeout,
+                                retries={"max_attempts": 2, "mode": "standard"}))
+        endpoint = self._client.meta.endpoint_url
+        self.location = f"s3://{self.bucket}/{self.prefix}".rstrip("/") + f" (at {endpoint})"
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn botocore's failures into typed errors naming the store, never the keys."""
+        from boto3.exceptions import S3UploadFailedError
+        from botocore import exceptions as bx
+
+        try:
+            yield
+        except (bx.NoCredentialsError, bx.PartialCredentialsError):
+            raise ArtifactCredentialsError(
+                f"No S3 credentials for the artifact store {self.location} ({what}).",
+                hint="Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, or add "
+                "them to ~/.aws/credentials.") from None
+        except (bx.ClientError, S3UploadFailedError) as exc:
+            code = (exc.response.get("Error", {}).get("Code", "")
+                    if isinstance(exc, bx.ClientError) else str(exc))
+            if any(c in code for c in ("InvalidAccessKeyId", "SignatureDoesNotMatch",
+                                       "AccessDenied", "403", "Forbidden")):
+                raise ArtifactCredentialsError(
+                    f"The artifact store {self.location} refused the S3 credentials ({what}).",
+                    hint="Check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or the AWS_PROFILE in "
+                    "use) and that they may read and write the bucket.") from None
+            if "NoSuchBucket" in code:
+                raise ArtifactStoreUnavailableError(
+                    f"The bucket {self.bucket!r} of the artifact store {self.location} does "
+                    "not exist.", hint="Create it, or fix artifact_uri.") from None
+            raise ArtifactStoreUnavailableError(
+                f"The artifact store {self.location} failed {what}: {code}.",
+                hint="Check that the S3 server is up and AWS_ENDPOINT_URL points at it.") from None
+        except (bx.BotoCoreError, OSError) as exc:
+            raise ArtifactStoreUnavailableError(
+                f"The artifact store {self.location} cannot be reached ({what}): "
+                f"{type(exc).__name__}.",
+                hint="Check that the S3 server is up and AWS_ENDPOINT_URL points at it; "
+                f"{ENV_TIMEOUT} sets the timeout in seconds.") from None
+
+    def exists(self, sha256: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        with self._errors("checking a blob"):
+            try:
+                self._client.head_object(Bucket=self.bucket, Key=blob_key(self.prefix, sha256))
+            except ClientError as exc:
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if status == 404 or exc.response.get("Error", {}).get("Code") in (
+                    "404", "NoSuchKey", "NotFound"
+                ):
+                    return False
+                raise
+        return True
+
+    def upload(self, sha256: str, src: Path, size: int) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        key = blob_key(self.prefix, sha256)
+        config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
+                                max_concurrency=4)
+        with self._errors(f"uploading blob {sha256[:12]}"):
+            self._client.upload_file(str(src), self.bucket, key, Config=config,
+                                     ExtraArgs={"Metadata": {"sha256": sha256}})
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+        if int(head.get("ContentLength", -1)) != size:
+            self.delete(sha256)
+            raise ArtifactStoreUnavailableError(
+                f"The artifact store {self.location} stored {head.get('ContentLength')} bytes of "
+                f"blob {sha256[:12]}, not {size}.", hint="Try again; check the S3 server.")
+
+    def download(self, sha256: str, dest: Path) -> None:
+        with self._errors(f"downloading blob {sha256[:12]}"):
+            self._client.download_file(self.bucket, blob_key(self.prefix, sha256), str(dest))
+
+    def delete(self, sha256: str) -> None:
+        with self._errors(f"deleting blob {sha256[:12]}"):
+            self._client.delete_object(Bucket=self.bucket, Key=blob_key(self.prefix, sha256))
+
+
+class FsspecBackend:
+    """Blobs under any fsspec URL; writes go to a temp name and are moved into place."""
+
+    def __init__(self, uri: str) -> None:
+        import fsspec
+
+        try:
+            self._fs, root = fsspec.core.url_to_fs(uri)
+        except (ImportError, ValueError) as exc:
+            raise TeamWorkspaceError(
+                f"No filesystem for the artifact store {uri!r}: {exc}",
+                hint="Install the fsspec implementation for that scheme, or use s3://.") from None
+        self.root = str(root).rstrip("/")
+        self.location = uri
+
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            raise ArtifactStoreUnavailableError(
+                f"The artifact store {self.location} failed {what}: {exc.strerror or exc}.",
+                hint="Check that the location is reachable and writable.") from None
+
+    def exists(self, sha256: str) -> bool:
+        with self._errors("checking a blob"):
+            return bool(self._fs.exists(blob_key(self.root, sha256)))
+
+    def upload(self, sha256: str, src: Path, size: int) -> None:
+        final = blob_key(self.root, sha256)
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
+        with self._errors(f"uploading blob {sha256[:12]}"):
+            self._fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            self._fs.put_file(str(src), tmp)
+            if int(self._fs.size(tmp)) != size:
+                self._fs.rm(tmp)
+                raise ArtifactStoreUnavailableError(
+                    f"The artifact store {self.location} stored a short copy of blob "
+                    f"{sha256[:12]}.", hint="Try again.")
+            self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self._fs.mv(tmp, final)
+
+    def download(self, sha256: str, dest: Path) -> None:
+        with self._errors(f"downloading blob {sha256[:12]}"):
+            self._fs.get_file(blob_key(self.root, sha256), str(dest))
+
+    def delete(self, sha256: str) -> None:
+        with self._errors(f"deleting blob {sha256[:12]}"), contextlib.suppress(FileNotFoundError):
+            self._fs.rm(blob_key(self.root, sha256))
