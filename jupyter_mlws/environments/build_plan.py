@@ -48,6 +48,8 @@ class BuildPlan:
     requirements: list[str]
     translation: CondaTranslation | None = None
     notes: list[str] = field(default_factory=list)
+    #: ``requirements`` are the hash's lock (installed with ``--no-deps``), see :mod:`.locks`.
+    locked: bool = False
 
 
 def plan_build(

@@ -37,6 +37,7 @@ from jupyter_mlws.environments.builds import (
     BuilderName,
     BuildHistory,
     BuildResult,
+    LockSource,
     hash_lock,
     utc_now,
 )
@@ -71,6 +72,12 @@ from jupyter_mlws.environments.image_map import (
     python_base,
     python_venv_image,
     rewrite_from_lines,
+)
+from jupyter_mlws.environments.locks import (
+    lock_failure,
+    lock_lines_from_log,
+    parse_lock,
+    render_lock,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
 from jupyter_mlws.errors import (
@@ -178,6 +185,7 @@ class DockerBuilder:
         log: Log = print,
         refresh_base: bool = False,
         no_cache: bool = False,
+        lock_for: LockSource | None = None,
     ) -> BuildResult:
         """The environment's image: found (``cached=True``), adopted or built.
 
@@ -185,6 +193,7 @@ class DockerBuilder:
         when it now is another image than the one the cached image was built on. ``no_cache``
         builds every layer afresh (the engine's ``--no-cache``) even when the image exists; the
         new image takes the tag and ``replaced_image_id`` names the one it replaced.
+        ``lock_for(series)`` gives the hash's recorded lock, installed exactly (:mod:`.locks`).
         """
         h = spec.env_hash()
         environment = f"{env_name or spec.name}:{env_version or spec.version or ''}"
@@ -202,7 +211,7 @@ class DockerBuilder:
             if spec.kind == "image" and plan is None:
                 result = self._adopt_image(spec, h, log, refresh=no_cache)
             elif spec.kind in ("managed", "image"):
-                result = self._build_managed(spec, h, environment, log, no_cache, plan)
+                result = self._build_locked(spec, h, environment, log, no_cache, plan, lock_for)
             else:
                 result = self._build_context(spec, h, environment, log, no_cache)
             result.built_at = utc_now()
@@ -252,7 +261,7 @@ class DockerBuilder:
         if base in BASE_IMAGES:
             log(f"The base image {base} is not in the Docker engine yet: making it from Debian's "
                 "packages (debootstrap; about a minute, once per machine) ...")
-            bootstrap_base_images(self.client, [base], log=_quiet_debootstrap(log))
+            bootstrap_base_images(self.client, [base], log=calls.quiet_debootstrap(log))
             info = self._inspect(base)
             if info is not None:
                 return info
@@ -324,6 +333,32 @@ class DockerBuilder:
         )
         return self._finish(spec, h, base_info, t0, log, base_ref=base, text=text,
                             notes=plan.notes if plan is not None else [])
+
+    def _build_locked(
+        self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool,
+        plan: BuildPlan | None, lock_for: LockSource | None,
+    ) -> BuildResult:
+        """A managed build; from the recorded lock when there is one (a plan's Python)."""
+        if (lock := lock_for(plan.python.version) if plan and lock_for else None) and plan:
+            log(f"Installing the recorded lock of {h[:12]} (Python {plan.python.version})")
+            plan.requirements = parse_lock(lock).requirements
+            plan.locked = True
+        try:
+            result = self._build_managed(spec, h, environment, log, no_cache, plan)
+        except BuildError as exc:
+            failure = lock_failure(exc.log_tail or "", parse_lock(lock), environment) \
+                if lock else None
+            if failure is not None:
+                failure.log_tail = exc.log_tail
+                raise failure from exc
+            raise
+        if plan is not None:
+            result.lock_python = plan.python.version
+            result.from_lock = bool(lock)
+            lines = lock_lines_from_log(result.log)
+            result.lock = lock or (render_lock(lines, env_hash=h, python=plan.python.version,
+                                               tool="pip") if lines is not None else None)
+        return result
 
     def _build_context(
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
@@ -562,20 +597,3 @@ class DockerBuilder:
                         hint="Remove the containers that use it first, or pass force.",
                     ) from exc
                 raise
-
-
-def _quiet_debootstrap(log: Log) -> Log:
-    """``log`` for debootstrap's output without its per-package lines, plus a count."""
-    count = 0
-
-    def emit(line: str) -> None:
-        nonlocal count
-        if line.startswith(("I: Retrieving ", "I: Validating ", "I: Unpacking ",
-                            "I: Configuring ", "I: Extracting ")):
-            count += 1
-            if count % 100 == 0:
-                log(f"debootstrap: {count} package steps done")
-            return
-        log(line)
-
-    return emit

@@ -193,3 +193,20 @@ def remove_replaced(client: docker.DockerClient, image_id: str, log: Log) -> Non
             log(f"Kept the replaced image {image_id[:19]} ({exc.explanation or exc}).")
             return
     log(f"Removed the replaced image {image_id[:19]}.")
+
+
+def quiet_debootstrap(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` for debootstrap's output without its per-package lines, plus a count."""
+    count = 0
+
+    def emit(line: str) -> None:
+        nonlocal count
+        if line.startswith(("I: Retrieving ", "I: Validating ", "I: Unpacking ",
+                            "I: Configuring ", "I: Extracting ")):
+            count += 1
+            if count % 100 == 0:
+                log(f"debootstrap: {count} package steps done")
+            return
+        log(line)
+
+    return emit

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jupyter_mlws.assets.environment import EnvironmentSpec
+from jupyter_mlws.environments.locks import LOCK_BEGIN, LOCK_END, REPORT_SCRIPT
 from jupyter_mlws.errors import UnsupportedEnvironmentError
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ MLWS_DIR = "/opt/mlws"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_FILE = "mlws-ca-certificates.crt"
 REQUIREMENTS_FILE = "requirements.txt"
+#: The script that turns pip's ``--report`` into lock lines (:data:`.locks.REPORT_SCRIPT`).
+LOCK_SCRIPT_FILE = "mlws-lock.py"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The pip step prints ``pip freeze`` between these lines (the builder reads it from the log).
 FREEZE_BEGIN = "--- resolved packages (pip freeze) ---"
@@ -204,11 +207,13 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
 
 
 def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
-                        with_ca: bool) -> list[str]:
+                        with_ca: bool, locked: bool = False) -> list[str]:
     """The venv (when there are packages, or ``venv``) and the pip step that prints its freeze.
 
     With ``venv`` (a mapped Python image), pip in the image gets the CA bundle too, as
-    ``pip install`` works in Docker Hub's images."""
+    ``pip install`` works in Docker Hub's images. With a plan, the step also prints the lock
+    (:mod:`.locks`) made from pip's ``--report`` when the image's pip has it; ``locked``: the
+    requirements *are* a lock, installed with ``--no-deps`` (and ``--require-hashes``)."""
     lines: list[str] = []
     if pip_pkgs or venv:
         no_python = (
@@ -222,7 +227,26 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
         ]
         if with_ca and venv:
             lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
-    if pip_pkgs:
+    if pip_pkgs and venv:  # a plan: report the lock
+        py = f"{VENV_PATH}/bin/python"
+        report = f"{MLWS_DIR}/pip-report.json"
+        flags = ""
+        if locked:
+            flags = "--no-deps " + ("--require-hashes " if all("--hash=" in p for p in pip_pkgs)
+                                    else "")
+        lines += [
+            f"COPY {REQUIREMENTS_FILE} {LOCK_SCRIPT_FILE} {MLWS_DIR}/",
+            f"RUN R=''; if {py} -m pip install --help | grep -q -- '--report'; then "
+            f"R='--report {report}'; fi; "
+            f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
+            f"{py} -m pip install --no-cache-dir --progress-bar off {flags}$R "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
+            f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
+            f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
+            f"{py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report} && echo '{LOCK_END}' && "
+            f"rm -f {report}; fi",
+        ]
+    elif pip_pkgs:
         lines += [
             f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
             f"RUN {_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
@@ -288,7 +312,8 @@ def render_dockerfile(
             lines.append(step)
     if conda_pkgs:
         lines.append(_conda_step(spec, conda_pkgs, needs_ca))
-    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None, with_ca=needs_ca)
+    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None, with_ca=needs_ca,
+                                 locked=plan is not None and plan.locked)
     if labels:
         pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")
@@ -309,6 +334,8 @@ def build_context_files(
     pip_pkgs = plan.requirements if plan is not None else spec.pip_packages()
     if pip_pkgs:
         files[REQUIREMENTS_FILE] = ("\n".join(pip_pkgs) + "\n").encode("utf-8")
+    if LOCK_SCRIPT_FILE in files["Dockerfile"].decode():
+        files[LOCK_SCRIPT_FILE] = REPORT_SCRIPT.encode("utf-8")
     if with_ca and ca_bundle is not None and f"COPY {CA_FILE}" in files["Dockerfile"].decode():
         files[CA_FILE] = Path(ca_bundle).read_bytes()
     return files

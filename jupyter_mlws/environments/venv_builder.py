@@ -31,12 +31,19 @@ from jupyter_mlws.environments.builds import (
     BuilderName,
     BuildHistory,
     BuildResult,
+    LockSource,
     hash_lock,
     tail,
     utc_now,
 )
 from jupyter_mlws.environments.dockerfile import python_version_of
 from jupyter_mlws.environments.image_map import fallback_allowed, map_image
+from jupyter_mlws.environments.locks import (
+    lock_failure,
+    lock_lines_from_report,
+    parse_lock,
+    render_lock,
+)
 from jupyter_mlws.environments.machine import pip_index_urls
 from jupyter_mlws.errors import BuildError, PythonUnavailableError, UnsupportedEnvironmentError
 
@@ -201,11 +208,13 @@ class VenvMaterializer:
         log: Log = print,
         refresh_base: bool = False,
         no_cache: bool = False,
+        lock_for: LockSource | None = None,
     ) -> BuildResult:
         """The venv of ``spec``: found (``cached=True``) or built and renamed into place.
 
         ``no_cache`` makes it again even when it exists; ``refresh_base`` makes it again when
-        the interpreter it was made from is now another Python version.
+        the interpreter it was made from is now another Python version. ``lock_for(series)``
+        gives the hash's recorded lock, which is then installed exactly (:mod:`.locks`).
         """
         h = spec.env_hash()
         final = self.path_for(spec, env_hash=h)
@@ -239,7 +248,25 @@ class VenvMaterializer:
                     f"Note: a venv does not use the base image {spec.image}; only its Python "
                     "packages are installed."
                 )
-            result = self._build_swapped(spec, h, final, uv_python, log, no_cache, plan)
+            lock = lock_for(plan.python.version) if lock_for is not None else None
+            if lock:
+                log(f"Installing the recorded lock of {h[:12]} (Python {plan.python.version})")
+                plan.requirements = parse_lock(lock).requirements
+            try:
+                result = self._build_swapped(spec, h, final, uv_python, log, no_cache, plan,
+                                             locked=bool(lock))
+            except BuildError as exc:
+                failure = lock_failure(exc.log_tail or "", parse_lock(lock), environment) \
+                    if lock else None
+                if failure is not None:
+                    failure.log_tail = exc.log_tail
+                    raise failure from exc
+                raise
+            result.lock_python = plan.python.version
+            result.from_lock = bool(lock)
+            result.lock = lock or render_lock((result.lock or "").splitlines(), env_hash=h,
+                                              python=plan.python.version,
+                                              tool="uv" if self.uv else "pip")
             result.replaced_image_id = replaced
             self._history.add(result, environment=environment, no_cache=no_cache,
                               refresh_base=refresh_base)
@@ -254,6 +281,8 @@ class VenvMaterializer:
         log: Log,
         no_cache: bool,
         plan: BuildPlan,
+        *,
+        locked: bool = False,
     ) -> BuildResult:
         """Build in a temporary sibling, then rename it over ``final`` (the old one goes)."""
         tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -261,7 +290,7 @@ class VenvMaterializer:
         lines: list[str] = []
         try:
             result = self._build_into(spec, h, tmp, final, uv_python, lines, log, no_cache,
-                                      plan.requirements)
+                                      plan.requirements, locked=locked)
             result.notes = list(plan.notes)
             result.build_seconds = round(time.monotonic() - t0, 3)
             result.built_at = utc_now()
@@ -292,9 +321,13 @@ class VenvMaterializer:
         log: Log,
         no_cache: bool = False,
         packages: list[str] | None = None,
+        *,
+        locked: bool = False,
     ) -> BuildResult:
         packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
+        report = tmp.with_name(tmp.name + "-report.json")
+        lock_lines: list[str] | None = None
         if self.uv:
             create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
         else:
@@ -306,16 +339,29 @@ class VenvMaterializer:
                 install = [self.uv, "pip", "install", "--python", str(py)]
                 install += ["--no-cache"] if no_cache else []
             else:
-                install = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
+                install = [str(py), "-m", "pip", "install", "--disable-pip-version-check",
+                           "--report", str(report)]
                 install += ["--no-cache-dir"] if no_cache else []
+            if locked:
+                install += ["--no-deps"]
+                install += ["--require-hashes"] if all("--hash=" in p for p in packages) else []
             install.append("-r")
-            self._run([*install, str(tmp / REQUIREMENTS)], "pip install", lines, log)
+            try:
+                self._run([*install, str(tmp / REQUIREMENTS)], "pip install", lines, log)
+                lock_lines = _report_lines(report)
+            finally:
+                report.unlink(missing_ok=True)
         freeze_cmd = (
             [self.uv, "pip", "freeze", "--python", str(py)]
             if self.uv
             else [str(py), "-m", "pip", "freeze"]
         )
         frozen = self._run(freeze_cmd, "pip freeze", lines, lambda _line: None, keep=False)
+        freeze = [ln for ln in frozen.splitlines() if ln and not ln.startswith("#")]
+        if not packages:
+            lock_lines = []
+        elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
+            lock_lines = [ln for ln in freeze if "==" in ln]
         _relocate(tmp, final)
         version = subprocess.run(
             [str(py), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
@@ -328,11 +374,12 @@ class VenvMaterializer:
             image_id=str(final),
             size=_du(tmp),
             cached=False,
-            resolved_packages=[ln for ln in frozen.splitlines() if ln and not ln.startswith("#")],
+            resolved_packages=freeze,
             base_image=uv_python or self.python,
             base_image_id=version or None,
             kind=spec.kind,
             builder="venv",
+            lock="\n".join(lock_lines),  # the lines; build() renders the lock text
         )
 
     def _run(
@@ -420,6 +467,15 @@ def _relocate(tmp: Path, final: Path) -> None:
         mode = path.stat().st_mode
         path.write_bytes(data.replace(old, new))
         os.chmod(path, mode)
+
+
+def _report_lines(report: Path) -> list[str] | None:
+    """The lock lines of pip's ``--report`` (``None`` when there is none, e.g. uv)."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return list(lock_lines_from_report(data))
 
 
 def _du(path: Path) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,13 +12,20 @@ from jupyter_mlws.assets.base import is_reserved, refuse_reserved
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
 from jupyter_mlws.assets.yaml_io import validate_spec
 from jupyter_mlws.environments.builders import builder_name
+from jupyter_mlws.environments.builds import BuildResult
 from jupyter_mlws.environments.identity import dockerignore_spec, image_name
-from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
+from jupyter_mlws.environments.locks import lock_meta_key, lock_record
+from jupyter_mlws.errors import (
+    AssetNotFoundError,
+    MlwsError,
+    NoLockError,
+    SpecError,
+    ValidationError,
+)
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 
 if TYPE_CHECKING:
     from jupyter_mlws.environments.builders import Builder
-    from jupyter_mlws.environments.builds import BuildResult
     from jupyter_mlws.environments.docker_builder import DockerBuilder
 
 Log = Callable[[str], None]
@@ -246,17 +254,68 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         self._store.record_build(h, target.name, status="building", environment=env.ref)
         try:
             result = target.build(spec, env_name=env.name, env_version=env.version, log=emit,
-                                  refresh_base=refresh_base, no_cache=no_cache)
+                                  refresh_base=refresh_base, no_cache=no_cache,
+                                  lock_for=lambda series: self.lock_text(h, series))
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, MlwsError) else f"{type(exc).__name__}: {exc}"
             self._store.record_build(h, target.name, status="failed", log="\n".join(lines),
                                      error=reason)
             raise
+        self._keep_lock(h, target.name, result)
         full_log = result.log or "\n".join(lines)
         record = result.to_dict()
         record.pop("log", None)
         self._store.record_build(h, target.name, status="succeeded", result=record, log=full_log)
         return result
+
+    # --- locks ------------------------------------------------------------------------------------
+
+    def lock_text(self, env_hash: str, python: str) -> str | None:
+        """The recorded lock of ``env_hash`` for the Python series ``python``, else ``None``."""
+        raw = self._store.get_meta(lock_meta_key(env_hash, python))
+        return str(json.loads(raw)["lock"]) if raw else None
+
+    def lock_pythons(self, env_hash: str) -> list[str]:
+        """The Python series ``env_hash`` has a lock for, first recorded first."""
+        raw = self._store.get_meta(f"env-locks:{env_hash}")
+        return list(json.loads(raw)) if raw else []
+
+    def set_lock(self, env_hash: str, python: str, text: str, *, builder: str) -> None:
+        """Record ``text`` as the lock of ``env_hash`` on ``python`` (replacing none silently:
+        callers check first; a registry import and the first build record it)."""
+        self._store.set_meta(lock_meta_key(env_hash, python),
+                             lock_record(text, builder=builder, env_hash=env_hash, python=python))
+        known = self.lock_pythons(env_hash)
+        if python not in known:
+            self._store.set_meta(f"env-locks:{env_hash}", json.dumps([*known, python]))
+
+    def _keep_lock(self, env_hash: str, builder: str, result: BuildResult) -> None:
+        """Record the lock a build resolved, when the hash had none for its Python."""
+        if not result.lock or not result.lock_python or result.from_lock:
+            return
+        if self.lock_text(env_hash, result.lock_python) is None:
+            self.set_lock(env_hash, result.lock_python, result.lock, builder=builder)
+
+    def lock(self, name: str | Environment, version: str | int | None = None, *,
+             python: str | None = None) -> str:
+        """The lock of ``name:version`` (pip ``--require-hashes`` requirements).
+
+        ``python`` picks the series when the hash was built on more than one.
+
+        Raises:
+            NoLockError: it was never built (nor imported with a lock) here.
+        """
+        env = name if isinstance(name, Environment) else self.get(name, version)
+        series = [python] if python else self.lock_pythons(env.env_hash)
+        for one in series:
+            text = self.lock_text(env.env_hash, one)
+            if text:
+                return text
+        raise NoLockError(
+            f"The environment {env.ref} has no lock yet" + (f" for Python {python}" if python
+                                                             else "") + ".",
+            hint=f"Build it once (`mlws env build {env.ref}`); its first build records the lock.",
+        )
 
     def _recorded_hit(self, target: Builder, spec: EnvironmentSpec, h: str) -> BuildResult | None:
         """The existing image/venv when this workspace recorded its build (no builder lock)."""
