@@ -209,6 +209,40 @@ def env_prune(dry_run: bool, workspace_path: str | None) -> None:
     click.echo(f"{verb} {len(removed)} image(s).")
 
 
+@env_group.command("lock")
+@click.argument("ref")
+@click.argument("packages", nargs=-1)
+@click.option("-v", "--version")
+@click.option("--update", is_flag=True,
+              help="Re-resolve (the named PACKAGES, else all) into a NEW environment version.")
+@click.option("--python", help="The Python series of the lock (when built on several).")
+@WORKSPACE
+def env_lock(ref: str, packages: Sequence[str], version: str | None, update: bool,
+             python: str | None, workspace_path: str | None) -> None:
+    """Print the lock of NAME[:VER] (pip --require-hashes requirements); --update moves it.
+
+    Every build of an environment version installs exactly its lock, recorded at its first
+    build. `--update [PKG...]` resolves again and registers the result as a new version (the
+    old version keeps its lock); `mlws env diff` shows what moved.
+    """
+    asset_name, v = split_ref(ref, version)
+    ws = open_workspace(workspace_path)
+    if packages and not update:
+        raise click.UsageError("name packages only with --update")
+    if not update:
+        click.echo(ws.environments.lock(asset_name, v, python=python), nl=False)
+        return
+    old = ws.environments.get(asset_name, v)
+    new = ws.environments.update_lock(asset_name, v, packages=list(packages))
+    if new.version == old.version:
+        click.echo(f"{old.ref}: nothing moved; the lock stays.")
+        return
+    click.echo(f"Registered {new.ref} (from {old.ref}); build it to record its lock: "
+               f"`mlws env build {new.ref}`")
+    for item in ws.environments.diff(asset_name, old.version, new.version)["pip"]["changed"]:
+        click.echo(f"  ~ {item['from']} -> {item['to']}")
+
+
 @click.group()
 def image() -> None:
     """Base images made offline from Debian's packages."""

@@ -317,6 +317,40 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
             hint=f"Build it once (`mlws env build {env.ref}`); its first build records the lock.",
         )
 
+    def update_lock(self, name: str, version: str | int | None = None, *,
+                    packages: list[str] | None = None) -> Environment:
+        """Re-resolve ``name:version`` on purpose and register the result as a NEW version.
+
+        ``packages`` move to their newest allowed releases, the rest stay as locked (all move
+        when none are named). The new version pins every resolved package (a new hash, so a new
+        lock); the old version and its lock are untouched. See :mod:`.lock_update`.
+        """
+        from jupyter_mlws.environments import lock_update as lu
+        from jupyter_mlws.environments.locks import parse_lock
+
+        env = self.get(name, version)
+        spec = env.definition()
+        if spec.kind != "managed" or spec.conda_file:
+            raise ValidationError(
+                f"{env.ref} is not a pip-only environment; its lock cannot be updated here.",
+                hint="Change its definition (a new version) instead.")
+        original = lu.original_requirements(dict(env.tags), spec.pip_packages())
+        try:
+            old = parse_lock(self.lock(env))
+        except NoLockError:
+            old = None
+        unknown = [p for p in packages or []
+                   if old is not None and p.lower().replace("_", "-") not in old.pins()]
+        if unknown:
+            raise ValidationError(f"{', '.join(unknown)} is not in the lock of {env.ref}.",
+                                  hint=f"See `mlws env lock {env.ref}`.")
+        pins = lu.updated_requirements(original, old, list(packages or []))
+        data = spec.model_dump(exclude={"version"}, exclude_none=True)
+        data["pip_requirements"] = pins
+        data["tags"] = {**env.tags, lu.TAG_REQUIREMENTS: json.dumps(original),
+                        lu.TAG_FROM: env.ref}
+        return self.register(validate_spec(EnvironmentSpec, data))
+
     def _recorded_hit(self, target: Builder, spec: EnvironmentSpec, h: str) -> BuildResult | None:
         """The existing image/venv when this workspace recorded its build (no builder lock)."""
         fast = target.lookup(spec, env_hash=h)
