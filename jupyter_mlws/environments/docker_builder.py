@@ -60,6 +60,7 @@ from jupyter_mlws.environments.docker_images import (
 from jupyter_mlws.environments.docker_images import (
     package_version as _default_version,
 )
+from jupyter_mlws.environments.docker_locks import adopt_lock, build_locked
 from jupyter_mlws.environments.dockerfile import build_context_files
 from jupyter_mlws.environments.identity import IMAGE_REPOSITORY, image_name
 from jupyter_mlws.environments.image_map import (
@@ -72,12 +73,6 @@ from jupyter_mlws.environments.image_map import (
     python_base,
     python_venv_image,
     rewrite_from_lines,
-)
-from jupyter_mlws.environments.locks import (
-    lock_failure,
-    lock_lines_from_log,
-    parse_lock,
-    render_lock,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
 from jupyter_mlws.errors import (
@@ -230,8 +225,17 @@ class DockerBuilder:
         if self.records.read(hit.env_hash).get("image_id") != hit.image_id:
             # Built elsewhere (another lock_dir, a registry): record its packages once.
             hit.resolved_packages = calls.freeze(self.client, hit.image, log, quiet=True)
+            self._adopt_lock(hit)
             self.records.write(hit, environment)
+        elif hit.lock is None:  # recorded before locks were: the image may keep one
+            self._adopt_lock(hit)
+            if hit.lock is not None:
+                self.records.write(hit, environment)
         return hit
+
+    def _adopt_lock(self, hit: BuildResult) -> None:
+        """The lock kept in an image built elsewhere, when its pip step kept one."""
+        adopt_lock(hit, calls.read_lock_lines(self.client, hit.image))
 
     def _base_moved(self, spec: EnvironmentSpec, hit: BuildResult, log: Log) -> bool:
         base_ref = hit.base_image or self._base_ref(spec)
@@ -338,27 +342,9 @@ class DockerBuilder:
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool,
         plan: BuildPlan | None, lock_for: LockSource | None,
     ) -> BuildResult:
-        """A managed build; from the recorded lock when there is one (a plan's Python)."""
-        if (lock := lock_for(plan.python.version) if plan and lock_for else None) and plan:
-            log(f"Installing the recorded lock of {h[:12]} (Python {plan.python.version})")
-            plan.requirements = parse_lock(lock).requirements
-            plan.locked = True
-        try:
-            result = self._build_managed(spec, h, environment, log, no_cache, plan)
-        except BuildError as exc:
-            failure = lock_failure(exc.log_tail or "", parse_lock(lock), environment) \
-                if lock else None
-            if failure is not None:
-                failure.log_tail = exc.log_tail
-                raise failure from exc
-            raise
-        if plan is not None:
-            result.lock_python = plan.python.version
-            result.from_lock = bool(lock)
-            lines = lock_lines_from_log(result.log)
-            result.lock = lock or (render_lock(lines, env_hash=h, python=plan.python.version,
-                                               tool="pip") if lines is not None else None)
-        return result
+        """A managed build; from the recorded lock when there is one (see :mod:`.docker_locks`)."""
+        return build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache, plan),
+                            h, environment, log, plan, lock_for)
 
     def _build_context(
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False

@@ -41,6 +41,8 @@ CA_FILE = "mlws-ca-certificates.crt"
 REQUIREMENTS_FILE = "requirements.txt"
 #: The script that turns pip's ``--report`` into lock lines (:data:`.locks.REPORT_SCRIPT`).
 LOCK_SCRIPT_FILE = "mlws-lock.py"
+#: Where an image keeps the lock lines of its pip step (read back for an image built elsewhere).
+LOCK_LINES_FILE = "mlws-lock.txt"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The pip step prints ``pip freeze`` between these lines (the builder reads it from the log).
 FREEZE_BEGIN = "--- resolved packages (pip freeze) ---"
@@ -243,7 +245,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
             f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
             f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
-            f"{py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report} && echo '{LOCK_END}' && "
+            f"{py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report} | tee {MLWS_DIR}/{LOCK_LINES_FILE} "
+            f"&& echo '{LOCK_END}' && "
             f"rm -f {report}; fi",
         ]
     elif pip_pkgs:

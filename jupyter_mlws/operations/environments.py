@@ -290,8 +290,9 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
             self._store.set_meta(f"env-locks:{env_hash}", json.dumps([*known, python]))
 
     def _keep_lock(self, env_hash: str, builder: str, result: BuildResult) -> None:
-        """Record the lock a build resolved, when the hash had none for its Python."""
-        if not result.lock or not result.lock_python or result.from_lock:
+        """Record the lock a build resolved (or an image/venv found built holds), when the hash
+        has none for its Python here."""
+        if not result.lock or not result.lock_python:
             return
         if self.lock_text(env_hash, result.lock_python) is None:
             self.set_lock(env_hash, result.lock_python, result.lock, builder=builder)

@@ -19,6 +19,13 @@ def dws(ws: Workspace, docker_client: Any) -> Workspace:
     return ws
 
 
+def _fresh(dws: Workspace, env: Any) -> None:
+    """Start without an image of this hash (one left by an interrupted run would be reused)."""
+    stale = dws.environments.lookup(env)
+    if stale is not None:
+        dws.environments._docker().remove(stale.image_id, force=True)
+
+
 def _freeze(docker_client: Any, image: str) -> list[str]:
     out = docker_client.containers.run(image, ["/opt/mlws/venv/bin/python", "-m", "pip", "freeze",
                                                "--local"], remove=True, network_disabled=True)
@@ -29,6 +36,7 @@ def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
     dws: Workspace, docker_client: Any
 ) -> None:
     env = dws.environments.create("dunpinned", image="python:3.11", pip_requirements=["six"])
+    _fresh(dws, env)
     first = dws.environments.build("dunpinned")
     lock = dws.environments.lock("dunpinned")
     assert "six" in parse_lock(lock).pins() and parse_lock(lock).require_hashes
@@ -43,10 +51,12 @@ def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
     assert any("--no-deps --require-hashes" in ln for ln in lines)
     assert _freeze(docker_client, again.image) == before
     assert dws.environments.lock("dunpinned") == lock
+    dws.environments._docker().remove(again.image_id, force=True)
 
 
 def test_a_missing_pinned_version_keeps_the_old_image(dws: Workspace) -> None:
     env = dws.environments.create("dyanked", image="python:3.11", pip_requirements=["six"])
+    _fresh(dws, env)
     first = dws.environments.build("dyanked")
     dws.environments.set_lock(env.env_hash, "3.11", "six==99.0.0\n", builder="docker")
     with pytest.raises(LockInstallError) as err:
@@ -54,3 +64,4 @@ def test_a_missing_pinned_version_keeps_the_old_image(dws: Workspace) -> None:
     assert err.value.details["package"] == "six"
     kept = dws.environments.lookup(env)
     assert kept is not None and kept.image_id == first.image_id
+    dws.environments._docker().remove(first.image_id, force=True)

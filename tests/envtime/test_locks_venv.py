@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -9,22 +10,37 @@ import pytest
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.environments.locks import parse_lock
+from jupyter_mlws.environments.uv_tool import find_uv
 from jupyter_mlws.environments.venv_builder import venv_python
 from jupyter_mlws.errors import LockInstallError, NoLockError
 
+_LIST = ("import importlib.metadata as m; print('\\n'.join(sorted(d.metadata['Name'].lower() + '=='"
+         " + d.version for d in m.distributions() if d.metadata['Name'].lower() not in "
+         "('pip', 'setuptools', 'wheel'))))")
+
 
 def _freeze(path: str) -> list[str]:
-    out = subprocess.run([str(venv_python(Path(path))), "-m", "pip", "freeze"],
+    """``pip freeze`` of a venv (uv's venvs have no pip, so read the installed metadata)."""
+    out = subprocess.run([str(venv_python(Path(path))), "-c", _LIST],
                          capture_output=True, text=True, check=True).stdout
     return sorted(ln for ln in out.splitlines() if ln.strip())
 
 
-def test_unpinned_venv_pruned_and_rebuilt_installs_the_identical_lock(ws: Workspace) -> None:
+@pytest.mark.parametrize("tool", ["uv", "pip"])
+def test_unpinned_venv_pruned_and_rebuilt_installs_the_identical_lock(
+    ws: Workspace, tool: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLWS_BUILD_TOOL", tool)
+    if tool == "uv" and find_uv() is None:
+        _missing("uv (pip install 'jupyter-mlws[uv]')")
     env = ws.environments.create("unpinned", pip_requirements=["six", "idna"])
+    ws.environments.builder("venv").remove(env.definition())  # type: ignore[attr-defined]
     with pytest.raises(NoLockError):
         ws.environments.lock("unpinned")
-    first = ws.environments.build("unpinned", builder="venv")
+    lines: list[str] = []
+    first = ws.environments.build("unpinned", builder="venv", log=lines.append)
     assert not first.from_lock
+    assert any("[mlws venv] resolve (uv pip compile)" in ln for ln in lines) == (tool == "uv")
     lock = ws.environments.lock("unpinned")
     parsed = parse_lock(lock)
     assert {"six", "idna"} <= set(parsed.pins())
@@ -32,7 +48,7 @@ def test_unpinned_venv_pruned_and_rebuilt_installs_the_identical_lock(ws: Worksp
     before = _freeze(first.image)
     assert ws.environments.builder("venv").remove(env.definition())  # type: ignore[attr-defined]
     assert ws.environments.lookup(env, "venv") is None
-    lines: list[str] = []
+    lines.clear()
     again = ws.environments.build("unpinned", builder="venv", log=lines.append)
     assert again.from_lock and not again.cached
     assert any("--require-hashes" in ln and "--no-deps" in ln for ln in lines)
@@ -59,6 +75,12 @@ def test_a_missing_pinned_version_fails_clearly_and_keeps_the_old_venv(ws: Works
     kept = ws.environments.lookup(env, "venv")
     assert kept is not None and kept.built_at == first.built_at
     assert _freeze(kept.image) == _freeze(first.image)
+
+
+def _missing(what: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is not installed")
+    pytest.skip(f"{what} is not installed")
 
 
 def _host_series() -> str:
