@@ -67,6 +67,7 @@ from jupyter_mlws.environments.image_map import (
     DEBIAN_PYTHONS,
     DEFAULT_PYTHON,
     ImageMapping,
+    PythonChoice,
     choose_python,
     fallback_allowed,
     map_image,
@@ -342,7 +343,13 @@ class DockerBuilder:
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool,
         plan: BuildPlan | None, lock_for: LockSource | None,
     ) -> BuildResult:
-        """A managed build; from the recorded lock when there is one (see :mod:`.docker_locks`)."""
+        """A managed build; from the recorded lock when there is one (see :mod:`.docker_locks`).
+
+        A base that is not mapped (any other image) keys its lock as ``image``: the hash names
+        the image, so its Python."""
+        if plan is None and spec.kind == "managed" and spec.pip_packages() and not spec.conda_file:
+            assert spec.image is not None
+            plan = BuildPlan(None, PythonChoice("image"), spec.image, spec.pip_packages())
         return build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache, plan),
                             h, environment, log, plan, lock_for)
 

@@ -47,12 +47,10 @@ def build_locked(build: Callable[[], BuildResult], h: str, environment: str,
 
 
 def adopt_lock(hit: BuildResult, lines: list[str] | None) -> None:
-    """Give ``hit`` (an image found built, with no record here) the lock ``lines`` it keeps.
-
-    Its Python series is read from its offline base's tag (``mlws/base-python:3.11-bookworm``).
-    """
-    if not lines or not hit.base_image or hit.lock:
+    """Give ``hit`` (an image found built, with no record here) the lock it keeps: ``lines``,
+    the first of which is ``# python SERIES`` (the lock's key)."""
+    if not lines or hit.lock or not lines[0].startswith("# python "):
         return
-    python = hit.base_image.rsplit(":", 1)[-1].split("-")[0]
-    hit.lock = render_lock(lines, env_hash=hit.env_hash, python=python, tool="pip")
+    python = lines[0].split()[-1]
+    hit.lock = render_lock(lines[1:], env_hash=hit.env_hash, python=python, tool="pip")
     hit.lock_python = python

@@ -209,13 +209,14 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
 
 
 def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
-                        with_ca: bool, locked: bool = False) -> list[str]:
+                        with_ca: bool, locked: bool = False, series: str = "image") -> list[str]:
     """The venv (when there are packages, or ``venv``) and the pip step that prints its freeze.
 
     With ``venv`` (a mapped Python image), pip in the image gets the CA bundle too, as
     ``pip install`` works in Docker Hub's images. With a plan, the step also prints the lock
-    (:mod:`.locks`) made from pip's ``--report`` when the image's pip has it; ``locked``: the
-    requirements *are* a lock, installed with ``--no-deps`` (and ``--require-hashes``)."""
+    (:mod:`.locks`) made from pip's ``--report`` when the image's pip has it, also kept in the
+    image with the lock's key ``series`` (the Python series); ``locked``: the requirements *are*
+    a lock, installed with ``--no-deps`` (and ``--require-hashes``)."""
     lines: list[str] = []
     if pip_pkgs or venv:
         no_python = (
@@ -229,7 +230,7 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
         ]
         if with_ca and venv:
             lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
-    if pip_pkgs and venv:  # a plan: report the lock
+    if pip_pkgs:  # pip prints its freeze, then (when it has --report) the lock it made
         py = f"{VENV_PATH}/bin/python"
         report = f"{MLWS_DIR}/pip-report.json"
         flags = ""
@@ -237,7 +238,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             flags = "--no-deps " + ("--require-hashes " if all("--hash=" in p for p in pip_pkgs)
                                     else "")
         lines += [
-            f"COPY {REQUIREMENTS_FILE} {LOCK_SCRIPT_FILE} {MLWS_DIR}/",
+            f"COPY {LOCK_SCRIPT_FILE} {MLWS_DIR}/{LOCK_SCRIPT_FILE}",
+            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
             f"RUN R=''; if {py} -m pip install --help | grep -q -- '--report'; then "
             f"R='--report {report}'; fi; "
             f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
@@ -245,18 +247,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
             f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
             f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
-            f"{py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report} | tee {MLWS_DIR}/{LOCK_LINES_FILE} "
-            f"&& echo '{LOCK_END}' && "
-            f"rm -f {report}; fi",
-        ]
-    elif pip_pkgs:
-        lines += [
-            f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
-            f"RUN {_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
-            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
-            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
-            f"&& echo '{FREEZE_END}'",
+            f"(echo '# python {series}' && {py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report}) "
+            f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {report}; fi",
         ]
     return lines
 
@@ -315,8 +307,9 @@ def render_dockerfile(
             lines.append(step)
     if conda_pkgs:
         lines.append(_conda_step(spec, conda_pkgs, needs_ca))
-    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None, with_ca=needs_ca,
-                                 locked=plan is not None and plan.locked)
+    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None and plan.mapping is not None,
+                                 with_ca=needs_ca, locked=plan is not None and plan.locked,
+                                 series=plan.python.version if plan is not None else "image")
     if labels:
         pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")

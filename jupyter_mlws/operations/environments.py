@@ -352,6 +352,59 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
                         lu.TAG_FROM: env.ref}
         return self.register(validate_spec(EnvironmentSpec, data))
 
+    # --- bases over time ----------------------------------------------------------------------
+
+    def outdated(self) -> list[dict[str, Any]]:
+        """Environment versions whose image was built on a base id that is no longer its tag's
+        current id (a patched or retagged base), with the jobs, models and deployments using
+        them. See :mod:`jupyter_mlws.environments.outdated`."""
+        from jupyter_mlws.environments.outdated import find_outdated
+
+        return find_outdated(self._ws, self._docker().client)
+
+    def rebuild(self, name: str | Environment, version: str | int | None = None, *,
+                log: Log | None = None, redeploy: bool = False) -> dict[str, Any]:
+        """Rebuild ``name:version``'s image on its base's current image, installing its lock
+        (so only the base layers change); the build history keeps the image it replaces.
+
+        ``redeploy`` rolls every online deployment serving it (a rolling update: the old
+        replicas serve until the new ones are ready). A lock that no longer installs raises
+        :class:`~jupyter_mlws.errors.LockInstallError` and the old image stays in service.
+        """
+        env = name if isinstance(name, Environment) else self.get(name, version)
+        before = self.build_record(env)
+        old_id = ((before or {}).get("result") or {}).get("image_id")
+        result = self.build(env, builder="docker", log=log, refresh_base=True)
+        out: dict[str, Any] = {"environment": env.ref, "env_hash": env.env_hash,
+               "old_image_id": old_id,
+               "image_id": result.image_id, "base_image_id": result.base_image_id,
+               "rebuilt": result.image_id != old_id, "from_lock": result.from_lock,
+               "redeployed": []}
+        if redeploy and out["rebuilt"]:
+            out["redeployed"] = self._redeploy(env.env_hash, log)
+        return out
+
+    def rebuild_outdated(self, *, log: Log | None = None,
+                         redeploy: bool = False) -> list[dict[str, Any]]:
+        """:meth:`rebuild` every version :meth:`outdated` lists (each hash once)."""
+        done: dict[str, dict[str, Any]] = {}
+        for item in self.outdated():
+            if item["env_hash"] not in done:
+                done[item["env_hash"]] = self.rebuild(item["name"], item["version"], log=log,
+                                                      redeploy=redeploy)
+        return list(done.values())
+
+    def _redeploy(self, env_hash: str, log: Log | None) -> list[str]:
+        from jupyter_mlws.environments.outdated import deployment_specs
+
+        rolled = []
+        for endpoint, name, spec in deployment_specs(self._ws, env_hash):
+            if log is not None:
+                log(f"Rolling {endpoint}/{name} to the rebuilt image ...")
+            self._ws.endpoints.create_deployment(spec)
+            rolled.append(f"{endpoint}/{name}")
+        return rolled
+
     def _recorded_hit(self, target: Builder, spec: EnvironmentSpec, h: str) -> BuildResult | None:
         """The existing image/venv when this workspace recorded its build (no builder lock)."""
         fast = target.lookup(spec, env_hash=h)
