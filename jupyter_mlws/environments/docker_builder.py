@@ -76,6 +76,7 @@ from jupyter_mlws.environments.image_map import (
     rewrite_from_lines,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
+from jupyter_mlws.environments.uv_tool import find_uv, image_uv_environment, use_uv
 from jupyter_mlws.errors import (
     BuildError,
     ConflictError,
@@ -350,6 +351,8 @@ class DockerBuilder:
         if plan is None and spec.kind == "managed" and spec.pip_packages() and not spec.conda_file:
             assert spec.image is not None
             plan = BuildPlan(None, PythonChoice("image"), spec.image, spec.pip_packages())
+        if plan is not None and use_uv(default=False):  # opt-in: MLWS_BUILD_TOOL=uv
+            plan.uv_binary, plan.uv_env = find_uv(), image_uv_environment()
         return build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache, plan),
                             h, environment, log, plan, lock_for)
 

@@ -10,6 +10,7 @@ from jupyter_mlws.environments.builds import BuildResult, LockSource
 from jupyter_mlws.environments.locks import (
     lock_failure,
     lock_lines_from_log,
+    one_line_requirements,
     parse_lock,
     render_lock,
 )
@@ -41,8 +42,9 @@ def build_locked(build: Callable[[], BuildResult], h: str, environment: str,
         result.lock_python = plan.python.version
         result.from_lock = bool(lock)
         lines = lock_lines_from_log(result.log)
+        tool = "uv" if plan.uv_binary else "pip"
         result.lock = lock or (render_lock(lines, env_hash=h, python=plan.python.version,
-                                           tool="pip") if lines is not None else None)
+                                           tool=tool) if lines is not None else None)
     return result
 
 
@@ -52,5 +54,6 @@ def adopt_lock(hit: BuildResult, lines: list[str] | None) -> None:
     if not lines or hit.lock or not lines[0].startswith("# python "):
         return
     python = lines[0].split()[-1]
-    hit.lock = render_lock(lines[1:], env_hash=hit.env_hash, python=python, tool="pip")
+    hit.lock = render_lock(one_line_requirements(lines[1:]), env_hash=hit.env_hash, python=python,
+                           tool="pip")
     hit.lock_python = python

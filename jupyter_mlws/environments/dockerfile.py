@@ -43,6 +43,8 @@ REQUIREMENTS_FILE = "requirements.txt"
 LOCK_SCRIPT_FILE = "mlws-lock.py"
 #: Where an image keeps the lock lines of its pip step (read back for an image built elsewhere).
 LOCK_LINES_FILE = "mlws-lock.txt"
+#: The host's uv binary in the build context (when builds use uv); removed after the install.
+UV_FILE = "mlws-uv"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The pip step prints ``pip freeze`` between these lines (the builder reads it from the log).
 FREEZE_BEGIN = "--- resolved packages (pip freeze) ---"
@@ -208,8 +210,33 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
+def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, locked: bool,
+              series: str) -> list[str]:
+    """The package step with uv: ``uv pip compile --generate-hashes`` makes the lock (unless
+    the requirements are one), which is installed exactly; the binary is removed after."""
+    uv, py = f"{MLWS_DIR}/{UV_FILE}", f"{VENV_PATH}/bin/python"
+    env = dict(uv_env)
+    if with_ca:
+        env["SSL_CERT_FILE"] = f"{MLWS_DIR}/{CA_FILE}"
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    req, lock = f"{MLWS_DIR}/{REQUIREMENTS_FILE}", f"{MLWS_DIR}/mlws-compiled.txt"
+    hashes = "--require-hashes " if not locked or all("--hash=" in p for p in pip_pkgs) else ""
+    resolve = (f"cp {req} {lock}" if locked else
+               f"{uv} pip compile --python {py} --generate-hashes --no-header -q {req} -o {lock}")
+    return [
+        f"COPY {UV_FILE} {uv}",
+        f"COPY {REQUIREMENTS_FILE} {req}",
+        f"RUN chmod 755 {uv} && export {assigns} && {resolve} && "
+        f"{uv} pip install --python {py} --no-deps {hashes}-r {lock} "
+        f"&& echo '{FREEZE_BEGIN}' && {uv} pip freeze -q --python {py} && echo '{FREEZE_END}' "
+        f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {lock}) "
+        f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {uv} {lock}",
+    ]
+
+
 def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
-                        with_ca: bool, locked: bool = False, series: str = "image") -> list[str]:
+                        with_ca: bool, locked: bool = False, series: str = "image",
+                        uv_env: Mapping[str, str] | None = None) -> list[str]:
     """The venv (when there are packages, or ``venv``) and the pip step that prints its freeze.
 
     With ``venv`` (a mapped Python image), pip in the image gets the CA bundle too, as
@@ -230,7 +257,9 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
         ]
         if with_ca and venv:
             lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
-    if pip_pkgs:  # pip prints its freeze, then (when it has --report) the lock it made
+    if pip_pkgs and uv_env is not None:
+        lines += _uv_lines(pip_pkgs, uv_env, with_ca=with_ca, locked=locked, series=series)
+    elif pip_pkgs:  # pip prints its freeze, then (when it has --report) the lock it made
         py = f"{VENV_PATH}/bin/python"
         report = f"{MLWS_DIR}/pip-report.json"
         flags = ""
@@ -309,7 +338,9 @@ def render_dockerfile(
         lines.append(_conda_step(spec, conda_pkgs, needs_ca))
     lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None and plan.mapping is not None,
                                  with_ca=needs_ca, locked=plan is not None and plan.locked,
-                                 series=plan.python.version if plan is not None else "image")
+                                 series=plan.python.version if plan is not None else "image",
+                                 uv_env=plan.uv_env if plan is not None and plan.uv_binary
+                                 else None)
     if labels:
         pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")
@@ -330,6 +361,8 @@ def build_context_files(
     pip_pkgs = plan.requirements if plan is not None else spec.pip_packages()
     if pip_pkgs:
         files[REQUIREMENTS_FILE] = ("\n".join(pip_pkgs) + "\n").encode("utf-8")
+    if plan is not None and plan.uv_binary and f"COPY {UV_FILE}" in files["Dockerfile"].decode():
+        files[UV_FILE] = Path(plan.uv_binary).read_bytes()
     if LOCK_SCRIPT_FILE in files["Dockerfile"].decode():
         files[LOCK_SCRIPT_FILE] = REPORT_SCRIPT.encode("utf-8")
     if with_ca and ca_bundle is not None and f"COPY {CA_FILE}" in files["Dockerfile"].decode():

@@ -122,7 +122,19 @@ def lock_lines_from_log(text: str) -> list[str] | None:
         end = lines.index(LOCK_END, start)
     except ValueError:
         return None
-    return [ln for ln in lines[start + 1 : end] if ln and not ln.startswith("#")]
+    return one_line_requirements([ln for ln in lines[start + 1 : end] if ln])
+
+
+def one_line_requirements(lines: list[str]) -> list[str]:
+    """Requirement lines with continuations (``\\``) joined and comments dropped, so uv's
+    ``pip compile`` format and pip's one-line format read alike."""
+    joined = re.sub(r"\\\s*\n\s*", " ", "\n".join(lines))
+    out = []
+    for line in joined.splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if line and not line.startswith(("#", "-")):
+            out.append(" ".join(line.split()))
+    return sorted(out)
 
 
 def lock_meta_key(env_hash: str, python: str) -> str:

@@ -15,32 +15,61 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import shutil
 import sys
 from collections.abc import Mapping
 
+from jupyter_mlws.environments.locks import one_line_requirements
 from jupyter_mlws.environments.machine import pip_index_urls, pip_setting
 
-__all__ = ["BUILD_TOOL_ENV", "compiled_lock_lines", "find_uv", "uv_environment"]
+__all__ = [
+    "BUILD_TOOL_ENV",
+    "compiled_lock_lines",
+    "find_uv",
+    "image_uv_environment",
+    "use_uv",
+    "uv_environment",
+]
 
 #: ``pip`` or ``uv``: which installer builds use (default: uv when it is there, else pip).
 BUILD_TOOL_ENV = "MLWS_BUILD_TOOL"
 
 
 def find_uv() -> str | None:
-    """The ``uv`` binary: on ``PATH``, else the one the ``uv`` package installed; or ``None``."""
-    found = shutil.which("uv")
-    if found:
-        return found
+    """The ``uv`` binary: the one the ``uv`` package installed, else one on ``PATH``; or
+    ``None``. (The package's is the real executable; ``PATH`` may hold a shim script.)"""
     try:
         from uv import find_uv_bin  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return None
-    try:
+
         return str(find_uv_bin())
-    except FileNotFoundError:
-        return None
+    except (ImportError, FileNotFoundError):
+        return shutil.which("uv")
+
+
+def use_uv(default: bool) -> bool:
+    """Whether builds use uv: ``MLWS_BUILD_TOOL`` (``uv``/``pip``) when set, else ``default``;
+    never when uv is not installed."""
+    tool = os.environ.get(BUILD_TOOL_ENV, "").strip().lower()
+    wanted = tool == "uv" if tool else default
+    return wanted and find_uv() is not None
+
+
+def image_uv_environment(python: str | None = None) -> dict[str, str]:
+    """uv's settings inside an image build: the network indexes and find-links of this
+    machine's pip configuration (``file:`` ones are not in the image)."""
+    urls = [u for u in pip_index_urls(python=python or sys.executable)
+            if u.startswith(("http://", "https://"))]
+    env = {"UV_INDEX_STRATEGY": "unsafe-best-match", "UV_NO_PROGRESS": "1",
+           "UV_NO_CACHE": "1"}
+    if urls:
+        env["UV_INDEX_URL"] = urls[0]
+    if len(urls) > 1:
+        env["UV_EXTRA_INDEX_URL"] = " ".join(urls[1:])
+    links = [u for u in (pip_setting("find-links", python=python) or "").split()
+             if u.startswith(("http://", "https://"))]
+    if links:
+        env["UV_FIND_LINKS"] = ",".join(links)
+    return env
 
 
 @functools.lru_cache(maxsize=4)
@@ -77,11 +106,4 @@ def uv_environment(base: Mapping[str, str] | None = None, *,
 def compiled_lock_lines(text: str) -> list[str]:
     """``uv pip compile --generate-hashes`` output as one ``name==version --hash=...`` line
     per package (continuations joined, ``# via`` comments dropped)."""
-    joined = re.sub(r"\\\s*\n\s*", " ", text)
-    out = []
-    for line in joined.splitlines():
-        line = line.split(" #", 1)[0].strip()
-        if not line or line.startswith(("#", "-")):
-            continue
-        out.append(" ".join(line.split()))
-    return sorted(out)
+    return one_line_requirements(text.splitlines())

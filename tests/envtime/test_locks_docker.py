@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
 from jupyter_mlws import Workspace
 from jupyter_mlws.environments.locks import parse_lock
+from jupyter_mlws.environments.uv_tool import find_uv
 from jupyter_mlws.errors import LockInstallError
 
 pytestmark = pytest.mark.docker
@@ -26,19 +28,31 @@ def _fresh(dws: Workspace, env: Any) -> None:
         dws.environments._docker().remove(stale.image_id, force=True)
 
 
+def _ls(docker_client: Any, image: str) -> list[str]:
+    out = docker_client.containers.run(image, ["/bin/sh", "-c", "ls /opt/mlws"], remove=True,
+                                       network_disabled=True)
+    return [f"/opt/mlws/{n}" for n in out.decode().split()]
+
+
 def _freeze(docker_client: Any, image: str) -> list[str]:
     out = docker_client.containers.run(image, ["/opt/mlws/venv/bin/python", "-m", "pip", "freeze",
                                                "--local"], remove=True, network_disabled=True)
     return sorted(ln for ln in out.decode().splitlines() if ln.strip())
 
 
+@pytest.mark.parametrize("tool", ["pip", "uv"])
 def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
-    dws: Workspace, docker_client: Any
+    dws: Workspace, docker_client: Any, tool: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("MLWS_BUILD_TOOL", tool)
+    if tool == "uv" and find_uv() is None:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)("uv is not installed")
     env = dws.environments.create("dunpinned", image="python:3.11", pip_requirements=["six"])
     _fresh(dws, env)
     first = dws.environments.build("dunpinned")
+    assert ("uv pip compile" in first.log) == (tool == "uv")
     lock = dws.environments.lock("dunpinned")
+    assert f"by {tool}" in lock
     assert "six" in parse_lock(lock).pins() and parse_lock(lock).require_hashes
     before = _freeze(docker_client, first.image)
     assert any(ln.startswith("six==") for ln in before)
@@ -49,6 +63,8 @@ def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
     again = dws.environments.build("dunpinned", log=lines.append)
     assert again.from_lock and again.image_id != first.image_id
     assert any("--no-deps --require-hashes" in ln for ln in lines)
+    if tool == "uv":
+        assert all("/opt/mlws/mlws-uv" not in p for p in _ls(docker_client, again.image))
     assert _freeze(docker_client, again.image) == before
     assert dws.environments.lock("dunpinned") == lock
     dws.environments._docker().remove(again.image_id, force=True)
