@@ -56,6 +56,8 @@ from jupyter_mlws.errors import BuildError, PythonUnavailableError, UnsupportedE
 MARKER = ".mlws-venv.json"
 REQUIREMENTS = "mlws-requirements.txt"
 _TMP_PREFIX = ".tmp-"
+#: What ``pip freeze`` leaves out (uv's freeze lists them; ``uv venv --seed`` installs pip).
+_SEEDED = {"pip", "setuptools", "wheel", "distribute"}
 _BIN = "Scripts" if os.name == "nt" else "bin"
 
 Log = Callable[[str], None]
@@ -342,6 +344,8 @@ class VenvMaterializer:
         else:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
         self._run(create, "create the venv", lines, log)
+        if self.uv:  # pip in the venv too, as `python -m venv` gives (offline: ensurepip)
+            subprocess.run([str(py), "-m", "ensurepip", "--default-pip"], capture_output=True)
         if packages:
             lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
                                        locked=locked)
@@ -351,7 +355,8 @@ class VenvMaterializer:
             else [str(py), "-m", "pip", "freeze"]
         )
         frozen = self._run(freeze_cmd, "pip freeze", lines, lambda _line: None, keep=False)
-        freeze = [ln for ln in frozen.splitlines() if ln and not ln.startswith("#")]
+        freeze = [ln for ln in frozen.splitlines() if ln and not ln.startswith("#")
+                  and ln.split("==")[0].lower() not in _SEEDED]  # as `pip freeze` lists
         if not packages:
             lock_lines = []
         elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
