@@ -142,6 +142,8 @@ def _lock_source(text: str | None) -> Any:
 
 
 def _venv_rows(tmp: Path) -> list[tuple[str, str, str, bool]]:
+    """Cold (no cache) builds with pip and uv; then, as after `mlws env prune`, the venv removed
+    and made again from the lock (caches allowed, as a user's rebuild has them)."""
     rows: list[tuple[str, str, str, bool]] = []
     spec = EnvironmentSpec(name="benchv", pip_requirements=UNPINNED)
     times: dict[str, float] = {}
@@ -152,17 +154,18 @@ def _venv_rows(tmp: Path) -> list[tuple[str, str, str, bool]]:
         venvs = VenvMaterializer(tmp / f"envs-{tool}", use_uv=tool == "uv")
         times[tool], result = _timed(lambda v=venvs: v.build(spec, log=quiet, no_cache=True))
         rows.append((f"(d) venv cold, {tool}", f"{times[tool]:.2f} s", "-", True))
-        if tool == "pip":
-            venvs.remove(spec)
-            t_lock, again = _timed(lambda v=venvs, f=_lock_source(result.lock): v.build(
-                spec, log=quiet, no_cache=True, lock_for=f))
-            assert again.from_lock
-            ratio = t_lock / times["pip"]
-            rows.append(("(e) venv rebuild from lock, pip", f"{t_lock:.2f} s", "-", True))
-            rows.append(("(e) venv from lock / cold", f"{ratio:.2f}", "<= 0.4", ratio <= 0.4))
+        venvs.remove(spec)
+        t_lock, again = _timed(lambda v=venvs, f=_lock_source(result.lock): v.build(
+            spec, log=quiet, lock_for=f))
+        assert again.from_lock
+        ratio = t_lock / times[tool]
+        rows.append((f"(e) venv pruned + rebuilt from lock, {tool}", f"{t_lock:.2f} s", "-",
+                     True))
+        rows.append((f"(e) venv from lock / cold, {tool}", f"{ratio:.2f}", "<= 0.4",
+                     ratio <= 0.4))
     if "uv" in times:
         ratio = times["uv"] / times["pip"]
-        rows.append(("(d) venv uv / pip", f"{ratio:.2f}", "<= 0.3", ratio <= 0.3))
+        rows.append(("(d) venv cold uv / pip", f"{ratio:.2f}", "<= 0.3", ratio <= 0.3))
     return rows
 
 
@@ -181,11 +184,13 @@ def _docker_rows(client: Any, base: str, tmp: Path, keep: bool) -> list[tuple[st
         if tool == "pip":
             remove(client, builder.image_ref(spec))
             t_lock, again = _timed(lambda f=_lock_source(result.lock): builder.build(
-                spec, log=quiet, no_cache=True, lock_for=f))
+                spec, log=quiet, lock_for=f))
             assert again.from_lock
             ratio = t_lock / times["pip"]
-            rows.append(("(e) image rebuild from lock, pip", f"{t_lock:.2f} s", "-", True))
-            rows.append(("(e) image from lock / cold", f"{ratio:.2f}", "-", True))
+            rows.append(("(e) image pruned + rebuilt from lock, pip", f"{t_lock:.2f} s", "-",
+                         True))
+            rows.append(("(e) image from lock / cold, pip", f"{ratio:.2f}", "<= 0.4",
+                         ratio <= 0.4))
     os.environ.pop("MLWS_BUILD_TOOL", None)
     if "uv" in times:
         rows.append(("(d) image uv / pip", f"{times['uv'] / times['pip']:.2f}", "-", True))
@@ -220,8 +225,9 @@ def _patch_rows(client: Any, base: str, tmp: Path, keep: bool) -> list[tuple[str
             for spec in specs:
                 remove(client, builder.image_ref(spec))
             for image in client.images.list(name=repository):
-                for tag in image.tags:
-                    remove(client, tag)
+                for tag in image.tags:  # only the copy's tags: the real base keeps its own
+                    if tag.startswith(repository + ":"):
+                        remove(client, tag)
     ratio = t_rebuild / t_cold
     return [
         ("(f) 5 dependants, cold builds", f"{t_cold:.2f} s", "-", True),

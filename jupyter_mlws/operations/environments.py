@@ -362,6 +362,25 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
 
         return find_outdated(self._ws, self._docker().client)
 
+    def base_note(self, env: Environment) -> str | None:
+        """"base patched on DATE; rebuild available" when ``env``'s image was built on a base
+        its tag no longer points at (another line for a moved tag not made by a patch)."""
+        try:
+            builder = self._docker()
+            if not builder.base_changed(env.definition()):
+                return None
+            hit = builder.lookup(env.definition())
+            info = builder._inspect(hit.base_image) if hit and hit.base_image else None
+        except Exception:  # noqa: BLE001 - no engine: nothing to say
+            return None
+        labels = ((info or {}).get("Config") or {}).get("Labels") or {}
+        patched = labels.get("org.mlws.patched")
+        if patched:
+            return (f"base patched on {patched[:10]}; rebuild available: "
+                    f"`mlws env rebuild {env.ref}`")
+        return ("the base image's tag now points elsewhere: "
+                f"`mlws env rebuild {env.ref}` rebuilds on it from the lock")
+
     def rebuild(self, name: str | Environment, version: str | int | None = None, *,
                 log: Log | None = None, redeploy: bool = False) -> dict[str, Any]:
         """Rebuild ``name:version``'s image on its base's current image, installing its lock

@@ -69,6 +69,8 @@ def test_patch_outdated_and_rebuild_from_the_lock(ws: Workspace, docker_client: 
     assert sorted(o["environment"] for o in outdated) == ["dep0:1", "dep1:1"]
     assert all(o["built_on"] == old_base and o["base_now"] == again.image_id for o in outdated)
     assert "dep0:1" in shown.output and "dep1:1" in shown.output
+    note = ws.describe(envs[0])["docker_build"]["base_changed"]
+    assert note.startswith("base patched on ") and "mlws env rebuild dep0:1" in note
 
     done = ws.environments.rebuild_outdated()
     assert sorted(d["environment"] for d in done) == ["dep0:1", "dep1:1"]
@@ -81,5 +83,6 @@ def test_patch_outdated_and_rebuild_from_the_lock(ws: Workspace, docker_client: 
         history = ws.environments.build_history(env)
         assert [h["image_id"] for h in history][-2:] == [first[env.name].image_id, now.image_id]
     assert ws.environments.outdated() == []
+    assert "base_changed" not in ws.describe(envs[0])["docker_build"]
     for env in envs:
         ws.builder("docker").remove(ws.environments.lookup(env).image_id, force=True)
