@@ -138,8 +138,14 @@ def one_line_requirements(lines: list[str]) -> list[str]:
 
 
 def lock_meta_key(env_hash: str, python: str) -> str:
-    """The store's meta key of the lock of ``env_hash`` for the Python series ``python``."""
-    return f"env-lock:{env_hash}:{python}"
+    """The store's meta key of the lock of ``env_hash`` for the Python series ``python`` (keys
+    hold 64 characters: 40 hex digits of the hash name it; the value holds the whole hash)."""
+    return f"envlock:{env_hash[:40]}:{python[:12]}"
+
+
+def lock_index_key(env_hash: str) -> str:
+    """The store's meta key listing the Python series ``env_hash`` has locks for."""
+    return f"envlocks:{env_hash[:40]}"
 
 
 def lock_record(text: str, *, builder: str, env_hash: str, python: str) -> str:

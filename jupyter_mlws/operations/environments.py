@@ -14,7 +14,7 @@ from jupyter_mlws.assets.yaml_io import validate_spec
 from jupyter_mlws.environments.builders import builder_name
 from jupyter_mlws.environments.builds import BuildResult
 from jupyter_mlws.environments.identity import dockerignore_spec, image_name
-from jupyter_mlws.environments.locks import lock_meta_key, lock_record
+from jupyter_mlws.environments.locks import lock_index_key, lock_meta_key, lock_record
 from jupyter_mlws.errors import (
     AssetNotFoundError,
     MlwsError,
@@ -273,11 +273,12 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
     def lock_text(self, env_hash: str, python: str) -> str | None:
         """The recorded lock of ``env_hash`` for the Python series ``python``, else ``None``."""
         raw = self._store.get_meta(lock_meta_key(env_hash, python))
-        return str(json.loads(raw)["lock"]) if raw else None
+        data = json.loads(raw) if raw else {}
+        return str(data["lock"]) if data.get("env_hash") == env_hash else None
 
     def lock_pythons(self, env_hash: str) -> list[str]:
         """The Python series ``env_hash`` has a lock for, first recorded first."""
-        raw = self._store.get_meta(f"env-locks:{env_hash}")
+        raw = self._store.get_meta(lock_index_key(env_hash))
         return list(json.loads(raw)) if raw else []
 
     def set_lock(self, env_hash: str, python: str, text: str, *, builder: str) -> None:
@@ -287,7 +288,7 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
                              lock_record(text, builder=builder, env_hash=env_hash, python=python))
         known = self.lock_pythons(env_hash)
         if python not in known:
-            self._store.set_meta(f"env-locks:{env_hash}", json.dumps([*known, python]))
+            self._store.set_meta(lock_index_key(env_hash), json.dumps([*known, python]))
 
     def _keep_lock(self, env_hash: str, builder: str, result: BuildResult) -> None:
         """Record the lock a build resolved (or an image/venv found built holds), when the hash

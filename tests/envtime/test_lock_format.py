@@ -66,3 +66,14 @@ def test_image_uv_settings_come_from_pip_config_and_skip_local_indexes(monkeypat
     env = image_uv_environment()
     assert env["UV_INDEX_URL"] == "https://mirror.invalid/simple"
     assert "UV_EXTRA_INDEX_URL" not in env and env["UV_INDEX_STRATEGY"] == "unsafe-best-match"
+
+
+def test_store_keys_fit_the_meta_table() -> None:
+    """workspace_meta.key is VARCHAR(64) (PostgreSQL enforces it)."""
+    from jupyter_mlws.environments.locks import lock_index_key, lock_meta_key
+    from jupyter_mlws.store.rows import MetaRow
+
+    limit = MetaRow.__table__.c.key.type.length
+    h = "f" * 64
+    assert len(lock_meta_key(h, "image")) <= limit and len(lock_meta_key(h, "3.13")) <= limit
+    assert len(lock_index_key(h)) <= limit
