@@ -344,8 +344,9 @@ class VenvMaterializer:
         else:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
         self._run(create, "create the venv", lines, log)
-        if self.uv:  # pip in the venv too, as `python -m venv` gives (offline: ensurepip)
-            subprocess.run([str(py), "-m", "ensurepip", "--default-pip"], capture_output=True)
+        if self.uv:  # pip in the venv too, as `python -m venv` gives (not part of the lock)
+            self._run([self.uv, "pip", "install", "-q", "--python", str(py), "pip"],
+                      "add pip", lines, log, keep=False)
         if packages:
             lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
                                        locked=locked)
