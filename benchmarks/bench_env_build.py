@@ -5,7 +5,11 @@ Prints a table ``measure | value | target | ok``:
 (a) a cache hit (hash + one image inspect + return), p50 and p95 over ``--calls`` calls;
 (b) a cold build of a definition with two pip packages (its images removed first, built with
     ``no_cache``; the base image is kept) against a rebuild after changing one pip pin;
-(c) the same definition materialized as a venv, first and second time.
+(c) the same definition materialized as a venv, first and second time;
+(d) cold builds (no cache) of unpinned packages with pip and with uv, as a venv and as an image;
+(e) a rebuild from the recorded lock (after a prune) against the cold build that made the lock;
+(f) ``mlws image patch`` of a copy of the base, then rebuilding 5 dependent environments on it
+    from their locks, against building them cold.
 
 Usage: ``PYTHONPATH=. python benchmarks/bench_env_build.py [--base IMAGE] [--calls N] [--keep]``
 """
@@ -14,17 +18,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import docker
 import docker.errors
 
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
 from jupyter_mlws.environments.docker_builder import DockerBuilder
+from jupyter_mlws.environments.patching import patch_base
+from jupyter_mlws.environments.uv_tool import find_uv
 from jupyter_mlws.environments.venv_builder import VenvMaterializer
 
 PINS_A = ["six==1.16.0", "idna==3.7"]
@@ -51,6 +60,7 @@ def main() -> int:
     parser.add_argument("--base", default=DEFAULT_BASE_IMAGE, help="base image (kept)")
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the images built")
+    parser.add_argument("--skip-envtime", action="store_true", help="skip (d)-(f)")
     args = parser.parse_args()
 
     client = docker.from_env()
@@ -107,6 +117,8 @@ def main() -> int:
         if not args.keep:
             for spec in (a, b):
                 remove(client, builder.image_ref(spec))
+        if not args.skip_envtime:
+            rows += envtime_rows(client, args.base, Path(tmp), keep=args.keep)
 
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}} | {'value':>10} | {'target':>8} | ok")
@@ -114,6 +126,121 @@ def main() -> int:
     for measure, value, target, ok in rows:
         print(f"{measure:<{width}} | {value:>10} | {target:>8} | {'yes' if ok else 'NO'}")
     return 0 if all(r[3] for r in rows) else 1
+
+
+UNPINNED = ["numpy", "pandas", "requests"]  # unpinned, real-sized wheels
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def _lock_source(text: str | None) -> Any:
+    return lambda _python: text
+
+
+def _venv_rows(tmp: Path) -> list[tuple[str, str, str, bool]]:
+    """Cold (no cache) builds with pip and uv; then, as after `mlws env prune`, the venv removed
+    and made again from the lock (caches allowed, as a user's rebuild has them)."""
+    rows: list[tuple[str, str, str, bool]] = []
+    spec = EnvironmentSpec(name="benchv", pip_requirements=UNPINNED)
+    times: dict[str, float] = {}
+    for tool in ("pip", "uv"):
+        if tool == "uv" and find_uv() is None:
+            rows.append(("(d) venv cold, uv", "missing", "-", False))
+            continue
+        venvs = VenvMaterializer(tmp / f"envs-{tool}", use_uv=tool == "uv")
+        times[tool], result = _timed(lambda v=venvs: v.build(spec, log=quiet, no_cache=True))
+        rows.append((f"(d) venv cold, {tool}", f"{times[tool]:.2f} s", "-", True))
+        venvs.remove(spec)
+        t_lock, again = _timed(lambda v=venvs, f=_lock_source(result.lock): v.build(
+            spec, log=quiet, lock_for=f))
+        assert again.from_lock
+        ratio = t_lock / times[tool]
+        rows.append((f"(e) venv pruned + rebuilt from lock, {tool}", f"{t_lock:.2f} s", "-",
+                     True))
+        rows.append((f"(e) venv from lock / cold, {tool}", f"{ratio:.2f}", "<= 0.4",
+                     ratio <= 0.4))
+    if "uv" in times:
+        ratio = times["uv"] / times["pip"]
+        rows.append(("(d) venv cold uv / pip", f"{ratio:.2f}", "<= 0.3", ratio <= 0.3))
+    return rows
+
+
+def _docker_rows(client: Any, base: str, tmp: Path, keep: bool) -> list[tuple[str, str, str, bool]]:
+    rows: list[tuple[str, str, str, bool]] = []
+    spec = EnvironmentSpec(name="benchd", image=base, pip_requirements=UNPINNED)
+    builder = DockerBuilder(client, lock_dir=tmp / "locks-d")
+    times: dict[str, float] = {}
+    for tool in ("pip", "uv"):
+        if tool == "uv" and find_uv() is None:
+            continue
+        os.environ["MLWS_BUILD_TOOL"] = tool
+        remove(client, builder.image_ref(spec))
+        times[tool], result = _timed(lambda: builder.build(spec, log=quiet, no_cache=True))
+        rows.append((f"(d) image cold, {tool}", f"{times[tool]:.2f} s", "-", True))
+        if tool == "pip":
+            remove(client, builder.image_ref(spec))
+            t_lock, again = _timed(lambda f=_lock_source(result.lock): builder.build(
+                spec, log=quiet, lock_for=f))
+            assert again.from_lock
+            ratio = t_lock / times["pip"]
+            rows.append(("(e) image pruned + rebuilt from lock, pip", f"{t_lock:.2f} s", "-",
+                         True))
+            rows.append(("(e) image from lock / cold, pip", f"{ratio:.2f}", "<= 0.4",
+                         ratio <= 0.4))
+    os.environ.pop("MLWS_BUILD_TOOL", None)
+    if "uv" in times:
+        rows.append(("(d) image uv / pip", f"{times['uv'] / times['pip']:.2f}", "-", True))
+    if not keep:
+        remove(client, builder.image_ref(spec))
+    return rows
+
+
+def _patch_rows(client: Any, base: str, tmp: Path, keep: bool) -> list[tuple[str, str, str, bool]]:
+    repository = f"mlws/base-bench-{uuid.uuid4().hex[:8]}"
+    client.images.get(base).tag(repository, "bench")
+    copy = f"{repository}:bench"
+    builder = DockerBuilder(client, lock_dir=tmp / "locks-p")
+    specs = [EnvironmentSpec(name=f"dep{i}", image=copy, pip_requirements=[pkg])
+             for i, pkg in enumerate(["six", "idna", "attrs", "packaging", "certifi"])]
+    locks: dict[str, str | None] = {}
+    try:
+        t_cold = 0.0
+        for spec in specs:
+            took, result = _timed(lambda s=spec: builder.build(s, log=quiet, no_cache=True))
+            t_cold += took
+            locks[spec.env_hash()] = result.lock
+        t_patch, patched = _timed(lambda: patch_base(client, copy, log=quiet, always=True))
+        t_rebuild = 0.0
+        for spec in specs:
+            took, again = _timed(lambda s=spec: builder.build(
+                s, log=quiet, refresh_base=True, lock_for=lambda _py, h=s.env_hash(): locks[h]))
+            assert again.from_lock and again.base_image_id == patched.image_id
+            t_rebuild += took
+    finally:
+        if not keep:
+            for spec in specs:
+                remove(client, builder.image_ref(spec))
+            for image in client.images.list(name=repository):
+                for tag in image.tags:  # only the copy's tags: the real base keeps its own
+                    if tag.startswith(repository + ":"):
+                        remove(client, tag)
+    ratio = t_rebuild / t_cold
+    return [
+        ("(f) 5 dependants, cold builds", f"{t_cold:.2f} s", "-", True),
+        (f"(f) image patch ({patched.updated} pkgs)", f"{t_patch:.2f} s", "-", True),
+        ("(f) 5 dependants, rebuild on patch", f"{t_rebuild:.2f} s", "-", True),
+        ("(f) rebuild / cold", f"{ratio:.2f}", "-", True),
+    ]
+
+
+def envtime_rows(client: Any, base: str, tmp: Path, *, keep: bool) -> list[tuple[str, str, str, bool]]:
+    """(d)-(f): pip vs uv, rebuild from lock vs cold, patch + rebuild of dependants."""
+    return _venv_rows(tmp) + _docker_rows(client, base, tmp, keep) + \
+        _patch_rows(client, base, tmp, keep)
 
 
 if __name__ == "__main__":

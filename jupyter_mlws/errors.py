@@ -366,3 +366,23 @@ class TeamWorkspaceError(ValidationError):
     store that holds no workspace)."""
 
     code = "team_workspace"
+
+# --- environments over time: locks, patched bases (issue 13, h-envtime) --------------------------
+class LockInstallError(BuildError):
+    """An environment's lock no longer installs (a pinned version yanked/absent, a changed file).
+
+    ``details``: ``package``, ``version``. The image/venv built earlier stays in use.
+    """
+
+    code = "lock_install_failed"
+
+    def __init__(self, message: str, *, package: str, version: str, hint: str | None = None,
+                 log_tail: str | None = None) -> None:
+        super().__init__(message, step="install the lock", log_tail=log_tail, hint=hint)
+        self.details.update(package=package, version=version)
+
+
+class NoLockError(NotFoundError):
+    """An environment version has no recorded lock yet (it was never built here)."""
+
+    code = "no_lock"

@@ -405,14 +405,9 @@ class Workspace:
                 if record.get("error"):
                     state["error"] = record["error"].splitlines()[0]
                 if kind == "docker" and record["status"] == "succeeded":
-                    try:
-                        changed = self.builder("docker").base_changed(asset.definition())
-                    except Exception:
-                        changed = None
-                    if changed:
-                        state["base_changed"] = (
-                            "the base image's tag now points elsewhere: "
-                            "`mlws env build --refresh-base` rebuilds")
+                    note = self.environments.base_note(asset)  # h-envtime: patched bases
+                    if note:
+                        state["base_changed"] = note
                 extra[f"{kind}_build"] = {k: v for k, v in state.items() if v is not None}
         return extra
 

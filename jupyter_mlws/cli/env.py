@@ -209,6 +209,40 @@ def env_prune(dry_run: bool, workspace_path: str | None) -> None:
     click.echo(f"{verb} {len(removed)} image(s).")
 
 
+@env_group.command("lock")
+@click.argument("ref")
+@click.argument("packages", nargs=-1)
+@click.option("-v", "--version")
+@click.option("--update", is_flag=True,
+              help="Re-resolve (the named PACKAGES, else all) into a NEW environment version.")
+@click.option("--python", help="The Python series of the lock (when built on several).")
+@WORKSPACE
+def env_lock(ref: str, packages: Sequence[str], version: str | None, update: bool,
+             python: str | None, workspace_path: str | None) -> None:
+    """Print the lock of NAME[:VER] (pip --require-hashes requirements); --update moves it.
+
+    Every build of an environment version installs exactly its lock, recorded at its first
+    build. `--update [PKG...]` resolves again and registers the result as a new version (the
+    old version keeps its lock); `mlws env diff` shows what moved.
+    """
+    asset_name, v = split_ref(ref, version)
+    ws = open_workspace(workspace_path)
+    if packages and not update:
+        raise click.UsageError("name packages only with --update")
+    if not update:
+        click.echo(ws.environments.lock(asset_name, v, python=python), nl=False)
+        return
+    old = ws.environments.get(asset_name, v)
+    new = ws.environments.update_lock(asset_name, v, packages=list(packages))
+    if new.version == old.version:
+        click.echo(f"{old.ref}: nothing moved; the lock stays.")
+        return
+    click.echo(f"Registered {new.ref} (from {old.ref}); build it to record its lock: "
+               f"`mlws env build {new.ref}`")
+    for item in ws.environments.diff(asset_name, old.version, new.version)["pip"]["changed"]:
+        click.echo(f"  ~ {item['from']} -> {item['to']}")
+
+
 @click.group()
 def image() -> None:
     """Base images made offline from Debian's packages."""
@@ -234,3 +268,84 @@ def image_bootstrap(names: Sequence[str], pythons: Sequence[str], all_images: bo
     for r in bootstrap_base_images(docker_client(), wanted, force=force, log=click.echo):
         how = "already there" if r.reused else f"made in {r.seconds:.0f} s"
         click.echo(f"{r.name}: {how} ({human_size(r.size)})")
+
+
+@image.command("patch")
+@click.argument("bases", nargs=-1)
+@click.option("--always", is_flag=True, help="Make a new tag even when nothing was upgraded.")
+@OUTPUT
+def image_patch(bases: Sequence[str], always: bool, output: str) -> None:
+    """Apply Debian's current updates to offline bases (default: the default base).
+
+    Each patch is a new immutable tag (<tag>-pYYYYMMDD); the floating tag moves to it. Then
+    `mlws env outdated` lists the environments built on the old base.
+    """
+    from jupyter_mlws.docker_engine import docker_client
+    from jupyter_mlws.environments.bootstrap import DEFAULT_BASE_IMAGE
+    from jupyter_mlws.environments.patching import patch_base
+
+    client = docker_client()
+    say = click.echo if output == "table" else (lambda _line: None)
+    results = [patch_base(client, b, always=always, log=say).to_dict()
+               for b in (bases or [DEFAULT_BASE_IMAGE])]
+    if output != "table":
+        emit(results, output)
+
+
+@image.command("list-bases")
+@OUTPUT
+def image_list_bases(output: str) -> None:
+    """Offline base images: their tags, when made or patched, packages each patch updated."""
+    from jupyter_mlws.docker_engine import docker_client
+    from jupyter_mlws.environments.patching import list_bases
+
+    rows = list_bases(docker_client())
+    shown = [{**r, "tags_text": ", ".join(r["tags"]) or "(untagged)", "id12": r["id"][7:19],
+              "when": (r["patched"] or str(r["created"]))[:19],
+              "updated_text": str(r["updated"]) if r["patched"] else "-"} for r in rows]
+    emit(rows, output, table=lambda: print_table(
+        shown, [("tags_text", "tags"), ("id12", "id"), ("when", "made/patched"),
+                ("updated_text", "updated")]))
+
+
+@env_group.command("outdated")
+@WORKSPACE
+@OUTPUT
+def env_outdated(workspace_path: str | None, output: str) -> None:
+    """Environment versions built on a base that has moved (patched), and what uses them."""
+    rows = open_workspace(workspace_path).environments.outdated()
+    shown = [{**r, "base_text": f"{r['base_image']} ({r['built_on'][7:19]} -> "
+              f"{r['base_now'][7:19]})",
+              "users": ", ".join([f"{len(r['jobs'])} job(s)", *r["models"], *r["deployments"]])}
+             for r in rows]
+    emit(rows, output, table=lambda: print_table(
+        shown, [("environment", "environment"), ("base_text", "base"), ("users", "used by")])
+        if rows else click.echo("Every built environment is on its base's current image."))
+
+
+@env_group.command("rebuild")
+@click.argument("ref", required=False)
+@click.option("--outdated", "all_outdated", is_flag=True, help="Every `mlws env outdated` one.")
+@click.option("--redeploy", is_flag=True, help="Roll the online deployments serving them.")
+@WORKSPACE
+@OUTPUT
+def env_rebuild(ref: str | None, all_outdated: bool, redeploy: bool,
+                workspace_path: str | None, output: str) -> None:
+    """Rebuild NAME[:VER] (or --outdated ones) on the current base, from the recorded lock."""
+    if bool(ref) == all_outdated:
+        raise click.UsageError("give NAME[:VER] or --outdated")
+    envs = open_workspace(workspace_path).environments
+    log = _build_printer() if output == "table" else None
+    if all_outdated:
+        done = envs.rebuild_outdated(log=log, redeploy=redeploy)
+    else:
+        assert ref is not None
+        name, v = split_ref(ref, None)
+        done = [envs.rebuild(name, v, log=log, redeploy=redeploy)]
+    if output != "table":
+        emit(done, output)
+        return
+    for d in done:
+        how = "rebuilt from its lock" if d["from_lock"] else "rebuilt"
+        click.echo(f"{d['environment']}: {how if d['rebuilt'] else 'already current'}"
+                   + (f"; rolled {', '.join(d['redeployed'])}" if d["redeployed"] else ""))

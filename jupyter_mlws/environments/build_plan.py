@@ -48,6 +48,12 @@ class BuildPlan:
     requirements: list[str]
     translation: CondaTranslation | None = None
     notes: list[str] = field(default_factory=list)
+    #: ``requirements`` are the hash's lock (installed with ``--no-deps``), see :mod:`.locks`.
+    locked: bool = False
+    #: Install with uv inside the image build: the host's uv binary and its environment
+    #: (index settings from this machine's pip configuration); ``None``: pip.
+    uv_binary: str | None = None
+    uv_env: dict[str, str] = field(default_factory=dict)
 
 
 def plan_build(

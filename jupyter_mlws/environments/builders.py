@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, get_args, runtime_checkable
 
-from jupyter_mlws.environments.builds import BuilderName, BuildResult
+from jupyter_mlws.environments.builds import BuilderName, BuildResult, LockSource
 from jupyter_mlws.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Builder(Protocol):
         log: Log = print,
         refresh_base: bool = False,
         no_cache: bool = False,
+        lock_for: LockSource | None = None,
     ) -> BuildResult:
         """The image/venv of ``spec``: found (``cached=True``) or built, streaming to ``log``.
 
@@ -53,6 +54,9 @@ class Builder(Protocol):
         ``replaced_image_id`` names the old one). ``refresh_base`` rebuilds when the base (image
         or interpreter) moved since the result was made. ``env_name``/``env_version`` name the
         environment the build is for (in labels, records and the build history).
+        ``lock_for(python_series)`` returns the hash's recorded lock (:mod:`.locks`): a build
+        installs exactly it; with none, the build resolves and returns its lock in
+        ``result.lock``.
         """
         ...
 

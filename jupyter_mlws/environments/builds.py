@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -13,6 +14,8 @@ from typing import Any, Literal
 from filelock import FileLock
 
 BuilderName = Literal["docker", "venv"]
+#: ``lock_for(python_series)``: the recorded lock text of the hash being built, or ``None``.
+LockSource = Callable[[str], "str | None"]
 
 #: How many log lines a failed build quotes.
 LOG_TAIL_LINES = 50
@@ -50,6 +53,11 @@ class BuildResult:
     #: What this machine did differently from the definition: the image mapped to an offline
     #: base, the Python used, conda dependencies translated to PyPI or dropped.
     notes: list[str] = field(default_factory=list)
+    #: The lock this build installed or resolved (:mod:`.locks`), and its Python series.
+    lock: str | None = None
+    lock_python: str | None = None
+    #: Whether the build installed an existing lock (``False``: it resolved afresh).
+    from_lock: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy (store it with the environment version)."""

@@ -37,6 +37,7 @@ from jupyter_mlws.environments.builds import (
     BuilderName,
     BuildHistory,
     BuildResult,
+    LockSource,
     hash_lock,
     utc_now,
 )
@@ -59,12 +60,14 @@ from jupyter_mlws.environments.docker_images import (
 from jupyter_mlws.environments.docker_images import (
     package_version as _default_version,
 )
+from jupyter_mlws.environments.docker_locks import adopt_lock, build_locked
 from jupyter_mlws.environments.dockerfile import build_context_files
 from jupyter_mlws.environments.identity import IMAGE_REPOSITORY, image_name
 from jupyter_mlws.environments.image_map import (
     DEBIAN_PYTHONS,
     DEFAULT_PYTHON,
     ImageMapping,
+    PythonChoice,
     choose_python,
     fallback_allowed,
     map_image,
@@ -73,6 +76,7 @@ from jupyter_mlws.environments.image_map import (
     rewrite_from_lines,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
+from jupyter_mlws.environments.uv_tool import find_uv, image_uv_environment, use_uv
 from jupyter_mlws.errors import (
     BuildError,
     ConflictError,
@@ -178,6 +182,7 @@ class DockerBuilder:
         log: Log = print,
         refresh_base: bool = False,
         no_cache: bool = False,
+        lock_for: LockSource | None = None,
     ) -> BuildResult:
         """The environment's image: found (``cached=True``), adopted or built.
 
@@ -185,6 +190,7 @@ class DockerBuilder:
         when it now is another image than the one the cached image was built on. ``no_cache``
         builds every layer afresh (the engine's ``--no-cache``) even when the image exists; the
         new image takes the tag and ``replaced_image_id`` names the one it replaced.
+        ``lock_for(series)`` gives the hash's recorded lock, installed exactly (:mod:`.locks`).
         """
         h = spec.env_hash()
         environment = f"{env_name or spec.name}:{env_version or spec.version or ''}"
@@ -202,7 +208,7 @@ class DockerBuilder:
             if spec.kind == "image" and plan is None:
                 result = self._adopt_image(spec, h, log, refresh=no_cache)
             elif spec.kind in ("managed", "image"):
-                result = self._build_managed(spec, h, environment, log, no_cache, plan)
+                result = self._build_locked(spec, h, environment, log, no_cache, plan, lock_for)
             else:
                 result = self._build_context(spec, h, environment, log, no_cache)
             result.built_at = utc_now()
@@ -221,8 +227,17 @@ class DockerBuilder:
         if self.records.read(hit.env_hash).get("image_id") != hit.image_id:
             # Built elsewhere (another lock_dir, a registry): record its packages once.
             hit.resolved_packages = calls.freeze(self.client, hit.image, log, quiet=True)
+            self._adopt_lock(hit)
             self.records.write(hit, environment)
+        elif hit.lock is None:  # recorded before locks were: the image may keep one
+            self._adopt_lock(hit)
+            if hit.lock is not None:
+                self.records.write(hit, environment)
         return hit
+
+    def _adopt_lock(self, hit: BuildResult) -> None:
+        """The lock kept in an image built elsewhere, when its pip step kept one."""
+        adopt_lock(hit, calls.read_lock_lines(self.client, hit.image))
 
     def _base_moved(self, spec: EnvironmentSpec, hit: BuildResult, log: Log) -> bool:
         base_ref = hit.base_image or self._base_ref(spec)
@@ -252,7 +267,7 @@ class DockerBuilder:
         if base in BASE_IMAGES:
             log(f"The base image {base} is not in the Docker engine yet: making it from Debian's "
                 "packages (debootstrap; about a minute, once per machine) ...")
-            bootstrap_base_images(self.client, [base], log=_quiet_debootstrap(log))
+            bootstrap_base_images(self.client, [base], log=calls.quiet_debootstrap(log))
             info = self._inspect(base)
             if info is not None:
                 return info
@@ -324,6 +339,22 @@ class DockerBuilder:
         )
         return self._finish(spec, h, base_info, t0, log, base_ref=base, text=text,
                             notes=plan.notes if plan is not None else [])
+
+    def _build_locked(
+        self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool,
+        plan: BuildPlan | None, lock_for: LockSource | None,
+    ) -> BuildResult:
+        """A managed build; from the recorded lock when there is one (see :mod:`.docker_locks`).
+
+        A base that is not mapped (any other image) keys its lock as ``image``: the hash names
+        the image, so its Python."""
+        if plan is None and spec.kind == "managed" and spec.pip_packages() and not spec.conda_file:
+            assert spec.image is not None
+            plan = BuildPlan(None, PythonChoice("image"), spec.image, spec.pip_packages())
+        if plan is not None and use_uv(default=False):  # opt-in: MLWS_BUILD_TOOL=uv
+            plan.uv_binary, plan.uv_env = find_uv(), image_uv_environment()
+        return build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache, plan),
+                            h, environment, log, plan, lock_for)
 
     def _build_context(
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
@@ -562,20 +593,3 @@ class DockerBuilder:
                         hint="Remove the containers that use it first, or pass force.",
                     ) from exc
                 raise
-
-
-def _quiet_debootstrap(log: Log) -> Log:
-    """``log`` for debootstrap's output without its per-package lines, plus a count."""
-    count = 0
-
-    def emit(line: str) -> None:
-        nonlocal count
-        if line.startswith(("I: Retrieving ", "I: Validating ", "I: Unpacking ",
-                            "I: Configuring ", "I: Extracting ")):
-            count += 1
-            if count % 100 == 0:
-                log(f"debootstrap: {count} package steps done")
-            return
-        log(line)
-
-    return emit

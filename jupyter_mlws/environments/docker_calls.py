@@ -17,7 +17,7 @@ from docker.utils import parse_repository_tag
 from jupyter_mlws.docker_engine import engine_calls, run_to_end
 from jupyter_mlws.environments.builds import tail
 from jupyter_mlws.environments.docker_images import FREEZE_SCRIPT, TAG, parse_freeze
-from jupyter_mlws.environments.dockerfile import MESSAGE_PREFIX
+from jupyter_mlws.environments.dockerfile import LOCK_LINES_FILE, MESSAGE_PREFIX, MLWS_DIR
 from jupyter_mlws.errors import BuildError
 
 Log = Callable[[str], None]
@@ -182,6 +182,19 @@ def freeze(client: docker.DockerClient, ref: str, log: Log, *, quiet: bool = Fal
     return parse_freeze(out.decode("utf-8", "replace"))
 
 
+def read_lock_lines(client: docker.DockerClient, ref: str) -> list[str] | None:
+    """The lock lines an image's pip step kept in it (``None``: it has none)."""
+    path = f"{MLWS_DIR}/{LOCK_LINES_FILE}"
+    try:
+        code, out = run_to_end(client, ref, [f"cat {path} 2>/dev/null || exit 3"],
+                               entrypoint=["/bin/sh", "-c"], network_disabled=True)
+    except docker.errors.DockerException:
+        return None
+    if code != 0:
+        return None
+    return [ln.strip() for ln in out.decode("utf-8", "replace").splitlines() if ln.strip()]
+
+
 def remove_replaced(client: docker.DockerClient, image_id: str, log: Log) -> None:
     """Remove an image a rebuild untagged, unless something still uses or names it."""
     with engine_calls():
@@ -193,3 +206,20 @@ def remove_replaced(client: docker.DockerClient, image_id: str, log: Log) -> Non
             log(f"Kept the replaced image {image_id[:19]} ({exc.explanation or exc}).")
             return
     log(f"Removed the replaced image {image_id[:19]}.")
+
+
+def quiet_debootstrap(log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` for debootstrap's output without its per-package lines, plus a count."""
+    count = 0
+
+    def emit(line: str) -> None:
+        nonlocal count
+        if line.startswith(("I: Retrieving ", "I: Validating ", "I: Unpacking ",
+                            "I: Configuring ", "I: Extracting ")):
+            count += 1
+            if count % 100 == 0:
+                log(f"debootstrap: {count} package steps done")
+            return
+        log(line)
+
+    return emit

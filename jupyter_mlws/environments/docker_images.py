@@ -199,6 +199,9 @@ class BuildRecords:
             built_at=record.get("built_at"),
             replaced_image_id=record.get("replaced_image_id"),
             notes=list(record.get("notes") or _label_notes(labels)),
+            lock=record.get("lock"),
+            lock_python=record.get("lock_python"),
+            from_lock=bool(record.get("from_lock")),
         )
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from jupyter_mlws.assets.environment import EnvironmentSpec
+from jupyter_mlws.environments.locks import LOCK_BEGIN, LOCK_END, REPORT_SCRIPT
 from jupyter_mlws.errors import UnsupportedEnvironmentError
 
 if TYPE_CHECKING:
@@ -38,6 +39,12 @@ MLWS_DIR = "/opt/mlws"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CA_FILE = "mlws-ca-certificates.crt"
 REQUIREMENTS_FILE = "requirements.txt"
+#: The script that turns pip's ``--report`` into lock lines (:data:`.locks.REPORT_SCRIPT`).
+LOCK_SCRIPT_FILE = "mlws-lock.py"
+#: Where an image keeps the lock lines of its pip step (read back for an image built elsewhere).
+LOCK_LINES_FILE = "mlws-lock.txt"
+#: The host's uv binary in the build context (when builds use uv); removed after the install.
+UV_FILE = "mlws-uv"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: The pip step prints ``pip freeze`` between these lines (the builder reads it from the log).
 FREEZE_BEGIN = "--- resolved packages (pip freeze) ---"
@@ -203,12 +210,40 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
+def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, locked: bool,
+              series: str) -> list[str]:
+    """The package step with uv: ``uv pip compile --generate-hashes`` makes the lock (unless
+    the requirements are one), which is installed exactly; the binary is removed after."""
+    uv, py = f"{MLWS_DIR}/{UV_FILE}", f"{VENV_PATH}/bin/python"
+    env = dict(uv_env)
+    if with_ca:
+        env["SSL_CERT_FILE"] = f"{MLWS_DIR}/{CA_FILE}"
+    assigns = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()))
+    req, lock = f"{MLWS_DIR}/{REQUIREMENTS_FILE}", f"{MLWS_DIR}/mlws-compiled.txt"
+    hashes = "--require-hashes " if not locked or all("--hash=" in p for p in pip_pkgs) else ""
+    resolve = (f"cp {req} {lock}" if locked else
+               f"{uv} pip compile --python {py} --generate-hashes --no-header -q {req} -o {lock}")
+    return [
+        f"COPY {UV_FILE} {uv}",
+        f"COPY {REQUIREMENTS_FILE} {req}",
+        f"RUN chmod 755 {uv} && export {assigns} && {resolve} && "
+        f"{uv} pip install --python {py} --no-deps {hashes}-r {lock} "
+        f"&& echo '{FREEZE_BEGIN}' && {uv} pip freeze -q --python {py} && echo '{FREEZE_END}' "
+        f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {lock}) "
+        f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {uv} {lock}",
+    ]
+
+
 def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
-                        with_ca: bool) -> list[str]:
+                        with_ca: bool, locked: bool = False, series: str = "image",
+                        uv_env: Mapping[str, str] | None = None) -> list[str]:
     """The venv (when there are packages, or ``venv``) and the pip step that prints its freeze.
 
     With ``venv`` (a mapped Python image), pip in the image gets the CA bundle too, as
-    ``pip install`` works in Docker Hub's images."""
+    ``pip install`` works in Docker Hub's images. With a plan, the step also prints the lock
+    (:mod:`.locks`) made from pip's ``--report`` when the image's pip has it, also kept in the
+    image with the lock's key ``series`` (the Python series); ``locked``: the requirements *are*
+    a lock, installed with ``--no-deps`` (and ``--require-hashes``)."""
     lines: list[str] = []
     if pip_pkgs or venv:
         no_python = (
@@ -222,14 +257,27 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
         ]
         if with_ca and venv:
             lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
-    if pip_pkgs:
+    if pip_pkgs and uv_env is not None:
+        lines += _uv_lines(pip_pkgs, uv_env, with_ca=with_ca, locked=locked, series=series)
+    elif pip_pkgs:  # pip prints its freeze, then (when it has --report) the lock it made
+        py = f"{VENV_PATH}/bin/python"
+        report = f"{MLWS_DIR}/pip-report.json"
+        flags = ""
+        if locked:
+            flags = "--no-deps " + ("--require-hashes " if all("--hash=" in p for p in pip_pkgs)
+                                    else "")
         lines += [
+            f"COPY {LOCK_SCRIPT_FILE} {MLWS_DIR}/{LOCK_SCRIPT_FILE}",
             f"COPY {REQUIREMENTS_FILE} {MLWS_DIR}/{REQUIREMENTS_FILE}",
-            f"RUN {_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
-            f"{VENV_PATH}/bin/python -m pip install --no-cache-dir --progress-bar off "
+            f"RUN R=''; if {py} -m pip install --help | grep -q -- '--report'; then "
+            f"R='--report {report}'; fi; "
+            f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
+            f"{py} -m pip install --no-cache-dir --progress-bar off {flags}$R "
             f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
-            f"&& echo '{FREEZE_BEGIN}' && {VENV_PATH}/bin/python -m pip freeze "
-            f"&& echo '{FREEZE_END}'",
+            f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
+            f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
+            f"(echo '# python {series}' && {py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report}) "
+            f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {report}; fi",
         ]
     return lines
 
@@ -288,7 +336,11 @@ def render_dockerfile(
             lines.append(step)
     if conda_pkgs:
         lines.append(_conda_step(spec, conda_pkgs, needs_ca))
-    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None, with_ca=needs_ca)
+    lines += _venv_and_pip_lines(base, pip_pkgs, venv=plan is not None and plan.mapping is not None,
+                                 with_ca=needs_ca, locked=plan is not None and plan.locked,
+                                 series=plan.python.version if plan is not None else "image",
+                                 uv_env=plan.uv_env if plan is not None and plan.uv_binary
+                                 else None)
     if labels:
         pairs = " ".join(f"{k}={json.dumps(str(v))}" for k, v in sorted(labels.items()))
         lines.append(f"LABEL {pairs}")
@@ -309,6 +361,10 @@ def build_context_files(
     pip_pkgs = plan.requirements if plan is not None else spec.pip_packages()
     if pip_pkgs:
         files[REQUIREMENTS_FILE] = ("\n".join(pip_pkgs) + "\n").encode("utf-8")
+    if plan is not None and plan.uv_binary and f"COPY {UV_FILE}" in files["Dockerfile"].decode():
+        files[UV_FILE] = Path(plan.uv_binary).read_bytes()
+    if LOCK_SCRIPT_FILE in files["Dockerfile"].decode():
+        files[LOCK_SCRIPT_FILE] = REPORT_SCRIPT.encode("utf-8")
     if with_ca and ca_bundle is not None and f"COPY {CA_FILE}" in files["Dockerfile"].decode():
         files[CA_FILE] = Path(ca_bundle).read_bytes()
     return files

@@ -42,6 +42,7 @@ __all__ = [
     "debian_mirror",
     "index_hosts",
     "pip_index_urls",
+    "pip_setting",
 ]
 
 DEBIAN_MIRROR_ENV = "MLWS_DEBIAN_MIRROR"
@@ -118,6 +119,14 @@ def pip_index_urls(
     index = _pip_value(config, "index-url")
     urls = [index] if index else _pip_default_index(python or sys.executable)
     return urls + (_pip_value(config, "extra-index-url") or "").split()
+
+
+def pip_setting(name: str, environ: Mapping[str, str] | None = None, *,
+                python: str | None = None) -> str | None:
+    """One value of pip's configuration (``find-links``, ``cert``, ``constraint``...), read as
+    ``pip install`` does (environment, then the ``install`` and ``global`` sections)."""
+    env = dict(os.environ if environ is None else environ)
+    return _pip_value(_pip_config(env, python or sys.executable), name)
 
 
 def index_hosts(urls: Iterable[str]) -> list[str]:

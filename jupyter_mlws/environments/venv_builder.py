@@ -31,18 +31,33 @@ from jupyter_mlws.environments.builds import (
     BuilderName,
     BuildHistory,
     BuildResult,
+    LockSource,
     hash_lock,
     tail,
     utc_now,
 )
 from jupyter_mlws.environments.dockerfile import python_version_of
 from jupyter_mlws.environments.image_map import fallback_allowed, map_image
+from jupyter_mlws.environments.locks import (
+    lock_failure,
+    lock_lines_from_report,
+    parse_lock,
+    render_lock,
+)
 from jupyter_mlws.environments.machine import pip_index_urls
+from jupyter_mlws.environments.uv_tool import (
+    BUILD_TOOL_ENV,
+    compiled_lock_lines,
+    find_uv,
+    uv_environment,
+)
 from jupyter_mlws.errors import BuildError, PythonUnavailableError, UnsupportedEnvironmentError
 
 MARKER = ".mlws-venv.json"
 REQUIREMENTS = "mlws-requirements.txt"
 _TMP_PREFIX = ".tmp-"
+#: What ``pip freeze`` leaves out (uv's freeze lists them; ``uv venv --seed`` installs pip).
+_SEEDED = {"pip", "setuptools", "wheel", "distribute"}
 _BIN = "Scripts" if os.name == "nt" else "bin"
 
 Log = Callable[[str], None]
@@ -73,7 +88,9 @@ class VenvMaterializer:
         self.root = Path(root).expanduser()
         self.lock_dir = Path(lock_dir) if lock_dir else self.root / ".locks"
         self.python = python or sys.executable
-        self.uv = shutil.which("uv") if use_uv is not False else None
+        if use_uv is None and os.environ.get(BUILD_TOOL_ENV):
+            use_uv = os.environ[BUILD_TOOL_ENV].strip().lower() == "uv"
+        self.uv = find_uv() if use_uv is not False else None
         if use_uv and self.uv is None:
             raise UnsupportedEnvironmentError("uv was asked for but is not on PATH.")
         self._history = BuildHistory(self.lock_dir)
@@ -201,11 +218,13 @@ class VenvMaterializer:
         log: Log = print,
         refresh_base: bool = False,
         no_cache: bool = False,
+        lock_for: LockSource | None = None,
     ) -> BuildResult:
         """The venv of ``spec``: found (``cached=True``) or built and renamed into place.
 
         ``no_cache`` makes it again even when it exists; ``refresh_base`` makes it again when
-        the interpreter it was made from is now another Python version.
+        the interpreter it was made from is now another Python version. ``lock_for(series)``
+        gives the hash's recorded lock, which is then installed exactly (:mod:`.locks`).
         """
         h = spec.env_hash()
         final = self.path_for(spec, env_hash=h)
@@ -239,7 +258,20 @@ class VenvMaterializer:
                     f"Note: a venv does not use the base image {spec.image}; only its Python "
                     "packages are installed."
                 )
-            result = self._build_swapped(spec, h, final, uv_python, log, no_cache, plan)
+            lock = lock_for(plan.python.version) if lock_for is not None else None
+            if lock:
+                log(f"Installing the recorded lock of {h[:12]} (Python {plan.python.version})")
+                plan.requirements = parse_lock(lock).requirements
+            try:
+                result = self._build_swapped(spec, h, final, uv_python, log, no_cache, plan,
+                                             lock=lock)
+            except BuildError as exc:
+                failure = lock_failure(exc.log_tail or "", parse_lock(lock), environment) \
+                    if lock else None
+                if failure is not None:
+                    failure.log_tail = exc.log_tail
+                    raise failure from exc
+                raise
             result.replaced_image_id = replaced
             self._history.add(result, environment=environment, no_cache=no_cache,
                               refresh_base=refresh_base)
@@ -254,15 +286,24 @@ class VenvMaterializer:
         log: Log,
         no_cache: bool,
         plan: BuildPlan,
+        *,
+        lock: str | None = None,
     ) -> BuildResult:
-        """Build in a temporary sibling, then rename it over ``final`` (the old one goes)."""
+        """Build in a temporary sibling, then rename it over ``final`` (the old one goes).
+
+        ``lock``: the recorded lock, installed exactly; else the lock resolved is rendered."""
         tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         t0 = time.monotonic()
         lines: list[str] = []
         try:
             result = self._build_into(spec, h, tmp, final, uv_python, lines, log, no_cache,
-                                      plan.requirements)
+                                      plan.requirements, locked=bool(lock))
             result.notes = list(plan.notes)
+            result.lock_python = plan.python.version
+            result.from_lock = bool(lock)
+            result.lock = lock or render_lock((result.lock or "").splitlines(), env_hash=h,
+                                              python=plan.python.version,
+                                              tool="uv" if self.uv else "pip")
             result.build_seconds = round(time.monotonic() - t0, 3)
             result.built_at = utc_now()
             (tmp / MARKER).write_text(
@@ -292,9 +333,12 @@ class VenvMaterializer:
         log: Log,
         no_cache: bool = False,
         packages: list[str] | None = None,
+        *,
+        locked: bool = False,
     ) -> BuildResult:
         packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
+        lock_lines: list[str] | None = None
         if self.uv:
             # --seed: pip in the venv, as `python -m venv` gives it (jobs run `pip ...`)
             create = [self.uv, "venv", "--seed", "--python", uv_python or self.python, str(tmp)]
@@ -302,21 +346,20 @@ class VenvMaterializer:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
         self._run(create, "create the venv", lines, log)
         if packages:
-            (tmp / REQUIREMENTS).write_text("\n".join(packages) + "\n", encoding="utf-8")
-            if self.uv:
-                install = [self.uv, "pip", "install", "--python", str(py)]
-                install += ["--no-cache"] if no_cache else []
-            else:
-                install = [str(py), "-m", "pip", "install", "--disable-pip-version-check"]
-                install += ["--no-cache-dir"] if no_cache else []
-            install.append("-r")
-            self._run([*install, str(tmp / REQUIREMENTS)], "pip install", lines, log)
+            lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
+                                       locked=locked)
         freeze_cmd = (
-            [self.uv, "pip", "freeze", "--python", str(py)]
+            [self.uv, "pip", "freeze", "--quiet", "--python", str(py)]
             if self.uv
             else [str(py), "-m", "pip", "freeze"]
         )
         frozen = self._run(freeze_cmd, "pip freeze", lines, lambda _line: None, keep=False)
+        freeze = [ln for ln in frozen.splitlines() if ln and not ln.startswith("#")
+                  and ln.split("==")[0].lower() not in _SEEDED]  # as `pip freeze` lists
+        if not packages:
+            lock_lines = []
+        elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
+            lock_lines = [ln for ln in freeze if "==" in ln]
         _relocate(tmp, final)
         version = subprocess.run(
             [str(py), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
@@ -329,12 +372,49 @@ class VenvMaterializer:
             image_id=str(final),
             size=_du(tmp),
             cached=False,
-            resolved_packages=[ln for ln in frozen.splitlines() if ln and not ln.startswith("#")],
+            resolved_packages=freeze,
             base_image=uv_python or self.python,
             base_image_id=version or None,
             kind=spec.kind,
             builder="venv",
+            lock="\n".join(lock_lines),  # the lines; build() renders the lock text
         )
+
+    def _install(self, packages: list[str], tmp: Path, py: Path, lines: list[str], log: Log,
+                 *, no_cache: bool, locked: bool) -> list[str] | None:
+        """Install ``packages`` into the venv at ``tmp``; the lock lines of what it installed.
+
+        Not ``locked``: with uv, ``uv pip compile --generate-hashes`` resolves first and that
+        lock is installed; with pip, pip resolves and its ``--report`` gives the lock.
+        ``locked``: ``packages`` are a lock, installed exactly (``--no-deps``).
+        """
+        req = tmp / REQUIREMENTS
+        req.write_text("\n".join(packages) + "\n", encoding="utf-8")
+        report = tmp.with_name(tmp.name + "-report.json")
+        lock_lines: list[str] | None = None
+        if self.uv and not locked:
+            compiled = self._run(
+                [self.uv, "pip", "compile", "--python", str(py), "--generate-hashes",
+                 "--no-header", "--quiet", *(["--no-cache"] if no_cache else []), str(req)],
+                "resolve (uv pip compile)", lines, log, keep=True)
+            lock_lines = compiled_lock_lines(compiled)
+            packages, locked = lock_lines, True
+            req.write_text("\n".join(packages) + "\n", encoding="utf-8")
+        if self.uv:
+            install = [self.uv, "pip", "install", "--python", str(py)]
+            install += ["--no-cache"] if no_cache else []
+        else:
+            install = [str(py), "-m", "pip", "install", "--disable-pip-version-check",
+                       "--report", str(report)]
+            install += ["--no-cache-dir"] if no_cache else []
+        if locked:
+            install += ["--no-deps"]
+            install += ["--require-hashes"] if all("--hash=" in p for p in packages) else []
+        try:
+            self._run([*install, "-r", str(req)], "pip install", lines, log)
+            return lock_lines if lock_lines is not None else _report_lines(report)
+        finally:
+            report.unlink(missing_ok=True)
 
     def _run(
         self,
@@ -348,6 +428,10 @@ class VenvMaterializer:
         """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure."""
         env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
         env.pop("VIRTUAL_ENV", None)
+        if self.uv and cmd[0] == self.uv:  # uv does not read pip's configuration
+            env = uv_environment(env, python=self.python)
+            if "--no-deps" in cmd:  # a lock: nothing to constrain (and uv refuses ranges then)
+                env.pop("UV_CONSTRAINT", None)
         if keep:
             lines.append(f"==> [mlws venv] {step}: {' '.join(cmd)}")
             log(lines[-1])
@@ -421,6 +505,15 @@ def _relocate(tmp: Path, final: Path) -> None:
         mode = path.stat().st_mode
         path.write_bytes(data.replace(old, new))
         os.chmod(path, mode)
+
+
+def _report_lines(report: Path) -> list[str] | None:
+    """The lock lines of pip's ``--report`` (``None`` when there is none, e.g. uv)."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return list(lock_lines_from_report(data))
 
 
 def _du(path: Path) -> int:

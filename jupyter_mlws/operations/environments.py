@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,13 +12,20 @@ from jupyter_mlws.assets.base import is_reserved, refuse_reserved
 from jupyter_mlws.assets.environment import Environment, EnvironmentSpec, parse_environment_text
 from jupyter_mlws.assets.yaml_io import validate_spec
 from jupyter_mlws.environments.builders import builder_name
+from jupyter_mlws.environments.builds import BuildResult
 from jupyter_mlws.environments.identity import dockerignore_spec, image_name
-from jupyter_mlws.errors import AssetNotFoundError, MlwsError, SpecError, ValidationError
+from jupyter_mlws.environments.locks import lock_index_key, lock_meta_key, lock_record
+from jupyter_mlws.errors import (
+    AssetNotFoundError,
+    MlwsError,
+    NoLockError,
+    SpecError,
+    ValidationError,
+)
 from jupyter_mlws.operations.base import AssetOperations, Prepared
 
 if TYPE_CHECKING:
     from jupyter_mlws.environments.builders import Builder
-    from jupyter_mlws.environments.builds import BuildResult
     from jupyter_mlws.environments.docker_builder import DockerBuilder
 
 Log = Callable[[str], None]
@@ -246,17 +254,176 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         self._store.record_build(h, target.name, status="building", environment=env.ref)
         try:
             result = target.build(spec, env_name=env.name, env_version=env.version, log=emit,
-                                  refresh_base=refresh_base, no_cache=no_cache)
+                                  refresh_base=refresh_base, no_cache=no_cache,
+                                  lock_for=lambda series: self.lock_text(h, series))
         except BaseException as exc:
             reason = str(exc) if isinstance(exc, MlwsError) else f"{type(exc).__name__}: {exc}"
             self._store.record_build(h, target.name, status="failed", log="\n".join(lines),
                                      error=reason)
             raise
+        self._keep_lock(h, target.name, result)
         full_log = result.log or "\n".join(lines)
         record = result.to_dict()
         record.pop("log", None)
         self._store.record_build(h, target.name, status="succeeded", result=record, log=full_log)
         return result
+
+    # --- locks ------------------------------------------------------------------------------------
+
+    def lock_text(self, env_hash: str, python: str) -> str | None:
+        """The recorded lock of ``env_hash`` for the Python series ``python``, else ``None``."""
+        raw = self._store.get_meta(lock_meta_key(env_hash, python))
+        data = json.loads(raw) if raw else {}
+        return str(data["lock"]) if data.get("env_hash") == env_hash else None
+
+    def lock_pythons(self, env_hash: str) -> list[str]:
+        """The Python series ``env_hash`` has a lock for, first recorded first."""
+        raw = self._store.get_meta(lock_index_key(env_hash))
+        return list(json.loads(raw)) if raw else []
+
+    def set_lock(self, env_hash: str, python: str, text: str, *, builder: str) -> None:
+        """Record ``text`` as the lock of ``env_hash`` on ``python`` (replacing none silently:
+        callers check first; a registry import and the first build record it)."""
+        self._store.set_meta(lock_meta_key(env_hash, python),
+                             lock_record(text, builder=builder, env_hash=env_hash, python=python))
+        known = self.lock_pythons(env_hash)
+        if python not in known:
+            self._store.set_meta(lock_index_key(env_hash), json.dumps([*known, python]))
+
+    def _keep_lock(self, env_hash: str, builder: str, result: BuildResult) -> None:
+        """Record the lock a build resolved (or an image/venv found built holds), when the hash
+        has none for its Python here."""
+        if not result.lock or not result.lock_python:
+            return
+        if self.lock_text(env_hash, result.lock_python) is None:
+            self.set_lock(env_hash, result.lock_python, result.lock, builder=builder)
+
+    def lock(self, name: str | Environment, version: str | int | None = None, *,
+             python: str | None = None) -> str:
+        """The lock of ``name:version`` (pip ``--require-hashes`` requirements).
+
+        ``python`` picks the series when the hash was built on more than one.
+
+        Raises:
+            NoLockError: it was never built (nor imported with a lock) here.
+        """
+        env = name if isinstance(name, Environment) else self.get(name, version)
+        series = [python] if python else self.lock_pythons(env.env_hash)
+        for one in series:
+            text = self.lock_text(env.env_hash, one)
+            if text:
+                return text
+        raise NoLockError(
+            f"The environment {env.ref} has no lock yet" + (f" for Python {python}" if python
+                                                             else "") + ".",
+            hint=f"Build it once (`mlws env build {env.ref}`); its first build records the lock.",
+        )
+
+    def update_lock(self, name: str, version: str | int | None = None, *,
+                    packages: list[str] | None = None) -> Environment:
+        """Re-resolve ``name:version`` on purpose and register the result as a NEW version.
+
+        ``packages`` move to their newest allowed releases, the rest stay as locked (all move
+        when none are named). The new version pins every resolved package (a new hash, so a new
+        lock); the old version and its lock are untouched. See :mod:`.lock_update`.
+        """
+        from jupyter_mlws.environments import lock_update as lu
+        from jupyter_mlws.environments.locks import parse_lock
+
+        env = self.get(name, version)
+        spec = env.definition()
+        if spec.kind != "managed" or spec.conda_file:
+            raise ValidationError(
+                f"{env.ref} is not a pip-only environment; its lock cannot be updated here.",
+                hint="Change its definition (a new version) instead.")
+        original = lu.original_requirements(dict(env.tags), spec.pip_packages())
+        try:
+            old = parse_lock(self.lock(env))
+        except NoLockError:
+            old = None
+        unknown = [p for p in packages or []
+                   if old is not None and p.lower().replace("_", "-") not in old.pins()]
+        if unknown:
+            raise ValidationError(f"{', '.join(unknown)} is not in the lock of {env.ref}.",
+                                  hint=f"See `mlws env lock {env.ref}`.")
+        pins = lu.updated_requirements(original, old, list(packages or []))
+        data = spec.model_dump(exclude={"version"}, exclude_none=True)
+        data["pip_requirements"] = pins
+        data["tags"] = {**env.tags, lu.TAG_REQUIREMENTS: json.dumps(original),
+                        lu.TAG_FROM: env.ref}
+        return self.register(validate_spec(EnvironmentSpec, data))
+
+    # --- bases over time ----------------------------------------------------------------------
+
+    def outdated(self) -> list[dict[str, Any]]:
+        """Environment versions whose image was built on a base id that is no longer its tag's
+        current id (a patched or retagged base), with the jobs, models and deployments using
+        them. See :mod:`jupyter_mlws.environments.outdated`."""
+        from jupyter_mlws.environments.outdated import find_outdated
+
+        return find_outdated(self._ws, self._docker().client)
+
+    def base_note(self, env: Environment) -> str | None:
+        """"base patched on DATE; rebuild available" when ``env``'s image was built on a base
+        its tag no longer points at (another line for a moved tag not made by a patch)."""
+        try:
+            builder = self._docker()
+            if not builder.base_changed(env.definition()):
+                return None
+            hit = builder.lookup(env.definition())
+            info = builder._inspect(hit.base_image) if hit and hit.base_image else None
+        except Exception:  # noqa: BLE001 - no engine: nothing to say
+            return None
+        labels = ((info or {}).get("Config") or {}).get("Labels") or {}
+        patched = labels.get("org.mlws.patched")
+        if patched:
+            return (f"base patched on {patched[:10]}; rebuild available: "
+                    f"`mlws env rebuild {env.ref}`")
+        return ("the base image's tag now points elsewhere: "
+                f"`mlws env rebuild {env.ref}` rebuilds on it from the lock")
+
+    def rebuild(self, name: str | Environment, version: str | int | None = None, *,
+                log: Log | None = None, redeploy: bool = False) -> dict[str, Any]:
+        """Rebuild ``name:version``'s image on its base's current image, installing its lock
+        (so only the base layers change); the build history keeps the image it replaces.
+
+        ``redeploy`` rolls every online deployment serving it (a rolling update: the old
+        replicas serve until the new ones are ready). A lock that no longer installs raises
+        :class:`~jupyter_mlws.errors.LockInstallError` and the old image stays in service.
+        """
+        env = name if isinstance(name, Environment) else self.get(name, version)
+        before = self.build_record(env)
+        old_id = ((before or {}).get("result") or {}).get("image_id")
+        result = self.build(env, builder="docker", log=log, refresh_base=True)
+        out: dict[str, Any] = {"environment": env.ref, "env_hash": env.env_hash,
+               "old_image_id": old_id,
+               "image_id": result.image_id, "base_image_id": result.base_image_id,
+               "rebuilt": result.image_id != old_id, "from_lock": result.from_lock,
+               "redeployed": []}
+        if redeploy and out["rebuilt"]:
+            out["redeployed"] = self._redeploy(env.env_hash, log)
+        return out
+
+    def rebuild_outdated(self, *, log: Log | None = None,
+                         redeploy: bool = False) -> list[dict[str, Any]]:
+        """:meth:`rebuild` every version :meth:`outdated` lists (each hash once)."""
+        done: dict[str, dict[str, Any]] = {}
+        for item in self.outdated():
+            if item["env_hash"] not in done:
+                done[item["env_hash"]] = self.rebuild(item["name"], item["version"], log=log,
+                                                      redeploy=redeploy)
+        return list(done.values())
+
+    def _redeploy(self, env_hash: str, log: Log | None) -> list[str]:
+        from jupyter_mlws.environments.outdated import deployment_specs
+
+        rolled = []
+        for endpoint, name, spec in deployment_specs(self._ws, env_hash):
+            if log is not None:
+                log(f"Rolling {endpoint}/{name} to the rebuilt image ...")
+            self._ws.endpoints.create_deployment(spec)
+            rolled.append(f"{endpoint}/{name}")
+        return rolled
 
     def _recorded_hit(self, target: Builder, spec: EnvironmentSpec, h: str) -> BuildResult | None:
         """The existing image/venv when this workspace recorded its build (no builder lock)."""

@@ -66,6 +66,9 @@ class RegistryEntry:
     blobs: list[str] = field(default_factory=list)
     #: What a user should know when using it (e.g. "a CPU build of a GPU environment").
     notes: list[str] = field(default_factory=list)
+    #: An environment's locks by Python series (pip ``--require-hashes`` text), when it had
+    #: been built before it was shared: a workspace using it installs exactly these.
+    locks: dict[str, str] = field(default_factory=dict)
 
     @property
     def uri(self) -> str:

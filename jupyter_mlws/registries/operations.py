@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.assets.base import Asset, RegistryRef, validate_name, validate_version
+from jupyter_mlws.assets.environment import Environment
 from jupyter_mlws.errors import (
     RegistryConflictError,
     RegistryCorruptError,
@@ -171,6 +172,10 @@ class RegistryOperations:
             shared_by=asset.created_by)
         blobs = {sha: self._ws.artifacts.blob_path(sha) for sha in self._blobs(spec)}
         entry.blobs = sorted(blobs)
+        if isinstance(asset, Environment):
+            envs = self._ws.environments
+            entry.locks = {py: text for py in envs.lock_pythons(asset.env_hash)
+                           if (text := envs.lock_text(asset.env_hash, py))}
         stored, _created = target.add(entry, blobs)
         return stored
 
@@ -226,6 +231,10 @@ class RegistryOperations:
                             "says.", hint="Share the asset into the registry again.")
             if entry.kind == "environment":
                 asset: Asset = ws.environments.register_anonymous(spec)
+                for py, text in (entry.locks or {}).items():
+                    assert isinstance(asset, Environment)
+                    if ws.environments.lock_text(asset.env_hash, py) is None:
+                        ws.environments.set_lock(asset.env_hash, py, text, builder="registry")
             else:
                 if entry.kind == "component" and isinstance(spec.get("environment"), dict):
                     env = ws.environments.register_anonymous(spec["environment"])

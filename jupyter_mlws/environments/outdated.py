@@ -1,0 +1,85 @@
+"""Which environment versions were built on a base that has moved since (e.g. a patched base),
+and what uses them: jobs run in them, models those jobs made, online deployments serving them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_mlws.docker_engine import engine_calls
+
+__all__ = ["deployment_specs", "find_outdated"]
+
+
+def _current_ids(client: Any, bases: set[str]) -> dict[str, dict[str, Any] | None]:
+    out: dict[str, dict[str, Any] | None] = {}
+    with engine_calls():
+        for base in bases:
+            try:
+                out[base] = client.api.inspect_image(base)
+            except Exception:  # noqa: BLE001 - a base gone from the engine: cannot tell
+                out[base] = None
+    return out
+
+
+def find_outdated(ws: Any, client: Any) -> list[dict[str, Any]]:
+    """Every environment version whose recorded Docker build used a base image id that is no
+    longer its base tag's current id, with its users."""
+    envs = ws.environments
+    built: list[tuple[Any, dict[str, Any]]] = []
+    for name in ws.store.names("environment", include_hidden=True):
+        for env in envs.list(name):
+            record = ws.store.get_build(env.env_hash, "docker") or {}
+            result = record.get("result") or {}
+            if record.get("status") == "succeeded" and result.get("base_image") and \
+                    result.get("base_image_id"):
+                built.append((env, result))
+    current = _current_ids(client, {str(r["base_image"]) for _e, r in built})
+    deployments = _deployments_by_hash(ws)
+    out = []
+    for env, result in built:
+        info = current.get(str(result["base_image"]))
+        if info is None or info["Id"] == result["base_image_id"]:
+            continue
+        labels = (info.get("Config") or {}).get("Labels") or {}
+        jobs = list(ws.store.jobs_using("environment", env.name, env.version))
+        out.append({
+            "environment": env.ref, "name": env.name, "version": env.version,
+            "env_hash": env.env_hash, "image": result.get("image"),
+            "image_id": result.get("image_id"), "base_image": result["base_image"],
+            "built_on": result["base_image_id"], "base_now": info["Id"],
+            "base_patched_at": labels.get("org.mlws.patched"),
+            "jobs": jobs, "models": _models_of(ws, jobs),
+            "deployments": deployments.get(env.env_hash, []),
+        })
+    return out
+
+
+def _models_of(ws: Any, jobs: list[str]) -> list[str]:
+    found: list[str] = []
+    for job in jobs:
+        found += [a.ref for a in ws.store.find_by_job(job) if a.kind == "model"]
+    return found
+
+
+def _deployments_by_hash(ws: Any) -> dict[str, list[str]]:
+    """``{env hash: ["endpoint/deployment", ...]}`` from the store (no supervisor started)."""
+    out: dict[str, list[str]] = {}
+    store = ws.store
+    if not hasattr(store, "list_endpoints"):
+        return out
+    for ep in store.list_endpoints():
+        for d in store.list_deployments(ep.name):
+            h = (d.resolved or {}).get("env_hash")
+            if h:
+                out.setdefault(h, []).append(f"{ep.name}/{d.name}")
+    return out
+
+
+def deployment_specs(ws: Any, env_hash: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(endpoint, deployment, its spec)`` for every deployment serving ``env_hash``."""
+    store = ws.store
+    if not hasattr(store, "list_endpoints"):
+        return []
+    return [(ep.name, d.name, dict(d.spec)) for ep in store.list_endpoints()
+            for d in store.list_deployments(ep.name)
+            if (d.resolved or {}).get("env_hash") == env_hash]
