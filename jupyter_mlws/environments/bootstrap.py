@@ -127,13 +127,14 @@ class BaseImageRecipe:
 
 
 DEFAULT_BASE_IMAGE = "mlws/base-python:3.11-bookworm"
-_PYTHON_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates")
+#: libgomp1 is the OpenMP runtime LightGBM's and XGBoost's PyPI wheels expect from the system.
+_PYTHON_PACKAGES = ("python3", "python3-pip", "python3-venv", "ca-certificates", "libgomp1")
 
 #: The curated base images, by the tag they get in the engine.
 BASE_IMAGES: dict[str, BaseImageRecipe] = {
     DEFAULT_BASE_IMAGE: BaseImageRecipe(
         suite="bookworm",
-        include=("python3", "python3-pip", "python3-venv", "ca-certificates"),
+        include=_PYTHON_PACKAGES,
         description="Debian 12 minbase with Python 3.11, pip and venv (made offline by debootstrap)",
     ),
     "mlws/base-python:3.9-bullseye": BaseImageRecipe(
