@@ -209,9 +209,16 @@ def test_notebook_in_a_pip_environment_runs_in_rays_virtualenv(rws: Workspace,
 def test_two_jobs_run_at_once_on_two_nodes(rws: Workspace, tmp_path: Path) -> None:
     code = tmp_path / "span"
     code.mkdir()
+    meet = tmp_path / "meet"  # a rendezvous both jobs reach (the test cluster shares tmp_path)
+    meet.mkdir()
     (code / "span.py").write_text(
-        NODE_IP + "import json, sys, time\nstart = time.time()\ntime.sleep(4)\n"
-        "json.dump({'node': node_ip, 'start': start, 'end': time.time()},"
+        NODE_IP + "import json, os, sys, time, uuid\n"
+        f"meet = {str(meet)!r}\n"
+        "open(os.path.join(meet, uuid.uuid4().hex), 'w').close()\n"
+        "deadline = time.time() + 150\n"
+        "while len(os.listdir(meet)) < 2 and time.time() < deadline:\n"
+        "    time.sleep(0.1)\n"
+        "json.dump({'node': node_ip, 'met': len(os.listdir(meet))},"
         " open(sys.argv[1] + '/span.json', 'w'))\n")
     jobs = [rws.jobs.submit_command("python span.py ${{outputs.span}}", code=str(code),
                                     compute="ray", outputs={"span": {}}) for _ in range(2)]
@@ -222,7 +229,8 @@ def test_two_jobs_run_at_once_on_two_nodes(rws: Workspace, tmp_path: Path) -> No
         spans.append(json.loads((rws.jobs.paths(job.id).outputs / "span" / "span.json")
                                 .read_text()))
     assert {s["node"] for s in spans} == {HEAD_IP, WORKER_IP}
-    assert max(s["start"] for s in spans) < min(s["end"] for s in spans)  # overlapping
+    # each job waited for the other to start: both saw two markers, so they ran at once
+    assert [s["met"] for s in spans] == [2, 2]
 
 
 def test_an_unreachable_head_fails_submission_naming_the_address(ws: Workspace,
