@@ -32,7 +32,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Any, BinaryIO, Literal, Protocol
 
 import pathspec
 
@@ -289,14 +289,16 @@ class ArtifactStore:
                 tmp.unlink(missing_ok=True)
         return sha
 
-    def put_file(self, src: Path, session: PutSession | None = None) -> tuple[str, int]:
-        """Copy one file in (hashing while copying); return ``(sha256, size)``."""
+    def put_file(self, src: Path, session: PutSession | None = None, *,
+                 opener: Callable[[Path], BinaryIO] | None = None) -> tuple[str, int]:
+        """Copy one file in (hashing while copying); return ``(sha256, size)``. ``opener``
+        opens ``src`` (e.g. without following links, for a file a job wrote)."""
         h = hashlib.sha256()
         size = 0
         with self._on_full(Path(src).stat().st_size, f"storing {src.name!r}"):
             tmp, fout = self._new_part()
             try:
-                with open(src, "rb") as fin, fout:
+                with (opener(Path(src)) if opener else open(src, "rb")) as fin, fout:
                     while chunk := fin.read(_BUF):
                         h.update(chunk)
                         fout.write(chunk)

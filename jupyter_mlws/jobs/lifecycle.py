@@ -107,7 +107,11 @@ class JobLifecycle(JobQueries):
         return target
 
     def reap_orphans(self) -> builtins.list[str]:
-        """Mark Failed the active jobs whose runner is gone (a crash, a reboot, a kill)."""
+        """Mark Failed the active jobs whose runner is gone (a crash, a reboot, a kill), and
+        remove what a killed job agent left (its socket and identity)."""
+        from jupyter_mlws.agent.client import reap_agent
+
+        reap_agent(self._ws.path)
         reaped = []
         for job in self._store.iter_active_jobs():
             if hosts.runs_elsewhere(job.spec, self._ws.path):

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.artifacts import StoredArtifact
-from jupyter_mlws.errors import NotFoundError
+from jupyter_mlws.errors import NotFoundError, UnsafePathError
 from jupyter_mlws.jobs import hosts
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.queries import JobQueries
+from jupyter_mlws.jobs.safe_files import open_job_file
 
 if TYPE_CHECKING:
     from jupyter_mlws.workspace import Workspace
@@ -58,7 +59,11 @@ def publish(ws: Workspace, job_id: str) -> str | None:
     total = 0
     with ws.artifacts.session() as session:
         for rel, full in _job_files(root):
-            sha, size = ws.artifacts.put_file(full, session)
+            try:  # opened without following links: one swapped in since the walk is skipped
+                sha, size = ws.artifacts.put_file(
+                    full, session, opener=lambda p: open_job_file(p, root))
+            except (UnsafePathError, FileNotFoundError):
+                continue
             files.append([rel, sha, size, bool(os.lstat(full).st_mode & stat.S_IXUSR)])
             total += size
         manifest = json.dumps({"files": files}, separators=(",", ":")).encode()
