@@ -340,11 +340,15 @@ class VenvMaterializer:
         py = venv_python(tmp)
         lock_lines: list[str] | None = None
         if self.uv:
-            # --seed: pip in the venv, as `python -m venv` gives it (jobs run `pip ...`)
-            create = [self.uv, "venv", "--seed", "--python", uv_python or self.python, str(tmp)]
+            create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
         else:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
         self._run(create, "create the venv", lines, log)
+        if self.uv:  # pip alone in the venv, as `python -m venv` gives it (jobs run `pip ...`);
+            # not `uv venv --seed`, whose setuptools and wheel (and wheel's packaging) would land
+            # in the environment's lock
+            self._run([self.uv, "pip", "install", "-q", "--python", str(py), "pip"],
+                      "add pip", lines, log, keep=False)
         if packages:
             lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
                                        locked=locked)

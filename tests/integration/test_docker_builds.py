@@ -108,6 +108,8 @@ def quiet(_line: str) -> None:
 
 def test_cache_hit_does_no_build(builder: DockerBuilder, client: CountingClient, base_image: str):
     s = spec(base_image, PINS)
+    # an image of this hash left by an earlier run may sit on an older base: build it afresh
+    remove_quietly(client, f"{image_name(s.env_hash())}:latest")
     first = builder.build(s, env_name="env", env_version="1", log=quiet)
     assert first.image == f"{image_name(s.env_hash())}:latest"
     CountingAPIClient.builds = 0
@@ -157,6 +159,7 @@ def test_pin_change_reuses_base_and_step_layers(
     steps = ["RUN echo docker-step-layer > /opt/step.txt"]
     one = spec(base_image, ["six==1.16.0", "idna==3.7"], docker_steps=steps)
     two = spec(base_image, ["six==1.16.0", "idna==3.6"], docker_steps=steps)
+    remove_quietly(client, f"{image_name(one.env_hash())}:latest")  # not one on an older base
     first = builder.build(one, env_name="env", env_version="1", log=quiet)
     remove_quietly(client, f"{image_name(two.env_hash())}:latest")
     lines: list[str] = []
