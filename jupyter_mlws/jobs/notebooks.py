@@ -38,19 +38,19 @@ def _schema_problem(nb: dict[str, Any]) -> str | None:
     jsonschema, whose start-up costs seconds. Other versions go through nbformat (it converts).
     """
     validator = _v4_validator(nb.get("nbformat"), nb.get("nbformat_minor"))
-    if validator is None:
+    if validator is not None:
+        import fastjsonschema
+
         try:
-            import nbformat
-
-            nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
-        except Exception as exc:
-            return str(exc).splitlines()[0]
-        return None
-    import fastjsonschema
-
+            validator(nb)
+            return None
+        except fastjsonschema.JsonSchemaException:
+            pass  # nbformat may still read it (it repairs e.g. missing cell ids): ask it
     try:
-        validator(nb)
-    except fastjsonschema.JsonSchemaException as exc:
+        import nbformat
+
+        nbformat.validate(nbformat.reads(json.dumps(nb), as_version=4))
+    except Exception as exc:
         return str(exc).splitlines()[0]
     return None
 

@@ -232,3 +232,21 @@ def test_plain_parameters_cells_need_no_papermill(cell: str) -> None:
     nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]},
                      "source": cell}], "metadata": {}}
     assert parameters_of(nb) is not None
+
+
+def test_a_notebook_nbformat_repairs_is_accepted_and_a_broken_one_refused(tmp_path: Path) -> None:
+    """Notebooks written by other tools often lack the cell ids nbformat 4.5 asks for; nbformat
+    reads them (adding ids), so the fast schema check must not refuse them."""
+    from jupyter_mlws.errors import SpecError
+    from jupyter_mlws.jobs.notebooks import read_notebook
+
+    cell = {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+            "source": "x = 1"}
+    nb = {"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "no-ids.ipynb"
+    path.write_text(json.dumps(nb))
+    assert read_notebook(path)["cells"][0]["source"] == "x = 1"
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text(json.dumps({**nb, "cells": [{**cell, "cell_type": "spreadsheet"}]}))
+    with pytest.raises(SpecError, match="not a valid notebook"):
+        read_notebook(broken)
