@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,23 @@ from jupyter_mlws import Workspace
 def shared_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Virtualenvs built by one test are reused by the next, as on a user's machine."""
     return tmp_path_factory.mktemp("envs")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[Any]:
+    """A ``docker.DockerClient`` on a live engine; fails in CI (``CI`` set), else skips, without one."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        message = f"Docker engine not reachable ({exc}); start it with `bash scripts/docker-up.sh`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield client
+    client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -165,22 +165,6 @@ def cli(eps: Workspace, monkeypatch: pytest.MonkeyPatch,
     return invoke
 
 
-@pytest.fixture(scope="session")
-def docker_engine() -> Iterator[Any]:
-    """A ``docker.DockerClient`` on a live engine; fails in CI (``CI`` set), else skips."""
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:
-        message = f"Docker engine not reachable ({exc}); start it with `bash scripts/docker-up.sh`"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    yield client
-    client.close()
-
 
 def port_open(port: int) -> bool:
     """Whether something listens on 127.0.0.1:``port``."""

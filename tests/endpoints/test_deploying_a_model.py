@@ -45,7 +45,7 @@ ENV = "azureml:MLWS-sklearn-1.9@latest"
 
 
 def test_train_register_deploy_invoke_split(eps: Workspace, tmp_path: Path,
-                                            docker_engine) -> None:  # type: ignore[no-untyped-def]
+                                            docker_client) -> None:  # type: ignore[no-untyped-def]
     for folder, name, text in (("src", "train.py", TRAIN), ("serve", "score.py", SCORE)):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / name).write_text(text)

@@ -90,7 +90,7 @@ def _containers(client, eps: Workspace) -> list:  # type: ignore[no-untyped-def]
 
 
 def test_an_azure_sklearn_score_py_serves_from_a_container_and_delete_leaves_nothing(
-        cli, eps: Workspace, sklearn_project: Path, docker_engine) -> None:  # type: ignore[no-untyped-def]
+        cli, eps: Workspace, sklearn_project: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
     cli("online-endpoint", "create", "-f", "endpoint.yml")
     out = cli("online-deployment", "create", "-f", "blue.yml", "--all-traffic", "-o", "json")
     shown = json.loads(out[out.index("{"):])
@@ -110,7 +110,7 @@ def test_an_azure_sklearn_score_py_serves_from_a_container_and_delete_leaves_not
     assert int(seen["cap_eff"], 16) == 0
     assert seen["model_dir"].startswith("/var/azureml-models/")
     # the container: labelled, its port published on 127.0.0.1 only, no new privileges
-    [container] = _containers(docker_engine, eps)
+    [container] = _containers(docker_client, eps)
     attrs = container.attrs
     assert "no-new-privileges" in attrs["HostConfig"]["SecurityOpt"]
     bindings = [b for bs in attrs["HostConfig"]["PortBindings"].values() for b in bs]
@@ -126,39 +126,39 @@ def test_an_azure_sklearn_score_py_serves_from_a_container_and_delete_leaves_not
     status = json.loads(cli("online-endpoint", "show", "-n", "ep-docker", "-o", "json"))
     replica_port = eps.endpoints.show_deployment("ep-docker", "blue")["replicas"][0]["port"]
     cli("online-endpoint", "delete", "-n", "ep-docker", "--yes")
-    assert _containers(docker_engine, eps) == []
+    assert _containers(docker_client, eps) == []
     assert not alive(status["supervisor_pid"])
     assert not port_open(status["port"]) and not port_open(replica_port)
 
 
 def test_a_killed_container_is_restarted_and_leftovers_of_a_killed_supervisor_are_removed(
-        eps: Workspace, sklearn_project: Path, docker_engine) -> None:  # type: ignore[no-untyped-def]
+        eps: Workspace, sklearn_project: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
     eps.endpoints.create(sklearn_project / "endpoint.yml")
     eps.endpoints.create_deployment(sklearn_project / "blue.yml", all_traffic=True)
-    [first] = _containers(docker_engine, eps)
+    [first] = _containers(docker_client, eps)
     first.kill()
     view = wait_for(lambda: (lambda v: v if v["restarts"] >= 1 and v["replicas_ready"] == 1
                              else None)(eps.endpoints.show_deployment("ep-docker", "blue")),
                     timeout=120, what="the killed container to be replaced")
     assert view["state"] == "Succeeded"
-    assert [c.id for c in _containers(docker_engine, eps)] != [first.id]
+    assert [c.id for c in _containers(docker_client, eps)] != [first.id]
     assert eps.endpoints.invoke("ep-docker", '{"data": [[1.0, 1.0]]}').body == "[1]"
     # the supervisor is killed: its container is left; `start` removes it and starts anew
     pid = eps.endpoints.show("ep-docker")["supervisor_pid"]
-    left = {c.id for c in _containers(docker_engine, eps)}
+    left = {c.id for c in _containers(docker_client, eps)}
     os.kill(pid, 9)
     wait_for(lambda: not is_locked(eps.endpoints.paths("ep-docker").lock), what="the lock freed")
     [started] = eps.endpoints.start()
     log = eps.endpoints.paths("ep-docker").supervisor_log
     assert started["supervisor_restarted"], log.read_text()
     eps.endpoints.wait_deployment("ep-docker", "blue", timeout=120)
-    now = {c.id for c in _containers(docker_engine, eps)}
+    now = {c.id for c in _containers(docker_client, eps)}
     assert len(now) == 1 and not (now & left)
     assert eps.endpoints.invoke("ep-docker", '{"data": [[0.0, 0.0]]}').body == "[0]"
 
 
 def test_init_raising_in_a_container_fails_the_deployment_with_its_traceback(
-        eps: Workspace, sklearn_project: Path, docker_engine) -> None:  # type: ignore[no-untyped-def]
+        eps: Workspace, sklearn_project: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
     from jupyter_mlws.errors import DeploymentFailedError
 
     (sklearn_project / "onlinescoring" / "score.py").write_text(
@@ -169,4 +169,4 @@ def test_init_raising_in_a_container_fails_the_deployment_with_its_traceback(
         eps.endpoints.create_deployment(sklearn_project / "blue.yml", all_traffic=True)
     assert "init() raised" in str(failed.value) and "weights.bin is missing" in str(failed.value)
     assert eps.endpoints.show("ep-docker")["traffic"] == {}
-    wait_for(lambda: _containers(docker_engine, eps) == [], what="no container left")
+    wait_for(lambda: _containers(docker_client, eps) == [], what="no container left")
