@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import Result
 
 from jupyter_mlws import Workspace
+from tests.helpers import cli_invoker, stop_jobs
 
 
 @pytest.fixture(scope="session")
@@ -73,3 +75,19 @@ def files(tmp_path: Path) -> Path:
     (mlflow / "MLmodel").write_text("flavors: {}\n")
     (mlflow / "model.pkl").write_bytes(b"m")
     return root
+
+
+@pytest.fixture
+def cli_ws(ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Workspace]:
+    """A workspace the CLI finds (``MLWS_WORKSPACE``), run from a temp folder; its jobs are
+    stopped afterwards."""
+    monkeypatch.setenv("MLWS_WORKSPACE", str(ws.path))
+    monkeypatch.chdir(tmp_path)
+    yield ws
+    stop_jobs(ws, timeout=60)
+
+
+@pytest.fixture
+def mlws(cli_ws: Workspace) -> Callable[..., Result]:
+    """``mlws ARGS...`` as typed in ``cli_ws``; asserts the exit code (0 unless ``code``)."""
+    return cli_invoker()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,3 +31,20 @@ def stop_jobs(ws: Any, timeout: float = 30) -> None:
     for job in ws.jobs.list(include_children=True, limit=None):
         with contextlib.suppress(TimeoutError):
             ws.jobs.wait(job.id, timeout=timeout)
+
+
+def cli_invoker(output: bool = False) -> Callable[..., Any]:
+    """``invoke(*args, code=0)``: runs ``mlws ARGS...`` in-process and asserts its exit code;
+    returns the click ``Result`` (or its output text with ``output=True``)."""
+    from click.testing import CliRunner
+
+    from jupyter_mlws.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args: str, code: int = 0) -> Any:
+        result = runner.invoke(main, list(args), catch_exceptions=False)
+        assert result.exit_code == code, result.output
+        return result.output if output else result
+
+    return invoke

@@ -3,41 +3,15 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
-
-from jupyter_mlws import Workspace
-from jupyter_mlws.cli import main
-from tests.helpers import stop_jobs
 
 SPECS = Path(__file__).parent / "specs"
 
-
-@pytest.fixture
-def aws(ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Workspace]:
-    """A workspace the CLI finds (``MLWS_WORKSPACE``); its jobs are stopped afterwards."""
-    monkeypatch.setenv("MLWS_WORKSPACE", str(ws.path))
-    monkeypatch.chdir(tmp_path)
-    yield ws
-    stop_jobs(ws)
-
-
-@pytest.fixture
-def mlws(aws: Workspace) -> Callable[..., Result]:
-    """``mlws ARGS...`` as typed; asserts the exit code (0 unless ``code`` is given)."""
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        return result
-
-    return invoke
 
 
 class _Files(BaseHTTPRequestHandler):

@@ -31,9 +31,9 @@ def set_compute_map(ws: Workspace, table: dict[str, str]) -> None:
     settings.write_text(yaml.safe_dump(data))
 
 
-def test_hello_world_runs_on_local_with_a_note(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_hello_world_runs_on_local_with_a_note(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
     job, err = run_spec(mlws, "hello-world.yml")
-    assert job["status"] == "Completed", aws.jobs.logs(job["id"])
+    assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])
     assert job["compute"] == "local"
     assert job["display_name"] == "hello-world-example"
     log = mlws("job", "logs", job["id"]).output
@@ -44,14 +44,14 @@ def test_hello_world_runs_on_local_with_a_note(mlws, aws: Workspace) -> None:  #
     assert note in err
 
 
-def test_compute_map_sends_cloud_names_to_a_local_compute(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_compute_map_sends_cloud_names_to_a_local_compute(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
     mlws("compute", "create", "-n", "big", "--max-concurrent", "1")
-    set_compute_map(aws, {"cpu-cluster": "big"})
+    set_compute_map(cli_ws, {"cpu-cluster": "big"})
     job, err = run_spec(mlws, "hello-world.yml")
     assert job["status"] == "Completed" and job["compute"] == "big"
     assert "note: compute 'cpu-cluster' runs on 'big' (compute_map in workspace.yaml)" in err
     # '*' maps every other cloud name; a compute of the cloud name itself would win
-    set_compute_map(aws, {"*": "big"})
+    set_compute_map(cli_ws, {"*": "big"})
     job, _ = run_spec(mlws, "command-cloud-fields.yml")
     assert job["compute"] == "big"
     # --compute on the command line overrides the YAML, and must name a compute that exists
@@ -62,25 +62,25 @@ def test_compute_map_sends_cloud_names_to_a_local_compute(mlws, aws: Workspace) 
     assert "No compute named 'tpyo'" in out
 
 
-def test_compute_map_to_a_missing_compute_says_so(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
-    set_compute_map(aws, {"cpu-cluster": "nowhere"})
+def test_compute_map_to_a_missing_compute_says_so(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    set_compute_map(cli_ws, {"cpu-cluster": "nowhere"})
     out = mlws("job", "create", "-f", str(SPECS / "hello-world.yml"), code=1).output
     assert ("compute_map in workspace.yaml maps 'cpu-cluster' to 'nowhere', which is not a "
             "compute of this workspace") in out
     assert "Traceback" not in out
 
 
-def test_command_with_every_input_and_output_type(mlws, aws: Workspace,  # type: ignore[no-untyped-def]
+def test_command_with_every_input_and_output_type(mlws, cli_ws: Workspace,  # type: ignore[no-untyped-def]
                                                   tmp_path: Path) -> None:
     mlws("data", "create", "-n", "iris-registered", "-p", str(SPECS / "data" / "iris.csv"),
          "-t", "uri_file")
     job, err = run_spec(mlws, "command-io.yml")
-    assert job["status"] == "Completed", aws.jobs.logs(job["id"])
+    assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])
     assert "note: compute 'gpu-cluster' does not exist here" in err
     assert job["spec"]["timeout"] == 600  # limits.timeout
     assert job["spec"]["outputs"] == {"model": "uri_folder", "metrics": "uri_file",
                                       "report": "uri_folder"}
-    out = aws.jobs.paths(job["id"]).outputs
+    out = cli_ws.jobs.paths(job["id"]).outputs
     assert (out / "model" / "model.txt").read_text() == "first-run epochs=3 lr=0.01"
     assert out.joinpath("metrics").is_file()  # a uri_file output is a file
     metrics = json.loads(out.joinpath("metrics").read_text())
@@ -97,13 +97,13 @@ def test_command_with_every_input_and_output_type(mlws, aws: Workspace,  # type:
     assert (dest / "logs" / "user" / "train.log").read_text() == "epoch 1 done\n"
 
 
-def test_limits_timeout_is_the_job_timeout(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_limits_timeout_is_the_job_timeout(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
     job, _ = run_spec(mlws, "command-timeout.yml", code=1)
     assert job["status"] == "Failed"
     assert "timed out after 2.0 s (the job's timeout)" in job["error"]
 
 
-def test_fields_with_no_local_meaning_are_accepted_with_a_warning(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_fields_with_no_local_meaning_are_accepted_with_a_warning(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
     job, err = run_spec(mlws, "command-cloud-fields.yml")
     assert job["status"] == "Completed"
     for field in ("services", "distribution", "identity", "queue_settings"):
@@ -112,40 +112,40 @@ def test_fields_with_no_local_meaning_are_accepted_with_a_warning(mlws, aws: Wor
     assert "'resources' means nothing on a local compute and is ignored (instance_count 2: " \
            "one process runs here)" in err
     assert "unknown field" not in err
-    assert "'identity' means nothing" in aws.jobs.logs(job["id"])
+    assert "'identity' means nothing" in cli_ws.jobs.logs(job["id"])
 
 
-def test_https_inputs_are_downloaded_once_per_etag(mlws, aws: Workspace, web) -> None:  # type: ignore[no-untyped-def]
+def test_https_inputs_are_downloaded_once_per_etag(mlws, cli_ws: Workspace, web) -> None:  # type: ignore[no-untyped-def]
     base, server = web
     server.files["/data/iris.csv"] = b"a,b\n1,2\n3,4\n"
     mlws("data", "create", "-n", "iris-web", "-p", f"{base}/data/iris.csv", "-t", "uri_file")
     first, _ = run_spec(mlws, "command-web-input.yml")
     second, _ = run_spec(mlws, "command-web-input.yml")
     for job in (first, second):
-        assert job["status"] == "Completed", aws.jobs.logs(job["id"])
-        assert "rows 3" in aws.jobs.logs(job["id"])
+        assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])
+        assert "rows 3" in cli_ws.jobs.logs(job["id"])
     assert server.gets == ["/data/iris.csv"]  # the second job used the cached copy
     server.files["/data/iris.csv"] = b"a,b\n1,2\n"
     server.etag = '"v2"'
     third, _ = run_spec(mlws, "command-web-input.yml")
-    assert "rows 2" in aws.jobs.logs(third["id"])
+    assert "rows 2" in cli_ws.jobs.logs(third["id"])
     assert server.gets == ["/data/iris.csv"] * 2
     # given directly (not through a data asset), the script gets the local path too
-    job = aws.jobs.submit_command("cat ${{inputs.web}}",
+    job = cli_ws.jobs.submit_command("cat ${{inputs.web}}",
                                   inputs={"web": {"type": "uri_file",
                                                   "path": f"{base}/data/iris.csv"}})
-    done = aws.jobs.wait(job.id, timeout=120)
-    assert done.status == "Completed" and "1,2" in aws.jobs.logs(job.id)
-    assert done.spec["resolved_command"].startswith(f"cat {aws.cache_dir}")
-    assert [r.uri for r in aws.jobs.io(job.id) if r.direction == "input"] == [
+    done = cli_ws.jobs.wait(job.id, timeout=120)
+    assert done.status == "Completed" and "1,2" in cli_ws.jobs.logs(job.id)
+    assert done.spec["resolved_command"].startswith(f"cat {cli_ws.cache_dir}")
+    assert [r.uri for r in cli_ws.jobs.io(job.id) if r.direction == "input"] == [
         f"{base}/data/iris.csv"]
 
 
-def test_an_unreachable_https_input_is_a_typed_error(aws: Workspace, web) -> None:  # type: ignore[no-untyped-def]
+def test_an_unreachable_https_input_is_a_typed_error(cli_ws: Workspace, web) -> None:  # type: ignore[no-untyped-def]
     base, _server = web
     with pytest.raises(DownloadError, match=r"The input 'web' could not be downloaded from "
                        r"'http://127\.0\.0\.1:\d+/missing\.csv': HTTP 404 no such file"):
-        aws.jobs.submit_command("cat ${{inputs.web}}",
+        cli_ws.jobs.submit_command("cat ${{inputs.web}}",
                                 inputs={"web": {"type": "uri_file",
                                                 "path": f"{base}/missing.csv"}})
 
@@ -154,18 +154,18 @@ def test_an_unreachable_https_input_is_a_typed_error(aws: Workspace, web) -> Non
     ("command-wasbs.yml", "wasbs://datasets@azuremlexamples.blob.core.windows.net/titanic.csv"),
     ("command-abfss.yml", "abfss://data@mydatalake.dfs.core.windows.net/raw/"),
 ])
-def test_cloud_storage_inputs_say_how_to_register_a_local_copy(mlws, aws: Workspace,  # type: ignore[no-untyped-def]
+def test_cloud_storage_inputs_say_how_to_register_a_local_copy(mlws, cli_ws: Workspace,  # type: ignore[no-untyped-def]
                                                                spec: str, uri: str) -> None:
     out = mlws("job", "create", "-f", str(SPECS / spec), code=1).output
     assert f"names '{uri}': cloud storage is not reachable offline; register a local copy " \
            "with `mlws data create -n NAME -p LOCAL_PATH`" in out
-    assert aws.jobs.list() == []
+    assert cli_ws.jobs.list() == []
     with pytest.raises(CloudStorageError):
-        aws.jobs.create_from_file(SPECS / spec)
+        cli_ws.jobs.create_from_file(SPECS / spec)
 
 
 def test_outputs_and_logs_of_a_notebook_and_of_a_code_folder_that_has_them(
-        aws: Workspace, tmp_path: Path) -> None:
+        cli_ws: Workspace, tmp_path: Path) -> None:
     from tests.helpers import make_notebook
 
     code = tmp_path / "nbcode"
@@ -174,17 +174,17 @@ def test_outputs_and_logs_of_a_notebook_and_of_a_code_folder_that_has_them(
     make_notebook(code / "nb.ipynb", "import pathlib\n"
                   "pathlib.Path('outputs/nb.txt').write_text('from the notebook')\n"
                   "pathlib.Path('logs/nb.log').write_text('logged')")
-    job = aws.jobs.wait(aws.jobs.submit_notebook(code / "nb.ipynb").id, timeout=180)
-    assert job.status == "Completed", aws.jobs.logs(job.id)
-    paths = aws.jobs.paths(job.id)
+    job = cli_ws.jobs.wait(cli_ws.jobs.submit_notebook(code / "nb.ipynb").id, timeout=180)
+    assert job.status == "Completed", cli_ws.jobs.logs(job.id)
+    paths = cli_ws.jobs.paths(job.id)
     assert (paths.outputs / "nb.txt").read_text() == "from the notebook"
     assert (paths.outputs / "old.txt").read_text() == "from the repo"
     assert (paths.logs / "user" / "nb.log").read_text() == "logged"
 
 
-def test_additional_includes_of_a_command_job(mlws, aws: Workspace) -> None:  # type: ignore[no-untyped-def]
+def test_additional_includes_of_a_command_job(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
     job, _ = run_spec(mlws, "command-includes.yml")
-    assert job["status"] == "Completed", aws.jobs.logs(job["id"])
-    assert "rows=3 epochs=1" in aws.jobs.logs(job["id"])
-    snapshot = aws.artifacts.manifest(job["spec"]["snapshot"]["sha256"])
+    assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])
+    assert "rows=3 epochs=1" in cli_ws.jobs.logs(job["id"])
+    snapshot = cli_ws.artifacts.manifest(job["spec"]["snapshot"]["sha256"])
     assert "shared/helpers.py" in [f[0] for f in snapshot]

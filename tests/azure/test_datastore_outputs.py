@@ -33,15 +33,15 @@ def test_workspace_init_creates_workspaceblobstore(tmp_path: Path) -> None:
         ws.close()
 
 
-def test_outputs_land_at_their_datastore_paths(mlws: Callable[..., Result], aws: Workspace,
+def test_outputs_land_at_their_datastore_paths(mlws: Callable[..., Result], cli_ws: Workspace,
                                                tmp_path: Path) -> None:
     exports = tmp_path / "exports-store"
     exports.mkdir()
     mlws("datastore", "create", "-n", "exports_store", "--path", str(exports))
     job, _ = run_spec(mlws, "command-datastore-outputs.yml")
-    assert job["status"] == "Completed", aws.jobs.logs(job["id"])
+    assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])
     job_id = job["id"]
-    blob = Path(aws.datastores.root("workspaceblobstore"))
+    blob = Path(cli_ws.datastores.root("workspaceblobstore"))
     # ${{name}} is the job's name, ${{output_name}} the output's
     assert (blob / "outputs" / job_id / "model" / "weights" / "model.txt").read_text() == "w=0.5\n"
     assert json.loads((blob / "scores" / f"{job_id}.json").read_text()) == {"accuracy": 0.9}
@@ -57,22 +57,22 @@ def test_outputs_land_at_their_datastore_paths(mlws: Callable[..., Result], aws:
     # the datastore path reads back as data, as in Azure
     mlws("data", "create", "-n", "trained", "-t", "uri_folder",
          "-p", uris["model"])
-    assert aws.data.get("trained").spec["path"] == uris["model"].replace("azureml:", "mlws:")
+    assert cli_ws.data.get("trained").spec["path"] == uris["model"].replace("azureml:", "mlws:")
 
 
 def test_an_output_to_a_remote_datastore_is_refused(mlws: Callable[..., Result],
-                                                    aws: Workspace) -> None:
+                                                    cli_ws: Workspace) -> None:
     mlws("datastore", "create", "-f", str(SPECS / "datastores" / "remote-blob.yml"))
     out = mlws("job", "create", "-f", str(SPECS / "command-remote-datastore-output.yml"),
                code=1).output
     assert "the output 'blob' names the datastore 'remote_blob', which is not a folder on " \
            "this machine" in out
     assert "Traceback" not in out
-    assert aws.jobs.list() == []
+    assert cli_ws.jobs.list() == []
 
 
 def test_an_output_to_a_missing_datastore_is_refused(mlws: Callable[..., Result],
-                                                     aws: Workspace) -> None:
+                                                     cli_ws: Workspace) -> None:
     out = mlws("job", "create", "-f", str(SPECS / "command-missing-datastore-output.yml"),
                code=1).output
     assert "names the datastore 'nosuchstore', which does not exist" in out

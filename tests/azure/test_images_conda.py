@@ -49,7 +49,7 @@ def set_setting(ws: Workspace, key: str, value: object) -> None:
 
 
 @pytest.fixture
-def box(aws: Workspace) -> str:
+def box(cli_ws: Workspace) -> str:
     """A docker compute, with ``cpu-cluster`` mapped to it (the engine must run)."""
     from jupyter_mlws.docker_engine import docker_client
 
@@ -59,15 +59,15 @@ def box(aws: Workspace) -> str:
         if os.environ.get("CI"):
             pytest.fail(f"CI needs the Docker engine: {exc}")
         pytest.skip(f"no Docker engine here: {exc}")
-    aws.computes.create("box", type="docker", max_concurrent_jobs=1, cpus=1, memory="2g")
+    cli_ws.computes.create("box", type="docker", max_concurrent_jobs=1, cpus=1, memory="2g")
     return "box"
 
 
 def test_azure_base_image_with_a_conda_file_runs_on_local_and_docker(  # type: ignore[no-untyped-def]
-        mlws, aws: Workspace, box: str) -> None:
+        mlws, cli_ws: Workspace, box: str) -> None:
     out = mlws("env", "create", "-f", str(IMAGES / "env-openmpi-conda.yml")).output
     assert "sklearn-openmpi-conda:1" in out
-    env = aws.environments.get("sklearn-openmpi-conda", "1")
+    env = cli_ws.environments.get("sklearn-openmpi-conda", "1")
     assert env.definition().image == "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest"
     # local: no compute named cpu-cluster, so a venv on this machine
     job, log = run(mlws, "command-conda-env.yml")
@@ -79,7 +79,7 @@ def test_azure_base_image_with_a_conda_file_runs_on_local_and_docker(  # type: i
     assert "conda -> PyPI: scikit-learn=1.5.2 -> scikit-learn==1.5.2" in notes
     assert any(n.startswith("conda: dropped _libgcc_mutex") for n in notes)
     # docker: the same YAML, cpu-cluster mapped to a docker compute
-    set_compute_map(aws, {"cpu-cluster": box})
+    set_compute_map(cli_ws, {"cpu-cluster": box})
     job, log = run(mlws, "command-conda-env.yml")
     assert job["status"] == "Completed" and job["compute"] == box, log
     assert "numpy 1.26.4" in log and "sklearn 1.5.2" in log
@@ -87,16 +87,16 @@ def test_azure_base_image_with_a_conda_file_runs_on_local_and_docker(  # type: i
     assert ("image mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu22.04:latest (an Azure ML base "
             "image) -> mlws/base-python:3.11-bookworm") in notes
     assert "conda -> PyPI: numpy=1.26.4 -> numpy==1.26.4" in notes
-    assert aws.environments.get("sklearn-openmpi-conda", "1").env_hash == env.env_hash
+    assert cli_ws.environments.get("sklearn-openmpi-conda", "1").env_hash == env.env_hash
 
 
 def test_docker_hub_python_image_is_a_venv_locally_and_a_base_on_docker(  # type: ignore[no-untyped-def]
-        mlws, aws: Workspace, box: str) -> None:
+        mlws, cli_ws: Workspace, box: str) -> None:
     job, log = run(mlws, "command-python-slim.yml")
     assert job["status"] == "Completed" and job["compute"] == "local", log
     assert "python 3.11" in log and "environment ok" in log and "pip " in log
     assert "image python:3.11-slim (Docker Hub's python image) -> a venv of Python 3.11" in log
-    set_compute_map(aws, {"cpu-cluster": box})
+    set_compute_map(cli_ws, {"cpu-cluster": box})
     job, log = run(mlws, "command-python-slim.yml")
     assert job["status"] == "Completed" and job["compute"] == box, log
     assert "python 3.11 at /opt/mlws/venv/bin/python" in log and "pip " in log
@@ -105,9 +105,9 @@ def test_docker_hub_python_image_is_a_venv_locally_and_a_base_on_docker(  # type
             "mlws/base-python:3.11-bookworm") in notes
 
 
-def test_build_context_from_python_runs_on_docker(mlws, aws: Workspace, box: str) -> None:  # type: ignore[no-untyped-def]
+def test_build_context_from_python_runs_on_docker(mlws, cli_ws: Workspace, box: str) -> None:  # type: ignore[no-untyped-def]
     mlws("env", "create", "-f", str(IMAGES / "env-context.yml"))
-    set_compute_map(aws, {"cpu-cluster": box})
+    set_compute_map(cli_ws, {"cpu-cluster": box})
     job, log = run(mlws, "command-context-env.yml")
     assert job["status"] == "Completed", log
     assert "six 1.16.0" in log and "made from the build context" in log
@@ -117,8 +117,8 @@ def test_build_context_from_python_runs_on_docker(mlws, aws: Workspace, box: str
 
 
 def test_python_313_image_gets_its_base_made_on_demand(  # type: ignore[no-untyped-def]
-        mlws, aws: Workspace, box: str) -> None:
-    set_compute_map(aws, {"cpu-cluster": box})
+        mlws, cli_ws: Workspace, box: str) -> None:
+    set_compute_map(cli_ws, {"cpu-cluster": box})
     job, log = run(mlws, "command-python313.yml")
     assert job["status"] == "Completed", log
     assert "python 3.13 at /opt/mlws/venv/bin/python" in log and "environment ok" in log
@@ -134,7 +134,7 @@ def test_python_313_image_gets_its_base_made_on_demand(  # type: ignore[no-untyp
 
 
 def test_missing_python_names_the_versions_and_the_setting(  # type: ignore[no-untyped-def]
-        mlws, aws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        mlws, cli_ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLWS_ENVS_DIR", str(tmp_path / "envs"))  # no venv of an earlier run
     monkeypatch.delenv("MLWS_PYTHON_FALLBACK", raising=False)
     job, log = run(mlws, "command-python312.yml", code=1)
@@ -148,7 +148,7 @@ def test_missing_python_names_the_versions_and_the_setting(  # type: ignore[no-u
 
 
 def test_python_fallback_nearest_is_used_and_recorded(  # type: ignore[no-untyped-def]
-        mlws, aws: Workspace, box: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        mlws, cli_ws: Workspace, box: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLWS_ENVS_DIR", str(tmp_path / "envs"))
     monkeypatch.setenv("MLWS_PYTHON_FALLBACK", "nearest")
     job, log = run(mlws, "command-python312.yml")  # local: a venv of the nearest interpreter
@@ -156,8 +156,8 @@ def test_python_fallback_nearest_is_used_and_recorded(  # type: ignore[no-untype
     notes = build_notes(mlws, job["environment"], "venv")
     assert any(n.startswith("Python: python=3.12 asked") for n in notes), notes
     monkeypatch.delenv("MLWS_PYTHON_FALLBACK")
-    set_setting(aws, "python_fallback", "nearest")  # the workspace setting does the same
-    set_compute_map(aws, {"cpu-cluster": box})
+    set_setting(cli_ws, "python_fallback", "nearest")  # the workspace setting does the same
+    set_compute_map(cli_ws, {"cpu-cluster": box})
     job, log = run(mlws, "command-python312.yml")
     assert job["status"] == "Completed", log
     assert "python 3.13 at" in log
@@ -166,7 +166,7 @@ def test_python_fallback_nearest_is_used_and_recorded(  # type: ignore[no-untype
     assert note in build_notes(mlws, job["environment"], "docker")
 
 
-def test_conda_packages_without_pypi_equivalent_are_named(mlws, aws: Workspace,  # type: ignore[no-untyped-def]
+def test_conda_packages_without_pypi_equivalent_are_named(mlws, cli_ws: Workspace,  # type: ignore[no-untyped-def]
                                                         box: str) -> None:
     mlws("env", "create", "-f", str(IMAGES / "env-conda-no-pypi.yml"))
     for builder in ("venv", "docker"):

@@ -31,7 +31,7 @@ def test_a_bad_duration_is_refused(ws: Workspace, tmp_path, text: str) -> None: 
     assert "timeout" in str(err.value)
 
 
-def test_an_iso_timeout_stops_the_job(mlws: Callable[..., Result], aws: Workspace) -> None:
+def test_an_iso_timeout_stops_the_job(mlws: Callable[..., Result], cli_ws: Workspace) -> None:
     job, _ = run_spec(mlws, "command-iso-timeout.yml", code=1)
     assert job["status"] == "Failed"
     assert "timed out after 2.0 s" in job["error"]

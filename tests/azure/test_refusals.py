@@ -16,11 +16,11 @@ from tests.azure.conftest import SPECS
     ("data-import.yml", "A DataImport job runs only in Azure ML"),
     ("pipeline-spark-step.yml", "step 'wrangle': A Spark job runs only in Azure ML"),
 ])
-def test_cloud_only_job_types_are_refused_by_name(mlws, aws: Workspace, spec: str,  # type: ignore[no-untyped-def]
+def test_cloud_only_job_types_are_refused_by_name(mlws, cli_ws: Workspace, spec: str,  # type: ignore[no-untyped-def]
                                                   what: str) -> None:
     out = mlws("job", "create", "-f", str(SPECS / "cloud_only" / spec), code=1).output
     assert what in out and "cannot run on a local workspace" in out
     assert "Traceback" not in out and "unknown field" not in out
-    assert aws.jobs.list() == []
+    assert cli_ws.jobs.list() == []
     with pytest.raises(CloudOnlyError):
-        aws.jobs.create_from_file(SPECS / "cloud_only" / spec)
+        cli_ws.jobs.create_from_file(SPECS / "cloud_only" / spec)

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from jupyter_mlws import Workspace
-from jupyter_mlws.cli import main
 from jupyter_mlws.endpoints.paths import read_json
+from tests.helpers import cli_invoker
 
 SCORE = '''\
 import json, os
@@ -155,14 +154,7 @@ def cli(eps: Workspace, monkeypatch: pytest.MonkeyPatch,
         project: Path) -> Callable[..., str]:
     monkeypatch.setenv("MLWS_WORKSPACE", str(eps.path))
     monkeypatch.chdir(project)
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        return result.output
-
-    return invoke
+    return cli_invoker(output=True)
 
 
 

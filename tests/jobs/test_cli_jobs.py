@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from jupyter_mlws import Workspace
-from jupyter_mlws.cli import main
-from tests.helpers import make_notebook
+from tests.helpers import cli_invoker, make_notebook
 from tests.surface.literal_cases import CASES, NOTEBOOK_PARAMETERS, REFUSED, as_json, expected
 
 
@@ -18,14 +16,7 @@ from tests.surface.literal_cases import CASES, NOTEBOOK_PARAMETERS, REFUSED, as_
 def run(jws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("MLWS_WORKSPACE", str(jws.path))
     monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0) -> str:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        return result.output
-
-    return invoke
+    return cli_invoker(output=True)
 
 
 def test_notebook_job_from_the_cli_and_lineage_both_ways(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

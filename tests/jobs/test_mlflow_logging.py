@@ -13,40 +13,20 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
 from jupyter_mlws import Workspace
-from jupyter_mlws.cli import main
 from jupyter_mlws.jobs.model import JobStatus
-from tests.helpers import make_notebook, stop_jobs
+from tests.helpers import make_notebook
 
 SPECS = Path(__file__).resolve().parents[1] / "azure" / "specs"
 
 pytestmark = pytest.mark.timeout(900)
 
-
-@pytest.fixture
-def aws(ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Workspace]:
-    monkeypatch.setenv("MLWS_WORKSPACE", str(ws.path))
-    monkeypatch.chdir(tmp_path)
-    yield ws
-    stop_jobs(ws)
-
-
-@pytest.fixture
-def mlws(aws: Workspace) -> Callable[..., Result]:
-    runner = CliRunner()
-
-    def invoke(*args: str, code: int = 0) -> Result:
-        result = runner.invoke(main, list(args), catch_exceptions=False)
-        assert result.exit_code == code, result.output
-        return result
-
-    return invoke
 
 
 def _wait_for(condition: Callable[[], object], what: str, ws: Workspace, job_id: str,
@@ -89,17 +69,17 @@ def _check_training_job(mlws: Callable[..., Result], ws: Workspace, job_id: str,
     assert (got / "mlflow" / "summary.txt").read_text().startswith("classes: ")
 
 
-def test_azure_training_script_logs_to_the_job_on_local(mlws, aws: Workspace,  # type: ignore[no-untyped-def]
+def test_azure_training_script_logs_to_the_job_on_local(mlws, cli_ws: Workspace,  # type: ignore[no-untyped-def]
                                                         tmp_path: Path) -> None:
     mlws("env", "create", "-f", str(SPECS / "mlflow" / "environment.yml"))
     out = mlws("job", "create", "-f", str(SPECS / "command-mlflow.yml"), "--wait", "-o", "json")
     job = json.loads(out.stdout)
-    assert job["status"] == "Completed", aws.jobs.logs(job["id"])[-3000:]
+    assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])[-3000:]
     assert job["compute"] == "local"
-    _check_training_job(mlws, aws, job["id"], tmp_path)
+    _check_training_job(mlws, cli_ws, job["id"], tmp_path)
 
 
-def test_azure_training_script_logs_to_the_job_in_docker(mlws, aws: Workspace,  # type: ignore[no-untyped-def]
+def test_azure_training_script_logs_to_the_job_in_docker(mlws, cli_ws: Workspace,  # type: ignore[no-untyped-def]
                                                          tmp_path: Path) -> None:
     from jupyter_mlws.docker_engine import docker_client
 
@@ -109,7 +89,7 @@ def test_azure_training_script_logs_to_the_job_in_docker(mlws, aws: Workspace,  
         if os.environ.get("CI"):
             pytest.fail(f"CI needs the Docker engine and base image: {exc}")
         pytest.skip(f"no Docker engine or base image here: {exc}")
-    aws.computes.create("box", type="docker", max_concurrent_jobs=1, cpus=1, memory="2g")
+    cli_ws.computes.create("box", type="docker", max_concurrent_jobs=1, cpus=1, memory="2g")
     # the same packages on the offline Debian base, under the name the job YAML uses
     env_dir = tmp_path / "env"
     env_dir.mkdir()
@@ -121,9 +101,9 @@ def test_azure_training_script_logs_to_the_job_in_docker(mlws, aws: Workspace,  
     out = mlws("job", "create", "-f", str(SPECS / "command-mlflow.yml"), "--compute", "box",
                "--wait", "-o", "json")
     job = json.loads(out.stdout)
-    assert job["status"] == "Completed", aws.jobs.logs(job["id"])[-3000:]
+    assert job["status"] == "Completed", cli_ws.jobs.logs(job["id"])[-3000:]
     assert job["compute"] == "box"
-    _check_training_job(mlws, aws, job["id"], tmp_path)
+    _check_training_job(mlws, cli_ws, job["id"], tmp_path)
 
 
 LIVE = """
@@ -143,34 +123,34 @@ with mlflow.start_run():
 """
 
 
-def test_a_metric_shows_while_the_job_runs(aws: Workspace, tmp_path: Path) -> None:
+def test_a_metric_shows_while_the_job_runs(cli_ws: Workspace, tmp_path: Path) -> None:
     code = tmp_path / "live"
     code.mkdir()
     (code / "live.py").write_text(LIVE)
     go = tmp_path / "go"
-    job = aws.jobs.submit_command(f"python live.py {go}", code=code)
-    _wait_for(lambda: any(m.key == "progress" for m in aws.jobs.detail(job.id).metrics),
-              "the first metric", aws, job.id)
-    assert aws.jobs.get(job.id).status == JobStatus.RUNNING  # still waiting for the go
-    assert aws.jobs.params(job.id)["phase"] == "warmup"
+    job = cli_ws.jobs.submit_command(f"python live.py {go}", code=code)
+    _wait_for(lambda: any(m.key == "progress" for m in cli_ws.jobs.detail(job.id).metrics),
+              "the first metric", cli_ws, job.id)
+    assert cli_ws.jobs.get(job.id).status == JobStatus.RUNNING  # still waiting for the go
+    assert cli_ws.jobs.params(job.id)["phase"] == "warmup"
     go.touch()
-    done = aws.jobs.wait(job.id, timeout=240)
-    assert done.status == "Completed", aws.jobs.logs(job.id)[-3000:]
-    assert [(m.step, m.value) for m in aws.jobs.metrics(job.id)
+    done = cli_ws.jobs.wait(job.id, timeout=240)
+    assert done.status == "Completed", cli_ws.jobs.logs(job.id)[-3000:]
+    assert [(m.step, m.value) for m in cli_ws.jobs.metrics(job.id)
             if m.key == "progress"] == [(1, 0.25), (2, 1.0)]
 
 
-def test_a_notebook_job_logging_with_mlflow(aws: Workspace, tmp_path: Path) -> None:
+def test_a_notebook_job_logging_with_mlflow(cli_ws: Workspace, tmp_path: Path) -> None:
     nb = make_notebook(
         tmp_path / "code" / "mlflow.ipynb",
         "import mlflow\nmlflow.log_param('alpha', alpha)",
         "for i in range(3):\n    mlflow.log_metric('nb_loss', 1.0 / (i + 1), step=i)",
         parameters="alpha = 0.1")
-    job = aws.jobs.submit_notebook(nb, {"alpha": 0.7})
-    job = aws.jobs.wait(job.id, timeout=240)
-    assert job.status == "Completed", aws.jobs.logs(job.id)[-3000:]
-    assert aws.jobs.params(job.id)["alpha"] in (0.7, "0.7")
-    assert [(m.step, round(m.value, 2)) for m in aws.jobs.metrics(job.id)
+    job = cli_ws.jobs.submit_notebook(nb, {"alpha": 0.7})
+    job = cli_ws.jobs.wait(job.id, timeout=240)
+    assert job.status == "Completed", cli_ws.jobs.logs(job.id)[-3000:]
+    assert cli_ws.jobs.params(job.id)["alpha"] in (0.7, "0.7")
+    assert [(m.step, round(m.value, 2)) for m in cli_ws.jobs.metrics(job.id)
             if m.key == "nb_loss"] == [(0, 1.0), (1, 0.5), (2, 0.33)]
 
 
@@ -181,20 +161,20 @@ with mlflow.start_run():
 """
 
 
-def test_a_job_with_its_own_tracking_uri_keeps_it(aws: Workspace, tmp_path: Path) -> None:
+def test_a_job_with_its_own_tracking_uri_keeps_it(cli_ws: Workspace, tmp_path: Path) -> None:
     code = tmp_path / "own"
     code.mkdir()
     (code / "own.py").write_text(OWN_STORE)
     store = tmp_path / "own-store"
-    job = aws.jobs.submit_command(
+    job = cli_ws.jobs.submit_command(
         "python own.py", code=code,
         environment_variables={"MLFLOW_TRACKING_URI": store.as_uri(),
                                "MLFLOW_ALLOW_FILE_STORE": "true"})
-    job = aws.jobs.wait(job.id, timeout=240)
-    assert job.status == "Completed", aws.jobs.logs(job.id)[-3000:]
+    job = cli_ws.jobs.wait(job.id, timeout=240)
+    assert job.status == "Completed", cli_ws.jobs.logs(job.id)[-3000:]
     assert list(store.glob("*/*/metrics/mine")), "the job did not log to its own store"
-    assert aws.jobs.metrics(job.id) == []  # the workspace did not redirect it
-    assert not (aws.jobs.paths(job.id).run / "mlruns").exists()
+    assert cli_ws.jobs.metrics(job.id) == []  # the workspace did not redirect it
+    assert not (cli_ws.jobs.paths(job.id).run / "mlruns").exists()
 
 
 PLANT = """
@@ -222,7 +202,7 @@ with mlflow.start_run() as run:
 """
 
 
-def test_links_planted_in_the_mlflow_store_are_not_followed(mlws, aws: Workspace,  # type: ignore[no-untyped-def]
+def test_links_planted_in_the_mlflow_store_are_not_followed(mlws, cli_ws: Workspace,  # type: ignore[no-untyped-def]
                                                             tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     for folder in (outside / "fake_run" / "metrics", outside / "fake_run" / "artifacts",
@@ -237,12 +217,12 @@ def test_links_planted_in_the_mlflow_store_are_not_followed(mlws, aws: Workspace
     code = tmp_path / "plant"
     code.mkdir()
     (code / "plant.py").write_text(PLANT)
-    job = aws.jobs.submit_command(f"python plant.py {secret}", code=code)
-    job = aws.jobs.wait(job.id, timeout=240)
-    assert job.status == "Completed", aws.jobs.logs(job.id)[-3000:]
+    job = cli_ws.jobs.submit_command(f"python plant.py {secret}", code=code)
+    job = cli_ws.jobs.wait(job.id, timeout=240)
+    assert job.status == "Completed", cli_ws.jobs.logs(job.id)[-3000:]
 
-    assert [(m.key, m.value) for m in aws.jobs.metrics(job.id)] == [("real", 1.0)]
-    assert aws.jobs.params(job.id) == {"real_param": "yes"}
+    assert [(m.key, m.value) for m in cli_ws.jobs.metrics(job.id)] == [("real", 1.0)]
+    assert cli_ws.jobs.params(job.id) == {"real_param": "yes"}
     shown = json.loads(mlws("job", "show", job.id, "-o", "json").stdout)
     assert not [a for a in shown["artifacts"] if "leak" in a or "secret" in a], shown
     got = Path(mlws("job", "download", job.id, "--dest", str(tmp_path / "dl")).stdout.strip())
@@ -250,7 +230,7 @@ def test_links_planted_in_the_mlflow_store_are_not_followed(mlws, aws: Workspace
     assert copied == []
 
 
-def test_the_job_sees_the_workspace_store_and_not_the_hosts_run(aws: Workspace, tmp_path: Path,
+def test_the_job_sees_the_workspace_store_and_not_the_hosts_run(cli_ws: Workspace, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch
                                                                ) -> None:
     # a run id or experiment of the submitting shell must not leak into the job
@@ -262,10 +242,10 @@ def test_the_job_sees_the_workspace_store_and_not_the_hosts_run(aws: Workspace, 
         "import json, os\n"
         "print(json.dumps({k: os.environ.get(k) for k in "
         "('MLFLOW_TRACKING_URI', 'MLFLOW_RUN_ID', 'MLFLOW_ALLOW_FILE_STORE')}))\n")
-    job = aws.jobs.submit_command(f"{sys.executable} env.py", code=code)
-    job = aws.jobs.wait(job.id, timeout=240)
-    assert job.status == "Completed", aws.jobs.logs(job.id)[-3000:]
-    line = [x for x in aws.jobs.logs(job.id).splitlines() if x.startswith("{")][-1]
+    job = cli_ws.jobs.submit_command(f"{sys.executable} env.py", code=code)
+    job = cli_ws.jobs.wait(job.id, timeout=240)
+    assert job.status == "Completed", cli_ws.jobs.logs(job.id)[-3000:]
+    line = [x for x in cli_ws.jobs.logs(job.id).splitlines() if x.startswith("{")][-1]
     seen = json.loads(line)
     assert seen == {"MLFLOW_TRACKING_URI": "../run/mlruns", "MLFLOW_RUN_ID": None,
                     "MLFLOW_ALLOW_FILE_STORE": "true"}  # from the code folder, see mlflow_store

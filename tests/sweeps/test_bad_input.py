@@ -58,18 +58,18 @@ def test_an_unknown_search_space_type_names_the_known_ones(
 
 
 def test_a_parameter_the_notebook_lacks_is_refused_before_the_sweep(
-        mlws: Callable[..., Result], sws: Workspace, nb: Path) -> None:
+        mlws: Callable[..., Result], cli_ws: Workspace, nb: Path) -> None:
     out = mlws("job", "sweep", str(nb), "--search", "gamma=uniform(0, 1)", "--metric", "acc",
                code=1).output
     assert "Unknown parameter gamma for train.ipynb" in out and "defines: C" in out
     out = mlws("job", "sweep", str(nb), "--search", 'C=choice(1.0, "big")', "--metric", "acc",
                code=1).output
     assert "'C'" in out and "float" in out and "'big'" in out
-    assert sws.jobs.list() == []  # nothing was started
+    assert cli_ws.jobs.list() == []  # nothing was started
 
 
 def test_grid_over_a_distribution_and_too_many_concurrent_trials_are_refused(
-        mlws: Callable[..., Result], tmp_path: Path, sws: Workspace, nb: Path) -> None:
+        mlws: Callable[..., Result], tmp_path: Path, cli_ws: Workspace, nb: Path) -> None:
     out = mlws("job", "create", "-f", _yaml(tmp_path, algorithm="grid"), code=1).output
     assert "grid sampling needs a choice" in out and "'lr' is uniform" in out
     out = mlws("job", "create", "-f", _yaml(tmp_path, total=2, concurrent=5), code=1).output
@@ -79,26 +79,26 @@ def test_grid_over_a_distribution_and_too_many_concurrent_trials_are_refused(
     assert "max_concurrent_trials (5) is above max_total_trials (2)" in out
     assert "Traceback" not in out and "pydantic" not in out
     with pytest.raises(SpecError, match=r"max_concurrent_trials \(5\)"):
-        sws.jobs.submit_sweep({
+        cli_ws.jobs.submit_sweep({
             "trial": {"command": "echo ${{search_space.lr}}"},
             "search_space": {"lr": {"type": "choice", "values": [1, 2]}},
             "objective": {"goal": "maximize", "primary_metric": "a"},
             "limits": {"max_total_trials": 2, "max_concurrent_trials": 5}})
     with pytest.raises(SpecError, match=r"search_space\.nope"):
-        sws.jobs.submit_sweep({
+        cli_ws.jobs.submit_sweep({
             "trial": {"command": "echo ${{search_space.nope}}"},
             "search_space": {"lr": {"type": "uniform", "min_value": 0, "max_value": 1}},
             "objective": {"goal": "maximize", "primary_metric": "a"}})
     with pytest.raises(SpecError, match=r"trial\.command.*inputs\.data, which is not declared"):
-        sws.jobs.submit_sweep({
+        cli_ws.jobs.submit_sweep({
             "trial": {"command": "python t.py --lr ${{search_space.lr}} ${{inputs.data}}"},
             "search_space": {"lr": {"type": "uniform", "min_value": 0, "max_value": 1}},
             "objective": {"goal": "maximize", "primary_metric": "a"}})
-    assert sws.jobs.list() == []
+    assert cli_ws.jobs.list() == []
 
 
 def test_a_primary_metric_no_trial_logs_fails_the_sweep_saying_so(
-        mlws: Callable[..., Result], sws: Workspace, nb: Path, tmp_path: Path) -> None:
+        mlws: Callable[..., Result], cli_ws: Workspace, nb: Path, tmp_path: Path) -> None:
     out = mlws("job", "sweep", str(nb), "--search", "C=choice(0.5, 1.5)", "--metric",
                "accuracy", "--max-trials", "2", "--wait", "-o", "json", code=1)
     data = json.loads(out.stdout)
@@ -107,6 +107,6 @@ def test_a_primary_metric_no_trial_logs_fails_the_sweep_saying_so(
         "error"]
     assert data["sweep"]["best"] is None and data["sweep"]["problem"] == data["error"]
     with pytest.raises(NotFoundError, match="has no best trial: no trial logged"):
-        sws.jobs.best_trial(data["id"])
+        cli_ws.jobs.best_trial(data["id"])
     out = mlws("job", "download", data["id"], "--best", "-d", str(tmp_path), code=1).output
     assert "no trial logged the primary metric" in out
