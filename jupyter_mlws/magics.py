@@ -399,32 +399,17 @@ class MlwsMagics(Magics):
         params = parse_pairs(args.param)
         inputs = parse_assignments(args.input, "%submit: --input")
         outputs: dict[str, dict[str, Any]] = {name: {} for name in args.out or []}
-        notebook = args.notebook
+        notebook = self.target_notebook(args.notebook, "%submit",
+                                        "a notebook job does not submit itself again")
         if notebook is None:
-            inside = os.environ.get(ENV_JOB_ID)
-            if inside:
-                print(f"%submit: skipped inside job {inside} (a notebook job does not submit "
-                      "itself again).")
-                return
-            notebook = str(self._this_notebook())
+            return
         job = self.ws.jobs.submit(NotebookJobRequest.create(
             notebook=notebook, parameters=params, environment=args.environment,
             compute=args.compute, inputs=inputs, outputs=outputs))
         self.last_job_id = job.id
-        from jupyter_mlws.widgets.job_monitor import JobMonitor
-
-        monitor = JobMonitor(self.ws, job.id)
-        handle = display(monitor, display_id=True)
-        if not args.wait:
+        job = self.monitor(job.id, "job", wait=args.wait)
+        if job is None:
             return
-        try:
-            monitor.wait()
-        except KeyboardInterrupt:
-            print(f"Stopped waiting; job {job.id} goes on (the monitor above follows it).")
-            return
-        if handle is not None:
-            handle.update(monitor)  # the text fallback now says how it ended
-        job = self.ws.jobs.get(job.id)
         if job.status != "Completed":
             reason = (job.error or "").strip().splitlines()
             raise MagicError(f"Job {job.id} {job.status}"
@@ -434,6 +419,35 @@ class MlwsMagics(Magics):
         took = f" in {job.duration_s:.1f} s" if job.duration_s is not None else ""
         shown = ", ".join(f"{k}={v:.4g}" for k, v in latest.items())
         print(f"Job {job.id} Completed{took}" + (f": {shown}" if shown else ""))
+
+    def target_notebook(self, given: str | None, magic: str, why_skipped: str) -> str | None:
+        """The notebook a magic runs: the one given, else the saved notebook of this cell;
+        ``None`` (and says so) when the cell itself runs inside a job."""
+        if given is not None:
+            return given
+        inside = os.environ.get(ENV_JOB_ID)
+        if inside:
+            print(f"{magic}: skipped inside job {inside} ({why_skipped}).")
+            return None
+        return str(self._this_notebook())
+
+    def monitor(self, job_id: str, noun: str, *, wait: bool) -> Any:
+        """Show a live monitor of ``job_id``; with ``wait``, block until it ends and return
+        the ended job (``None`` when not waiting or the user stopped waiting)."""
+        from jupyter_mlws.widgets.job_monitor import JobMonitor
+
+        monitor = JobMonitor(self.ws, job_id)
+        handle = display(monitor, display_id=True)
+        if not wait:
+            return None
+        try:
+            monitor.wait()
+        except KeyboardInterrupt:
+            print(f"Stopped waiting; {noun} {job_id} goes on (the monitor above follows it).")
+            return None
+        if handle is not None:
+            handle.update(monitor)  # the text fallback now says how it ended
+        return self.ws.jobs.get(job_id)
 
     def _this_notebook(self) -> Path:
         """The saved notebook this cell is in, checked to hold this very cell."""

@@ -9,14 +9,12 @@ monitor shows the trials live: the table, the best so far and the plots.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.display import display
 
 from jupyter_mlws.jobs.requests import parse_pairs
-from jupyter_mlws.magics import ENV_JOB_ID, MagicError, _one_line_errors, _parse, _Parser
+from jupyter_mlws.magics import MagicError, _one_line_errors, _parse, _Parser
 
 
 def _parser() -> _Parser:
@@ -71,13 +69,9 @@ class SweepMagics(Magics):
 
         args = _parse(self._parser, line)
         mlws = self._mlws()
-        notebook = args.notebook
+        notebook = mlws.target_notebook(args.notebook, "%sweep", "a trial does not sweep itself")
         if notebook is None:
-            inside = os.environ.get(ENV_JOB_ID)
-            if inside:
-                print(f"%sweep: skipped inside job {inside} (a trial does not sweep itself).")
-                return
-            notebook = str(mlws._this_notebook())
+            return
         spec = notebook_sweep_spec(
             notebook, args.search, metric=args.metric, goal=args.goal,
             max_trials=args.max_trials,
@@ -91,20 +85,9 @@ class SweepMagics(Magics):
         ws = mlws.ws
         job = ws.jobs.submit_sweep(spec, compute=args.compute)
         self.last_sweep_id = mlws.last_job_id = job.id
-        from jupyter_mlws.widgets.job_monitor import JobMonitor
-
-        monitor = JobMonitor(ws, job.id)
-        handle = display(monitor, display_id=True)
-        if not args.wait:
+        job = mlws.monitor(job.id, "sweep", wait=args.wait)
+        if job is None:
             return
-        try:
-            monitor.wait()
-        except KeyboardInterrupt:
-            print(f"Stopped waiting; sweep {job.id} goes on (the monitor above follows it).")
-            return
-        if handle is not None:
-            handle.update(monitor)
-        job = ws.jobs.get(job.id)
         print(f"Sweep {job.id} {job.status}" + (f": {job.error}" if job.error else ""))
         print(sweep_text(ws.jobs.sweep_view(job.id)))
         if job.status != "Completed":
