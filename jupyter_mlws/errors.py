@@ -175,6 +175,21 @@ class DockerUnavailableError(MlwsError):
         )
 
 
+class RayHeadUnreachableError(MlwsError):
+    """The Ray head's dashboard does not answer."""
+
+    code = "ray_unreachable"
+    http_status = 503
+
+
+class MagicError(Exception):
+    """A problem a magic reports as one line: the cell fails and IPython shows no traceback.
+    Magics turn every :class:`MlwsError` into one of these (message and hint on one line)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
+
+
 # --- storage (blob store, metadata store) -----------------------------------------------------
 class DiskFullError(StoreError):
     """A write found no space left on the disk that holds ``folder``."""

@@ -26,7 +26,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.display import display
 
 from jupyter_mlws.cli._format import age, detail_lines, html_table, text_table
-from jupyter_mlws.errors import AssetNotFoundError, DockerUnavailableError, MlwsError
+from jupyter_mlws.errors import AssetNotFoundError, DockerUnavailableError, MagicError, MlwsError
 from jupyter_mlws.jobs.requests import (
     NotebookJobRequest,
     parse_assignments,
@@ -67,13 +67,6 @@ jupyter_mlws magics
          [--max-concurrent N] [--sampling random|grid|bayesian] [--early-termination ...] [--wait]
       run a notebook over a search space (trial jobs; the monitor shows them live)
   %mlws help"""
-
-
-class MagicError(Exception):
-    """A problem a magic reports as one line: the cell fails, and IPython shows no traceback."""
-
-    def _render_traceback_(self) -> list[str]:
-        return [str(self)]
 
 
 class _HelpShown(Exception):

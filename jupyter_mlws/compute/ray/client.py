@@ -12,17 +12,12 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from jupyter_mlws.errors import MlwsError, ValidationError
+from jupyter_mlws.errors import MlwsError, RayHeadUnreachableError, ValidationError
 
 DEFAULT_PORT = 8265
 HTTP_TIMEOUT_S = 15.0
 PROBE_TIMEOUT_S = 3.0
 
-class RayHeadUnreachableError(MlwsError):
-    """The Ray head's dashboard does not answer."""
-
-    code = "ray_unreachable"
-    http_status = 503
 
 
 
