@@ -246,6 +246,10 @@ def translate_conda(conda_file: Mapping[str, Any] | None, *,
     out.from_conda = list(out.requirements)
     out.requirements.extend(pip_list)
     out.notes = _notes(out)
+    channels = [str(c) for c in (conda_file or {}).get("channels") or []]
+    if channels and out.from_conda:
+        out.notes.append(f"conda: channels {', '.join(channels)} not used; the conda "
+                         "dependencies above come from the machine's PyPI index")
     return out
 
 

@@ -53,7 +53,9 @@ def test_python_pip_and_the_pip_list() -> None:
     assert out.python == "python=3.11"
     assert out.requirements == ["numpy==1.26.4", "mlflow==2.14.1", "six"]
     assert out.from_conda == ["numpy==1.26.4"]
-    assert out.notes == ["conda -> PyPI: numpy=1.26.4 -> numpy==1.26.4"]
+    assert out.notes == ["conda -> PyPI: numpy=1.26.4 -> numpy==1.26.4",
+                         "conda: channels conda-forge not used; the conda dependencies above "
+                         "come from the machine's PyPI index"]
 
 
 @pytest.mark.parametrize("dep", ["mkl", "libgcc-ng", "_libgcc_mutex", "_openmp_mutex=4.5",
