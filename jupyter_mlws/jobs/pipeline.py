@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from jupyter_mlws.assets.job import iso_duration_seconds
 from jupyter_mlws.compute.base import JobTemplate, RunContext, Runtime
 from jupyter_mlws.errors import MlwsError, SpecError
 from jupyter_mlws.fileio import write_json_atomic
@@ -136,7 +137,7 @@ def _submit_step(ws: Workspace, pipeline_id: str, name: str, step: dict[str, Any
         return submit_sweep_step(ws, step, inputs, outputs, base, compute, common)
     code = step.get("code")
     code_path = str((base / code).resolve()) if code else None
-    timeout = (step.get("limits") or {}).get("timeout")
+    timeout = iso_duration_seconds((step.get("limits") or {}).get("timeout"))
     display = step.get("display_name") or name
     if step.get("notebook"):
         params = {k: _bind(v, parent_inputs, outputs_of)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from click.testing import Result
 
 from jupyter_mlws import Workspace
+from jupyter_mlws.errors import SpecError
 from tests.azure.conftest import SPECS
 from tests.azure.test_command_yaml import run_spec, set_compute_map
 
@@ -157,3 +159,20 @@ def test_a_step_limits_timeout_is_its_cause(mlws, cli_ws: Workspace) -> None:  #
     pipe, _ = run_spec(mlws, "pipeline-step-timeout.yml", code=1)
     assert pipe["error"].startswith("step 'slow' failed: timed out after 2.0 s (the job's "
                                     "timeout) (last output: waiting)")
+
+
+def test_a_step_iso_timeout_is_read_as_seconds(mlws, cli_ws: Workspace) -> None:  # type: ignore[no-untyped-def]
+    pipe, _ = run_spec(mlws, "pipeline-step-iso-timeout.yml", code=1)
+    assert pipe["error"].startswith("step 'slow' failed: timed out after 2.0 s (the job's "
+                                    "timeout)")
+
+
+def test_a_step_with_a_bad_timeout_is_refused_before_anything_runs(
+        cli_ws: Workspace, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "pipe.yml"
+    spec.write_text((SPECS / "pipeline-step-timeout.yml").read_text().replace(
+        "timeout: 2", "timeout: 2 hours"))
+    with pytest.raises(SpecError) as err:
+        cli_ws.jobs.create_from_file(spec)
+    assert "timeout" in str(err.value)
+    assert cli_ws.jobs.list(include_children=True) == []
