@@ -123,7 +123,7 @@ def _submit_step(ws: Workspace, pipeline_id: str, name: str, step: dict[str, Any
     parent_inputs = pipe.get("inputs", {})
     inputs = {k: _bind(v, parent_inputs, outputs_of) for k, v in step.get("inputs", {}).items()}
     inputs = {k: _absolute(v, base) for k, v in inputs.items()}
-    outputs = {k: (v if isinstance(v, Mapping) else {"type": "uri_folder"})
+    outputs = {k: _step_output(v, pipe.get("outputs") or {}, pipeline_id)
                for k, v in (step.get("outputs") or {}).items()}
     settings = pipe.get("settings") or {}
     compute = (settings.get("resolved_computes") or {}).get(name) or step.get("compute") \
@@ -185,6 +185,25 @@ def _component_io(comp: Mapping[str, Any], inputs: dict[str, Any],
     for key, decl in comp.get("outputs", {}).items():
         given = outputs.get(key) or {}
         outputs[key] = {**given, "type": given.get("type") or decl.get("type", "uri_folder")}
+
+
+def _step_output(value: Any, pipe_outputs: Mapping[str, Any], pipeline_id: str
+                 ) -> dict[str, Any]:
+    """A step's output declaration. Bound to ``${{parent.outputs.X}}`` where the pipeline gives
+    ``X`` a ``path`` (a datastore URI), the step writes there: the path, with ``${{name}}``
+    read as the pipeline job's name, becomes the step output's own."""
+    text = value.get("path") if isinstance(value, Mapping) else value
+    m = _PARENT_OUT.fullmatch(text.strip()) if isinstance(text, str) else None
+    if m is None:
+        return dict(value) if isinstance(value, Mapping) else {"type": "uri_folder"}
+    own = {k: v for k, v in value.items() if k != "path"} if isinstance(value, Mapping) else {}
+    decl = pipe_outputs.get(m.group(1))
+    if isinstance(decl, Mapping):
+        own = {**{k: v for k, v in decl.items() if v is not None}, **own}
+        if isinstance(own.get("path"), str):
+            own["path"] = own["path"].replace("${{name}}", pipeline_id)
+    own.setdefault("type", "uri_folder")
+    return own
 
 
 def _link_parent_outputs(ws: Workspace, pipeline_id: str, step: Mapping[str, Any],

@@ -77,3 +77,19 @@ def test_an_output_to_a_missing_datastore_is_refused(mlws: Callable[..., Result]
                code=1).output
     assert "names the datastore 'nosuchstore', which does not exist" in out
     assert "mlws datastore create -n nosuchstore" in out
+
+
+def test_a_pipeline_output_with_a_datastore_path_is_written_there(
+        mlws: Callable[..., Result], cli_ws: Workspace) -> None:
+    pipe, _ = run_spec(mlws, "pipeline-datastore-outputs.yml")
+    assert pipe["status"] == "Completed", pipe.get("error")
+    blob = Path(cli_ws.datastores.root("workspaceblobstore"))
+    # ${{name}} in a pipeline output's path is the pipeline job's name
+    written = blob / "pipelines" / pipe["id"] / "prepped" / "rows.csv"
+    assert written.read_text() == "a,b\n1,2\n"
+    steps = {j.display_name: j for j in cli_ws.jobs.list(include_children=True)
+             if j.parent_id == pipe["id"]}
+    assert "2" in cli_ws.jobs.logs(steps["count"].id)
+    shown = json.loads(mlws("job", "show", steps["prep"].id, "-o", "json").stdout)
+    assert {o["name"]: o["uri"] for o in shown["outputs"]}["prepped"] == (
+        f"azureml://datastores/workspaceblobstore/paths/pipelines/{pipe['id']}/prepped/")
