@@ -78,7 +78,7 @@ class DeploymentResolver:
             code_dir, script = self._no_code(), "score.py"
         else:
             code_dir, script = self._code(), spec.code_configuration.scoring_script
-        env = self._environment(log, runtime)
+        env = self._environment(log, runtime, model)
         rs = spec.request_settings
         probe = spec.readiness_probe
         live = spec.liveness_probe
@@ -149,13 +149,19 @@ class DeploymentResolver:
                 out["mlflow_subpath"] = str(found[0].parent.relative_to(model_dir))
         return out
 
-    def _environment(self, log: Any, runtime: str) -> dict[str, Any]:
+    def _environment(self, log: Any, runtime: str, model: dict[str, Any]) -> dict[str, Any]:
         ref = self.spec.environment
         envs = self.ws.environments
         if ref is None and runtime == PROCESS:
             return {"runtime": PROCESS, "environment": None, "env_hash": None,
                     "python": sys.executable}
-        if ref is None:
+        own = self._mlflow_conda_file(model) if ref is None else None
+        if own is not None:  # Azure's no-code deployment: the environment the model was saved in
+            from jupyter_mlws.assets.environment import EnvironmentSpec
+
+            env = envs.register_anonymous(EnvironmentSpec.prepare_yaml(
+                {"conda_file": own.name}, own.parent, str(own)))
+        elif ref is None:
             from jupyter_mlws.compute.docker import DEFAULT_ENVIRONMENT
 
             env = envs.get(DEFAULT_ENVIRONMENT)
@@ -176,6 +182,15 @@ class DeploymentResolver:
 
         return {"runtime": PROCESS, "environment": env.ref, "env_hash": env.env_hash,
                 "venv": result.image, "python": str(venv_python(Path(result.image)))}
+
+    @staticmethod
+    def _mlflow_conda_file(model: dict[str, Any]) -> Path | None:
+        """The ``conda.yaml`` MLflow saved beside an ``mlflow_model``'s MLmodel, if any."""
+        if model.get("model_type") != "mlflow_model" or model.get("mlflow_subpath") is None:
+            return None
+        folder = Path(model["model_dir"]) / model["mlflow_subpath"]
+        found = folder / "conda.yaml"
+        return found if found.is_file() and not found.is_symlink() else None
 
     def _code(self) -> Path:
         cc = self.spec.code_configuration

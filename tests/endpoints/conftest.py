@@ -165,3 +165,19 @@ def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1.0)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture
+def mlflow_model(tmp_path: Path) -> tuple[Path, object]:
+    """A small sklearn model saved by mlflow.sklearn.save_model, with a signature."""
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.linear_model import LinearRegression
+
+    x = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.9, 0.3]})
+    y = 2 * x["a"] + x["b"]
+    model = LinearRegression().fit(x, y)
+    path = tmp_path / "mlflow-model"
+    mlflow.sklearn.save_model(model, str(path), signature=infer_signature(x, y))
+    return path, model

@@ -170,3 +170,31 @@ def test_init_raising_in_a_container_fails_the_deployment_with_its_traceback(
     assert "init() raised" in str(failed.value) and "weights.bin is missing" in str(failed.value)
     assert eps.endpoints.show("ep-docker")["traffic"] == {}
     wait_for(lambda: _containers(docker_client, eps) == [], what="no container left")
+
+
+def test_a_no_code_mlflow_model_serves_from_an_image_of_its_own_conda_file(
+        cli, eps: Workspace, project: Path, mlflow_model) -> None:  # type: ignore[no-untyped-def]
+    import pandas as pd
+
+    path, model = mlflow_model
+    eps.models.create("mlflow-docker", path, type="mlflow_model")
+    (project / "endpoint.yml").write_text(ENDPOINT)
+    (project / "nocode.yml").write_text(
+        "$schema: https://azuremlschemas.azureedge.net/latest/managedOnlineDeployment.schema.json"
+        "\nname: blue\nendpoint_name: ep-docker\nmodel: azureml:mlflow-docker:1\n"
+        "instance_type: Standard_DS3_v2\ninstance_count: 1\n"
+        "readiness_probe:\n  initial_delay: 1\n  period: 1\n  failure_threshold: 120\n")
+    cli("online-endpoint", "create", "-f", "endpoint.yml")
+    out = cli("online-deployment", "create", "-f", "nocode.yml", "--all-traffic", "-o", "json")
+    shown = json.loads(out[out.index("\n{\n") + 1:])  # after the image's build log
+    assert shown["state"] == "Succeeded" and shown["runtime"] == "docker"
+    # the environment is the one MLflow saved with the model (its conda.yaml), as in Azure
+    env = eps.environments.get_by_hash(shown["env_hash"])
+    pinned = {str(r).split("==")[0].lower() for r in env.spec["conda_file"]["dependencies"][-1]["pip"]}
+    assert {"mlflow", "scikit-learn"} <= pinned
+    rows = pd.DataFrame({"a": [5.0, 6.0], "b": [0.2, 0.4]})
+    body = {"input_data": {"columns": ["a", "b"], "index": [0, 1],
+                           "data": [[5.0, 0.2], [6.0, 0.4]]}}
+    answer = eps.endpoints.invoke("ep-docker", json.dumps(body))
+    assert answer.ok, answer.body
+    assert json.loads(answer.body) == [pytest.approx(v) for v in model.predict(rows)]

@@ -19,22 +19,6 @@ from tests.endpoints.conftest import alive, wait_for
 from tests.endpoints.test_endpoints import deploy, post
 
 
-@pytest.fixture
-def mlflow_model(tmp_path: Path) -> tuple[Path, object]:
-    """A small sklearn model saved by mlflow.sklearn.save_model, with a signature."""
-    import mlflow.sklearn
-    import pandas as pd
-    from mlflow.models import infer_signature
-    from sklearn.linear_model import LinearRegression
-
-    x = pd.DataFrame({"a": [1.0, 2.0, 3.0, 4.0], "b": [0.5, 0.1, 0.9, 0.3]})
-    y = 2 * x["a"] + x["b"]
-    model = LinearRegression().fit(x, y)
-    path = tmp_path / "mlflow-model"
-    mlflow.sklearn.save_model(model, str(path), signature=infer_signature(x, y))
-    return path, model
-
-
 def test_an_mlflow_model_without_a_scoring_script_is_served_by_pyfunc(
         cli, eps: Workspace, mlflow_model, project: Path, yaml_files) -> None:  # type: ignore[no-untyped-def]
     import pandas as pd
