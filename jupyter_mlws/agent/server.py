@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlws.agent import JobAgentSettings, agent_dir, read_settings
+from jupyter_mlws.agent import agent_dir
+from jupyter_mlws.agent.settings import JobAgentSettings, read_settings
 from jupyter_mlws.agent.wire import Channel, peer_credentials
 from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
 
@@ -78,6 +79,9 @@ class Agent:
         self.served = 0
         self.running = True
         self.per_worker = 0  # the memory of the largest warm worker seen (with its kernel)
+        from jupyter_mlws.agent.intake import Workspaces
+
+        self.workspaces = Workspaces(workspace)  # opened for `mlws job notebook` submissions
 
     # --- the pool -------------------------------------------------------------------------
 
@@ -153,8 +157,15 @@ class Agent:
             if uid != os.getuid():
                 return
             conn.settimeout(30)
-            request, _ = chan.recv()
-            if request is not None:
+            request, fds = chan.recv()
+            if request is not None and request.get("op") == "submit":
+                self.last_used = time.monotonic()
+                from jupyter_mlws.agent.intake import handle_submit
+
+                handle_submit(self.workspaces, chan, request, fds)
+            elif request is not None:
+                for fd in fds:
+                    os.close(fd)
                 self.handle(chan, request)
         except (OSError, ValueError):
             pass
@@ -181,6 +192,8 @@ class Agent:
         elif op == "status":
             times = os.times()
             chan.send({"op": "status", "pid": os.getpid(), "served": self.served,
+                       "submitted": self.workspaces.submitted,
+                       "submit_errors": self.workspaces.errors,
                        "cpu_s": times.user + times.system,
                        "children_cpu_s": times.children_user + times.children_system,
                        "memory": self.memory(), "per_worker": self.per_worker,
@@ -190,7 +203,18 @@ class Agent:
             chan.send({"op": "stopping"})
             self.running = False
 
+    def preload(self) -> None:
+        """Open the workspace and import what a submission needs, before one comes."""
+        from jupyter_mlws.agent.intake import forget_old_requests
+
+        forget_old_requests(self.workspace)
+        with contextlib.suppress(Exception):  # (said again, typed, to the first submitter)
+            self.workspaces.get()
+            import jupyter_mlws.cli.job  # noqa: F401
+            import jupyter_mlws.jobs.submit  # noqa: F401
+
     def serve(self) -> None:
+        self.preload()
         while self.running:
             for key, _ in self.sel.select(TICK_S):
                 if key.data is None:
