@@ -170,6 +170,37 @@ def _await(chan: Channel, ident: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _context(workspace: Path, token: str) -> dict[str, Any]:
+    """What the agent compares with its own before it acts for this process."""
+    return {"workspace": str(workspace), "package": package_parent(), "python": sys.executable,
+            "env": env_digest(os.environ, token)}
+
+
+def wait(workspace_path: str | None, job_id: str, output: str) -> tuple[str, int] | None:
+    """Wait for the job to end through the agent: what to print and the exit status; ``None``
+    when the agent is gone or says no (then wait the normal way)."""
+    workspace = find_workspace(workspace_path)
+    found = connect(workspace) if workspace is not None else None
+    if workspace is None or found is None:
+        return None
+    chan, ident = found
+    try:
+        chan.send({"op": "wait", "job": job_id, "output": output,
+                   **_context(workspace, ident["token"])})
+        while True:
+            if select.select([chan.sock], [], [], 1.0)[0]:
+                message, _ = chan.recv()
+                if message is None or message.get("op") != "ended":
+                    return None
+                return str(message["text"]), int(message["code"])
+            if not _is_agent(ident):
+                return None
+    except (OSError, ValueError, KeyError):
+        return None
+    finally:
+        chan.close()
+
+
 def submit(workspace_path: str | None, options: dict[str, Any]) -> Submitted | Failed | Lost | None:
     """Submit through the agent; ``None``: take the normal path (no agent, or it said no)."""
     if switched_off():
@@ -182,10 +213,8 @@ def submit(workspace_path: str | None, options: dict[str, Any]) -> Submitted | F
     request_id = uuid.uuid4().hex
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        chan.send({"op": "submit", "id": request_id, "options": options,
-                   "workspace": str(workspace), "package": package_parent(),
-                   "python": sys.executable, "umask": _umask(),
-                   "env": env_digest(os.environ, ident["token"])}, fds=[cwd])
+        chan.send({"op": "submit", "id": request_id, "options": options, "umask": _umask(),
+                   **_context(workspace, ident["token"])}, fds=[cwd])
         reply = _await(chan, ident)
         if reply is None:
             return Lost(workspace, request_id)

@@ -241,3 +241,58 @@ def forget_old_requests(workspace: Path) -> None:
         for entry in os.scandir(folder):
             if entry.stat(follow_symlinks=False).st_mtime < time.time() - MARKER_MAX_AGE_S:
                 os.unlink(entry.path)
+
+
+class Waiters:
+    """``mlws job notebook --wait`` after a fast submission: the CLI waits on the agent (which
+    polls the store as ``ws.jobs.wait`` does) and prints what the normal path would."""
+
+    POLL_S = 0.05
+
+    def __init__(self, workspaces: Workspaces) -> None:
+        self.workspaces = workspaces
+        self.pending: list[tuple[Channel, str, str]] = []
+        self.answered = 0
+
+    def add(self, chan: Channel, request: dict[str, Any]) -> bool:
+        """Take the connection (``True``) or refuse the request."""
+        if refusal(self.workspaces.path, {**request, "options": {}}) is not None:
+            chan.send({"op": "refused"})
+            return False
+        chan.sock.settimeout(5)
+        self.pending.append((chan, str(request.get("job")), str(request.get("output"))))
+        return True
+
+    def poll(self) -> None:
+        """Answer the waiters whose job ended; drop those whose CLI went away."""
+        import select
+
+        keep = []
+        for chan, job_id, output in self.pending:
+            try:
+                if select.select([chan.sock], [], [], 0)[0]:
+                    raise OSError("the CLI went away")
+                if not self._answer(chan, job_id, output):
+                    keep.append((chan, job_id, output))
+                    continue
+            except Exception:  # noqa: S110 - the CLI then waits the normal way
+                pass
+            chan.close()
+        self.pending = keep
+
+    def _answer(self, chan: Channel, job_id: str, output: str) -> bool:
+        from jupyter_mlws.cli.job import _after_submit
+
+        ws = self.workspaces.get()
+        job = ws.jobs.get(job_id)
+        if not job.done:
+            return False
+        out, code = io.StringIO(), 0
+        with contextlib.redirect_stdout(out):
+            try:
+                _after_submit(ws, job, True, False, output)
+            except SystemExit as exc:
+                code = int(exc.code or 0)
+        chan.send({"op": "ended", "text": out.getvalue(), "code": code})
+        self.answered += 1
+        return True

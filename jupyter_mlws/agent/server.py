@@ -79,9 +79,10 @@ class Agent:
         self.served = 0
         self.running = True
         self.per_worker = 0  # the memory of the largest warm worker seen (with its kernel)
-        from jupyter_mlws.agent.intake import Workspaces
+        from jupyter_mlws.agent.intake import Waiters, Workspaces
 
         self.workspaces = Workspaces(workspace)  # opened for `mlws job notebook` submissions
+        self.waiters = Waiters(self.workspaces)
 
     # --- the pool -------------------------------------------------------------------------
 
@@ -152,6 +153,7 @@ class Agent:
     def on_client(self) -> None:
         conn, _ = self.listener.accept()
         chan = Channel(conn)
+        kept = False
         try:
             _pid, uid, _gid = peer_credentials(conn)
             if uid != os.getuid():
@@ -163,6 +165,8 @@ class Agent:
                 from jupyter_mlws.agent.intake import handle_submit
 
                 handle_submit(self.workspaces, chan, request, fds)
+            elif request is not None and request.get("op") == "wait":
+                kept = self.waiters.add(chan, request)
             elif request is not None:
                 for fd in fds:
                     os.close(fd)
@@ -170,7 +174,8 @@ class Agent:
         except (OSError, ValueError):
             pass
         finally:
-            chan.close()
+            if not kept:
+                chan.close()
 
     def handle(self, chan: Channel, request: dict[str, Any]) -> None:
         op = request.get("op")
@@ -194,6 +199,7 @@ class Agent:
             chan.send({"op": "status", "pid": os.getpid(), "served": self.served,
                        "submitted": self.workspaces.submitted,
                        "submit_errors": self.workspaces.errors,
+                       "waits_answered": self.waiters.answered,
                        "cpu_s": times.user + times.system,
                        "children_cpu_s": times.children_user + times.children_system,
                        "memory": self.memory(), "per_worker": self.per_worker,
@@ -216,11 +222,15 @@ class Agent:
     def serve(self) -> None:
         self.preload()
         while self.running:
-            for key, _ in self.sel.select(TICK_S):
+            for key, _ in self.sel.select(self.waiters.POLL_S if self.waiters.pending
+                                          else TICK_S):
                 if key.data is None:
                     self.on_client()
                 else:
                     self.on_worker(key.data)
+            if self.waiters.pending:
+                self.last_used = time.monotonic()
+                self.waiters.poll()
             if time.monotonic() - self.last_used > self.settings.idle_timeout_s:
                 break
             if not (self.workspace / "workspace.yaml").exists():
@@ -228,6 +238,8 @@ class Agent:
         for workers in list(self.pool.values()):
             for w in list(workers):
                 self._drop(w)
+        for chan, _job, _output in self.waiters.pending:
+            chan.close()  # (they wait the normal way)
 
 
 def main(argv: list[str]) -> int:

@@ -94,7 +94,14 @@ def job_notebook(notebook: str, parameters: Sequence[tuple[str, str]], code: str
         if isinstance(done, fast.Submitted) and not (wait or stream):
             click.echo(done.text, nl=False)
             return
-        if isinstance(done, fast.Submitted):
+        if isinstance(done, fast.Submitted) and wait and not stream:
+            ended = fast.wait(workspace_path, done.job_id, output)
+            if ended is not None:
+                click.echo(ended[0], nl=False)
+                if ended[1]:
+                    raise SystemExit(ended[1])
+                return
+        if isinstance(done, fast.Submitted):  # (the agent went away, or --stream)
             ws = open_workspace(workspace_path)
             _after_submit(ws, ws.jobs.get(done.job_id), wait, stream, output)
             return

@@ -231,3 +231,28 @@ def test_a_lost_reply_is_recognised_by_its_request_id(fws: Workspace, notebook) 
     path.write_text("keen_otter_abcdef")  # recorded by a dead agent, but never stored
     assert recover(fws, "f" * 32) is None
     assert not path.exists()
+
+
+def test_wait_through_the_agent_prints_and_exits_as_the_normal_path(fws: Workspace,
+                                                                    notebook) -> None:
+    good = probe_notebook(notebook)
+    bad = notebook("raise ValueError('boom ' + str(msg))", parameters="msg = None")
+    start(fws)
+    for nb, code, state in ((good, 0, "Completed"), (bad, 1, "Failed")):
+        for output in ("table", "json"):
+            args = ["job", "notebook", str(nb), "-p", "msg", "7", "--wait", "-o", output]
+            fast = mlws(fws, *args)
+            normal = mlws(fws, *args, agent=False)
+            assert fast.returncode == normal.returncode == code, (fast.stderr, normal.stderr)
+            if output == "json":
+                a, b = json.loads(fast.stdout), json.loads(normal.stdout)
+                assert a["status"] == b["status"] == state
+                assert {k: v for k, v in a.items() if k not in VOLATILE | {"error"}} == \
+                    {k: v for k, v in b.items() if k not in VOLATILE | {"error"}}
+                continue
+            fast_id, normal_id = fast.stdout.split()[1].rstrip(":"), \
+                normal.stdout.split()[1].rstrip(":")
+            assert fast.stdout.startswith(f"Job {fast_id}: {state}")
+            assert fast.stdout.replace(fast_id, "ID") == normal.stdout.replace(normal_id, "ID")
+    found = status(fws) or {}
+    assert found.get("submitted") == found.get("waits_answered") == 4
