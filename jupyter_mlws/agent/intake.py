@@ -152,18 +152,24 @@ def handle_submit(workspaces: Workspaces, chan: Channel, request: dict[str, Any]
 
     for fd in fds[1:]:
         os.close(fd)
-    if len(fds) < 1:
-        chan.send({"op": "refused", "reason": "no working folder"})
+    request_id = str(request.get("id") or "")
+    if len(fds) < 1 or not (request_id.isascii() and request_id.isalnum()):
+        for fd in fds[:1]:
+            os.close(fd)
+        chan.send({"op": "refused", "reason": "no working folder or request id"})
         return
-    intake = Intake(workspaces.path, str(request.get("id") or ""))
+    intake = Intake(workspaces.path, request_id)
     _fault("on-request")
     try:
-        reason = refusal(workspaces.path, request) or (
-            None if str(request.get("id") or "").isalnum() else "no request id")
+        reason = refusal(workspaces.path, request)
         if reason is not None:
             chan.send({"op": "refused", "reason": reason})
             return
-        ws = workspaces.get()
+        try:
+            ws = workspaces.get()
+        except Exception as exc:  # the normal path says what is wrong with the workspace
+            chan.send({"op": "refused", "reason": f"{type(exc).__name__}: {exc}"})
+            return
         hook = SUBMIT_HOOK.set(intake)
         mask = os.umask(int(request.get("umask", 0o022)) & 0o777)
         try:

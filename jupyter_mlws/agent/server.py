@@ -164,7 +164,8 @@ class Agent:
                 self.last_used = time.monotonic()
                 from jupyter_mlws.agent.intake import handle_submit
 
-                handle_submit(self.workspaces, chan, request, fds)
+                with contextlib.suppress(Exception):  # (the CLI then takes the normal path)
+                    handle_submit(self.workspaces, chan, request, fds)
             elif request is not None and request.get("op") == "wait":
                 kept = self.waiters.add(chan, request)
             elif request is not None:
