@@ -2,7 +2,8 @@
 
 A single-threaded loop (``selectors``) over the listening socket and the warm workers' sockets.
 Requests from runners: ``claim`` (a warm worker for an interpreter: its socket is passed over
-and the pool refills), ``status`` (PID, CPU time, the pool and its memory), ``stop``.
+and the pool refills), ``status`` (PID, CPU time, the pool and its memory), ``stop``; from
+``mlws job notebook`` (:mod:`.intake`): ``submit`` and ``wait``.
 """
 
 from __future__ import annotations

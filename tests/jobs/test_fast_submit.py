@@ -256,3 +256,16 @@ def test_wait_through_the_agent_prints_and_exits_as_the_normal_path(fws: Workspa
             assert fast.stdout.replace(fast_id, "ID") == normal.stdout.replace(normal_id, "ID")
     found = status(fws) or {}
     assert found.get("submitted") == found.get("waits_answered") == 4
+
+
+def test_the_environment_is_compared_by_an_hmac_of_what_a_submission_reads() -> None:
+    from jupyter_mlws.agent.fast import env_digest
+
+    base = {"HOME": "/home/u", "MLWS_STORE_URI": "postgresql://u:pw@db/x", "TERM": "xterm"}
+    digest = env_digest(base, "token")
+    assert "pw" not in digest and len(digest) == 64
+    assert env_digest({**base, "TERM": "dumb", "PWD": "/elsewhere"}, "token") == digest
+    assert env_digest({**base, "MLWS_SECRET_KEY": "k", "MLWS_JOB_AGENT": "1"}, "token") == digest
+    assert env_digest({**base, "MLWS_STORE_URI": "sqlite:///x"}, "token") != digest
+    assert env_digest({**base, "AWS_PROFILE": "other"}, "token") != digest
+    assert env_digest(base, "another agent's token") != digest
