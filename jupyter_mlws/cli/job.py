@@ -139,9 +139,11 @@ def _start_agent(ws: Any) -> None:
     from jupyter_mlws.agent.settings import read_settings
 
     if read_settings(ws.path) is not None:
+        import contextlib
         import sys
 
-        client.start_agent(ws.path, python=sys.executable)
+        with contextlib.suppress(Exception):  # (an accelerator: never the CLI's failure)
+            client.start_agent(ws.path, python=sys.executable)
 
 
 job_notebook = with_options(SUBMIT_OPTS, job_notebook)
