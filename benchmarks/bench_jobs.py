@@ -7,7 +7,10 @@ a. CLI ``mlws job notebook NB -p msg hi --wait`` (submit -> Completed, output st
    the ``papermill`` CLI, cold (no job agent) and warm (a warm kernel waiting).
 b. ``%submit NB -p msg hi --wait`` in a live kernel against ``papermill.execute_notebook``
    called in that kernel.
-c. CLI submit-only (``mlws job notebook NB -p msg hi``), p50/p95, beside ``python -c pass``.
+c. CLI submit-only (``mlws job notebook NB -p msg hi``), p50/p95: the fast path (the job agent
+   running: the CLI imports the standard library and click and hands the submission over) beside
+   the normal path (agent off), with ``python -c pass``; then where the fast path's time goes
+   (imports, ``-X importtime``'s top imports, the agent's round trip).
 d. N jobs at once at concurrency 2 against N/2 x one job (warm agent off: the work is the same).
 e. Cold vs warm through the Python API, with the job's own timestamps (where the time goes);
    the agent's CPU time and the pool's memory.
@@ -16,7 +19,7 @@ f. (with Docker) the docker figures of before: submit -> Running, total, contain
 The CLI runs as ``python -m jupyter_mlws.cli`` (the ``mlws`` script does the same; a version
 manager's shim in front of it would add its own start-up).
 
-Run: python benchmarks/bench_jobs.py [--repeat N] [--jobs 50] [--no-docker]
+Run: python benchmarks/bench_jobs.py [--repeat N] [--jobs 50] [--no-docker] [--only-cli]
 """
 
 from __future__ import annotations
@@ -93,33 +96,91 @@ def med(xs: list[float]) -> str:
     return f"{statistics.median(xs):.2f} s"
 
 
+def submit_only(ws: Workspace, argv: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of one CLI submission; its job is then waited for (not timed), so jobs do
+    not pile up under the next measure."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+    assert proc.stdout is not None
+    out = proc.stdout.read().decode()
+    _pid, code, usage = os.wait4(proc.pid, 0)  # the CPU of this process alone (and what it
+    wall = time.perf_counter() - t               # waited for), not of the detached runner
+    proc.returncode = code
+    assert code == 0, out
+    CPU.append(usage.ru_utime + usage.ru_stime)
+    ws.jobs.wait(out.split()[1].rstrip(":"), timeout=600, poll_s=0.02)
+    return wall
+
+
 def cli_figures(ws: Workspace, nb: Path, root: Path, repeat: int) -> list[tuple[str, ...]]:
-    """(a) and (c), interleaved: papermill, cold CLI, warm CLI, submit-only."""
-    papermill, cold, warm, submit, floor = [], [], [], [], []
-    submit_cpu: list[float] = []
+    """(a) and (c), interleaved: papermill, cold CLI, warm CLI, submit-only fast and normal."""
+    papermill, cold, warm, floor = [], [], [], []
+    fast, normal, fast_cpu, normal_cpu = [], [], [], []
     base = [*CLI, "job", "notebook", str(nb), "-p", "msg", "hi", "-w", str(ws.path)]
     for i in range(repeat):
         papermill.append(run(["papermill", str(nb), str(root / f"pm{i}.ipynb"), "-p", "msg",
                               "hi"]))
         client.request(ws.path, {"op": "stop"})
         cold.append(run([*base, "--wait"], agent_env(False)))
+        normal.append(submit_only(ws, base, agent_env(False)))  # (c) normal path, no agent
+        normal_cpu.append(CPU[-1])
         wait_warm(ws)
         warm.append(run([*base, "--wait"], agent_env(True)))
-        submit.append(run(base, agent_env(False)))
-        submit_cpu.append(CPU[-1])
+        wait_warm(ws)
+        fast.append(submit_only(ws, base, agent_env(True)))  # (c) fast path, agent running
+        fast_cpu.append(CPU[-1])
         floor.append(run([sys.executable, "-c", "pass"]))
     p = statistics.median(papermill)
-    p50, p95 = percentiles(submit)
+    p50, p95 = percentiles(fast)
+    n50, n95 = percentiles(normal)
     return [
         ("a. CLI --wait, cold (no agent)", med(cold), f"{p:.2f} s papermill CLI",
          "<= 1.0x", f"{statistics.median(cold) / p:.2f}x"),
-        ("a. CLI --wait, warm kernel", med(warm), f"{p:.2f} s papermill CLI", "<= 0.5x",
-         f"{statistics.median(warm) / p:.2f}x"),
-        ("c. CLI submit-only p50 / p95", f"{p50:.3f} / {p95:.3f} s",
-         f"{statistics.median(floor):.3f} s python -c pass", "p50 < 0.3 s",
+        ("a. CLI --wait, warm kernel (agent)", med(warm), f"{p:.2f} s papermill CLI",
+         "<= 0.5x", f"{statistics.median(warm) / p:.2f}x"),
+        ("c. CLI submit-only p50 / p95, fast path", f"{p50:.3f} / {p95:.3f} s",
+         f"{n50:.3f} / {n95:.3f} s normal path (agent off)", "p50 < 0.3 s",
          "yes" if p50 < 0.3 else "NO"),
-        ("c. CLI submit-only, CPU time (user+sys)", med(submit_cpu), "", "(report)", ""),
+        ("c. CLI submit-only CPU (user+sys), fast", med(fast_cpu),
+         f"{med(normal_cpu)} normal path", "(report)", ""),
+        ("c. python -c pass", med(floor), "", "(floor)", ""),
     ]
+
+
+def fast_breakdown(ws: Workspace, nb: Path, repeat: int) -> list[tuple[str, ...]]:
+    """(c) where the fast path's time goes: imports (``-X importtime``) and the agent's part."""
+    from jupyter_mlws.agent import fast
+
+    wait_warm(ws)
+    env = agent_env(True)
+    imports = [run([sys.executable, "-c", "import jupyter_mlws.cli.job, "
+                    "jupyter_mlws.agent.fast"], env) for _ in range(repeat)]
+    trips = []
+    for _ in range(repeat):  # the agent's part: request -> recorded -> runner started
+        os.environ["MLWS_JOB_AGENT"] = "1"
+        t = time.perf_counter()
+        done = fast.submit(str(ws.path), {"notebook": str(nb), "parameters": [["msg", "hi"]],
+                                          "output": "table"})
+        trips.append(time.perf_counter() - t)
+        os.environ["MLWS_JOB_AGENT"] = "0"
+        assert isinstance(done, fast.Submitted), done
+        ws.jobs.wait(done.job_id, timeout=600, poll_s=0.02)
+    probe = subprocess.run([*CLI, "job", "notebook", str(nb), "-p", "msg", "hi", "-w",
+                            str(ws.path)], env={**env, "PYTHONPROFILEIMPORTTIME": "1"},
+                           check=True, capture_output=True, text=True)
+    rows = []  # "import time: self | cumulative | name", top-level imports only
+    for line in probe.stderr.splitlines():
+        parts = line.split("|")
+        if line.startswith("import time:") and len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2].rstrip()
+            if not name.startswith("  "):
+                rows.append((int(parts[1]), name.strip()))
+    ws.jobs.wait(probe.stdout.split()[1].rstrip(":"), timeout=600, poll_s=0.02)
+    top = sorted(rows, reverse=True)[:6]
+    return [("c. fast path: imports (python -c import ...)", med(imports), "", "(report)", ""),
+            ("c. fast path: agent round trip (in-process)", med(trips), "", "(report)", ""),
+            ("c. fast path: -X importtime, top imports", f"{sum(r[0] for r in rows) / 1e6:.3f} s",
+             "", "(report)", ", ".join(f"{n} {us / 1000:.0f} ms" for us, n in top))]
 
 
 KERNEL_SETUP = """
@@ -260,11 +321,24 @@ def docker_figures(ws: Workspace, nb: Path, repeat: int, local: float) -> list[t
             ("f. container start (docker run --rm IMAGE true)", med(starts), "", "(report)", "")]
 
 
+def other_figures(ws: Workspace, nb: Path, root: Path, args: Any) -> list[tuple[str, ...]]:
+    """(b), (d), (e) and (f)."""
+    rows = kernel_figures(ws, nb, root, args.repeat)
+    rows += breakdown(ws, nb, args.repeat)
+    rows.append(("load average", load(), "", "", ""))
+    rows += many_jobs(ws, nb, args.jobs)
+    if not args.no_docker:
+        local = statistics.median(api_job(ws, nb)[0] for _ in range(3))
+        rows += docker_figures(ws, nb, args.repeat, local)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--jobs", type=int, default=50)
     ap.add_argument("--no-docker", action="store_true")
+    ap.add_argument("--only-cli", action="store_true", help="Only (a) and (c).")
     args = ap.parse_args()
     rows: list[tuple[str, ...]] = [("load average at start", load(), "", "", "")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,13 +352,10 @@ def main() -> None:
         try:
             rows += cli_figures(ws, nb, root, args.repeat)
             rows.append(("load average", load(), "", "", ""))
-            rows += kernel_figures(ws, nb, root, args.repeat)
-            rows += breakdown(ws, nb, args.repeat)
+            rows += fast_breakdown(ws, nb, args.repeat)
             rows.append(("load average", load(), "", "", ""))
-            rows += many_jobs(ws, nb, args.jobs)
-            if not args.no_docker:
-                local = statistics.median(api_job(ws, nb)[0] for _ in range(3))
-                rows += docker_figures(ws, nb, args.repeat, local)
+            if not args.only_cli:
+                rows += other_figures(ws, nb, root, args)
         finally:
             client.request(ws.path, {"op": "stop"})
             ws.close()

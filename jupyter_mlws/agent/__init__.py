@@ -8,49 +8,41 @@ folder only its owner can enter) and records who it is in ``agent.json`` (PID, s
 token in its environment); a runner trusts the socket only when the peer's PID is that one.
 
 The agent only accelerates: whenever it is absent, broken or says no, the job runs exactly as
-without it. Settings: ``job_agent`` in ``workspace.yaml``; ``MLWS_JOB_AGENT=0`` turns it off.
+without it. Settings: ``job_agent`` in ``workspace.yaml`` (:mod:`.settings`); ``MLWS_JOB_AGENT=0`` turns it
+off. This module is standard library only: the ``mlws`` fast path (:mod:`.fast`) imports it.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+if TYPE_CHECKING:
+    from jupyter_mlws.agent.settings import JobAgentSettings, read_settings
 
 AGENT_DIRNAME = "agent"
 ENV_SWITCH = "MLWS_JOB_AGENT"
-
-
-class JobAgentSettings(BaseModel):
-    """``job_agent`` in ``workspace.yaml``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="Keep warm kernels for notebook jobs on "
-                          "local compute (started on demand, exits when idle).")
-    pool_size: int = Field(default=1, ge=0, le=16,
-                           description="Warm kernels kept per interpreter.")
-    idle_timeout_s: float = Field(default=300.0, gt=0,
-                                  description="The agent exits after this long without a job.")
-    memory_mb: int = Field(default=1024, ge=0, description="Most memory (resident) the warm "
-                           "workers and their kernels may take together; none is started above.")
 
 
 def agent_dir(workspace: str | Path) -> Path:
     return Path(workspace) / AGENT_DIRNAME
 
 
-def read_settings(workspace: str | Path) -> JobAgentSettings | None:
-    """The agent's settings from ``workspace.yaml``; ``None`` when it is turned off."""
-    if os.environ.get(ENV_SWITCH, "").lower() in ("0", "off", "false", "no"):
-        return None
-    try:
-        import yaml
+def switched_off() -> bool:
+    """Whether ``MLWS_JOB_AGENT`` turns the agent off for this process."""
+    import os
 
-        data: Any = yaml.safe_load((Path(workspace) / "workspace.yaml").read_text("utf-8"))
-        settings = JobAgentSettings.model_validate((data or {}).get("job_agent") or {})
-    except Exception:
-        return None  # an accelerator never fails a job: unreadable settings mean no agent
-    return settings if settings.enabled else None
+    return os.environ.get(ENV_SWITCH, "").lower() in ("0", "off", "false", "no")
+
+
+def __getattr__(name: str) -> Any:
+    """``JobAgentSettings`` and ``read_settings`` (pydantic) load on first use."""
+    if name in ("JobAgentSettings", "read_settings"):
+        from jupyter_mlws.agent import settings
+
+        return getattr(settings, name)
+    raise AttributeError(name)
+
+
+__all__ = ["AGENT_DIRNAME", "ENV_SWITCH", "JobAgentSettings", "agent_dir", "read_settings",
+           "switched_off"]

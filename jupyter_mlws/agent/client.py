@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlws.agent import agent_dir, read_settings
+from jupyter_mlws.agent import agent_dir
+from jupyter_mlws.agent.settings import read_settings
 from jupyter_mlws.agent.wire import Channel, peer_credentials
 from jupyter_mlws.jobs.process_identity import (
     TOKEN_VAR,

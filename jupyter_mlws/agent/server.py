@@ -2,7 +2,8 @@
 
 A single-threaded loop (``selectors``) over the listening socket and the warm workers' sockets.
 Requests from runners: ``claim`` (a warm worker for an interpreter: its socket is passed over
-and the pool refills), ``status`` (PID, CPU time, the pool and its memory), ``stop``.
+and the pool refills), ``status`` (PID, CPU time, the pool and its memory), ``stop``; from
+``mlws job notebook`` (:mod:`.intake`): ``submit`` and ``wait``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlws.agent import JobAgentSettings, agent_dir, read_settings
+from jupyter_mlws.agent import agent_dir
+from jupyter_mlws.agent.settings import JobAgentSettings, read_settings
 from jupyter_mlws.agent.wire import Channel, peer_credentials
 from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
 
@@ -78,6 +80,10 @@ class Agent:
         self.served = 0
         self.running = True
         self.per_worker = 0  # the memory of the largest warm worker seen (with its kernel)
+        from jupyter_mlws.agent.intake import Waiters, Workspaces
+
+        self.workspaces = Workspaces(workspace)  # opened for `mlws job notebook` submissions
+        self.waiters = Waiters(self.workspaces)
 
     # --- the pool -------------------------------------------------------------------------
 
@@ -148,18 +154,30 @@ class Agent:
     def on_client(self) -> None:
         conn, _ = self.listener.accept()
         chan = Channel(conn)
+        kept = False
         try:
             _pid, uid, _gid = peer_credentials(conn)
             if uid != os.getuid():
                 return
             conn.settimeout(30)
-            request, _ = chan.recv()
-            if request is not None:
+            request, fds = chan.recv()
+            if request is not None and request.get("op") == "submit":
+                self.last_used = time.monotonic()
+                from jupyter_mlws.agent.intake import handle_submit
+
+                with contextlib.suppress(Exception):  # (the CLI then takes the normal path)
+                    handle_submit(self.workspaces, chan, request, fds)
+            elif request is not None and request.get("op") == "wait":
+                kept = self.waiters.add(chan, request)
+            elif request is not None:
+                for fd in fds:
+                    os.close(fd)
                 self.handle(chan, request)
         except (OSError, ValueError):
             pass
         finally:
-            chan.close()
+            if not kept:
+                chan.close()
 
     def handle(self, chan: Channel, request: dict[str, Any]) -> None:
         op = request.get("op")
@@ -181,6 +199,9 @@ class Agent:
         elif op == "status":
             times = os.times()
             chan.send({"op": "status", "pid": os.getpid(), "served": self.served,
+                       "submitted": self.workspaces.submitted,
+                       "submit_errors": self.workspaces.errors,
+                       "waits_answered": self.waiters.answered,
                        "cpu_s": times.user + times.system,
                        "children_cpu_s": times.children_user + times.children_system,
                        "memory": self.memory(), "per_worker": self.per_worker,
@@ -190,13 +211,28 @@ class Agent:
             chan.send({"op": "stopping"})
             self.running = False
 
+    def preload(self) -> None:
+        """Open the workspace and import what a submission needs, before one comes."""
+        from jupyter_mlws.agent.intake import forget_old_requests
+
+        forget_old_requests(self.workspace)
+        with contextlib.suppress(Exception):  # (said again, typed, to the first submitter)
+            self.workspaces.get()
+            import jupyter_mlws.cli.job  # noqa: F401
+            import jupyter_mlws.jobs.submit  # noqa: F401
+
     def serve(self) -> None:
+        self.preload()
         while self.running:
-            for key, _ in self.sel.select(TICK_S):
+            for key, _ in self.sel.select(self.waiters.POLL_S if self.waiters.pending
+                                          else TICK_S):
                 if key.data is None:
                     self.on_client()
                 else:
                     self.on_worker(key.data)
+            if self.waiters.pending:
+                self.last_used = time.monotonic()
+                self.waiters.poll()
             if time.monotonic() - self.last_used > self.settings.idle_timeout_s:
                 break
             if not (self.workspace / "workspace.yaml").exists():
@@ -204,6 +240,8 @@ class Agent:
         for workers in list(self.pool.values()):
             for w in list(workers):
                 self._drop(w)
+        for chan, _job, _output in self.waiters.pending:
+            chan.close()  # (they wait the normal way)
 
 
 def main(argv: list[str]) -> int:

@@ -12,13 +12,9 @@ from typing import Any
 import click
 
 from jupyter_mlws.cli._common import OUTPUT, WORKSPACE, open_workspace, with_options
-from jupyter_mlws.cli._format import age, detail_lines, emit, print_table
-from jupyter_mlws.jobs.requests import (
-    CommandJobRequest,
-    NotebookJobRequest,
-    parse_assignments,
-    parse_pairs,
-)
+
+# (the tables and the request models load in the commands that use them: `mlws job notebook`
+# submitted through the job agent imports neither; see jupyter_mlws.agent.fast)
 
 
 @click.group()
@@ -27,6 +23,8 @@ def job() -> None:
 
 
 def _job_row(j: Any) -> dict[str, Any]:
+    from jupyter_mlws.cli._format import age
+
     d = j.public_dict()
     d["created"] = age(j.created_at)
     d["duration"] = f"{j.duration_s:.1f} s" if j.duration_s is not None else ""
@@ -39,6 +37,8 @@ JOB_COLUMNS = [("id", "id"), ("type", "type"), ("status", "status"), ("name", "n
 
 
 def _after_submit(ws: Any, j: Any, wait: bool, stream: bool, output: str) -> None:
+    from jupyter_mlws.cli._format import emit
+
     if stream:
         for line in ws.jobs.stream(j.id):
             click.echo(line)
@@ -80,13 +80,70 @@ def job_notebook(notebook: str, parameters: Sequence[tuple[str, str]], code: str
                  outputs: Sequence[str], experiment: str | None, timeout: float | None,
                  wait: bool, stream: bool, workspace_path: str | None, output: str) -> None:
     """Run a notebook with papermill as a job."""
+    lost = None
+    if not (inputs or outputs):  # through the job agent when it runs (the same job, faster)
+        from jupyter_mlws.agent import fast
+
+        done = fast.submit(workspace_path, {
+            "notebook": notebook, "parameters": [list(p) for p in parameters], "code": code,
+            "environment": environment, "compute": compute, "experiment": experiment,
+            "timeout": timeout, "output": output})
+        if isinstance(done, fast.Failed):
+            click.echo(done.text, err=True, nl=False)
+            click.get_current_context().exit(1)
+        if isinstance(done, fast.Submitted) and not (wait or stream):
+            click.echo(done.text, nl=False)
+            return
+        if isinstance(done, fast.Submitted) and wait and not stream:
+            ended = fast.wait(workspace_path, done.job_id, output)
+            if ended is not None:
+                click.echo(ended[0], nl=False)
+                if ended[1]:
+                    raise SystemExit(ended[1])
+                return
+        if isinstance(done, fast.Submitted):  # (the agent went away, or --stream)
+            ws = open_workspace(workspace_path)
+            _after_submit(ws, ws.jobs.get(done.job_id), wait, stream, output)
+            return
+        lost = done
     ws = open_workspace(workspace_path)
-    request = NotebookJobRequest.create(
+    try:
+        from jupyter_mlws.agent.intake import recover
+
+        j = recover(ws, lost.request_id) if lost is not None else None
+        if j is None:
+            j = ws.jobs.submit(notebook_request(notebook, parameters, code, environment,
+                                                compute, inputs, outputs, experiment, timeout))
+    finally:
+        _start_agent(ws)
+    _after_submit(ws, j, wait, stream, output)
+
+
+def notebook_request(notebook: str, parameters: Sequence[tuple[str, str]], code: str | None,
+                     environment: str | None, compute: str | None, inputs: Sequence[str],
+                     outputs: Sequence[str], experiment: str | None,
+                     timeout: float | None) -> Any:
+    """The request ``mlws job notebook`` submits (also built by the job agent's fast path)."""
+    from jupyter_mlws.jobs.requests import NotebookJobRequest, parse_assignments, parse_pairs
+
+    return NotebookJobRequest.create(
         notebook=notebook, parameters=parse_pairs(parameters), environment=environment,
         compute=compute, inputs=parse_assignments(inputs, "--input"),
         outputs={o: {"type": "uri_folder"} for o in outputs}, code=code,
         experiment=experiment, timeout=timeout)
-    _after_submit(ws, ws.jobs.submit(request), wait, stream, output)
+
+
+def _start_agent(ws: Any) -> None:
+    """Start the job agent (detached) if its setting allows, so the next submission is fast."""
+    from jupyter_mlws.agent import client
+    from jupyter_mlws.agent.settings import read_settings
+
+    if read_settings(ws.path) is not None:
+        import contextlib
+        import sys
+
+        with contextlib.suppress(Exception):  # (an accelerator: never the CLI's failure)
+            client.start_agent(ws.path, python=sys.executable)
 
 
 job_notebook = with_options(SUBMIT_OPTS, job_notebook)
@@ -100,6 +157,8 @@ def job_command(command: str, code: str | None, environment: str | None, compute
                 timeout: float | None, wait: bool, stream: bool, workspace_path: str | None,
                 output: str) -> None:
     """Run a shell command as a job (${{inputs.x}} and ${{outputs.y}} are filled in)."""
+    from jupyter_mlws.jobs.requests import CommandJobRequest, parse_assignments
+
     ws = open_workspace(workspace_path)
     request = CommandJobRequest.create(
         command=command, code=code, environment=environment, compute=compute,
@@ -141,6 +200,8 @@ def job_create(file: str, compute: str | None, wait: bool, stream: bool,
 def job_list(status: Sequence[str], experiment: str | None, parent: str | None, limit: int,
              offset: int, workspace_path: str | None, output: str) -> None:
     """Jobs, newest first."""
+    from jupyter_mlws.cli._format import emit, print_table
+
     jobs = open_workspace(workspace_path).jobs.list(status=list(status) or None, experiment=experiment,
                                            parent_id=parent, limit=limit, offset=offset)
     emit([j.public_dict() for j in jobs], output,
@@ -154,6 +215,7 @@ def job_list(status: Sequence[str], experiment: str | None, parent: str | None, 
 def job_show(job_id: str, workspace_path: str | None, output: str) -> None:
     """A job: its states, what it consumed and produced, its metrics, the files it kept in
     ./outputs and ./logs."""
+    from jupyter_mlws.cli._format import detail_lines, emit
     from jupyter_mlws.jobs.azure_compat import kept_files
 
     ws = open_workspace(workspace_path)
@@ -213,6 +275,8 @@ def job_cancel(job_id: str, workspace_path: str | None) -> None:
 def job_rerun(job_id: str, parameters: Sequence[tuple[str, str]], compute: str | None,
               resume: bool, workspace_path: str | None, output: str) -> None:
     """Submit a job again (parameters can be changed; a sweep can be resumed)."""
+    from jupyter_mlws.jobs.requests import parse_pairs
+
     ws = open_workspace(workspace_path)
     extra: dict[str, Any] = {"parameters": parse_pairs(parameters)}
     if resume:
@@ -275,6 +339,8 @@ def job_sweep(notebook: str, searches: Sequence[str], metric: str, goal: str, ma
               compute: str | None, experiment: str | None, wait: bool,
               workspace_path: str | None, output: str) -> None:
     """Run a notebook over a search space: one trial job per drawn set of parameters."""
+    from jupyter_mlws.cli._format import emit
+    from jupyter_mlws.jobs.requests import parse_pairs
     from jupyter_mlws.sweeps.request import notebook_sweep_spec, sweep_text
 
     ws = open_workspace(workspace_path)

@@ -13,9 +13,8 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,9 @@ from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.queries import JobQueries
 from jupyter_mlws.jobs.safe_files import open_log_for_append
 
+#: Set by the job agent for a submission it takes from ``mlws`` (:mod:`jupyter_mlws.agent.intake`):
+#: told the job's id before the job is recorded, and hands the runner's start to the submitter.
+SUBMIT_HOOK: ContextVar[Any] = ContextVar("mlws_submit_hook", default=None)
 SNAPSHOT_MAX_FILES = 20_000
 SNAPSHOT_STAT_CACHE = "snapshot-stat-cache.json"
 _WORDS = ("amber", "brisk", "calm", "deft", "eager", "fair", "gentle", "hardy", "keen", "lucid",
@@ -169,11 +171,14 @@ class JobSubmission(JobQueries):
     def _create_and_start(self, *, job: dict[str, Any], launch: Launch, paths: JobPaths,
                           params: Mapping[str, Any], lineage: list[dict[str, Any]]) -> Job:
         launch.write(paths.launch)
+        hook = SUBMIT_HOOK.get()
+        if hook is not None:
+            hook.before_record(launch.job_id)
         job["spec"] = {**job.get("spec", {}), hosts.KEY: hosts.this_host(self._ws.path)}
         created = self._store.create_job(job, params=params,
                                          io=[{"direction": "input", **row} for row in lineage])
         try:
-            self._start_runner(paths, launch)
+            (hook.start_runner if hook is not None else self._start_runner)(paths, launch)
         except OSError as exc:
             self._store.transition_job(created.id, JobStatus.FAILED,
                                        message=f"the runner could not start: {exc}",
@@ -186,26 +191,18 @@ class JobSubmission(JobQueries):
         """Start the detached runner; a job that waits for a slot gets its place in the
         compute's queue now (a locked ticket handed to the runner), so jobs start in the order
         they were submitted whatever order their runners start in."""
+        from jupyter_mlws.agent.fast import spawn_runner
         from jupyter_mlws.jobs import queue
 
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (str(package_dir().parent), os.environ.get("PYTHONPATH")) if p)}
-        ticket = None
-        if launch.kind != "pipeline":
-            path, ticket = queue.issue_ticket(Path(launch.slot_dir), launch.job_id)
-            env[queue.TICKET_PATH_VAR] = str(path)
-            env[queue.TICKET_FD_VAR] = str(ticket.fileno())
+        if launch.kind == "pipeline":
+            spawn_runner(paths.root, paths.logs / "runner.log", package_dir().parent)
+            return
+        path, ticket = queue.issue_ticket(Path(launch.slot_dir), launch.job_id)
         try:
-            with open(paths.logs / "runner.log", "ab") as log:
-                subprocess.Popen(
-                    [sys.executable, "-m", "jupyter_mlws.jobs.runner", str(paths.root)],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, close_fds=True,
-                    pass_fds=(ticket.fileno(),) if ticket is not None else (), env=env,
-                )
+            spawn_runner(paths.root, paths.logs / "runner.log", package_dir().parent,
+                         ticket=(str(path), ticket.fileno()))
         finally:
-            if ticket is not None:
-                ticket.close()  # the runner holds the lock now (or the ticket is left stale)
+            ticket.close()  # the runner holds the lock now (or the ticket is left stale)
 
     def _record(self, *, job_id: str, kind: str, compute: Any, env: Environment | None,
                 spec: dict[str, Any], display_name: str | None, experiment: str | None,
