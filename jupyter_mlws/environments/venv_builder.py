@@ -435,9 +435,11 @@ class VenvMaterializer:
         self.wheelhouse.dropped.clear()
         if kept is not None:
             with self.wheelhouse.links(kept) as folder:
+                # --no-compile: as uv installs (bytecode is written on first import); compiling
+                # every module took most of a rebuild's time
                 self._run([*pip, "install", *flags, "--no-index", "--find-links", str(folder),
-                           "-r", str(req)], "pip install (from the wheelhouse, no index)",
-                          lines, log)
+                           "--no-compile", "-r", str(req)],
+                          "pip install (from the wheelhouse, no index)", lines, log)
             return None
         staging = req.parent.with_name(req.parent.name + "-files")
         report = req.parent.with_name(req.parent.name + "-report.json")
