@@ -132,10 +132,14 @@ def main() -> int:
     return print_rows(rows)
 
 
+_LOAD_AT_START = os.getloadavg()
+
+
 def print_rows(rows: list[tuple[str, str, str, bool]]) -> int:
-    """Print the table (with the load average); 0 when every target is met."""
-    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"({os.cpu_count()} cores)")
+    """Print the table (with the load averages at the start and now); 0 when every target
+    is met."""
+    print(f"load average (1, 5, 15 min) at start: {' '.join(f'{x:.2f}' for x in _LOAD_AT_START)}"
+          f"; at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}} | {'value':>10} | {'target':>8} | ok")
     print(f"{'-' * width}-+-{'-' * 10}-+-{'-' * 8}-+---")

@@ -348,7 +348,9 @@ class VenvMaterializer:
             create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
         else:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
-        self._run(create, "create the venv", lines, log)
+        # PIP_NO_COMPILE: ensurepip's pip install of pip skips byte-compiling pip (most of the
+        # time `python -m venv` takes); pip's modules compile on first use instead
+        self._run(create, "create the venv", lines, log, extra_env={"PIP_NO_COMPILE": "1"})
         if self.uv:  # pip alone in the venv, as `python -m venv` gives it (jobs run `pip ...`);
             # not `uv venv --seed`, whose setuptools and wheel (and wheel's packaging) would land
             # in the environment's lock
@@ -466,9 +468,11 @@ class VenvMaterializer:
         log: Log,
         *,
         keep: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> str:
         """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure."""
-        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
+               **(extra_env or {})}
         env.pop("VIRTUAL_ENV", None)
         if self.uv and cmd[0] == self.uv:  # uv does not read pip's configuration
             env = uv_environment(env, python=self.python)

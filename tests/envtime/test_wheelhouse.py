@@ -35,7 +35,7 @@ def test_pip_rebuild_from_the_lock_needs_no_index(ws: Workspace,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLWS_BUILD_TOOL", "pip")
     monkeypatch.setenv("MLWS_WORKSPACE", str(ws.path))
-    env = ws.environments.create("wheels", pip_requirements=["six", "idna"])
+    env = ws.environments.create("wheels", pip_requirements=["six>=1", "idna>=2"])  # own hash
     venvs = ws.environments.builder("venv")
     venvs.remove(env.definition())  # type: ignore[attr-defined]
     first = ws.environments.build("wheels", builder="venv")
@@ -83,7 +83,7 @@ def test_pip_rebuild_from_the_lock_needs_no_index(ws: Workspace,
 def test_a_damaged_wheelhouse_file_is_dropped_and_downloaded_again(
         ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLWS_BUILD_TOOL", "pip")
-    env = ws.environments.create("damaged", pip_requirements=["six"])
+    env = ws.environments.create("damaged", pip_requirements=["six>=1.1"])  # own hash
     venvs = ws.environments.builder("venv")
     venvs.remove(env.definition())  # type: ignore[attr-defined]
     first = ws.environments.build("damaged", builder="venv")
