@@ -11,7 +11,8 @@ Prints a table ``measure | value | target | ok``:
 (f) ``mlws image patch`` of a copy of the base, then rebuilding 5 dependent environments on it
     from their locks, against building them cold.
 
-Usage: ``PYTHONPATH=. python benchmarks/bench_env_build.py [--base IMAGE] [--calls N] [--keep]``
+Usage: ``PYTHONPATH=. python benchmarks/bench_env_build.py [--base IMAGE] [--calls N] [--keep]
+[--skip-envtime | --only venv|docker|patch]``; the load average is printed with the table.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--keep", action="store_true", help="keep the images built")
     parser.add_argument("--skip-envtime", action="store_true", help="skip (d)-(f)")
+    parser.add_argument("--only", choices=["venv", "docker", "patch"],
+                        help="run only this part of (d)-(f) (skips (a)-(c))")
     args = parser.parse_args()
 
     client = docker.from_env()
@@ -71,6 +74,12 @@ def main() -> int:
         return 2
 
     rows: list[tuple[str, str, str, bool]] = []
+    if args.only:
+        with tempfile.TemporaryDirectory(prefix="mlws-bench-") as tmp:
+            part = {"venv": lambda: _venv_rows(Path(tmp)),
+                    "docker": lambda: _docker_rows(client, args.base, Path(tmp), args.keep),
+                    "patch": lambda: _patch_rows(client, args.base, Path(tmp), args.keep)}
+            return print_rows(part[args.only]())
     with tempfile.TemporaryDirectory(prefix="mlws-bench-") as tmp:
         builder = DockerBuilder(client, lock_dir=Path(tmp) / "locks")
         a = EnvironmentSpec(name="bench", image=args.base, pip_requirements=PINS_A)
@@ -120,6 +129,17 @@ def main() -> int:
         if not args.skip_envtime:
             rows += envtime_rows(client, args.base, Path(tmp), keep=args.keep)
 
+    return print_rows(rows)
+
+
+_LOAD_AT_START = os.getloadavg()
+
+
+def print_rows(rows: list[tuple[str, str, str, bool]]) -> int:
+    """Print the table (with the load averages at the start and now); 0 when every target
+    is met."""
+    print(f"load average (1, 5, 15 min) at start: {' '.join(f'{x:.2f}' for x in _LOAD_AT_START)}"
+          f"; at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())} ({os.cpu_count()} cores)")
     width = max(len(r[0]) for r in rows)
     print(f"{'measure':<{width}} | {'value':>10} | {'target':>8} | ok")
     print(f"{'-' * width}-+-{'-' * 10}-+-{'-' * 8}-+---")

@@ -297,7 +297,8 @@ class Workspace:
             from jupyter_mlws.environments.venv_builder import VenvMaterializer
 
             b = VenvMaterializer(self.envs_dir, lock_dir=cache / "venv-locks",
-                                 python_fallback=self.settings.python_fallback)
+                                 python_fallback=self.settings.python_fallback,
+                                 wheelhouse=cache / "wheels")
         else:
             raise ValidationError(f"Unknown builder {kind!r}.", hint="Use docker or venv.")
         self._builders[kind] = b

@@ -199,14 +199,22 @@ def env_images(workspace_path: str | None, output: str) -> None:
 
 @env_group.command("prune")
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.option("--wheels", is_flag=True,
+              help="Also empty the wheelhouse (the package files kept so rebuilds from a lock "
+              "need no index; later builds download them again).")
 @WORKSPACE
-def env_prune(dry_run: bool, workspace_path: str | None) -> None:
-    """Remove images no registered, non-archived environment version uses."""
-    removed = open_workspace(workspace_path).environments.prune(dry_run=dry_run)
+def env_prune(dry_run: bool, wheels: bool, workspace_path: str | None) -> None:
+    """Remove images no registered, non-archived environment version uses (the wheelhouse
+    stays unless --wheels)."""
+    envs = open_workspace(workspace_path).environments
+    removed = envs.prune(dry_run=dry_run)
     verb = "Would remove" if dry_run else "Removed"
     for image in removed:
         click.echo(f"{verb} {image['repository']} ({human_size(image.get('size'))})")
     click.echo(f"{verb} {len(removed)} image(s).")
+    if wheels:
+        files, size = envs.clear_wheelhouse(dry_run=dry_run)
+        click.echo(f"{verb} {files} file(s) ({human_size(size)}) from the wheelhouse.")
 
 
 @env_group.command("lock")
@@ -348,4 +356,6 @@ def env_rebuild(ref: str | None, all_outdated: bool, redeploy: bool,
     for d in done:
         how = "rebuilt from its lock" if d["from_lock"] else "rebuilt"
         click.echo(f"{d['environment']}: {how if d['rebuilt'] else 'already current'}"
-                   + (f"; rolled {', '.join(d['redeployed'])}" if d["redeployed"] else ""))
+                   + (f"; redeployed {', '.join(d['redeployed'])}" if d["redeployed"] else "")
+                   + ("; no deployment serves it" if redeploy and d["rebuilt"]
+                      and not d["redeployed"] else ""))

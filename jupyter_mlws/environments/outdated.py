@@ -7,7 +7,7 @@ from typing import Any
 
 from jupyter_mlws.docker_engine import engine_calls
 
-__all__ = ["deployment_specs", "find_outdated"]
+__all__ = ["deployment_specs", "find_outdated", "redeploy_spec"]
 
 
 def _current_ids(client: Any, bases: set[str]) -> dict[str, dict[str, Any] | None]:
@@ -75,11 +75,29 @@ def _deployments_by_hash(ws: Any) -> dict[str, list[str]]:
     return out
 
 
-def deployment_specs(ws: Any, env_hash: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """``(endpoint, deployment, its spec)`` for every deployment serving ``env_hash``."""
+def deployment_specs(ws: Any, env_hash: str
+                     ) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """``(endpoint, deployment, its spec, what it resolved to)`` for every deployment serving
+    ``env_hash``."""
     store = ws.store
     if not hasattr(store, "list_endpoints"):
         return []
-    return [(ep.name, d.name, dict(d.spec)) for ep in store.list_endpoints()
-            for d in store.list_deployments(ep.name)
+    return [(ep.name, d.name, dict(d.spec), dict(d.resolved or {}))
+            for ep in store.list_endpoints() for d in store.list_deployments(ep.name)
             if (d.resolved or {}).get("env_hash") == env_hash]
+
+
+def redeploy_spec(spec: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:
+    """The spec that rolls a deployment onto a rebuilt image and changes nothing else: the
+    scoring code is the snapshot it serves (the stored spec's ``code`` is relative to a YAML
+    folder that may be gone), the model and environment the registered versions it serves
+    (an inline ``path`` model or environment would be registered anew)."""
+    out = dict(spec)
+    if out.get("code_configuration") and resolved.get("code_dir"):
+        out["code_configuration"] = {**out["code_configuration"],
+                                     "code": str(resolved["code_dir"])}
+    if resolved.get("model"):
+        out["model"] = f"azureml:{resolved['model']}"
+    if resolved.get("environment"):
+        out["environment"] = f"azureml:{resolved['environment']}"
+    return out

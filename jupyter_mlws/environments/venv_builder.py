@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from filelock import Timeout
 
@@ -51,6 +52,7 @@ from jupyter_mlws.environments.uv_tool import (
     find_uv,
     uv_environment,
 )
+from jupyter_mlws.environments.wheelhouse import Wheelhouse
 from jupyter_mlws.errors import BuildError, PythonUnavailableError, UnsupportedEnvironmentError
 
 MARKER = ".mlws-venv.json"
@@ -84,9 +86,12 @@ class VenvMaterializer:
         python: str | None = None,
         use_uv: bool | None = None,
         python_fallback: str | None = None,
+        wheelhouse: Path | None = None,
     ) -> None:
         self.root = Path(root).expanduser()
         self.lock_dir = Path(lock_dir) if lock_dir else self.root / ".locks"
+        #: Files pip builds installed, by sha256 (see :mod:`.wheelhouse`); shared.
+        self.wheelhouse = Wheelhouse(wheelhouse or self.root / ".wheels")
         self.python = python or sys.executable
         if use_uv is None and os.environ.get(BUILD_TOOL_ENV):
             use_uv = os.environ[BUILD_TOOL_ENV].strip().lower() == "uv"
@@ -343,7 +348,9 @@ class VenvMaterializer:
             create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
         else:
             create = [uv_python or self.python, "-m", "venv", str(tmp)]
-        self._run(create, "create the venv", lines, log)
+        # PIP_NO_COMPILE: ensurepip's pip install of pip skips byte-compiling pip (most of the
+        # time `python -m venv` takes); pip's modules compile on first use instead
+        self._run(create, "create the venv", lines, log, extra_env={"PIP_NO_COMPILE": "1"})
         if self.uv:  # pip alone in the venv, as `python -m venv` gives it (jobs run `pip ...`);
             # not `uv venv --seed`, whose setuptools and wheel (and wheel's packaging) would land
             # in the environment's lock
@@ -389,14 +396,16 @@ class VenvMaterializer:
         """Install ``packages`` into the venv at ``tmp``; the lock lines of what it installed.
 
         Not ``locked``: with uv, ``uv pip compile --generate-hashes`` resolves first and that
-        lock is installed; with pip, pip resolves and its ``--report`` gives the lock.
+        lock is installed; with pip, see :meth:`_pip_install`.
         ``locked``: ``packages`` are a lock, installed exactly (``--no-deps``).
         """
         req = tmp / REQUIREMENTS
         req.write_text("\n".join(packages) + "\n", encoding="utf-8")
-        report = tmp.with_name(tmp.name + "-report.json")
+        if not self.uv:
+            return self._pip_install(packages, req, py, lines, log, no_cache=no_cache,
+                                     locked=locked)
         lock_lines: list[str] | None = None
-        if self.uv and not locked:
+        if not locked:
             compiled = self._run(
                 [self.uv, "pip", "compile", "--python", str(py), "--generate-hashes",
                  "--no-header", "--quiet", *(["--no-cache"] if no_cache else []), str(req)],
@@ -404,20 +413,51 @@ class VenvMaterializer:
             lock_lines = compiled_lock_lines(compiled)
             packages, locked = lock_lines, True
             req.write_text("\n".join(packages) + "\n", encoding="utf-8")
-        if self.uv:
-            install = [self.uv, "pip", "install", "--python", str(py)]
-            install += ["--no-cache"] if no_cache else []
-        else:
-            install = [str(py), "-m", "pip", "install", "--disable-pip-version-check",
-                       "--report", str(report)]
-            install += ["--no-cache-dir"] if no_cache else []
+        install = [self.uv, "pip", "install", "--python", str(py)]
+        install += ["--no-cache"] if no_cache else []
+        install += ["--no-deps"]
+        install += ["--require-hashes"] if all("--hash=" in p for p in packages) else []
+        self._run([*install, "-r", str(req)], "pip install", lines, log)
+        return lock_lines
+
+    def _pip_install(self, packages: list[str], req: Path, py: Path, lines: list[str],
+                     log: Log, *, no_cache: bool, locked: bool) -> list[str] | None:
+        """pip: a lock whose every file is in the wheelhouse installs from it with no index;
+        otherwise ``pip download`` fetches the files (resolving, unless ``locked``), pip
+        installs from them (``--report`` gives the lock) and the wheelhouse keeps them."""
+        pip = [str(py), "-m", "pip"]
+        flags = ["--disable-pip-version-check", *(["--no-cache-dir"] if no_cache else [])]
         if locked:
-            install += ["--no-deps"]
-            install += ["--require-hashes"] if all("--hash=" in p for p in packages) else []
+            flags += ["--no-deps"]
+            flags += ["--require-hashes"] if all("--hash=" in p for p in packages) else []
+        kept = self.wheelhouse.files_for(packages, verify=True) if locked else None
+        for name in self.wheelhouse.dropped:
+            log(f"note: the wheelhouse copy of {name} was damaged (its sha256 changed); "
+                "removed, the file is downloaded again")
+        self.wheelhouse.dropped.clear()
+        if kept is not None:
+            with self.wheelhouse.links(kept) as folder:
+                # --no-compile: as uv installs (bytecode is written on first import); compiling
+                # every module took most of a rebuild's time
+                self._run([*pip, "install", *flags, "--no-index", "--find-links", str(folder),
+                           "--no-compile", "-r", str(req)],
+                          "pip install (from the wheelhouse, no index)", lines, log)
+            return None
+        staging = req.parent.with_name(req.parent.name + "-files")
+        report = req.parent.with_name(req.parent.name + "-report.json")
         try:
-            self._run([*install, "-r", str(req)], "pip install", lines, log)
-            return lock_lines if lock_lines is not None else _report_lines(report)
+            self._run([*pip, "download", *flags, "--dest", str(staging), "-r", str(req)],
+                      "pip download", lines, log)
+            local = [*pip, "install", *flags, "--find-links", str(staging), "--report",
+                     str(report), "-r", str(req)]
+            try:
+                self._run([*local[:4], "--no-index", *local[4:]], "pip install", lines, log)
+            except BuildError:  # e.g. an sdist whose build needs packages from the index
+                self._run(local, "pip install (with the index)", lines, log)
+            shas = self.wheelhouse.add_folder(staging)
+            return _report_lines(report, shas)
         finally:
+            shutil.rmtree(staging, ignore_errors=True)
             report.unlink(missing_ok=True)
 
     def _run(
@@ -428,9 +468,11 @@ class VenvMaterializer:
         log: Log,
         *,
         keep: bool = True,
+        extra_env: dict[str, str] | None = None,
     ) -> str:
         """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure."""
-        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
+               **(extra_env or {})}
         env.pop("VIRTUAL_ENV", None)
         if self.uv and cmd[0] == self.uv:  # uv does not read pip's configuration
             env = uv_environment(env, python=self.python)
@@ -511,12 +553,19 @@ def _relocate(tmp: Path, final: Path) -> None:
         os.chmod(path, mode)
 
 
-def _report_lines(report: Path) -> list[str] | None:
-    """The lock lines of pip's ``--report`` (``None`` when there is none, e.g. uv)."""
+def _report_lines(report: Path, shas: dict[str, str] | None = None) -> list[str] | None:
+    """The lock lines of pip's ``--report`` (``None`` when there is none); a file installed
+    from the download folder gets the sha256 of its bytes (``shas``: file name -> sha256)."""
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    for item in data.get("install") or []:
+        info = item.get("download_info") or {}
+        name = unquote(str(info.get("url") or "").rsplit("/", 1)[-1])
+        if shas and name in shas:
+            archive = info.setdefault("archive_info", {})
+            archive["hashes"] = {**(archive.get("hashes") or {}), "sha256": shas[name]}
     return list(lock_lines_from_report(data))
 
 

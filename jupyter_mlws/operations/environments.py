@@ -415,13 +415,17 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         return list(done.values())
 
     def _redeploy(self, env_hash: str, log: Log | None) -> list[str]:
-        from jupyter_mlws.environments.outdated import deployment_specs
+        """Roll every Docker-runtime deployment serving ``env_hash`` to its rebuilt image, with
+        the code, model and environment it serves now (see :func:`.outdated.redeploy_spec`)."""
+        from jupyter_mlws.environments.outdated import deployment_specs, redeploy_spec
 
         rolled = []
-        for endpoint, name, spec in deployment_specs(self._ws, env_hash):
+        for endpoint, name, spec, resolved in deployment_specs(self._ws, env_hash):
+            if resolved.get("runtime") != "docker":
+                continue  # a venv deployment: its venv is not what a rebuild replaced
             if log is not None:
                 log(f"Rolling {endpoint}/{name} to the rebuilt image ...")
-            self._ws.endpoints.create_deployment(spec)
+            self._ws.endpoints.update_deployment(redeploy_spec(spec, resolved), log=log)
             rolled.append(f"{endpoint}/{name}")
         return rolled
 
@@ -467,7 +471,8 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         for image in self._docker().images():
             labels = image.get("labels") or {}
             h = labels.get("org.mlws.hash", "")
-            out.append({**image, "env_hash": h, "used_by": users.get(h, [])})
+            out.append({**image, "repository": (image.get("tags") or [image["id"][7:19]])[0],
+                        "env_hash": h, "used_by": users.get(h, [])})
         return out
 
     def prune(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
@@ -481,6 +486,12 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
                     docker_builder.remove(image["id"], force=True)
                 removed.append(image)
         return removed
+
+    def clear_wheelhouse(self, *, dry_run: bool = False) -> tuple[int, int]:
+        """Empty the wheelhouse (package files kept by sha256 for rebuilds from locks, see
+        :mod:`jupyter_mlws.environments.wheelhouse`); ``(files, bytes)`` removed."""
+        house = self.builder("venv").wheelhouse  # type: ignore[attr-defined]
+        return house.size() if dry_run else house.clear()
 
     def sync_curated(self) -> int:
         """Register the curated catalog shipped with the package (idempotent)."""
