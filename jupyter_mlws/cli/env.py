@@ -204,8 +204,8 @@ def env_images(workspace_path: str | None, output: str) -> None:
               "need no index; later builds download them again).")
 @WORKSPACE
 def env_prune(dry_run: bool, wheels: bool, workspace_path: str | None) -> None:
-    """Remove images no registered, non-archived environment version uses (the wheelhouse
-    stays unless --wheels)."""
+    """Remove images no registered, non-archived environment version uses, here or in another
+    workspace of this machine that built or reused them (the wheelhouse stays unless --wheels)."""
     envs = open_workspace(workspace_path).environments
     removed = envs.prune(dry_run=dry_run)
     verb = "Would remove" if dry_run else "Removed"

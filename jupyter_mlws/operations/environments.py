@@ -266,7 +266,14 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         record = result.to_dict()
         record.pop("log", None)
         self._store.record_build(h, target.name, status="succeeded", result=record, log=full_log)
+        if target.name == "docker":
+            self._image_users().add(h, self._ws.path)
         return result
+
+    def _image_users(self) -> Any:
+        from jupyter_mlws.environments.image_users import ImageUsers
+
+        return ImageUsers(self._ws.cache_dir / "image-users")
 
     # --- locks ------------------------------------------------------------------------------------
 
@@ -476,15 +483,21 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
         return out
 
     def prune(self, *, dry_run: bool = False) -> list[dict[str, Any]]:
-        """Remove images that no registered, non-archived environment version uses."""
+        """Remove images that no registered, non-archived environment version uses, here or
+        in another workspace of this machine that recorded it (see
+        :mod:`jupyter_mlws.environments.image_users`)."""
         keep = {v.env_hash for e in self.list(include_hidden=True) for v in self.list(e.name)}
+        users = self._image_users()
         removed = []
         docker_builder = self._docker()
         for image in self.images():
-            if image["env_hash"] and image["env_hash"] not in keep:
-                if not dry_run:
-                    docker_builder.remove(image["id"], force=True)
-                removed.append(image)
+            h = image["env_hash"]
+            if not h or h in keep or users.others(h, self._ws.path):
+                continue
+            if not dry_run:
+                docker_builder.remove(image["id"], force=True)
+                users.forget(h)
+            removed.append(image)
         return removed
 
     def clear_wheelhouse(self, *, dry_run: bool = False) -> tuple[int, int]:

@@ -67,6 +67,28 @@ def test_images_and_prune(dws: Workspace) -> None:
     assert dws.environments.lookup(keep) is not None
 
 
+def test_prune_keeps_an_image_another_workspace_of_the_machine_uses(
+        dws: Workspace, tmp_path: Path) -> None:
+    import shutil
+
+    other = Workspace.init(tmp_path / "other")
+    try:
+        shared = other.environments.create("shared", pip_requirements=["idna==3.5"])
+        other.environments.build("shared")
+        mine = dws.environments.create("mine", pip_requirements=["idna==3.5"])
+        assert mine.env_hash == shared.env_hash
+        dws.environments.build("mine")  # the same image, found in the cache
+        dws.environments.archive("mine")
+        # the other workspace still uses it: pruning here leaves it
+        assert shared.env_hash not in {i["env_hash"] for i in dws.environments.prune()}
+        assert dws.environments.lookup(mine) is not None
+    finally:
+        other.close()
+    shutil.rmtree(tmp_path / "other")  # that workspace is gone: now the image goes
+    assert shared.env_hash in {i["env_hash"] for i in dws.environments.prune()}
+    assert dws.environments.lookup(mine) is None
+
+
 def test_cli_build_logs_images(dws: Workspace, tmp_path: Path,
                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLWS_WORKSPACE", str(dws.path))
