@@ -1,0 +1,87 @@
+"""Environments over time through a real Jupyter server and a real Docker engine: the outdated
+list (an environment built on a base whose tag has moved since) and its rebuild in the
+background, followed until it ends; a bad name is a typed 404.
+
+The base moved is a throwaway copy of the default offline base; "patching" it is a one-label
+image on top (what `mlws image patch` leaves: a new id under the tag, labelled with the date),
+which costs no package download.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jupyter_mlws import Workspace
+from tests.server.test_rest import error, until
+
+pytestmark = pytest.mark.docker
+
+REAL_BASE = "mlws/base-python:3.11-bookworm"
+PATCHED_AT = "2026-11-30T06:00:00+00:00"
+
+
+@pytest.fixture
+def base_copy(docker_client: Any) -> Iterator[str]:
+    repository = f"mlws/base-rest-{uuid.uuid4().hex[:8]}"
+    docker_client.images.get(REAL_BASE).tag(repository, "3.11-bookworm")
+    yield f"{repository}:3.11-bookworm"
+    for image in docker_client.images.list(name=repository):
+        for tag in image.tags:
+            if tag.startswith(repository + ":"):
+                docker_client.images.remove(tag, force=True)
+
+
+def move_base(docker_client: Any, base: str) -> str:
+    """A new image id under ``base``'s tag, labelled as a patch; its id."""
+    dockerfile = f"FROM {base}\nLABEL org.mlws.patched={PATCHED_AT}\n".encode()
+    image, _logs = docker_client.images.build(fileobj=io.BytesIO(dockerfile), tag=base, rm=True)
+    return str(image.id)
+
+
+async def test_outdated_list_and_rebuild(api: Any, ws: Workspace, docker_client: Any,
+                                         base_copy: str) -> None:
+    env = ws.environments.create("svc-env", image=base_copy, pip_requirements=["six"])
+    first = ws.environments.build(env)
+    assert (await api.get("/environments/outdated")).json == {"items": []}
+    new_base = move_base(docker_client, base_copy)
+
+    listed = await api.get("/environments/outdated")
+    assert listed.code == 200
+    (row,) = listed.json["items"]
+    assert row["environment"] == "svc-env:1" and row["base_image"] == base_copy
+    assert row["base_now"] == new_base and row["built_on"] != new_base
+    assert row["base_patched_at"] == PATCHED_AT and row["deployments"] == []
+
+    started = await api.post("/environments/svc-env/versions/1/rebuild")
+    assert started.code == 202, started.body
+    assert started.headers["Location"].endswith("/environments/svc-env/versions/1/rebuild")
+    assert started.json["environment"] == "svc-env:1" and started.json["redeploy"] is False
+
+    async def finished() -> Any:
+        reply = await api.get("/environments/svc-env/versions/latest/rebuild")
+        assert reply.code == 200
+        return reply.json if reply.json["status"] != "running" else None
+
+    done = await until(finished, timeout=300)
+    assert done["status"] == "succeeded", done
+    assert done["result"]["rebuilt"] and done["result"]["from_lock"]
+    assert done["result"]["base_image_id"] == new_base
+    assert done["result"]["image_id"] != first.image_id and done["finished_at"]
+    assert (await api.get("/environments/outdated")).json == {"items": []}
+    ws.builder("docker").remove(done["result"]["image_id"], force=True)
+
+
+async def test_rebuild_of_a_bad_name_is_a_typed_404(api: Any, ws: Workspace) -> None:
+    body = error(await api.post("/environments/no-such-env/versions/1/rebuild"), 404)
+    assert "no-such-env" in body["message"] and body.get("hint")
+    assert "Traceback" not in str(body)
+    ws.environments.create("plain", image=REAL_BASE)
+    body = error(await api.get("/environments/plain/versions/1/rebuild"), 404, "not_found")
+    assert "no rebuild" in body["message"]
+    error(await api.post("/environments/plain/versions/1/rebuild",
+                         params={"redeploy": "maybe"}), 400)
