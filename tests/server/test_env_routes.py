@@ -76,12 +76,27 @@ async def test_outdated_list_and_rebuild(api: Any, ws: Workspace, docker_client:
     ws.builder("docker").remove(done["result"]["image_id"], force=True)
 
 
-async def test_rebuild_of_a_bad_name_is_a_typed_404(api: Any, ws: Workspace) -> None:
+async def test_bad_name_is_a_typed_404_and_a_failed_rebuild_a_typed_error(
+        api: Any, ws: Workspace, docker_client: Any) -> None:
     body = error(await api.post("/environments/no-such-env/versions/1/rebuild"), 404)
     assert "no-such-env" in body["message"] and body.get("hint")
     assert "Traceback" not in str(body)
-    ws.environments.create("plain", image=REAL_BASE)
-    body = error(await api.get("/environments/plain/versions/1/rebuild"), 404, "not_found")
+    missing = f"mlws/no-such-base-{uuid.uuid4().hex[:8]}:1"
+    ws.environments.create("orphan", image=missing)
+    body = error(await api.get("/environments/orphan/versions/1/rebuild"), 404, "not_found")
     assert "no rebuild" in body["message"]
-    error(await api.post("/environments/plain/versions/1/rebuild",
+    error(await api.post("/environments/orphan/versions/1/rebuild",
                          params={"redeploy": "maybe"}), 400)
+
+    # a base that exists nowhere (no registry answers): the rebuild fails with a typed error
+    assert (await api.post("/environments/orphan/versions/1/rebuild")).code == 202
+
+    async def finished() -> Any:
+        reply = await api.get("/environments/orphan/versions/1/rebuild")
+        return reply.json if reply.json["status"] != "running" else None
+
+    done = await until(finished, timeout=180)
+    assert done["status"] == "failed" and done["result"] is None, done
+    assert done["error"]["error"] != "internal_error", done["error"]
+    assert missing in done["error"]["message"] and done["error"].get("hint"), done["error"]
+    assert "Traceback" not in str(done["error"])

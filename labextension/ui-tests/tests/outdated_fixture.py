@@ -9,6 +9,7 @@ download). ``down`` deletes the endpoint and removes the throwaway base tags and
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
@@ -62,10 +63,8 @@ def down(ws: Workspace) -> None:
     for image in [h.get("image_id") for h in built] + [
             t for i in client.images.list(name=REPOSITORY) for t in i.tags]:
         if image:
-            try:
+            with contextlib.suppress(Exception):  # gone already
                 client.images.remove(image, force=True)
-            except Exception:  # noqa: BLE001 - gone already
-                pass
 
 
 if __name__ == "__main__":
