@@ -42,6 +42,32 @@ function useInterval(fn: () => void, ms: number, deps: React.DependencyList): vo
   }, deps);
 }
 
+/**
+ * `run` made to run once at a time (a call while one runs does nothing); the error of the last
+ * call (its text, or '' when it succeeded) is the second value.
+ */
+function useOneAtATime(run: () => Promise<void>): [() => Promise<void>, string] {
+  const [error, setError] = React.useState('');
+  const busy = React.useRef(false);
+  const saved = React.useRef(run);
+  saved.current = run;
+  const call = React.useCallback(async () => {
+    if (busy.current) {
+      return;
+    }
+    busy.current = true;
+    try {
+      await saved.current();
+      setError('');
+    } catch (e) {
+      setError(errorText(e));
+    } finally {
+      busy.current = false;
+    }
+  }, []);
+  return [call, error];
+}
+
 /** The section: a list of endpoints, refreshed while open and while the panel is visible. */
 export function EndpointsSection(props: {
   settings?: EndpointService['settings'];
@@ -53,23 +79,7 @@ export function EndpointsSection(props: {
   const service = React.useMemo(() => new EndpointService(props.settings), [props.settings]);
   const [open, setOpen] = React.useState(true);
   const [endpoints, setEndpoints] = React.useState<IEndpoint[] | null>(null);
-  const [error, setError] = React.useState('');
-  const busy = React.useRef(false);
-
-  const load = async () => {
-    if (busy.current) {
-      return;
-    }
-    busy.current = true;
-    try {
-      setEndpoints(await service.list());
-      setError('');
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      busy.current = false;
-    }
-  };
+  const [load, error] = useOneAtATime(async () => setEndpoints(await service.list()));
 
   React.useEffect(() => {
     if (open) {
@@ -338,36 +348,23 @@ function DeploymentLog(props: {
   deployment: string;
 }): JSX.Element {
   const [text, setText] = React.useState('');
-  const [error, setError] = React.useState('');
   const offset = React.useRef<number | null>(null);
-  const busy = React.useRef(false);
   const ref = React.useRef<HTMLPreElement>(null);
   const stick = React.useRef(true);
 
-  const poll = async () => {
-    if (busy.current) {
-      return;
+  const [poll, error] = useOneAtATime(async () => {
+    const chunk =
+      offset.current === null
+        ? await props.service.logs(props.endpoint, props.deployment, 0, ENDPOINT_LOG_TAIL)
+        : await props.service.logs(props.endpoint, props.deployment, offset.current);
+    offset.current = chunk.offset;
+    if (chunk.text) {
+      setText(prev => {
+        const all = prev + chunk.text;
+        return all.length > LOG_MAX_CHARS ? all.slice(all.length - LOG_MAX_CHARS) : all;
+      });
     }
-    busy.current = true;
-    try {
-      const chunk =
-        offset.current === null
-          ? await props.service.logs(props.endpoint, props.deployment, 0, ENDPOINT_LOG_TAIL)
-          : await props.service.logs(props.endpoint, props.deployment, offset.current);
-      offset.current = chunk.offset;
-      if (chunk.text) {
-        setText(prev => {
-          const all = prev + chunk.text;
-          return all.length > LOG_MAX_CHARS ? all.slice(all.length - LOG_MAX_CHARS) : all;
-        });
-      }
-      setError('');
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      busy.current = false;
-    }
-  };
+  });
   React.useEffect(() => {
     void poll();
   }, []);

@@ -6,37 +6,22 @@
  * environment and the deployment; "Rebuild and redeploy", confirmed, rebuilds it on the current
  * base from its lock and rolls the deployment, and the markers go away.
  */
-import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import { execFileSync } from 'child_process';
+import { expect, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 import * as path from 'path';
 
-const PANEL = 'jp-mlws-sidebar';
-const FIXTURE = path.resolve(__dirname, 'outdated_fixture.py');
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-
-function fixture(action: 'up' | 'down'): string {
-  return execFileSync(process.env.MLWS_PYTHON || 'python', [FIXTURE, action], {
-    env: process.env,
-    timeout: 300 * 1000
-  }).toString();
-}
-
-async function openPanel(page: IJupyterLabPageFixture) {
-  await page.sidebar.openTab(PANEL);
-  await expect(page.locator('.jp-mlws-sidebar')).toBeVisible();
-}
+import { openPanel, runFixture, SHOTS } from './helpers';
 
 test.describe('Outdated environments', () => {
   test.beforeAll(() => {
     test.setTimeout(330 * 1000);
-    const out = fixture('up');
+    const out = runFixture('outdated', 'up');
     expect(out).toContain('{"deployment": "Succeeded", "outdated": ["ui-outdated:1"]}');
   });
 
   test.afterAll(() => {
     test.setTimeout(120 * 1000);
-    fixture('down');
+    runFixture('outdated', 'down');
   });
 
   test('marks the environment and its deployment, and rebuilds and redeploys', async ({

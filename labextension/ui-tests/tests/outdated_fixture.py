@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -68,8 +67,6 @@ def down(ws: Workspace) -> None:
 
 
 if __name__ == "__main__":
-    workspace = Workspace.open()
-    try:
-        {"up": up, "down": down}[sys.argv[1]](workspace)
-    finally:
-        workspace.close()
+    from endpoint_fixture import main  # beside this script
+
+    main({"up": up, "down": down})
