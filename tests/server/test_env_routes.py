@@ -2,7 +2,8 @@
 list (an environment built on a base whose tag has moved since) and its rebuild in the
 background, followed until it ends; a bad name is a typed 404.
 
-The base moved is a throwaway copy of the default offline base; "patching" it is a one-label
+The base moved is a throwaway copy of the default offline base (the ``base_copy`` fixture of
+tests/envtime); "patching" it is a one-label
 image on top (what `mlws image patch` leaves: a new id under the tag, labelled with the date),
 which costs no package download.
 """
@@ -11,29 +12,18 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from jupyter_mlws import Workspace
+from tests.envtime import test_patch_rebuild
 from tests.server.test_rest import error, until
 
 pytestmark = pytest.mark.docker
 
-REAL_BASE = "mlws/base-python:3.11-bookworm"
 PATCHED_AT = "2026-11-30T06:00:00+00:00"
-
-
-@pytest.fixture
-def base_copy(docker_client: Any) -> Iterator[str]:
-    repository = f"mlws/base-rest-{uuid.uuid4().hex[:8]}"
-    docker_client.images.get(REAL_BASE).tag(repository, "3.11-bookworm")
-    yield f"{repository}:3.11-bookworm"
-    for image in docker_client.images.list(name=repository):
-        for tag in image.tags:
-            if tag.startswith(repository + ":"):
-                docker_client.images.remove(tag, force=True)
+base_copy = test_patch_rebuild.base_copy  # a throwaway copy of the offline base (a fixture)
 
 
 def move_base(docker_client: Any, base: str) -> str:
@@ -100,3 +90,32 @@ async def test_bad_name_is_a_typed_404_and_a_failed_rebuild_a_typed_error(
     assert done["error"]["error"] != "internal_error", done["error"]
     assert missing in done["error"]["message"] and done["error"].get("hint"), done["error"]
     assert "Traceback" not in str(done["error"])
+
+
+ROUTES = [
+    ("GET", "/environments/outdated"),
+    ("POST", "/environments/orphan/versions/1/rebuild"),
+    ("GET", "/environments/orphan/versions/1/rebuild"),
+]
+
+
+async def test_the_routes_answer_403_without_the_token_and_are_documented(
+        api: Any, ws: Workspace) -> None:
+    import re
+
+    import yaml
+
+    from jupyter_mlws.server.env_handlers import env_routes
+    from tests.server.conftest import CONTRACT
+
+    ws.environments.create("orphan", image="mlws/no-such-base:1")
+    for method, path in ROUTES:
+        for headers in ({}, {"Authorization": "token not-the-token"}):
+            reply = await api.call(method, path, headers=headers, auth=False)
+            assert error(reply, 403, "forbidden"), (method, path)
+    error(await api.get("/environments/orphan/versions/1/rebuild"), 404)  # nothing started
+    paths = yaml.safe_load(CONTRACT.read_text())["paths"]
+    served = {re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", p) for p, _h in env_routes()}
+    documented = {(m.upper(), p) for p in served for m in paths[p]}
+    assert documented == {(m, p.replace("orphan", "{name}").replace("/1/", "/{version}/"))
+                          for m, p in ROUTES}
