@@ -250,7 +250,7 @@ class DeploymentsHandler(EndpointBase):
         url = url_path_join(self.base_url, API_PATH, "endpoints", endpoint, "deployments",
                             body.name)
         if not q.wait:
-            run = runs_of(self.settings).start(endpoint, body.name, create)
+            run = runs_of(self.settings).start_creation(endpoint, body.name, create)
             self.set_header("Location", url + "/operation")
             self.send(run.view(), status=202)
             return

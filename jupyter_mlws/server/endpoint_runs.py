@@ -1,30 +1,33 @@
-"""Deployments created through the API without waiting (``POST ...?wait=false``): one background
-thread each, whose progress (the environment build's log, then the outcome) a client follows with
-``GET /endpoints/{e}/deployments/{d}/operation``, as environment builds are followed."""
+"""Long operations the API starts without waiting, one background thread each, whose progress
+(the log, then the outcome) a client follows with a ``GET``: deployments created with
+``POST ...?wait=false`` (``GET /endpoints/{e}/deployments/{d}/operation``) and environment
+rebuilds (``GET /environments/{name}/versions/{version}/rebuild``), as environment builds are
+followed."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from jupyter_mlws.errors import ConflictError, MlwsError, NotFoundError
 
-#: Where the tracker lives in the web application's settings.
+#: Where the deployment tracker lives in the web application's settings.
 SETTINGS_KEY = "mlws_deployment_runs"
-#: The most log lines an operation keeps (the build's beginning is dropped first).
+#: The most log lines an operation keeps (the oldest are dropped first).
 MAX_LINES = 2000
+
+Work = Callable[[Callable[[str], None]], dict[str, Any]]
 
 
 @dataclass
-class DeploymentRun:
-    """One creation: ``running`` → ``succeeded`` (with the deployment's view) or ``failed``
-    (with the typed error's JSON body)."""
+class Operation:
+    """One operation: ``running`` → ``succeeded`` (with what the work returned) or ``failed``
+    (with the typed error's JSON body). ``labels`` are the fields that name it in its view."""
 
-    endpoint: str
-    deployment: str
+    labels: dict[str, Any]
     status: str = "running"
     lines: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None
@@ -38,24 +41,57 @@ class DeploymentRun:
             del self.lines[: len(self.lines) - MAX_LINES]
 
     def view(self) -> dict[str, Any]:
-        """The ``DeploymentOperation`` wire model."""
-        return {"endpoint": self.endpoint, "deployment": self.deployment,
-                "status": self.status, "log": "\n".join(list(self.lines)),
+        """The wire model: the labels, then status, log, result, error and the times."""
+        return {**self.labels, "status": self.status, "log": "\n".join(list(self.lines)),
                 "result": self.result, "error": self.error,
                 "started_at": self.started_at.isoformat(),
                 "finished_at": self.finished_at.isoformat() if self.finished_at else None}
 
+    def run(self, work: Work) -> None:
+        """Do ``work(log)`` and record how it ended (the body of the operation's thread)."""
+        status = "failed"
+        try:
+            self.result = work(self.log)
+            status = "succeeded"
+        except MlwsError as exc:
+            self.error = exc.to_dict()
+        except BaseException as exc:  # recorded for the GET; the thread ends here
+            self.error = {"error": "internal_error",
+                          "message": f"Unexpected error: {type(exc).__name__}: {exc}",
+                          "hint": "This is a bug in jupyter_mlws; report it with the log."}
+        self.finished_at = datetime.now(timezone.utc)
+        self.status = status
 
-class DeploymentRuns:
-    """The creations this server started; a second one of a deployment still being created is
-    refused (409)."""
+
+class Operations:
+    """The operations this server started, by key; a second one of a key still running is
+    refused with ``busy()``."""
 
     def __init__(self) -> None:
-        self._runs: dict[tuple[str, str], DeploymentRun] = {}
+        self._runs: dict[Hashable, Operation] = {}
         self._lock = threading.Lock()
 
-    def get(self, endpoint: str, deployment: str) -> DeploymentRun:
-        run = self._runs.get((endpoint, deployment))
+    def find(self, key: Hashable) -> Operation | None:
+        return self._runs.get(key)
+
+    def start(self, key: Hashable, labels: dict[str, Any], work: Work,
+              busy: Callable[[], MlwsError], name: str) -> Operation:
+        """Run ``work(log)`` in a thread named ``name``."""
+        with self._lock:
+            current = self._runs.get(key)
+            if current is not None and current.status == "running":
+                raise busy()
+            op = self._runs[key] = Operation(labels)
+        threading.Thread(target=op.run, args=(work,), daemon=True, name=name).start()
+        return op
+
+
+class DeploymentRuns(Operations):
+    """Deployment creations (``wait=false``); a second one of a deployment still being created
+    is refused (409)."""
+
+    def get(self, endpoint: str, deployment: str) -> Operation:
+        run = self.find((endpoint, deployment))
         if run is None:
             raise NotFoundError(
                 f"This server started no creation of deployment {deployment!r} of endpoint "
@@ -63,38 +99,18 @@ class DeploymentRuns:
                 "look at the deployment itself (GET .../deployments/NAME).")
         return run
 
-    def start(self, endpoint: str, deployment: str,
-              create: Callable[[Callable[[str], None]], dict[str, Any]]) -> DeploymentRun:
+    def start_creation(self, endpoint: str, deployment: str, create: Work) -> Operation:
         """Run ``create(log)`` in a thread; its return value is the deployment's view."""
-        with self._lock:
-            current = self._runs.get((endpoint, deployment))
-            if current is not None and current.status == "running":
-                raise ConflictError(
-                    f"The deployment {deployment!r} of endpoint {endpoint!r} is being created "
-                    "already.", hint="Follow it with GET .../operation, then try again.")
-            run = DeploymentRun(endpoint, deployment)
-            self._runs[(endpoint, deployment)] = run
-        threading.Thread(target=self._run, args=(run, create), daemon=True,
-                         name=f"mlws-deploy-{endpoint}-{deployment}").start()
-        return run
+        return self.start(
+            (endpoint, deployment), {"endpoint": endpoint, "deployment": deployment}, create,
+            lambda: ConflictError(
+                f"The deployment {deployment!r} of endpoint {endpoint!r} is being created "
+                "already.", hint="Follow it with GET .../operation, then try again."),
+            name=f"mlws-deploy-{endpoint}-{deployment}")
 
-    @staticmethod
-    def _run(run: DeploymentRun,
-             create: Callable[[Callable[[str], None]], dict[str, Any]]) -> None:
-        status = "failed"
-        try:
-            run.result = create(run.log)
-            status = "succeeded"
-        except MlwsError as exc:
-            run.error = exc.to_dict()
-        except BaseException as exc:  # recorded for GET .../operation; the thread ends here
-            run.error = {"error": "internal_error",
-                         "message": f"Unexpected error: {type(exc).__name__}: {exc}"}
-        run.finished_at = datetime.now(timezone.utc)
-        run.status = status
 
 def runs_of(settings: dict[str, Any]) -> DeploymentRuns:
-    """The server's tracker (made on first use)."""
+    """The server's tracker of deployment creations (made on first use)."""
     runs = settings.get(SETTINGS_KEY)
     if runs is None:
         runs = settings.setdefault(SETTINGS_KEY, DeploymentRuns())

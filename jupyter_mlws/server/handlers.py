@@ -553,6 +553,7 @@ _SEG = r"[^/]+"
 def routes(base_url: str) -> list[tuple[str, type[MlwsHandler]]]:
     """The URL patterns of the API under ``{base_url}mlws/api``."""
     from jupyter_mlws.server.endpoint_handlers import endpoint_routes
+    from jupyter_mlws.server.env_handlers import env_routes
     from jupyter_mlws.server.sweep_handlers import sweep_routes
 
     table: list[tuple[str, type[MlwsHandler]]] = [
@@ -573,6 +574,7 @@ def routes(base_url: str) -> list[tuple[str, type[MlwsHandler]]]:
         (r"/notebooks/parameters", NotebookParametersHandler),
         *sweep_routes(),
         *endpoint_routes(),
+        *env_routes(),
         (r"(/.*)?", NotFoundHandler),
     ]
     prefix = url_path_join(base_url, API_PATH)

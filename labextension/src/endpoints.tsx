@@ -9,6 +9,9 @@ import { caretDownIcon, caretRightIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { IDeployment, IEndpoint, EndpointService, IInvokeResult } from './endpointService';
+import { ExpandRow } from './expandRow';
+import { OutdatedBadge, outdatedReason } from './outdated';
+import { IOutdatedEnvironment } from './service';
 import { statusClass } from './format';
 import { MlwsApiError } from './request';
 
@@ -39,32 +42,44 @@ function useInterval(fn: () => void, ms: number, deps: React.DependencyList): vo
   }, deps);
 }
 
-/** The section: a list of endpoints, refreshed while open and while the panel is visible. */
-export function EndpointsSection(props: {
-  settings?: EndpointService['settings'];
-  refreshTick: number;
-  isVisible: () => boolean;
-}): JSX.Element {
-  const service = React.useMemo(() => new EndpointService(props.settings), [props.settings]);
-  const [open, setOpen] = React.useState(true);
-  const [endpoints, setEndpoints] = React.useState<IEndpoint[] | null>(null);
+/**
+ * `run` made to run once at a time (a call while one runs does nothing); the error of the last
+ * call (its text, or '' when it succeeded) is the second value.
+ */
+function useOneAtATime(run: () => Promise<void>): [() => Promise<void>, string] {
   const [error, setError] = React.useState('');
   const busy = React.useRef(false);
-
-  const load = async () => {
+  const saved = React.useRef(run);
+  saved.current = run;
+  const call = React.useCallback(async () => {
     if (busy.current) {
       return;
     }
     busy.current = true;
     try {
-      setEndpoints(await service.list());
+      await saved.current();
       setError('');
     } catch (e) {
       setError(errorText(e));
     } finally {
       busy.current = false;
     }
-  };
+  }, []);
+  return [call, error];
+}
+
+/** The section: a list of endpoints, refreshed while open and while the panel is visible. */
+export function EndpointsSection(props: {
+  settings?: EndpointService['settings'];
+  refreshTick: number;
+  isVisible: () => boolean;
+  /** Environments built on a base that moved: their deployments are marked. */
+  outdated?: IOutdatedEnvironment[];
+}): JSX.Element {
+  const service = React.useMemo(() => new EndpointService(props.settings), [props.settings]);
+  const [open, setOpen] = React.useState(true);
+  const [endpoints, setEndpoints] = React.useState<IEndpoint[] | null>(null);
+  const [load, error] = useOneAtATime(async () => setEndpoints(await service.list()));
 
   React.useEffect(() => {
     if (open) {
@@ -105,7 +120,13 @@ export function EndpointsSection(props: {
           {endpoints === null && !error && <div className="jp-mlws-loading">Loading…</div>}
           <ul className="jp-mlws-list">
             {(endpoints ?? []).map(ep => (
-              <EndpointRow key={ep.name} service={service} endpoint={ep} reload={load} />
+              <EndpointRow
+                key={ep.name}
+                service={service}
+                endpoint={ep}
+                reload={load}
+                outdated={staleDeployments(props.outdated ?? [], ep.name)}
+              />
             ))}
           </ul>
         </div>
@@ -121,11 +142,26 @@ function trafficText(traffic: Record<string, number>): string {
   return parts.length ? parts.join(' · ') : 'no traffic';
 }
 
+/** Deployment name -> why its environment is outdated, for one endpoint. */
+function staleDeployments(rows: IOutdatedEnvironment[], endpoint: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const row of rows) {
+    for (const ref of row.deployments) {
+      const [ep, name] = ref.split('/');
+      if (ep === endpoint && name) {
+        out.set(name, `${row.environment} is outdated: ${outdatedReason(row)}`);
+      }
+    }
+  }
+  return out;
+}
+
 /** One endpoint; expands to its deployments, the traffic split, the log and the test box. */
 function EndpointRow(props: {
   service: EndpointService;
   endpoint: IEndpoint;
   reload: () => Promise<void>;
+  outdated: Map<string, string>;
 }): JSX.Element {
   const { service, endpoint } = props;
   const deployments = endpoint.deployment_list ?? [];
@@ -133,30 +169,18 @@ function EndpointRow(props: {
   const [logOf, setLogOf] = React.useState<string | null>(null);
   const shownLog =
     logOf && deployments.some(d => d.name === logOf) ? logOf : deployments[0]?.name ?? null;
-  const Caret = open ? caretDownIcon : caretRightIcon;
   const toggle = () => setOpen(!open);
   return (
     <li className="jp-mlws-endpoint" data-mlws-endpoint={endpoint.name}>
-      <div
-        className="jp-mlws-asset-row"
-        role="button"
-        tabIndex={0}
-        aria-expanded={open}
-        title={endpoint.scoring_uri}
-        onClick={toggle}
-        onKeyDown={e => {
-          if (e.key === 'Enter' || e.key === ' ') {
-            e.preventDefault();
-            toggle();
-          }
-        }}
-      >
-        <Caret.react tag="span" className="jp-mlws-caret" />
+      <ExpandRow open={open} title={endpoint.scoring_uri} onToggle={toggle}>
         <span className="jp-mlws-asset-name">{endpoint.name}</span>
+        {props.outdated.size > 0 && (
+          <OutdatedBadge of={endpoint.name} title={[...props.outdated.values()].join('\n')} />
+        )}
         <span className="jp-mlws-muted jp-mlws-right jp-mlws-endpoint-traffic">
           {trafficText(endpoint.traffic)}
         </span>
-      </div>
+      </ExpandRow>
       {open && (
         <div className="jp-mlws-endpoint-body">
           <div className="jp-mlws-endpoint-uri">
@@ -170,6 +194,7 @@ function EndpointRow(props: {
               deployments={deployments}
               logOf={shownLog}
               onLog={setLogOf}
+              outdated={props.outdated}
             />
           )}
           {deployments
@@ -212,6 +237,7 @@ function DeploymentsTable(props: {
   deployments: IDeployment[];
   logOf: string | null;
   onLog: (name: string) => void;
+  outdated: Map<string, string>;
 }): JSX.Element {
   return (
     <table className="jp-mlws-versions-table jp-mlws-deployments">
@@ -239,7 +265,12 @@ function DeploymentsTable(props: {
               .join('\n')}
             onClick={() => props.onLog(d.name)}
           >
-            <td className="jp-mlws-deployment-name">{d.name}</td>
+            <td className="jp-mlws-deployment-name">
+              {d.name}
+              {props.outdated.has(d.name) && (
+                <OutdatedBadge of={d.name} title={props.outdated.get(d.name)!} />
+              )}
+            </td>
             <td>
               <span
                 className={`jp-mlws-status ${statusClass(d.state)}`}
@@ -317,36 +348,23 @@ function DeploymentLog(props: {
   deployment: string;
 }): JSX.Element {
   const [text, setText] = React.useState('');
-  const [error, setError] = React.useState('');
   const offset = React.useRef<number | null>(null);
-  const busy = React.useRef(false);
   const ref = React.useRef<HTMLPreElement>(null);
   const stick = React.useRef(true);
 
-  const poll = async () => {
-    if (busy.current) {
-      return;
+  const [poll, error] = useOneAtATime(async () => {
+    const chunk =
+      offset.current === null
+        ? await props.service.logs(props.endpoint, props.deployment, 0, ENDPOINT_LOG_TAIL)
+        : await props.service.logs(props.endpoint, props.deployment, offset.current);
+    offset.current = chunk.offset;
+    if (chunk.text) {
+      setText(prev => {
+        const all = prev + chunk.text;
+        return all.length > LOG_MAX_CHARS ? all.slice(all.length - LOG_MAX_CHARS) : all;
+      });
     }
-    busy.current = true;
-    try {
-      const chunk =
-        offset.current === null
-          ? await props.service.logs(props.endpoint, props.deployment, 0, ENDPOINT_LOG_TAIL)
-          : await props.service.logs(props.endpoint, props.deployment, offset.current);
-      offset.current = chunk.offset;
-      if (chunk.text) {
-        setText(prev => {
-          const all = prev + chunk.text;
-          return all.length > LOG_MAX_CHARS ? all.slice(all.length - LOG_MAX_CHARS) : all;
-        });
-      }
-      setError('');
-    } catch (e) {
-      setError(errorText(e));
-    } finally {
-      busy.current = false;
-    }
-  };
+  });
   React.useEffect(() => {
     void poll();
   }, []);

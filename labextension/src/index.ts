@@ -19,7 +19,7 @@ import {
   WidgetTracker
 } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
-import { fastForwardIcon, runIcon } from '@jupyterlab/ui-components';
+import { fastForwardIcon, LabIcon, runIcon } from '@jupyterlab/ui-components';
 import { ReadonlyPartialJSONObject, Token } from '@lumino/coreutils';
 
 import { createJobPanel, JobDetailWidget } from './jobDetail';
@@ -180,42 +180,50 @@ const runAsJobPlugin: JupyterFrontEndPlugin<void> = {
       Notification.error(`${what} failed: ${message}`, { autoClose: false });
     };
 
-    app.commands.addCommand(CommandIDs.runAsJob, {
+    /** A command that shows a submission form for the notebook and reveals what it submitted. */
+    const addRunCommand = (
+      id: string,
+      options: {
+        label: string;
+        caption: string;
+        icon: LabIcon;
+        what: 'job' | 'sweep';
+        run: (service: MlwsService, path: string) => Promise<IJob | null>;
+      }
+    ): void => {
+      app.commands.addCommand(id, {
+        label: options.label,
+        caption: options.caption,
+        icon: args => (args.toolbar ? options.icon : undefined),
+        isEnabled: args => typeof args.path === 'string' || !!notebooks.currentWidget,
+        execute: async args => {
+          const path = await notebookPath(args);
+          if (!path) {
+            return;
+          }
+          try {
+            const job = await options.run(service, path);
+            return job ? submitted(job, options.what) : undefined;
+          } catch (error) {
+            failed(options.label.replace('…', ''), error);
+          }
+        }
+      });
+    };
+
+    addRunCommand(CommandIDs.runAsJob, {
       label: 'Run as job…',
       caption: 'Run this notebook as a job (environment, compute, parameters)',
-      icon: args => (args.toolbar ? runIcon : undefined),
-      isEnabled: args => typeof args.path === 'string' || !!notebooks.currentWidget,
-      execute: async args => {
-        const path = await notebookPath(args);
-        if (!path) {
-          return;
-        }
-        try {
-          const job = await runAsJob(service, path);
-          return job ? submitted(job, 'job') : undefined;
-        } catch (error) {
-          failed('Run as job', error);
-        }
-      }
+      icon: runIcon,
+      what: 'job',
+      run: runAsJob
     });
-
-    app.commands.addCommand(CommandIDs.runAsSweep, {
+    addRunCommand(CommandIDs.runAsSweep, {
       label: 'Run as sweep…',
       caption: 'Run this notebook over a search space of its parameters (a sweep of trial jobs)',
-      icon: args => (args.toolbar ? fastForwardIcon : undefined),
-      isEnabled: args => typeof args.path === 'string' || !!notebooks.currentWidget,
-      execute: async args => {
-        const path = await notebookPath(args);
-        if (!path) {
-          return;
-        }
-        try {
-          const job = await runAsSweep(service, path);
-          return job ? submitted(job, 'sweep') : undefined;
-        } catch (error) {
-          failed('Run as sweep', error);
-        }
-      }
+      icon: fastForwardIcon,
+      what: 'sweep',
+      run: runAsSweep
     });
 
     if (palette) {
@@ -234,27 +242,30 @@ const runAsJobPlugin: JupyterFrontEndPlugin<void> = {
     });
 
     // A toolbar button on every notebook.
-    notebooks.widgetAdded.connect((_, panel) => {
+    const addButton = (
+      panel: NotebookPanel,
+      id: string,
+      label: string,
+      className: string,
+      name: string,
+      after: string
+    ): void => {
       const button = new CommandToolbarButton({
         commands: app.commands,
-        id: CommandIDs.runAsJob,
+        id,
         args: { toolbar: true },
-        label: 'Run as job'
+        label
       });
-      button.addClass('jp-mlws-run-button');
-      if (!panel.toolbar.insertAfter('cellType', 'mlws-run-as-job', button)) {
-        panel.toolbar.addItem('mlws-run-as-job', button);
+      button.addClass(className);
+      if (!panel.toolbar.insertAfter(after, name, button)) {
+        panel.toolbar.addItem(name, button);
       }
-      const sweep = new CommandToolbarButton({
-        commands: app.commands,
-        id: CommandIDs.runAsSweep,
-        args: { toolbar: true },
-        label: 'Run as sweep'
-      });
-      sweep.addClass('jp-mlws-sweep-button');
-      if (!panel.toolbar.insertAfter('mlws-run-as-job', 'mlws-run-as-sweep', sweep)) {
-        panel.toolbar.addItem('mlws-run-as-sweep', sweep);
-      }
+    };
+    notebooks.widgetAdded.connect((_, panel) => {
+      addButton(panel, CommandIDs.runAsJob, 'Run as job', 'jp-mlws-run-button',
+        'mlws-run-as-job', 'cellType');
+      addButton(panel, CommandIDs.runAsSweep, 'Run as sweep', 'jp-mlws-sweep-button',
+        'mlws-run-as-sweep', 'mlws-run-as-job');
     });
   }
 };

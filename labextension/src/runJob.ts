@@ -9,7 +9,13 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { MlwsApiError } from './request';
-import { IAsset, IJob, INotebookParameter, MlwsService } from './service';
+import {
+  IAsset,
+  IJob,
+  INotebookParameter,
+  INotebookSubmission,
+  MlwsService
+} from './service';
 
 /** The value of the environment select that means "no environment: the kernel's Python". */
 export const KERNEL_PYTHON = '';
@@ -115,29 +121,46 @@ export function computeSelect(
   return select;
 }
 
+/**
+ * What every submission form starts with: the notebook's path, the error to show (if any),
+ * and the environment and compute selects (filled with the previous choice).
+ */
+export function formStart(
+  form: HTMLFormElement,
+  choices: IRunJobChoices,
+  errorText: string | null,
+  previous?: { environment?: string; compute?: string }
+): { env: HTMLSelectElement; compute: HTMLSelectElement } {
+  form.addEventListener('submit', e => e.preventDefault());
+  form.appendChild(el('div', { class: 'jp-mlws-run-path' }, choices.path));
+  if (errorText) {
+    form.appendChild(el('div', { class: 'jp-mlws-error jp-mlws-run-error' }, errorText));
+  }
+  if (choices.choicesError) {
+    form.appendChild(el('div', { class: 'jp-mlws-error' }, choices.choicesError));
+  }
+  return {
+    env: environmentSelect(form, choices, previous?.environment),
+    compute: computeSelect(form, choices, previous?.compute)
+  };
+}
+
 /** The body of the dialog. */
 export class RunJobForm extends Widget implements Dialog.IBodyWidget<IRunJobValue> {
   constructor(choices: IRunJobChoices, previous?: IRunJobValue, error?: IRunJobError) {
     super({ node: el('form', { class: 'jp-mlws-run-form' }) });
     const form = this.node as HTMLFormElement;
-    form.addEventListener('submit', e => e.preventDefault());
-
-    form.appendChild(el('div', { class: 'jp-mlws-run-path' }, choices.path));
     const known = choices.parameters.some(p => p.name === error?.parameter);
-    if (error) {
-      const text = known
+    const text = !error
+      ? null
+      : known
         ? `The job was not submitted: the value of ${error.parameter} was refused.`
         : error.parameter
           ? `The job was not submitted: ${error.message}`
           : error.message;
-      form.appendChild(el('div', { class: 'jp-mlws-error jp-mlws-run-error' }, text));
-    }
-    if (choices.choicesError) {
-      form.appendChild(el('div', { class: 'jp-mlws-error' }, choices.choicesError));
-    }
-
-    this._env = environmentSelect(form, choices, previous?.environment);
-    this._compute = computeSelect(form, choices, previous?.compute);
+    const start = formStart(form, choices, text, previous);
+    this._env = start.env;
+    this._compute = start.compute;
 
     // Parameters
     const fieldset = el('fieldset', { class: 'jp-mlws-run-params' });
@@ -279,6 +302,74 @@ export async function loadChoices(service: MlwsService, path: string): Promise<I
   };
 }
 
+/** What `formLoop` needs to show a submission form until it is submitted or canceled. */
+export interface IFormLoop<V, E, B, T> {
+  title: string;
+  okLabel: string;
+  focusNodeSelector: string;
+  /** The form, filled with the previous value and showing the error, if any. */
+  form: (previous: V | undefined, error: E | undefined) => Dialog.IBodyWidget<V> & Widget;
+  /** The request body from a value, or the error to show (a missing value). */
+  prepare: (value: V) => { body?: B; error?: E };
+  /** Send the body; what it resolves with is the loop's result. */
+  send: (body: B) => Promise<T>;
+  /** The error to show in the form for a refused `send`. */
+  refused: (error: unknown) => E;
+}
+
+/**
+ * Show a form dialog and submit what it gives; on an error (a missing value, the server
+ * refusing a value or the submission) the form opens again with it. Resolves with what `send`
+ * resolved with, or null if the user canceled.
+ */
+export async function formLoop<V, E, B, T>(o: IFormLoop<V, E, B, T>): Promise<T | null> {
+  let previous: V | undefined;
+  let error: E | undefined;
+  for (;;) {
+    const result = await showDialog<V>({
+      title: o.title,
+      body: o.form(previous, error),
+      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: o.okLabel })],
+      focusNodeSelector: o.focusNodeSelector,
+      hasClose: true
+    });
+    if (!result.button.accept || !result.value) {
+      return null;
+    }
+    previous = result.value;
+    const { body, error: missing } = o.prepare(previous);
+    if (!body) {
+      error = missing;
+      continue;
+    }
+    try {
+      return await o.send(body);
+    } catch (e) {
+      error = o.refused(e);
+    }
+  }
+}
+
+/** The submission of the notebook at `path` from the form's value, or what is missing. */
+export function jobSubmission(
+  path: string,
+  parameters: INotebookParameter[],
+  value: IRunJobValue
+): { body?: INotebookSubmission; error?: IRunJobError } {
+  const { literals, error } = literalParameters(parameters, value.texts);
+  if (error) {
+    return { error };
+  }
+  return {
+    body: {
+      notebook: path,
+      literal_parameters: literals,
+      environment: value.environment === KERNEL_PYTHON ? null : value.environment,
+      compute: value.compute || null
+    }
+  };
+}
+
 /**
  * Show the form for the notebook at `path` (relative to the server root) and submit it.
  * Resolves with the submitted job, or null if the user canceled. Errors (a missing value, the
@@ -286,34 +377,13 @@ export async function loadChoices(service: MlwsService, path: string): Promise<I
  */
 export async function runAsJob(service: MlwsService, path: string): Promise<IJob | null> {
   const choices = await loadChoices(service, path);
-  let previous: IRunJobValue | undefined;
-  let error: IRunJobError | undefined;
-  for (;;) {
-    const result = await showDialog<IRunJobValue>({
-      title: 'Run as job',
-      body: new RunJobForm(choices, previous, error),
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Submit' })],
-      focusNodeSelector: '.jp-mlws-param-input',
-      hasClose: true
-    });
-    if (!result.button.accept || !result.value) {
-      return null;
-    }
-    previous = result.value;
-    const { literals, error: missing } = literalParameters(choices.parameters, previous.texts);
-    if (missing) {
-      error = missing;
-      continue;
-    }
-    try {
-      return await service.submitNotebook({
-        notebook: path,
-        literal_parameters: literals,
-        environment: previous.environment === KERNEL_PYTHON ? null : previous.environment,
-        compute: previous.compute || null
-      });
-    } catch (e) {
-      error = submissionError(e);
-    }
-  }
+  return formLoop<IRunJobValue, IRunJobError, INotebookSubmission, IJob>({
+    title: 'Run as job',
+    okLabel: 'Submit',
+    focusNodeSelector: '.jp-mlws-param-input',
+    form: (previous, error) => new RunJobForm(choices, previous, error),
+    prepare: value => jobSubmission(path, choices.parameters, value),
+    send: body => service.submitNotebook(body),
+    refused: submissionError
+  });
 }

@@ -84,6 +84,36 @@ export interface IBuild {
   finished_at?: string | null;
 }
 
+/** `OutdatedEnvironment`: a version whose image was built on a base that has moved since. */
+export interface IOutdatedEnvironment {
+  /** `name:version` */
+  environment: string;
+  name: string;
+  version: string;
+  env_hash: string;
+  base_image: string;
+  built_on: string;
+  base_now: string;
+  /** When `mlws image patch` made the current base (ISO 8601); null for another move. */
+  base_patched_at?: string | null;
+  jobs: string[];
+  models: string[];
+  /** `endpoint/deployment` of every online deployment serving it. */
+  deployments: string[];
+}
+
+/** `RebuildOperation` */
+export interface IRebuildOperation {
+  environment: string;
+  redeploy: boolean;
+  status: 'running' | 'succeeded' | 'failed';
+  log: string;
+  result?: { rebuilt: boolean; from_lock: boolean; redeployed: string[] } | null;
+  error?: IApiError | null;
+  started_at?: string;
+  finished_at?: string | null;
+}
+
 /** The statuses of a job. */
 export type JobStatus =
   | 'Queued'
@@ -349,6 +379,27 @@ export class MlwsService {
     return this.post(['environments', name, 'versions', version, 'build'], undefined, {
       builder
     });
+  }
+
+  /** GET /environments/outdated: versions built on a base that moved, with their users. */
+  async outdatedEnvironments(): Promise<IOutdatedEnvironment[]> {
+    const answer = await this.get<{ items: IOutdatedEnvironment[] }>([
+      'environments',
+      'outdated'
+    ]);
+    return answer.items;
+  }
+
+  /** POST /environments/{name}/versions/{version}/rebuild (in the background). */
+  startRebuild(name: string, version: string, redeploy = false): Promise<IRebuildOperation> {
+    return this.post(['environments', name, 'versions', version, 'rebuild'], undefined, {
+      redeploy
+    });
+  }
+
+  /** GET /environments/{name}/versions/{version}/rebuild: the rebuild this server started. */
+  getRebuild(name: string, version: string): Promise<IRebuildOperation> {
+    return this.get(['environments', name, 'versions', version, 'rebuild']);
   }
 
   /** GET /jobs: newest first, paged. */

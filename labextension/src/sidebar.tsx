@@ -20,12 +20,15 @@ import { Message } from '@lumino/messaging';
 import * as React from 'react';
 
 import { EndpointsSection } from './endpoints';
+import { ExpandRow } from './expandRow';
+import { OutdatedBadge, OutdatedNote, outdatedReason, useOutdated } from './outdated';
 import { bytes, duration, shortHash, statusClass, when } from './format';
 import { MlwsApiError } from './request';
 import {
   AssetKind,
   IAsset,
   IJob,
+  IOutdatedEnvironment,
   isTerminal,
   IWorkspaceInfo,
   MlwsService
@@ -285,6 +288,7 @@ function SidebarView(props: {
   const [info, setInfo] = React.useState<IWorkspaceInfo | null>(null);
   const [infoError, setInfoError] = React.useState('');
   const refreshTick = useSignal(sidebar.refreshed);
+  const outdated = useOutdated(sidebar.service, refreshTick);
 
   React.useEffect(() => {
     const timer = setTimeout(() => setQuery(text.trim()), 250);
@@ -344,6 +348,7 @@ function SidebarView(props: {
             refreshTick={refreshTick}
             count={info?.counts?.[s.kind] ?? info?.counts?.[COUNT_KEYS[s.kind]]}
             openJob={props.openJob}
+            outdated={s.kind === 'environments' ? outdated : undefined}
           />
         ))}
         <JobsSection sidebar={sidebar} openJob={props.openJob} />
@@ -351,6 +356,7 @@ function SidebarView(props: {
           settings={sidebar.service.settings}
           refreshTick={refreshTick}
           isVisible={() => sidebar.isVisible}
+          outdated={outdated.items}
         />
       </div>
     </div>
@@ -390,6 +396,8 @@ function AssetSection(props: {
   refreshTick: number;
   count?: number;
   openJob: (id: string) => void;
+  /** Environments: the outdated versions and how to fetch them again. */
+  outdated?: { items: IOutdatedEnvironment[]; reload: () => void };
 }): JSX.Element {
   const { service, kind, query } = props;
   const [open, setOpen] = React.useState(true);
@@ -457,6 +465,7 @@ function AssetSection(props: {
                 asset={a}
                 refreshTick={props.refreshTick}
                 openJob={props.openJob}
+                outdated={props.outdated}
               />
             ))}
           </ul>
@@ -483,8 +492,10 @@ function AssetRow(props: {
   asset: IAsset;
   refreshTick: number;
   openJob: (id: string) => void;
+  outdated?: { items: IOutdatedEnvironment[]; reload: () => void };
 }): JSX.Element {
   const { service, kind, asset } = props;
+  const stale = (props.outdated?.items ?? []).filter(r => r.name === asset.name);
   const [open, setOpen] = React.useState(false);
   const [versions, setVersions] = React.useState<IAsset[]>([]);
   const [total, setTotal] = React.useState<number | null>(null);
@@ -528,34 +539,32 @@ function AssetRow(props: {
     }
     setOpen(!open);
   };
-  const Caret = open ? caretDownIcon : caretRightIcon;
   const created = when(asset.created_at);
 
   return (
     <li className="jp-mlws-asset" data-mlws-name={asset.name}>
-      <div
-        className="jp-mlws-asset-row"
-        role="button"
-        tabIndex={0}
-        aria-expanded={open}
+      <ExpandRow
+        open={open}
         title={asset.description || `${asset.name}:${asset.version}`}
-        onClick={toggle}
-        onKeyDown={e => {
-          if (e.key === 'Enter' || e.key === ' ') {
-            e.preventDefault();
-            toggle();
-          }
-        }}
+        onToggle={toggle}
       >
-        <Caret.react tag="span" className="jp-mlws-caret" />
         <span className="jp-mlws-asset-name">{asset.name}</span>
         <span className="jp-mlws-badge" title="latest version">
           {asset.version}
         </span>
+        {stale.length > 0 && (
+          <OutdatedBadge
+            of={asset.name}
+            title={stale.map(r => `${r.environment}: ${outdatedReason(r)}`).join('\n')}
+          />
+        )}
         <span className="jp-mlws-muted jp-mlws-right" title={created.title}>
           {created.text}
         </span>
-      </div>
+      </ExpandRow>
+      {props.outdated && (
+        <OutdatedNote service={service} rows={stale} onDone={props.outdated.reload} />
+      )}
       {open && (
         <div className="jp-mlws-versions">
           {error && <div className="jp-mlws-error">{error}</div>}

@@ -6,15 +6,15 @@
  * compute. It submits through `POST /sweeps`; a refused expression or value is shown beside
  * its input with the server's message, and the form opens again.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Dialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { MlwsApiError } from './request';
 import {
-  computeSelect,
   el,
-  environmentSelect,
   errorText,
+  formLoop,
+  formStart,
   IRunJobChoices,
   KERNEL_PYTHON,
   literalParameters,
@@ -101,22 +101,16 @@ export class RunSweepForm extends Widget implements Dialog.IBodyWidget<IRunSweep
   constructor(choices: IRunJobChoices, previous?: IRunSweepValue, error?: IRunSweepError) {
     super({ node: el('form', { class: 'jp-mlws-run-form jp-mlws-sweep-form' }) });
     const form = this.node as HTMLFormElement;
-    form.addEventListener('submit', e => e.preventDefault());
-    form.appendChild(el('div', { class: 'jp-mlws-run-path' }, choices.path));
     const known = choices.parameters.some(p => p.name === error?.name);
-    if (error) {
-      const what = error.field === 'search' ? 'search expression' : 'value';
-      const text =
-        known && error.field !== 'metric'
-          ? `The sweep was not submitted: the ${what} of ${error.name} was refused.`
-          : error.message;
-      form.appendChild(el('div', { class: 'jp-mlws-error jp-mlws-run-error' }, text));
-    }
-    if (choices.choicesError) {
-      form.appendChild(el('div', { class: 'jp-mlws-error' }, choices.choicesError));
-    }
-    this._env = environmentSelect(form, choices, previous?.environment);
-    this._compute = computeSelect(form, choices, previous?.compute);
+    const what = error?.field === 'search' ? 'search expression' : 'value';
+    const text = !error
+      ? null
+      : known && error.field !== 'metric'
+        ? `The sweep was not submitted: the ${what} of ${error.name} was refused.`
+        : error.message;
+    const start = formStart(form, choices, text, previous);
+    this._env = start.env;
+    this._compute = start.compute;
     this.params(form, choices, previous, known ? error : undefined);
 
     const objective = el('fieldset', { class: 'jp-mlws-run-params jp-mlws-sweep-objective' });
@@ -338,29 +332,13 @@ export function sweepError(error: unknown): IRunSweepError {
  */
 export async function runAsSweep(service: MlwsService, path: string): Promise<IJob | null> {
   const choices = await loadChoices(service, path);
-  let previous: IRunSweepValue | undefined;
-  let error: IRunSweepError | undefined;
-  for (;;) {
-    const result = await showDialog<IRunSweepValue>({
-      title: 'Run as sweep',
-      body: new RunSweepForm(choices, previous, error),
-      buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Start sweep' })],
-      focusNodeSelector: '.jp-mlws-search-expr',
-      hasClose: true
-    });
-    if (!result.button.accept || !result.value) {
-      return null;
-    }
-    previous = result.value;
-    const { body, error: missing } = sweepSubmission(path, choices.parameters, previous);
-    if (!body) {
-      error = missing;
-      continue;
-    }
-    try {
-      return await service.submitSweep(body);
-    } catch (e) {
-      error = sweepError(e);
-    }
-  }
+  return formLoop<IRunSweepValue, IRunSweepError, INotebookSweepSubmission, IJob>({
+    title: 'Run as sweep',
+    okLabel: 'Start sweep',
+    focusNodeSelector: '.jp-mlws-search-expr',
+    form: (previous, error) => new RunSweepForm(choices, previous, error),
+    prepare: value => sweepSubmission(path, choices.parameters, value),
+    send: body => service.submitSweep(body),
+    refused: sweepError
+  });
 }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from jupyter_mlws import Workspace
@@ -75,9 +76,15 @@ def down(ws: Workspace) -> None:
         ws.endpoints.delete(ENDPOINT)
 
 
-if __name__ == "__main__":
+def main(actions: dict[str, Callable[[Workspace], None]]) -> None:
+    """Run the action named by the first argument on the workspace of $MLWS_WORKSPACE (shared
+    by every ``*_fixture.py``)."""
     workspace = Workspace.open()
     try:
-        {"up": up, "down": down}[sys.argv[1]](workspace)
+        actions[sys.argv[1]](workspace)
     finally:
         workspace.close()
+
+
+if __name__ == "__main__":
+    main({"up": up, "down": down})

@@ -5,37 +5,22 @@
  * `ep-ui` (a supervisor, a router on a real port, replica processes) in the workspace the server
  * serves, and deletes it afterwards.
  */
-import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import { execFileSync } from 'child_process';
+import { expect, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 import * as path from 'path';
 
-const PANEL = 'jp-mlws-sidebar';
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-const FIXTURE = path.resolve(__dirname, 'endpoint_fixture.py');
-
-function fixture(action: 'up' | 'down'): string {
-  return execFileSync(process.env.MLWS_PYTHON || 'python', [FIXTURE, action], {
-    env: process.env,
-    timeout: 300 * 1000
-  }).toString();
-}
-
-async function openPanel(page: IJupyterLabPageFixture) {
-  await page.sidebar.openTab(PANEL);
-  await expect(page.locator('.jp-mlws-sidebar')).toBeVisible();
-}
+import { openPanel, runFixture, SHOTS } from './helpers';
 
 test.describe('Endpoints section', () => {
   test.beforeAll(() => {
-    const out = fixture('up');
+    const out = runFixture('endpoint', 'up');
     expect(out).toContain('"name": "blue", "state": "Succeeded", "traffic": 100');
     expect(out).toContain('"name": "green", "state": "Succeeded", "traffic": 0');
     expect(out).toContain('"name": "red", "state": "Failed"');
   });
 
   test.afterAll(() => {
-    fixture('down');
+    runFixture('endpoint', 'down');
   });
 
   test('shows the endpoint and its deployment, follows its log, and tests it', async ({

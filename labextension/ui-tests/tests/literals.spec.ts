@@ -13,6 +13,8 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
+import { parametersNotebook, SHOTS } from './helpers';
+
 /** The checkout (its python package and tests/ are what the server and the CLI import). */
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const TYPES_MARK = 'MLWS-TYPES ';
@@ -48,30 +50,13 @@ function literalCases(): ILiteralCases {
 
 /** A notebook whose parameters cell defines `cell`; it prints each p_* value and its type. */
 function typesNotebook(cell: string): string {
-  const code = (source: string, tags: string[] = []) => ({
-    cell_type: 'code',
-    execution_count: null,
-    metadata: tags.length ? { tags } : {},
-    outputs: [],
-    source
-  });
-  return JSON.stringify({
-    cells: [
-      code(cell, ['parameters']),
-      code(
-        'import json\n' +
-          'seen = {k: [type(v).__name__, v] for k, v in sorted(globals().items()) ' +
-          'if k.startswith("p_")}\n' +
-          `print(${JSON.stringify(TYPES_MARK)} + json.dumps(seen, sort_keys=True), flush=True)`
-      )
-    ],
-    metadata: {
-      kernelspec: { display_name: 'Python 3', language: 'python', name: 'python3' },
-      language_info: { name: 'python' }
-    },
-    nbformat: 4,
-    nbformat_minor: 5
-  });
+  return parametersNotebook(
+    cell,
+    'import json\n' +
+      'seen = {k: [type(v).__name__, v] for k, v in sorted(globals().items()) ' +
+      'if k.startswith("p_")}\n' +
+      `print(${JSON.stringify(TYPES_MARK)} + json.dumps(seen, sort_keys=True), flush=True)`
+  );
 }
 
 function required(name: string): string {
@@ -152,11 +137,10 @@ test.describe('One literal parser', () => {
     await expect(fieldError).toContainText("The value '{1,2}' of 'p_list' is a set");
     await expect(fieldError).toContainText('write a list instead, e.g. [1, 2]');
     expect(await jobTotal(page)).toBe(before);
-    const shots = path.resolve(__dirname, '..', 'test-results', 'screenshots');
-    fs.mkdirSync(shots, { recursive: true });
+    fs.mkdirSync(SHOTS, { recursive: true });
     await fieldError.scrollIntoViewIfNeeded();
     await page.locator('.jp-Dialog-content').screenshot({
-      path: path.join(shots, 'run-as-job-refused-light.png')
+      path: path.join(SHOTS, 'run-as-job-refused-light.png')
     });
 
     // Corrected: every value goes, as typed (the other inputs kept their text).

@@ -8,9 +8,7 @@ import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 import * as path from 'path';
 
-const PANEL = 'jp-mlws-sidebar';
-/** Screenshots kept as artifacts of the run (light and dark theme). */
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+import { openPanel, PANEL, parametersNotebook, SHOTS } from './helpers';
 
 async function shot(page: IJupyterLabPageFixture, name: string, selector?: string) {
   fs.mkdirSync(SHOTS, { recursive: true });
@@ -23,37 +21,15 @@ async function shot(page: IJupyterLabPageFixture, name: string, selector?: strin
   test.info().attachments.push({ name, path: file, contentType: 'image/png' });
 }
 
-async function openPanel(page: IJupyterLabPageFixture) {
-  await page.sidebar.openTab(PANEL);
-  await expect(page.locator('.jp-mlws-sidebar')).toBeVisible();
-}
-
 /** A notebook whose first cell is tagged "parameters"; it prints and logs a metric. */
 function paramsNotebook(): string {
-  const cell = (source: string, tags: string[] = []) => ({
-    cell_type: 'code',
-    execution_count: null,
-    metadata: tags.length ? { tags } : {},
-    outputs: [],
-    source
-  });
-  return JSON.stringify({
-    cells: [
-      cell('alpha = 0.1\nlabel = "iris"\nepochs = 2', ['parameters']),
-      cell(
-        'from jupyter_mlws import run\n' +
-          'for step in range(epochs):\n' +
-          '    run.log_metric("loss", alpha / (step + 1), step=step)\n' +
-          'print(f"MLWS-UI-TEST alpha={alpha} label={label} epochs={epochs}")'
-      )
-    ],
-    metadata: {
-      kernelspec: { display_name: 'Python 3', language: 'python', name: 'python3' },
-      language_info: { name: 'python' }
-    },
-    nbformat: 4,
-    nbformat_minor: 5
-  });
+  return parametersNotebook(
+    'alpha = 0.1\nlabel = "iris"\nepochs = 2',
+    'from jupyter_mlws import run\n' +
+      'for step in range(epochs):\n' +
+      '    run.log_metric("loss", alpha / (step + 1), step=step)\n' +
+      'print(f"MLWS-UI-TEST alpha={alpha} label={label} epochs={epochs}")'
+  );
 }
 
 test.describe('ML Workspace panel', () => {

@@ -8,35 +8,19 @@ import { expect, test } from '@jupyterlab/galata';
 import * as fs from 'fs';
 import * as path from 'path';
 
-const SHOTS = path.resolve(__dirname, '..', 'test-results', 'screenshots');
+import { parametersNotebook, SHOTS } from './helpers';
+
 
 /** A notebook whose first cell is tagged "parameters"; it logs `accuracy` = C * weight. */
 function sweepNotebook(): string {
-  const cell = (source: string, tags: string[] = []) => ({
-    cell_type: 'code',
-    execution_count: null,
-    metadata: tags.length ? { tags } : {},
-    outputs: [],
-    source
-  });
-  return JSON.stringify({
-    cells: [
-      cell('C = 1.0\nkernel = "rbf"\nepochs = 2', ['parameters']),
-      cell(
-        'from jupyter_mlws import run\n' +
-          'weight = {"rbf": 1.0, "linear": 0.5}[kernel]\n' +
-          'for step in range(epochs):\n' +
-          '    run.log_metric("accuracy", C * weight * (step + 1) / epochs, step=step)\n' +
-          'print(f"MLWS-SWEEP-TEST C={C} kernel={kernel}")'
-      )
-    ],
-    metadata: {
-      kernelspec: { display_name: 'Python 3', language: 'python', name: 'python3' },
-      language_info: { name: 'python' }
-    },
-    nbformat: 4,
-    nbformat_minor: 5
-  });
+  return parametersNotebook(
+    'C = 1.0\nkernel = "rbf"\nepochs = 2',
+    'from jupyter_mlws import run\n' +
+      'weight = {"rbf": 1.0, "linear": 0.5}[kernel]\n' +
+      'for step in range(epochs):\n' +
+      '    run.log_metric("accuracy", C * weight * (step + 1) / epochs, step=step)\n' +
+      'print(f"MLWS-SWEEP-TEST C={C} kernel={kernel}")'
+  );
 }
 
 test.describe('Run as sweep', () => {
