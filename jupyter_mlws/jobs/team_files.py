@@ -106,6 +106,12 @@ class TeamJobFiles(JobQueries):
                 fetch(self._ws, job_id, paths.root)
         return paths
 
+    @property
+    def shared(self) -> bool:
+        """Whether several machines may run this workspace's jobs (a team workspace: a shared
+        store or a remote artifact store), so listings show each job's host and creator."""
+        return hosts.is_team(self._ws)
+
     def _remote_log(self, job_id: str) -> tuple[Any, log_parts.ObjectStore | None]:
         """The job and, when another machine runs it, the store holding its log parts."""
         remote = self._ws.artifacts.remote

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import getpass
 import hashlib
 import json
 from collections.abc import Mapping
@@ -77,10 +76,10 @@ def _checked_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return None
+    """Who records a version or a job: ``$MLWS_USER``, else ``user@host``."""
+    from jupyter_mlws.team.identity import current_user
+
+    return current_user()
 
 
 class AssetOperations(Generic[S, E]):

@@ -58,12 +58,15 @@ class AbstractJobStore(abc.ABC):
     @abc.abstractmethod
     def list_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
                   parent_id: str | None = None, top_level: bool = True, type: str | None = None,
-                  limit: int | None = None, offset: int = 0) -> list[Job]: ...
+                  limit: int | None = None, offset: int = 0,
+                  created_by: str | None = None) -> list[Job]: ...
 
     @abc.abstractmethod
     def count_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
-                   parent_id: str | None = None, top_level: bool = False) -> int:
-        """Jobs with these filters (``top_level``: pipeline steps left out)."""
+                   parent_id: str | None = None, top_level: bool = False,
+                   created_by: str | None = None) -> int:
+        """Jobs with these filters (``top_level``: pipeline steps left out; ``created_by``: that
+        user, exactly or as ``user@<any host>``)."""
 
     @abc.abstractmethod
     def job_events(self, job_id: str) -> list[JobEvent]: ...
