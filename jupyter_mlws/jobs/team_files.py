@@ -50,12 +50,12 @@ def _job_files(root: Path) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def publish(ws: Workspace, job_id: str) -> str | None:
-    """Store a finished job's folder in a remote artifact store; return the tree's sha256
-    (None for a workspace without one)."""
+def publish(ws: Workspace, job_id: str, root: Path | None = None) -> str | None:
+    """Store a finished job's folder (``root``, by default its folder in ``ws``) in a remote
+    artifact store; return the tree's sha256 (None for a workspace without one)."""
     if ws.artifacts.remote is None:
         return None
-    root = JobPaths.of(ws.artifacts.root, job_id).root
+    root = root or JobPaths.of(ws.artifacts.root, job_id).root
     files = []
     total = 0
     with ws.artifacts.session() as session:
