@@ -29,7 +29,7 @@ from jupyter_mlws.errors import (
 )
 from jupyter_mlws.jobs import hosts
 from jupyter_mlws.jobs.paths import JobPaths
-from jupyter_mlws.jobs.team_files import publish
+from jupyter_mlws.jobs.team_files import TREE_KEY, publish
 from jupyter_mlws.store.base import NewVersion
 
 if TYPE_CHECKING:
@@ -66,11 +66,13 @@ def migrate(source: Workspace, target: Workspace) -> MigrationReport:
             hint="Give --artifact-uri s3://BUCKET/PREFIX (or the team's recorded one).")
     report = MigrationReport()
     versions = _source_versions(source)
+    jobs = source.store.list_jobs(top_level=False, limit=None)
     _check_versions(target, versions)
+    _check_jobs(source, target, jobs)
     _copy_blobs(source, target, report)
     for asset in versions:
         _copy_version(source, target, asset, report)
-    for job in source.store.list_jobs(top_level=False, limit=None):
+    for job in reversed(jobs):  # oldest first: a pipeline before its steps
         _copy_job(source, target, job, report)
     return report
 
@@ -140,6 +142,19 @@ def _check_versions(target: Workspace, versions: list[Asset]) -> None:
                 "or migrate into another team workspace.")
 
 
+def _check_jobs(source: Workspace, target: Workspace, jobs: list[Job]) -> None:
+    """Refuse before writing anything when the team holds another job of the same id."""
+    for job in jobs:
+        try:
+            there = target.store.get_job(job.id)
+        except NotFoundError:
+            continue
+        if there.spec.get("migrated_from") != _origin(source):
+            raise MigrationConflictError(
+                f"The team workspace already holds another job {job.id}.", kind="job",
+                name=job.id, version="-", hint="Migrate into another team workspace.")
+
+
 def _copy_blobs(source: Workspace, target: Workspace, report: MigrationReport) -> None:
     remote = target.artifacts.remote
     assert remote is not None
@@ -186,14 +201,13 @@ def _copy_job(source: Workspace, target: Workspace, job: Job, report: MigrationR
         report.left_out.append(f"job {job.id}: still {job.status}")
         return
     try:
-        there = target.store.get_job(job.id)
+        there = target.store.get_job(job.id)  # checked before: copied by an earlier run
     except NotFoundError:
         there = None
     if there is not None:
-        if there.spec.get("migrated_from") != _origin(source):
-            raise MigrationConflictError(
-                f"The team workspace already holds another job {job.id}.", kind="job",
-                name=job.id, version="-", hint="Migrate into another team workspace.")
+        root = JobPaths.of(source.artifacts.root, job.id).root
+        if TREE_KEY not in there.spec and root.is_dir():  # that run stopped before its files
+            publish(target, job.id, root)
         report.jobs_present += 1
         return
     _create_job(source, target, job)
