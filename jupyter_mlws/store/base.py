@@ -123,6 +123,7 @@ class AbstractStore(AbstractJobStore):
         limit: int | None = None,
         offset: int = 0,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> list[Asset]:
         """Versions of ``name`` (newest first), or the latest version of each name.
 
@@ -139,6 +140,7 @@ class AbstractStore(AbstractJobStore):
         include_archived: bool = False,
         include_hidden: bool = False,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> int:
         """How many items :meth:`list_versions` gives with the same filters and no limit: the
         versions of ``name``, or without a name the number of names."""

@@ -60,6 +60,16 @@ def _check_identity(ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     monkeypatch.setenv("MLWS_USER", "alice")
     assert _ids(ws, "ME") == {alice}
 
+    assert [m.version for m in ws.models.list(created_by="bob")] == ["1"]
+    ws.models.create("m", tmp_path / "m.txt", version="2")  # as alice
+    assert [m.version for m in ws.models.list("m", created_by="ME")] == ["2"]
+    assert [m.version for m in ws.models.list("m", created_by="bob")] == ["1"]
+    assert ws.models.list(created_by="bob") == []  # m's latest version is alice's now
+    assert ws.models.count("m", created_by="b_b") == 0
+    models = json.loads(_cli(ws, "model", "list", "-n", "m", "--created-by", "me", "-o", "json",
+                             monkeypatch=monkeypatch))
+    assert [(m["version"], m["created_by"]) for m in models] == [("2", "alice")]
+
     listed = json.loads(_cli(ws, "job", "list", "--created-by", "me", "-o", "json",
                              monkeypatch=monkeypatch))
     assert [(j["id"], j["created_by"], j["host"]) for j in listed] == [
