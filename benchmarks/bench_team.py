@@ -6,8 +6,10 @@ Run: python benchmarks/bench_team.py [--versions N] [--big-mb 100] [--small N]
 Starts both servers with scripts/team-servers.sh (stopped at the end). Measures: register p50/p95
 of small and big models; `get`/`list` p95 with N versions of one model in the store (the
 versions are added through the store's own create_version, not by uploading N files); download
-of the big model cold (empty local cache) and cached. Log-follow delay across machines is not
-measured: job logs are not in the artifact store yet.
+of the big model cold (empty local cache) and cached; log-follow delay: a job on machine A
+prints time-stamped lines at random intervals while `ws.jobs.stream` follows it on A (its local
+files, the baseline) and on B (the parts A publishes to S3), both with the default poll; the
+delay is from the print to the line reaching each follower (one clock: one machine).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -88,11 +91,38 @@ def _download(ws: Workspace, root: Path, name: str, *, cold: bool) -> float:
     return took
 
 
+LINES_JOB = ("python -c \"import random, time\n"
+             "for i in range({n}):\n"
+             "    time.sleep(random.uniform(0.2, 0.8)); print(f'stamp {{time.time()!r}}', "
+             "flush=True)\"")
+
+
+def _follow(ws: Workspace, job_id: str, delays: list[float]) -> None:
+    for line in ws.jobs.stream(job_id):
+        if line.startswith("stamp "):
+            delays.append(time.time() - float(line.split()[1]))
+
+
+def _log_delay(a: Workspace, b: Workspace, n: int) -> tuple[list[float], list[float]]:
+    """Delays of ``n`` lines seen on A (local files) and on B (published parts)."""
+    job = a.jobs.submit_command(LINES_JOB.format(n=n))
+    local: list[float] = []
+    remote: list[float] = []
+    threads = [threading.Thread(target=_follow, args=(ws, job.id, out))
+               for ws, out in ((a, local), (b, remote))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return local, remote
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--versions", type=int, default=5_000)
     ap.add_argument("--big-mb", type=int, default=100)
     ap.add_argument("--small", type=int, default=30)
+    ap.add_argument("--log-lines", type=int, default=60)
     args = ap.parse_args()
     servers = Path(tempfile.mkdtemp(prefix="mlws-bench-team-"))
     rows = []
@@ -128,6 +158,11 @@ def main() -> None:
             rows.append((f"download {args.big_mb} MB cold / cached", f"{ms(cold)} / {ms(warm)}",
                          f"{ms(base)} local", "cached < cold",
                          "yes" if warm < cold else "NO"))
+            on_a, on_b = _log_delay(team, b, args.log_lines)
+            (la50, la95), (lb50, lb95) = percentiles(on_a), percentiles(on_b)
+            rows.append((f"log follow A->B p50/p95 ({len(on_b)} lines)",
+                         f"{ms(lb50)} / {ms(lb95)}", f"{ms(la50)} / {ms(la95)} on A",
+                         "< 2 s", "yes" if lb95 < 2 else "NO"))
             for ws in (team, local, b):
                 ws.close()
     finally:

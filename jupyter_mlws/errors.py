@@ -401,3 +401,22 @@ class NoLockError(NotFoundError):
     """An environment version has no recorded lock yet (it was never built here)."""
 
     code = "no_lock"
+
+# --- team workspace: logs, identity, migration (issue 14, h-teamlogs) ---------------------------
+class MigrationConflictError(ConflictError):
+    """``mlws workspace migrate``: the team workspace already holds a version (or a job) of the
+    same name with other content. ``details``: ``kind``, ``name``, ``version``."""
+
+    code = "migration_conflict"
+
+    def __init__(self, message: str, *, kind: str, name: str, version: str,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.details.update(kind=kind, name=name, version=version)
+
+
+class MigrationIntegrityError(MlwsError):
+    """``mlws workspace migrate``: a blob of the source workspace does not hash to its name (the
+    file was changed or damaged); nothing of it was copied."""
+
+    code = "migration_integrity"

@@ -197,6 +197,30 @@ class S3Backend:
             self._client.delete_object(Bucket=self.bucket, Key=blob_key(self.prefix, sha256))
 
 
+    # --- plain objects beside the blobs (live job logs); added by the teamlogs helper -------
+    def put_object(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` (below the prefix); readers see it whole or not at all."""
+        with self._errors(f"writing {key}"):
+            self._client.put_object(Bucket=self.bucket, Key=_join(self.prefix, key), Body=data)
+
+    def list_objects(self, folder: str, after: str = "") -> list[tuple[str, int]]:
+        """(name, size) of the objects in ``folder`` whose names sort after ``after``, in name
+        order (at most one page, 1000)."""
+        with self._errors(f"listing {folder}"):
+            got = self._client.list_objects_v2(
+                Bucket=self.bucket, Prefix=_join(self.prefix, folder) + "/",
+                StartAfter=_join(self.prefix, f"{folder}/{after}") if after else "")
+        return [(o["Key"].rsplit("/", 1)[1], int(o["Size"])) for o in got.get("Contents", [])]
+
+    def get_object(self, key: str, start: int = 0) -> bytes:
+        """The bytes at ``key`` from ``start``."""
+        with self._errors(f"reading {key}"):
+            extra = {"Range": f"bytes={start}-"} if start else {}
+            body = self._client.get_object(Bucket=self.bucket, Key=_join(self.prefix, key),
+                                           **extra)["Body"]
+            return bytes(body.read())
+
+
 class FsspecBackend:
     """Blobs under any fsspec URL; writes go to a temp name and are moved into place."""
 
@@ -248,3 +272,35 @@ class FsspecBackend:
     def delete(self, sha256: str) -> None:
         with self._errors(f"deleting blob {sha256[:12]}"), contextlib.suppress(FileNotFoundError):
             self._fs.rm(blob_key(self.root, sha256))
+
+
+    # --- plain objects beside the blobs (live job logs); added by the teamlogs helper -------
+    def put_object(self, key: str, data: bytes) -> None:
+        """Write ``data`` at ``key`` (a temp name moved into place)."""
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
+        final = _join(self.root, key)
+        with self._errors(f"writing {key}"):
+            self._fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            self._fs.pipe_file(tmp, data)
+            self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
+            self._fs.mv(tmp, final)
+
+    def list_objects(self, folder: str, after: str = "") -> list[tuple[str, int]]:
+        """(name, size) of the objects in ``folder`` whose names sort after ``after``."""
+        with self._errors(f"listing {folder}"):
+            try:
+                found = self._fs.ls(_join(self.root, folder), detail=True)
+            except FileNotFoundError:
+                return []
+        items = [(str(o["name"]).rstrip("/").rsplit("/", 1)[1], int(o.get("size") or 0))
+                 for o in found if o.get("type") == "file"]
+        return sorted(i for i in items if i[0] > after)[:1000]
+
+    def get_object(self, key: str, start: int = 0) -> bytes:
+        """The bytes at ``key`` from ``start``."""
+        with self._errors(f"reading {key}"):
+            return bytes(self._fs.cat_file(_join(self.root, key), start=start or None))
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}/{key}" if prefix else key

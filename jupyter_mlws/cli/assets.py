@@ -101,11 +101,14 @@ def kind_group(kind: str, name: str, help_text: str) -> click.Group:
     @click.option("--include-archived", is_flag=True, help="Include archived versions.")
     @click.option("--limit", type=click.IntRange(min=1), help="At most this many rows.")
     @click.option("--offset", type=click.IntRange(min=0), default=0)
+    @click.option("--created-by", "created_by", metavar="ME|USER",
+                  help="Only versions this user registered (ME: yours; USER matches USER@any "
+                  "host); without --name, names whose latest version is theirs.")
     @WORKSPACE
     @OUTPUT
     def list_cmd(asset_name: str | None, tags: Sequence[str], include_archived: bool,
-                 limit: int | None, offset: int, workspace_path: str | None,
-                 output: str, **extra: Any) -> None:
+                 limit: int | None, offset: int, created_by: str | None,
+                 workspace_path: str | None, output: str, **extra: Any) -> None:
         """Without --name: the latest version of each name. With it: every version."""
         tag_filter: dict[str, str | None] = {}
         for t in tags:
@@ -113,7 +116,7 @@ def kind_group(kind: str, name: str, help_text: str) -> click.Group:
             tag_filter[key] = value if sep else None
         ops = open_workspace(workspace_path).operations(kind)
         items = ops.list(asset_name, tags=tag_filter or None, include_archived=include_archived,
-                         limit=limit, offset=offset, **extra)
+                         limit=limit, offset=offset, created_by=created_by, **extra)
         emit([i.public_dict() for i in items], output,
              table=lambda: print_table([_row(i) for i in items], COLUMNS[kind]))
 

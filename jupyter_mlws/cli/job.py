@@ -34,6 +34,8 @@ def _job_row(j: Any) -> dict[str, Any]:
 
 JOB_COLUMNS = [("id", "id"), ("type", "type"), ("status", "status"), ("name", "name"),
                ("compute", "compute"), ("created", "created"), ("duration", "duration")]
+#: Shown besides in a team workspace: the machine running each job and who submitted it.
+TEAM_COLUMNS = [("host", "host"), ("created_by", "created_by")]
 
 
 def _after_submit(ws: Any, j: Any, wait: bool, stream: bool, output: str) -> None:
@@ -195,17 +197,22 @@ def job_create(file: str, compute: str | None, wait: bool, stream: bool,
 @click.option("--parent", help="The steps of this pipeline job.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--created-by", "created_by", metavar="ME|USER",
+              help="Only jobs this user submitted (ME: yours; USER matches USER@any host).")
 @WORKSPACE
 @OUTPUT
 def job_list(status: Sequence[str], experiment: str | None, parent: str | None, limit: int,
-             offset: int, workspace_path: str | None, output: str) -> None:
-    """Jobs, newest first."""
+             offset: int, created_by: str | None, workspace_path: str | None,
+             output: str) -> None:
+    """Jobs, newest first (in a team workspace, with the host running each and its creator)."""
     from jupyter_mlws.cli._format import emit, print_table
 
-    jobs = open_workspace(workspace_path).jobs.list(status=list(status) or None, experiment=experiment,
-                                           parent_id=parent, limit=limit, offset=offset)
+    ws = open_workspace(workspace_path)
+    jobs = ws.jobs.list(status=list(status) or None, experiment=experiment, parent_id=parent,
+                        limit=limit, offset=offset, created_by=created_by)
+    columns = JOB_COLUMNS + TEAM_COLUMNS if ws.jobs.shared else JOB_COLUMNS
     emit([j.public_dict() for j in jobs], output,
-         table=lambda: print_table([_job_row(j) for j in jobs], JOB_COLUMNS))
+         table=lambda: print_table([_job_row(j) for j in jobs], columns))
 
 
 @job.command("show")

@@ -51,6 +51,27 @@ def workspace_join(
         f"artifacts {info['artifacts']})"))
 
 
+@workspace.command("migrate")
+@click.option("--to-store-uri", "--store-uri", "store_uri",
+              help="SQLAlchemy URL of the team's database (or MLWS_STORE_URI).")
+@click.option("--to-artifact-uri", "--artifact-uri", "artifact_uri",
+              help="The team's artifact store (default: the one it recorded).")
+@WORKSPACE
+@OUTPUT
+def workspace_migrate(store_uri: str | None, artifact_uri: str | None,
+                      workspace_path: str | None, output: str) -> None:
+    """Copy this (embedded) workspace into a team workspace: blobs verified by sha256, versions,
+    finished jobs. Re-running copies what is missing; the source is left as it is."""
+    from jupyter_mlws.team.migrate import migrate_to
+
+    report = migrate_to(open_workspace(workspace_path), store_uri, artifact_uri).public_dict()
+    emit(report, output, table=lambda: click.echo(
+        f"Copied {report['blobs_copied']} blobs, {report['versions_copied']} versions, "
+        f"{report['jobs_copied']} jobs (already there: {report['blobs_present']} blobs, "
+        f"{report['versions_present']} versions, {report['jobs_present']} jobs)"
+        + "".join(f"\nleft out: {x}" for x in report["left_out"])))
+
+
 @workspace.command("show")
 @WORKSPACE
 @OUTPUT

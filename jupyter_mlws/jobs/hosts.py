@@ -27,6 +27,12 @@ def this_host(workspace_path: Path) -> dict[str, str]:
     return {"host": socket.gethostname(), "workspace": str(workspace_path)}
 
 
+def is_team(ws: Any) -> bool:
+    """Whether ``ws`` is a team workspace: a store other than SQLite, or a remote artifact
+    store."""
+    return not getattr(ws.store, "is_sqlite", True) or ws.artifacts.remote is not None
+
+
 def runs_elsewhere(spec: dict[str, Any], workspace_path: Path) -> bool:
     """Whether a job's runner is on another machine (or another workspace folder). Jobs from
     before hosts were recorded count as local, as they always did."""

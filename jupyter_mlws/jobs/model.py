@@ -86,9 +86,17 @@ class Job(BaseModel):
             end = datetime.now(timezone.utc)
         return (end - self.started_at).total_seconds()
 
+    @property
+    def host(self) -> str | None:
+        """The machine whose runner runs the job (recorded since team workspaces; None before)."""
+        recorded = self.spec.get("runner_host")
+        host = recorded.get("host") if isinstance(recorded, dict) else None
+        return host if isinstance(host, str) else None
+
     def public_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
         data["duration_s"] = self.duration_s
+        data["host"] = self.host
         return data
 
 

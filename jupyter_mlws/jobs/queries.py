@@ -76,19 +76,27 @@ class JobQueries:
     def list(self, *, status: str | builtins.list[str] | None = None,
              experiment: str | None = None, parent_id: str | None = None,
              include_children: bool = False, limit: int | None = 100,
-             offset: int = 0) -> builtins.list[Job]:
-        """Jobs, newest first; pipeline steps only with ``include_children`` or ``parent_id``."""
+             offset: int = 0, created_by: str | None = None) -> builtins.list[Job]:
+        """Jobs, newest first; pipeline steps only with ``include_children`` or ``parent_id``;
+        ``created_by``: a user's (``ME``: yours; see :mod:`jupyter_mlws.team.identity`)."""
+        from jupyter_mlws.team.identity import resolve
+
         statuses = [status] if isinstance(status, str) else status
         return self._store.list_jobs(
             status=statuses, experiment=experiment, parent_id=parent_id,
-            top_level=not include_children, limit=limit, offset=offset)
+            top_level=not include_children, limit=limit, offset=offset,
+            created_by=resolve(created_by))
 
     def count(self, *, status: str | builtins.list[str] | None = None,
-              experiment: str | None = None, parent_id: str | None = None) -> int:
+              experiment: str | None = None, parent_id: str | None = None,
+              created_by: str | None = None) -> int:
         """How many jobs :meth:`list` pages through with the same filters."""
+        from jupyter_mlws.team.identity import resolve
+
         statuses = [status] if isinstance(status, str) else status
         return self._store.count_jobs(status=statuses, experiment=experiment,
-                                      parent_id=parent_id, top_level=parent_id is None)
+                                      parent_id=parent_id, top_level=parent_id is None,
+                                      created_by=resolve(created_by))
 
     def children(self, job_id: str) -> builtins.list[Job]:
         """The steps of a pipeline job."""

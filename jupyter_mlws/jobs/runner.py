@@ -116,6 +116,9 @@ def main(argv: list[str]) -> int:
 
     ws = Workspace.open(launch.workspace)
     beating = _heartbeat(ws)
+    from jupyter_mlws.jobs import log_parts
+
+    live_log = log_parts.start(ws, paths, job_id)  # a remote artifact store: for other machines
     try:
         ws.store.update_job(job_id, runner_pid=os.getpid())
         ctx = RunContext(WorkspaceTargetServices(ws), job_id, launch, paths)
@@ -133,6 +136,7 @@ def main(argv: list[str]) -> int:
         target.run(ctx, prestarted=prestarted, runtime=runtime)
         return 0
     finally:
+        log_parts.finish(live_log, paths)
         _publish_files(ws, job_id)
         if beating is not None:
             beating.set()

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.artifacts import StoredArtifact
 from jupyter_mlws.errors import NotFoundError, UnsafePathError
-from jupyter_mlws.jobs import hosts
+from jupyter_mlws.jobs import hosts, log_parts
+from jupyter_mlws.jobs.logs import LOG_CHUNK_BYTES
 from jupyter_mlws.jobs.paths import JobPaths
 from jupyter_mlws.jobs.queries import JobQueries
 from jupyter_mlws.jobs.safe_files import open_job_file
@@ -49,12 +50,12 @@ def _job_files(root: Path) -> list[tuple[str, Path]]:
     return sorted(out)
 
 
-def publish(ws: Workspace, job_id: str) -> str | None:
-    """Store a finished job's folder in a remote artifact store; return the tree's sha256
-    (None for a workspace without one)."""
+def publish(ws: Workspace, job_id: str, root: Path | None = None) -> str | None:
+    """Store a finished job's folder (``root``, by default its folder in ``ws``) in a remote
+    artifact store; return the tree's sha256 (None for a workspace without one)."""
     if ws.artifacts.remote is None:
         return None
-    root = JobPaths.of(ws.artifacts.root, job_id).root
+    root = root or JobPaths.of(ws.artifacts.root, job_id).root
     files = []
     total = 0
     with ws.artifacts.session() as session:
@@ -92,7 +93,8 @@ def fetch(ws: Workspace, job_id: str, root: Path) -> bool:
 
 
 class TeamJobFiles(JobQueries):
-    """``paths()`` that first fetches the files of a job another machine ran."""
+    """``paths()`` that first fetches the files of a job another machine ran, and the logs of a
+    job running on another machine read live from its published parts."""
 
     _ws: Any
 
@@ -103,3 +105,42 @@ class TeamJobFiles(JobQueries):
                 paths.root.parent.mkdir(parents=True, exist_ok=True)
                 fetch(self._ws, job_id, paths.root)
         return paths
+
+    @property
+    def shared(self) -> bool:
+        """Whether several machines may run this workspace's jobs (a team workspace: a shared
+        store or a remote artifact store), so listings show each job's host and creator."""
+        return hosts.is_team(self._ws)
+
+    def _remote_log(self, job_id: str) -> tuple[Any, log_parts.ObjectStore | None]:
+        """The job and, when another machine runs it, the store holding its log parts."""
+        remote = self._ws.artifacts.remote
+        if remote is None:
+            return None, None
+        job = self.get(job_id)
+        if not hosts.runs_elsewhere(job.spec, self._ws.path) or not hasattr(remote, "get_object"):
+            return job, None
+        return job, remote
+
+    def read_log(self, job_id: str, offset: int = 0, *, max_bytes: int | None = None
+                 ) -> dict[str, Any]:
+        job, remote = self._remote_log(job_id)
+        if remote is None:
+            return super().read_log(job_id, offset, max_bytes=max_bytes)
+        return log_parts.read_log(remote, job, offset, max_bytes or LOG_CHUNK_BYTES, TREE_KEY)
+
+    def logs(self, job_id: str, *, tail: int | None = None) -> str:
+        job, remote = self._remote_log(job_id)
+        if remote is None or TREE_KEY in job.spec:  # ended and published: its own files
+            return super().logs(job_id, tail=tail)
+        text = log_parts.read_all(remote, job.id).decode("utf-8", errors="replace")
+        return text if tail is None else "\n".join(text.splitlines()[-tail:])
+
+    def read_log_tail(self, job_id: str, lines: int) -> dict[str, Any]:
+        job, remote = self._remote_log(job_id)
+        if remote is None:
+            return super().read_log_tail(job_id, lines)
+        data = log_parts.read_all(remote, job.id)
+        text = "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+        done = log_parts.read_log(remote, job, len(data), 1, TREE_KEY)["done"]
+        return {"text": text, "offset": len(data), "done": done}

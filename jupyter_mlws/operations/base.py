@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import getpass
 import hashlib
 import json
 from collections.abc import Mapping
@@ -77,10 +76,10 @@ def _checked_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return None
+    """Who records a version or a job: ``$MLWS_USER``, else ``user@host``."""
+    from jupyter_mlws.team.identity import current_user
+
+    return current_user()
 
 
 class AssetOperations(Generic[S, E]):
@@ -230,9 +229,13 @@ class AssetOperations(Generic[S, E]):
         limit: int | None = None,
         offset: int = 0,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> builtins.list[E]:
         """Versions of ``name``, newest first; without a name, the latest version of each name
-        (only names containing ``name_contains``, ignoring case, when given)."""
+        (only names containing ``name_contains``, ignoring case, when given; ``created_by``: only
+        that user's, ``ME`` for yours, see :mod:`jupyter_mlws.team.identity`)."""
+        from jupyter_mlws.team.identity import resolve
+
         if name is not None:
             validate_name(name)
         return self._store.list_versions(  # type: ignore[return-value]
@@ -244,6 +247,7 @@ class AssetOperations(Generic[S, E]):
             limit=limit,
             offset=offset,
             name_contains=name_contains,
+            created_by=resolve(created_by),
         )
 
     def count(
@@ -254,8 +258,11 @@ class AssetOperations(Generic[S, E]):
         include_archived: bool = False,
         include_hidden: bool = False,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> int:
         """How many :meth:`list` gives with the same filters: versions of ``name``, or names."""
+        from jupyter_mlws.team.identity import resolve
+
         return self._store.count_versions(
             self.kind,
             name,
@@ -263,6 +270,7 @@ class AssetOperations(Generic[S, E]):
             include_archived=include_archived,
             include_hidden=include_hidden,
             name_contains=name_contains,
+            created_by=resolve(created_by),
         )
 
     def names(self) -> builtins.list[str]:

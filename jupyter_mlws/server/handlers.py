@@ -322,7 +322,7 @@ class JobsHandler(MlwsHandler):
         def page() -> dict[str, Any]:
             ws = self.state.workspace
             items = ws.jobs.list(status=statuses, experiment=q.experiment, parent_id=q.parent,
-                                 limit=q.limit, offset=q.offset)
+                                 limit=q.limit, offset=q.offset, created_by=q.created_by)
             return Page(items=[j.public_dict() for j in items],
                         total=_job_total(ws, q, statuses, len(items)),
                         limit=q.limit, offset=q.offset).model_dump()
@@ -375,7 +375,8 @@ def _job_total(ws: Any, q: JobListQuery, statuses: list[str] | None, n: int) -> 
     """
     if n < q.limit and (n or q.offset == 0):
         return q.offset + n
-    return ws.jobs.count(status=statuses, experiment=q.experiment, parent_id=q.parent)
+    return ws.jobs.count(status=statuses, experiment=q.experiment, parent_id=q.parent,
+                         created_by=q.created_by)
 
 
 class JobHandler(MlwsHandler):

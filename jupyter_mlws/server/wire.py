@@ -81,6 +81,7 @@ class JobListQuery(PageQuery):
     status: str | None = None
     experiment: str | None = None
     parent: str | None = None
+    created_by: str | None = Field(None, min_length=1, max_length=255)
 
     def statuses(self) -> list[str] | None:
         if not self.status:

@@ -58,12 +58,15 @@ class AbstractJobStore(abc.ABC):
     @abc.abstractmethod
     def list_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
                   parent_id: str | None = None, top_level: bool = True, type: str | None = None,
-                  limit: int | None = None, offset: int = 0) -> list[Job]: ...
+                  limit: int | None = None, offset: int = 0,
+                  created_by: str | None = None) -> list[Job]: ...
 
     @abc.abstractmethod
     def count_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
-                   parent_id: str | None = None, top_level: bool = False) -> int:
-        """Jobs with these filters (``top_level``: pipeline steps left out)."""
+                   parent_id: str | None = None, top_level: bool = False,
+                   created_by: str | None = None) -> int:
+        """Jobs with these filters (``top_level``: pipeline steps left out; ``created_by``: that
+        user, exactly or as ``user@<any host>``)."""
 
     @abc.abstractmethod
     def job_events(self, job_id: str) -> list[JobEvent]: ...
@@ -120,6 +123,7 @@ class AbstractStore(AbstractJobStore):
         limit: int | None = None,
         offset: int = 0,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> list[Asset]:
         """Versions of ``name`` (newest first), or the latest version of each name.
 
@@ -136,6 +140,7 @@ class AbstractStore(AbstractJobStore):
         include_archived: bool = False,
         include_hidden: bool = False,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> int:
         """How many items :meth:`list_versions` gives with the same filters and no limit: the
         versions of ``name``, or without a name the number of names."""

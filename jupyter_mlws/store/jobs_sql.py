@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from jupyter_mlws.errors import NotFoundError
@@ -148,8 +148,9 @@ class JobStoreMixin:
         type: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        created_by: str | None = None,
     ) -> list[Job]:
-        stmt = _filtered(select(JobRow), status, experiment, parent_id, top_level)
+        stmt = _filtered(select(JobRow), status, experiment, parent_id, top_level, created_by)
         if type:
             stmt = stmt.where(JobRow.type == type)
         stmt = stmt.order_by(JobRow.created_at.desc(), JobRow.id.desc()).offset(offset)
@@ -159,9 +160,10 @@ class JobStoreMixin:
             return [_job(r) for r in s.scalars(stmt).all()]
 
     def count_jobs(self, *, status: Iterable[str] | None = None, experiment: str | None = None,
-                   parent_id: str | None = None, top_level: bool = False) -> int:
+                   parent_id: str | None = None, top_level: bool = False,
+                   created_by: str | None = None) -> int:
         stmt = _filtered(select(func.count()).select_from(JobRow), status, experiment, parent_id,
-                         top_level)
+                         top_level, created_by)
         with self._read() as s:
             return int(s.scalar(stmt) or 0)
 
@@ -225,8 +227,12 @@ class JobStoreMixin:
 
 
 def _filtered(stmt: Any, status: Iterable[str] | None, experiment: str | None,
-              parent_id: str | None, top_level: bool) -> Any:
-    """The filters :meth:`JobStoreMixin.list_jobs` and ``count_jobs`` share."""
+              parent_id: str | None, top_level: bool, created_by: str | None = None) -> Any:
+    """The filters :meth:`JobStoreMixin.list_jobs` and ``count_jobs`` share; ``created_by``
+    matches that user exactly or as ``user@<any host>``."""
+    if created_by is not None:
+        stmt = stmt.where(or_(JobRow.created_by == created_by,
+                              JobRow.created_by.startswith(f"{created_by}@", autoescape=True)))
     if status:
         stmt = stmt.where(JobRow.status.in_(list(status)))
     if experiment:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, false, func, select, text, update
+from sqlalchemy import Engine, create_engine, event, false, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
@@ -375,6 +375,7 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
         include_archived: bool,
         include_hidden: bool,
         name_contains: str | None,
+        created_by: str | None = None,
     ) -> Any:
         """The SELECT of :meth:`list_versions` and :meth:`count_versions`: the versions of
         ``name``, or without a name the newest (unarchived, unless asked) version of each name.
@@ -392,6 +393,9 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
             cond.append(v.hidden.is_(False))
         if name_contains:
             cond.append(func.lower(v.name).contains(name_contains.lower(), autoescape=True))
+        if created_by is not None:  # that user, exactly or as user@<any host>
+            cond.append(or_(v.created_by == created_by,
+                            v.created_by.startswith(f"{created_by}@", autoescape=True)))
         for key, value in (tags or {}).items():
             t = aliased(AssetTagRow)
             tag_cond = [t.asset_id == v.id, t.key == key]
@@ -425,10 +429,11 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
         limit: int | None = None,
         offset: int = 0,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> list[Asset]:
         stmt = self._versions_query(
             AssetVersionRow, kind, name, tags=tags, include_archived=include_archived,
-            include_hidden=include_hidden, name_contains=name_contains,
+            include_hidden=include_hidden, name_contains=name_contains, created_by=created_by,
         )
         stmt = (
             stmt.order_by(AssetNameRow.name)
@@ -451,10 +456,11 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
         include_archived: bool = False,
         include_hidden: bool = False,
         name_contains: str | None = None,
+        created_by: str | None = None,
     ) -> int:
         stmt = self._versions_query(
             func.count(), kind, name, tags=tags, include_archived=include_archived,
-            include_hidden=include_hidden, name_contains=name_contains,
+            include_hidden=include_hidden, name_contains=name_contains, created_by=created_by,
         )
         with self._read() as s:
             return int(s.scalar(stmt) or 0)
