@@ -137,7 +137,7 @@ def test_command_job_with_data_input_and_model_output_through_s3(
             outputs={"model": {"type": "uri_folder"}}, compute="ray-nofs")
         job = a.jobs.wait(job.id, timeout=300)
         logs = a.jobs.logs(job.id)
-        assert job.status == "Completed", logs[-4000:]
+        assert job.status == "Completed", (job.error, logs[-4000:])
         assert f"trained on {WORKER_IP}" in logs
         assert "no shared storage: the job's files go through the artifact store" in logs
         assert [(m.key, m.value) for m in a.jobs.metrics(job.id)] == [("total", 499500.0)]
@@ -194,7 +194,7 @@ def test_notebook_job_with_data_input_through_s3(
             inputs={"table": {"type": "uri_folder", "path": "azureml:table:1"}},
             outputs={"report": {"type": "uri_folder"}})
         job = a.jobs.wait(job.id, timeout=300)
-        assert job.status == "Completed", a.jobs.logs(job.id)[-4000:]
+        assert job.status == "Completed", (job.error, a.jobs.logs(job.id)[-4000:])
         assert [(m.key, m.value) for m in a.jobs.metrics(job.id)] == [("scaled", 120.0)]
         paths = a.jobs.paths(job.id)
         assert f"notebook on {WORKER_IP}" in paths.notebook_out.read_text()

@@ -249,13 +249,13 @@ class RayTarget(ComputeTarget):
         variables go into ``env_vars`` (the runtime env), never into the entrypoint or a log."""
         artifacts = self._remote_store()
         t0 = time.monotonic()
-        tree, dirs = via_store.send_job_folder(artifacts, ctx.paths)
+        tree, dirs, links = via_store.send_job_folder(artifacts, ctx.paths)
         job = ctx.store.get_job(ctx.job_id)
         ctx.store.update_job(ctx.job_id, spec={**job.spec, via_store.SENT_KEY: tree})
         passed = via_store.store_env()
         env_vars.update(passed)
         env_vars[via_store.SPEC_VAR] = via_store.worker_spec(
-            uri=artifacts.remote.uri, tree=tree, dirs=dirs, paths=ctx.paths, argv=argv,
+            uri=artifacts.remote.uri, tree=tree, dirs=dirs, links=links, paths=ctx.paths, argv=argv,
             cwd=ctx.launch.cwd, store_vars=[k for k in passed if k not in ctx.launch.env])
         ctx.prepare_log(f"[mlws] no shared storage: the job's files go through the artifact "
                         f"store {artifacts.location} (tree {tree[:12]}, stored in "

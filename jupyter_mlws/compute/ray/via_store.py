@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from jupyter_mlws.artifacts import ArtifactStore, iter_folder
+from jupyter_mlws.artifacts import ArtifactStore
 from jupyter_mlws.errors import UnsafePathError, ValidationError
 from jupyter_mlws.jobs.paths import JobPaths
 
@@ -60,31 +60,58 @@ def check_inputs(launch: Any, paths: JobPaths, compute_name: str) -> None:
                 "list a path every node mounts in the compute's settings.shared_paths.")
 
 
-def send_job_folder(artifacts: ArtifactStore, paths: JobPaths) -> tuple[str, list[str]]:
-    """Store what the node needs of the job's folder; ``(tree sha256, folders to make)``."""
-    files: list[list[Any]] = []
+def _walk(root: Path, top: Path) -> tuple[list[tuple[str, Path]], list[str], list[list[str]]]:
+    """Regular files, folders and links (those that stay in ``root``: the ``outputs``/``logs``
+    of the working folder) under ``top``, relative to ``root``; no link is followed."""
+    files: list[tuple[str, Path]] = []
     dirs: list[str] = []
+    links: list[list[str]] = []
+    real_root = Path(os.path.realpath(root))
+    for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        base = Path(dirpath)
+        dirs.append(base.relative_to(root).as_posix())
+        for name in [*dirnames, *filenames]:
+            full = base / name
+            rel = full.relative_to(root).as_posix()
+            if full.is_symlink():
+                target = Path(os.path.realpath(full))
+                text = os.readlink(full)
+                if (target == real_root or real_root in target.parents) and not \
+                        os.path.isabs(text):
+                    links.append([rel, text])
+            elif name in filenames and full.is_file():
+                files.append((rel, full))
+    return files, dirs, links
+
+
+def send_job_folder(artifacts: ArtifactStore, paths: JobPaths
+                    ) -> tuple[str, list[str], list[list[str]]]:
+    """Store what the node needs of the job's folder; ``(tree sha256, folders to make, links
+    to make)``."""
+    files: list[list[Any]] = []
+    dirs: list[str] = ["logs/user"]
+    links: list[list[str]] = []
     with artifacts.session() as session:
         for sub in SENT:
-            top = paths.root / sub
-            if not top.is_dir():
+            if not (paths.root / sub).is_dir():
                 continue
-            for dirpath, _dirnames, _files in os.walk(top, followlinks=False):
-                dirs.append(Path(dirpath).relative_to(paths.root).as_posix())
-            for rel, full in iter_folder(top):
+            found, more_dirs, more_links = _walk(paths.root, paths.root / sub)
+            dirs += more_dirs
+            links += more_links
+            for rel, full in found:
                 sha, size = artifacts.put_file(full, session)
-                files.append([f"{sub}/{rel}", sha, size, os.access(full, os.X_OK)])
+                files.append([rel, sha, size, os.access(full, os.X_OK)])
         files.sort(key=lambda f: f[0])
         manifest = json.dumps({"files": files}, separators=(",", ":")).encode()
         tree = artifacts.put_bytes(manifest, session)
-    dirs.append("logs/user")
-    return tree, sorted(set(dirs))
+    return tree, sorted(set(dirs)), links
 
 
-def worker_spec(*, uri: str, tree: str, dirs: list[str], paths: JobPaths, argv: list[str],
-                cwd: str, store_vars: list[str]) -> str:
+def worker_spec(*, uri: str, tree: str, dirs: list[str], links: list[list[str]],
+                paths: JobPaths, argv: list[str], cwd: str, store_vars: list[str]) -> str:
     """The worker's instructions (no secrets: the store's variables are named, not given)."""
-    return json.dumps({"uri": uri, "tree": tree, "dirs": dirs, "root": str(paths.root),
+    return json.dumps({"uri": uri, "tree": tree, "dirs": dirs, "links": links,
+                       "root": str(paths.root),
                        "argv": argv, "cwd": cwd, "store_vars": sorted(store_vars)},
                       separators=(",", ":"))
 

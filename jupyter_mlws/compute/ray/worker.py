@@ -77,6 +77,10 @@ def main() -> int:
         store.materialize(StoredArtifact("folder", spec["tree"], 0, 0, "job"), root)
         for rel in spec["dirs"]:
             (root / rel).mkdir(parents=True, exist_ok=True)
+        for rel, text in spec["links"]:  # cwd/outputs -> the job's outputs (relative links)
+            link = root / rel
+            if not link.exists() and not link.is_symlink():
+                link.symlink_to(text)
         old, new = spec["root"], str(root)
 
         def moved(text: str) -> str:
