@@ -13,8 +13,9 @@ blob.
 With a remote backend (``artifact_uri``: S3 or another fsspec URL, see
 :mod:`jupyter_mlws.artifacts.backends`) the blobs live there and the local ``cache/`` folder is a
 bounded read-through copy; the local folder keeps temp files, pins and job folders. Remote blobs
-are never deleted by a rollback or gc (other machines may be about to commit a reference to
-them; their pins are not visible here).
+are never deleted by a rollback (other machines may be about to commit a reference to them;
+their pins are not visible here); gc deletes them by the rules of
+:mod:`jupyter_mlws.artifacts.remote_gc`, safe with writers on many machines.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import IO, Any, BinaryIO, Literal, Protocol
 
 import pathspec
 
+from jupyter_mlws.artifacts import remote_gc
 from jupyter_mlws.artifacts.backends import BlobBackend
 from jupyter_mlws.artifacts.cache import BlobCache
 from jupyter_mlws.artifacts.guard import BlobGuard, PutSession
@@ -254,19 +256,26 @@ class ArtifactStore:
             if session is not None:
                 session.pin(sha)
         assert self.remote is not None
-        if not self.remote.exists(sha):
-            self.remote.upload(sha, tmp, tmp.stat().st_size)
+        while True:  # stored anew when a collector of another machine took it meanwhile
+            reused = self.remote.exists(sha)
+            if not reused:
+                self.remote.upload(sha, tmp, tmp.stat().st_size)
+            if remote_gc.settle(self.remote, sha, reused=reused):
+                break
         if self.cache.hit(sha) is None:
             self.cache.insert(tmp, sha)
 
     def _reuse(self, sha: str, session: PutSession | None) -> bool:
         """Pin ``sha`` and say whether it is stored already."""
         dest = self._local(sha)
+        if self.remote is not None:  # (a cached copy says nothing of the remote one)
+            with self.guard.shared():
+                if session is not None:
+                    session.pin(sha)
+            return self.remote.exists(sha) and remote_gc.settle(self.remote, sha, reused=True)
         with self.guard.shared():
             if session is not None:
                 session.pin(sha)
-            if self.remote is not None:
-                return self.cache.hit(sha) is not None or self.remote.exists(sha)
             if not dest.exists():
                 return False
             with contextlib.suppress(OSError):
@@ -419,8 +428,12 @@ class ArtifactStore:
         more; and temp files no writer holds."""
         removed: list[str] = []
         with self.guard.exclusive():
+            if self.remote is not None:  # other machines' writers: see remote_gc
+                removed = remote_gc.collect(
+                    self.remote, lambda: self.guard.live_pins() | referenced(),
+                    older_than_s=older_than_s)
             keep = self.guard.live_pins()  # the pins first, then the committed references
-            keep |= referenced()
+            keep |= referenced() if self.remote is None else set()
             t = (now or time.time)()
             local_blobs = self.blobs.exists() and self.remote is None
             for sub in self.blobs.iterdir() if local_blobs else []:
@@ -466,6 +479,10 @@ class ArtifactStore:
                 "write to.",
             ) from None
         return dest
+
+    def copy_blob(self, sha: str, dest: Path, *, executable: bool = False) -> None:
+        """Write one blob's bytes to ``dest`` (replaced whole; remote: verified on download)."""
+        self._copy_out(sha, dest, executable=executable)
 
     def _copy_out(self, sha: str, dest: Path, *, executable: bool) -> None:
         src = self.blob_path(sha)

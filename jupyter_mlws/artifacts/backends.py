@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,8 @@ class BlobBackend(Protocol):
 
     #: The store's address for messages (no credentials).
     location: str
+    #: The artifact URI it was opened with (no credentials), for another machine to open it.
+    uri: str
 
     def exists(self, sha256: str) -> bool:
         """Whether the complete blob is stored."""
@@ -55,6 +58,16 @@ class BlobBackend(Protocol):
 
     def delete(self, sha256: str) -> None:
         """Remove the blob (missing is fine)."""
+
+    # h-teamray: named objects beside the blobs (gc's markers, writers' touches)
+    def put_object(self, rel: str, data: bytes) -> float:
+        """Write the object ``rel`` (under the store's prefix); the server's time of the write."""
+
+    def list_objects(self, rel_prefix: str) -> tuple[list[tuple[str, float]], float]:
+        """``([(rel, last modified)], the server's time now)`` of the objects under a prefix."""
+
+    def delete_object(self, rel: str) -> None:
+        """Remove the object ``rel`` (missing is fine)."""
 
 
 def blob_key(prefix: str, sha256: str) -> str:
@@ -108,6 +121,7 @@ class S3Backend:
 
     def __init__(self, uri: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
         parts = urlsplit(uri)
+        self.uri = uri
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
         if not self.bucket:
@@ -196,27 +210,47 @@ class S3Backend:
         with self._errors(f"deleting blob {sha256[:12]}"):
             self._client.delete_object(Bucket=self.bucket, Key=blob_key(self.prefix, sha256))
 
+    def _key(self, rel: str) -> str:
+        return f"{self.prefix}/{rel}" if self.prefix else rel
 
-    # --- plain objects beside the blobs (live job logs); added by the teamlogs helper -------
-    def put_object(self, key: str, data: bytes) -> None:
-        """Write ``data`` at ``key`` (below the prefix); readers see it whole or not at all."""
-        with self._errors(f"writing {key}"):
-            self._client.put_object(Bucket=self.bucket, Key=_join(self.prefix, key), Body=data)
+    def put_object(self, rel: str, data: bytes) -> float:
+        with self._errors(f"writing {rel}"):
+            resp = self._client.put_object(Bucket=self.bucket, Key=self._key(rel), Body=data)
+        return _server_time(resp)
 
-    def list_objects(self, folder: str, after: str = "") -> list[tuple[str, int]]:
+    def list_objects(self, rel_prefix: str) -> tuple[list[tuple[str, float]], float]:
+        head = len(self._key(""))
+        out: list[tuple[str, float]] = []
+        now = None
+        with self._errors(f"listing {rel_prefix}"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(rel_prefix))
+            for page in pages:
+                now = now or _server_time(page)
+                out += [(o["Key"][head:], o["LastModified"].timestamp())
+                        for o in page.get("Contents", [])]
+        return out, now or time.time()
+
+    def delete_object(self, rel: str) -> None:
+        with self._errors(f"deleting {rel}"):
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(rel))
+
+
+    # --- plain objects beside the blobs (live job logs) ---------------------------------------
+    def list_folder(self, folder: str, after: str = "") -> list[tuple[str, int]]:
         """(name, size) of the objects in ``folder`` whose names sort after ``after``, in name
         order (at most one page, 1000)."""
         with self._errors(f"listing {folder}"):
             got = self._client.list_objects_v2(
-                Bucket=self.bucket, Prefix=_join(self.prefix, folder) + "/",
-                StartAfter=_join(self.prefix, f"{folder}/{after}") if after else "")
+                Bucket=self.bucket, Prefix=self._key(folder) + "/",
+                StartAfter=self._key(f"{folder}/{after}") if after else "")
         return [(o["Key"].rsplit("/", 1)[1], int(o["Size"])) for o in got.get("Contents", [])]
 
     def get_object(self, key: str, start: int = 0) -> bytes:
         """The bytes at ``key`` from ``start``."""
         with self._errors(f"reading {key}"):
             extra = {"Range": f"bytes={start}-"} if start else {}
-            body = self._client.get_object(Bucket=self.bucket, Key=_join(self.prefix, key),
+            body = self._client.get_object(Bucket=self.bucket, Key=self._key(key),
                                            **extra)["Body"]
             return bytes(body.read())
 
@@ -235,6 +269,7 @@ class FsspecBackend:
                 hint="Install the fsspec implementation for that scheme, or use s3://.") from None
         self.root = str(root).rstrip("/")
         self.location = uri
+        self.uri = uri
 
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -273,19 +308,7 @@ class FsspecBackend:
         with self._errors(f"deleting blob {sha256[:12]}"), contextlib.suppress(FileNotFoundError):
             self._fs.rm(blob_key(self.root, sha256))
 
-
-    # --- plain objects beside the blobs (live job logs); added by the teamlogs helper -------
-    def put_object(self, key: str, data: bytes) -> None:
-        """Write ``data`` at ``key`` (a temp name moved into place)."""
-        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
-        final = _join(self.root, key)
-        with self._errors(f"writing {key}"):
-            self._fs.makedirs(f"{self.root}/tmp", exist_ok=True)
-            self._fs.pipe_file(tmp, data)
-            self._fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
-            self._fs.mv(tmp, final)
-
-    def list_objects(self, folder: str, after: str = "") -> list[tuple[str, int]]:
+    def list_folder(self, folder: str, after: str = "") -> list[tuple[str, int]]:
         """(name, size) of the objects in ``folder`` whose names sort after ``after``."""
         with self._errors(f"listing {folder}"):
             try:
@@ -300,6 +323,55 @@ class FsspecBackend:
         """The bytes at ``key`` from ``start``."""
         with self._errors(f"reading {key}"):
             return bytes(self._fs.cat_file(_join(self.root, key), start=start or None))
+
+    def put_object(self, rel: str, data: bytes) -> float:
+        """Write ``data`` at ``rel`` (a temp name moved into place, so readers see it whole);
+        its modification time."""
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}.part"
+        path = _join(self.root, rel)
+        with self._errors(f"writing {rel}"):
+            self._fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+            self._fs.pipe_file(tmp, data)
+            self._fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self._fs.mv(tmp, path)
+            return _mtime(self._fs.info(path))
+
+    def list_objects(self, rel_prefix: str) -> tuple[list[tuple[str, float]], float]:
+        base = f"{self.root}/{rel_prefix}".rstrip("/")
+        with self._errors(f"listing {rel_prefix}"):
+            try:
+                found = self._fs.find(base, detail=True)
+            except FileNotFoundError:
+                found = {}
+        head = len(self._fs._strip_protocol(self.root).rstrip("/")) + 1
+        return ([(str(self._fs._strip_protocol(p))[head:], _mtime(info))
+                 for p, info in found.items()], time.time())
+
+    def delete_object(self, rel: str) -> None:
+        with self._errors(f"deleting {rel}"), contextlib.suppress(FileNotFoundError):
+            self._fs.rm(f"{self.root}/{rel}")
+
+
+def _server_time(resp: dict[str, Any]) -> float:
+    """The server's clock from an S3 response's ``Date`` header (this machine's if absent)."""
+    from email.utils import parsedate_to_datetime
+
+    date = resp.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+    try:
+        return float(parsedate_to_datetime(str(date)).timestamp()) if date else time.time()
+    except (TypeError, ValueError):
+        return time.time()
+
+
+def _mtime(info: dict[str, Any]) -> float:
+    """An fsspec entry's modification time in seconds since the epoch."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value: Any = info.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+    return time.time()
 
 
 def _join(prefix: str, key: str) -> str:

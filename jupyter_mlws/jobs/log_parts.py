@@ -44,9 +44,9 @@ _PARTS_PER_READ = 64
 class ObjectStore(Protocol):
     """What the artifact store's backend offers for plain objects."""
 
-    def put_object(self, key: str, data: bytes) -> None: ...
+    def put_object(self, key: str, data: bytes) -> object: ...
 
-    def list_objects(self, folder: str, after: str = "") -> list[tuple[str, int]]: ...
+    def list_folder(self, folder: str, after: str = "") -> list[tuple[str, int]]: ...
 
     def get_object(self, key: str, start: int = 0) -> bytes: ...
 
@@ -148,7 +148,7 @@ def read_parts(remote: ObjectStore, job_id: str, offset: int,
                limit: int = LOG_CHUNK_BYTES) -> Chunk:
     """The published log from ``offset`` (at most ``limit`` bytes, one listing)."""
     base = folder(job_id)
-    listed = remote.list_objects(base, after=part_name(offset))
+    listed = remote.list_folder(base, after=part_name(offset))
     out = bytearray()
     pos = offset
     end: int | None = None

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from jupyter_mlws.compute.services import JobRecords, Log
 
 if TYPE_CHECKING:
+    from jupyter_mlws.artifacts import ArtifactStore
     from jupyter_mlws.assets.environment import Environment
     from jupyter_mlws.environments.builds import BuildResult
     from jupyter_mlws.workspace import Workspace
@@ -30,6 +31,10 @@ class WorkspaceTargetServices:
     @property
     def artifact_root(self) -> Path:
         return self._ws.artifacts.root
+
+    @property
+    def artifacts(self) -> ArtifactStore:  # h-teamray: Ray jobs through a remote store
+        return self._ws.artifacts
 
     @property
     def envs_dir(self) -> Path:

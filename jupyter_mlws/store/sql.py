@@ -528,9 +528,14 @@ class SqlStore(JobStoreMixin, EndpointStoreMixin, AbstractStore):
                 if isinstance(data.get("code_artifact"), dict):
                     out.append(data["code_artifact"])
             for spec in s.scalars(select(JobRow.spec)).all():  # the code snapshot of each job
-                snapshot = json.loads(spec).get("snapshot")
+                job_spec = json.loads(spec)
+                snapshot = job_spec.get("snapshot")
                 if isinstance(snapshot, dict) and snapshot.get("sha256"):
                     out.append(snapshot)
+                for key in ("files_tree", "ray_sent_tree", "ray_result_tree"):  # h-teamray
+                    if isinstance(job_spec.get(key), str):  # a job's published/sent files
+                        out.append({"kind": "folder", "sha256": job_spec[key], "size": 0,
+                                    "name": key})
             return out
 
     # --- environment builds ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ def test_parts_append_in_order_and_end_marks_the_total(tmp_path: Path) -> None:
     with open(paths.job_log, "ab") as f:
         f.write(b"second\n")
     pub.finish()
-    names = [n for n, _ in store.list_objects(log_parts.folder("j1"))]
+    names = [n for n, _ in store.list_folder(log_parts.folder("j1"))]
     assert names == [log_parts.part_name(first.offset), log_parts.part_name(pub.total), "end"]
     rest = log_parts.read_parts(store, "j1", first.offset)
     assert rest.data == b"second\n" and rest.end == pub.total == rest.offset

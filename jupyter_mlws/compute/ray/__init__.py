@@ -13,7 +13,10 @@ The workspace process never imports ``ray``: it speaks HTTP to the dashboard of 
   to the cluster as a content-addressed ``py_modules`` package;
 - the job's folder (code, inputs, outputs, logs, metrics) must be on storage every node mounts at
   the same path: the compute's ``settings.shared_paths`` lists those prefixes, and submission is
-  refused when the workspace's artifact folder (or an input) is not under one;
+  refused when the workspace's artifact folder (or an input) is not under one. Without
+  ``shared_paths``, a workspace with a remote artifact store (``artifact_uri``) sends the job's
+  files through it instead (:mod:`jupyter_mlws.compute.ray.via_store`): the node runs the job in
+  a temp folder of its own (:mod:`jupyter_mlws.compute.ray.worker`);
 - ``cpus``/``gpus``/``memory`` and ``settings.resources`` become the entrypoint's resources
   (one CPU per job unless told otherwise, so concurrent jobs spread over the nodes);
 - Ray's status drives the job: PENDING (runtime env setup, waiting for resources) is our
@@ -25,7 +28,7 @@ variable named by ``settings.token_env`` and sent as ``Authorization: Bearer``; 
 stored in the compute definition, printed or logged.
 
 Settings (``ws.computes.create(name, type="ray", address=..., settings={...})``):
-``shared_paths`` (list of absolute prefixes, required), ``resources`` (custom Ray resources per
+``shared_paths`` (list of absolute prefixes; required without an artifact store), ``resources`` (custom Ray resources per
 job, e.g. ``{"worker": 1}``), ``num_cpus`` (overrides ``cpus``; may be 0), ``python`` (default
 ``python``), ``token_env``, ``autoscaling`` (do not refuse resources no live node has).
 """

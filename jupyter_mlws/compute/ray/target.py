@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.compute.base import ComputeTarget, RunContext, Runtime
+from jupyter_mlws.compute.ray import via_store
 from jupyter_mlws.compute.ray.client import (
     HTTP_TIMEOUT_S,
     PROBE_TIMEOUT_S,
@@ -23,6 +24,7 @@ from jupyter_mlws.compute.units import parse_memory
 from jupyter_mlws.errors import MlwsError, UnsupportedEnvironmentError, ValidationError
 from jupyter_mlws.jobs.mlflow_store import add_tracking_env
 from jupyter_mlws.jobs.model import JobStatus
+from jupyter_mlws.jobs.paths import JobPaths
 
 if TYPE_CHECKING:
     from jupyter_mlws.assets.compute import Compute
@@ -71,17 +73,30 @@ class RayTarget(ComputeTarget):
             out.append(Path(os.path.realpath(str(p))))
         return out
 
+    def _remote_store(self) -> Any:
+        """The workspace's artifact store when it is remote (``artifact_uri``), else None."""
+        artifacts = getattr(self.services, "artifacts", None)
+        return artifacts if artifacts is not None and artifacts.remote is not None else None
+
     # checks shared by plan() and prepare()
-    def _check_storage(self, launch: Launch) -> None:
+    def _check_storage(self, launch: Launch) -> bool:
+        """Whether the job's files go through the artifact store (no shared paths)."""
         shared = self.shared_paths()
         root = self.services.artifact_root
         if not shared:
+            if self._remote_store() is not None:
+                via_store.check_inputs(launch, JobPaths.of(root, launch.job_id),
+                                       self.compute.name)
+                return True
             raise ValidationError(
                 f"The Ray compute {self.compute.name!r} does not say which storage its nodes "
-                f"share, so the job's files (under {str(root)!r}) cannot reach them.",
-                hint="Mount the workspace's artifact folder at the same path on every node and "
-                "list it in the compute's settings.shared_paths (e.g. settings: {shared_paths: "
-                f"[{str(root.parent)!r}]}}).")
+                f"share, and the workspace keeps its artifacts in a local folder, so the job's "
+                f"files (under {str(root)!r}) cannot reach them.",
+                hint="Either give the workspace an artifact store the nodes can reach "
+                "(artifact_uri: s3://BUCKET/PREFIX in workspace.yaml, or MLWS_ARTIFACT_URI; the "
+                "job's files then go through it), or mount the workspace's artifact folder at the "
+                "same path on every node and list it in the compute's settings.shared_paths "
+                f"(e.g. settings: {{shared_paths: [{str(root.parent)!r}]}}).")
         if not under(root, shared):
             raise ValidationError(
                 f"The Ray compute {self.compute.name!r} cannot reach this workspace's storage: "
@@ -96,6 +111,7 @@ class RayTarget(ComputeTarget):
                     f"{self.compute.name!r} shares ({', '.join(map(str, shared))}).",
                     hint="Register the input as data (it is then copied into the job's folder), "
                     "or move it under a shared path.")
+        return False
 
     def _environment(self, launch: Launch) -> tuple[Any, list[str], list[str]]:
         """``(environment or None, pip requirements, notes)``; refuses what Ray cannot run."""
@@ -182,7 +198,7 @@ class RayTarget(ComputeTarget):
 
     def prepare(self, ctx: RunContext) -> Runtime:
         launch = ctx.launch
-        self._check_storage(launch)
+        through_store = self._check_storage(launch)
         client = self.client()
         version = client.version()
         nodes = [n for n in client.nodes() if (n.get("raylet") or {}).get("state") == "ALIVE"]
@@ -216,6 +232,8 @@ class RayTarget(ComputeTarget):
         python = str(self.ray_settings.get("python") or "python")
         argv = [python if a == "{python}" else str(a) for a in launch.argv]
         entrypoint = f"cd {shlex.quote(launch.cwd)} && exec {shlex.join(argv)}"
+        if through_store:
+            entrypoint = self._through_store(ctx, argv, env_vars, python)
         metadata = {"mlws_job_id": ctx.job_id, "mlws_workspace": str(self.services.workspace_path),
                     "mlws_compute": self.compute.name, "mlws_kind": launch.kind,
                     "job_name": ctx.job_id}
@@ -224,6 +242,41 @@ class RayTarget(ComputeTarget):
         return Runtime(python=f"{python} on Ray {client.address}",
                        env_hash=env.env_hash if env is not None else None,
                        details={"payload": payload, "address": client.address})
+
+    def _through_store(self, ctx: RunContext, argv: list[str], env_vars: dict[str, str],
+                       python: str) -> str:
+        """Send the job's folder through the artifact store; the worker's entrypoint. The store's
+        variables go into ``env_vars`` (the runtime env), never into the entrypoint or a log."""
+        artifacts = self._remote_store()
+        t0 = time.monotonic()
+        tree, dirs, links = via_store.send_job_folder(artifacts, ctx.paths)
+        job = ctx.store.get_job(ctx.job_id)
+        ctx.store.update_job(ctx.job_id, spec={**job.spec, via_store.SENT_KEY: tree})
+        passed = via_store.store_env()
+        env_vars.update(passed)
+        env_vars[via_store.SPEC_VAR] = via_store.worker_spec(
+            uri=artifacts.remote.uri, tree=tree, dirs=dirs, links=links, paths=ctx.paths, argv=argv,
+            cwd=ctx.launch.cwd, store_vars=[k for k in passed if k not in ctx.launch.env])
+        ctx.prepare_log(f"[mlws] no shared storage: the job's files go through the artifact "
+                        f"store {artifacts.location} (tree {tree[:12]}, stored in "
+                        f"{time.monotonic() - t0:.1f} s); the node runs them in a temp folder")
+        return f"exec {shlex.quote(python)} -m jupyter_mlws.compute.ray.worker"
+
+    def _fetch_results(self, ctx: RunContext) -> None:
+        """Lay out what the worker stored (a job through the artifact store), once it ended."""
+        artifacts = self._remote_store()
+        handle = self._handle
+        if artifacts is None or handle is None or self.shared_paths():
+            return
+        tree = via_store.result_tree(handle.client.logs(ctx.job_id))
+        if tree is None:
+            ctx.prepare_log("[mlws] the Ray worker reported no files of the job")
+            return
+        job = ctx.store.get_job(ctx.job_id)
+        ctx.store.update_job(ctx.job_id, spec={**job.spec, via_store.RESULT_KEY: tree})
+        count = via_store.fetch_results(artifacts, tree, ctx.paths)
+        ctx.prepare_log(f"[mlws] fetched {count} file(s) the job wrote on the node (tree "
+                        f"{tree[:12]})")
 
     def _check_resources(self, resources: dict[str, Any], nodes: list[dict[str, Any]]) -> None:
         need = dict(resources.get("entrypoint_resources") or {})
@@ -328,6 +381,10 @@ class RayTarget(ComputeTarget):
             if ctx.cancel_requested():
                 return JobStatus.CANCELED, "canceled by request (the Ray job was stopped)"
             return JobStatus.CANCELED, "the Ray job was stopped outside the workspace"
+        try:
+            self._fetch_results(ctx)
+        except MlwsError as exc:
+            return JobStatus.FAILED, f"the job's files could not be fetched from the node: {exc}"
         status, message = super().outcome(ctx, code)
         if status == JobStatus.FAILED and handle is not None and not ctx.paths.result.exists():
             ray_message = str(handle.info.get("message") or "").strip()

@@ -1,0 +1,143 @@
+"""Garbage collection of a remote artifact store that several machines write at once.
+
+The local store keeps a blob alive with pins and a lock (:mod:`jupyter_mlws.artifacts.guard`);
+machines cannot see each other's pins or locks. Across machines the rule is the foundation's:
+a blob is deleted only when no committed row refers to it *and* it has not been written or
+reused for a grace period (``older_than_s``), longer than any registration takes from storing
+its blobs to committing its row. Two markers close the remaining race, between a writer that
+finds a blob stored (so does not upload it) and a collector that is about to delete it:
+
+- a writer that reuses a stored blob first *touches* it (writes ``touch/<sha>``), then looks
+  for a running collector (``gc/<id>`` markers); one that uploads a blob has written it anew.
+  If a collector runs, the writer waits until it is done and checks the blob again (and stores
+  it again when it was deleted);
+- a collector first writes its ``gc/<id>`` marker, reads the time from the server, then the
+  committed references, then lists touches and blobs; it deletes only blobs that neither were
+  written nor touched after that time minus the grace, and removes its marker at the end.
+
+Each side writes its mark before it reads the other's, so one of them always sees the other:
+either the collector sees the fresh write or touch and keeps the blob, or the writer sees the
+collector and checks again after it. A collector refreshes its marker while it runs and stops
+before its marker could look stale; a marker left by a collector that died is ignored once
+stale, and removed by the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+from jupyter_mlws.artifacts.backends import BlobBackend
+from jupyter_mlws.errors import ArtifactStoreUnavailableError
+
+GC_PREFIX = "gc/"
+TOUCH_PREFIX = "touch/"
+MARKER_STALE_S = 300.0
+REFRESH_S = 60.0
+WAIT_POLL_S = 0.25
+WAIT_MAX_S = 2 * MARKER_STALE_S
+
+
+def touch_key(sha: str) -> str:
+    return f"{TOUCH_PREFIX}{sha[:2]}/{sha[2:]}"
+
+
+def _sha_of(rel: str, prefix: str) -> str | None:
+    parts = rel[len(prefix):].split("/")
+    sha = "".join(parts) if len(parts) == 2 else ""
+    return sha if len(sha) == 64 else None
+
+
+def collector_running(backend: BlobBackend) -> bool:
+    """Whether a collector's marker is fresh (a live collector refreshes it)."""
+    markers, now = backend.list_objects(GC_PREFIX)
+    return any(now - mtime < MARKER_STALE_S for _rel, mtime in markers)
+
+
+def settle(backend: BlobBackend, sha: str, *, reused: bool) -> bool:
+    """After a writer found (``reused``) or uploaded a blob: touch it when reused, wait for a
+    running collector; whether the blob is still stored (False: store it again)."""
+    deadline = time.monotonic() + WAIT_MAX_S
+    while True:
+        if reused:
+            backend.put_object(touch_key(sha), b"")
+        if not collector_running(backend):
+            return True
+        while collector_running(backend):
+            if time.monotonic() > deadline:
+                raise ArtifactStoreUnavailableError(
+                    f"A garbage collection of the artifact store {backend.location} has run "
+                    f"for more than {WAIT_MAX_S:.0f} s; the registration waited for it.",
+                    hint="Try again when `mlws workspace gc` has finished.")
+            time.sleep(WAIT_POLL_S)
+        if not backend.exists(sha):
+            return False
+        reused = True  # touch it again: the collector may have removed the touch
+
+
+class _Run:
+    """One collection: its marker, refreshed while it runs."""
+
+    def __init__(self, backend: BlobBackend) -> None:
+        self.backend = backend
+        self.key = f"{GC_PREFIX}{uuid.uuid4().hex}"
+        self.started = backend.put_object(self.key, b"")  # the server's clock
+        self._refreshed = time.monotonic()
+
+    def refresh(self) -> None:
+        """Keep the marker fresh; stop before it could look stale to a writer."""
+        age = time.monotonic() - self._refreshed
+        if age >= MARKER_STALE_S / 2:
+            raise ArtifactStoreUnavailableError(
+                f"The garbage collection of {self.backend.location} was held up for {age:.0f} s "
+                "between two steps; it stopped (nothing unsafe was deleted).",
+                hint="Run `mlws workspace gc` again.")
+        if age >= REFRESH_S:
+            self.backend.put_object(self.key, b"")
+            self._refreshed = time.monotonic()
+
+
+@contextlib.contextmanager
+def _marked(backend: BlobBackend) -> Iterator[_Run]:
+    run = _Run(backend)
+    try:
+        yield run
+    finally:
+        with contextlib.suppress(ArtifactStoreUnavailableError):
+            backend.delete_object(run.key)
+
+
+def collect(backend: BlobBackend, keep: Callable[[], set[str]], *,
+            older_than_s: float) -> list[str]:
+    """Delete the remote blobs that ``keep()`` (read after the marker is written) does not
+    name and that were neither written nor touched within ``older_than_s`` of the start."""
+    removed: list[str] = []
+    with _marked(backend) as run:
+        cutoff = run.started - older_than_s
+        keep_set = keep()
+        run.refresh()
+        touches, _ = backend.list_objects(TOUCH_PREFIX)
+        touched: dict[str, float] = {}
+        for rel, mtime in touches:
+            sha = _sha_of(rel, TOUCH_PREFIX)
+            if sha is not None:
+                touched[sha] = max(mtime, touched.get(sha, 0.0))
+        blobs, _ = backend.list_objects("blobs/")
+        for rel, mtime in blobs:
+            sha = _sha_of(rel, "blobs/")
+            if sha is None or sha in keep_set or max(mtime, touched.get(sha, 0.0)) >= cutoff:
+                continue
+            run.refresh()
+            backend.delete(sha)
+            removed.append(sha)
+        for sha, mtime in touched.items():  # touches older than the grace mean nothing now
+            if mtime < cutoff:
+                run.refresh()
+                backend.delete_object(touch_key(sha))
+        markers, now = backend.list_objects(GC_PREFIX)
+        for rel, mtime in markers:  # left by collectors that died
+            if rel != run.key and now - mtime >= 2 * MARKER_STALE_S:
+                backend.delete_object(rel)
+    return removed
