@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,3 +55,19 @@ def make_notebook(path: Path, *cells: str, parameters: str = "n = 1") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, path)
     return path
+
+
+def team_servers(folder: Path) -> str:
+    """Start PostgreSQL and SeaweedFS with ``scripts/team-servers.sh up FOLDER``, export their
+    S3 settings into this process and return the store URI."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "team-servers.sh"
+    subprocess.run(["bash", str(script), "up", str(folder)], check=True, capture_output=True,
+                   timeout=300)
+    env: dict[str, str] = {}
+    for line in (folder / "env").read_text().splitlines():
+        key, value = line[len("export "):].split("=", 1)
+        env[key] = value
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_DEFAULT_REGION"):
+        os.environ[key] = env[key]
+    return env["MLWS_STORE_URI"]

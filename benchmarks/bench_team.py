@@ -26,25 +26,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import ms, percentiles, print_table, timed  # noqa: E402
+from _util import ms, percentiles, print_table, team_servers, timed  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
 from jupyter_mlws.store.base import NewVersion  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-def _servers(folder: Path) -> str:
-    subprocess.run(["bash", str(ROOT / "scripts" / "team-servers.sh"), "up", str(folder)],
-                   check=True, capture_output=True, timeout=300)
-    env: dict[str, str] = {}
-    for line in (folder / "env").read_text().splitlines():
-        key, value = line[len("export "):].split("=", 1)
-        env[key] = value
-    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_DEFAULT_REGION"):
-        os.environ[key] = env[key]
-    return env["MLWS_STORE_URI"]
 
 
 def _register(ws: Workspace, root: Path, name: str, n: int, size: int) -> list[float]:
@@ -127,7 +115,7 @@ def main() -> None:
     servers = Path(tempfile.mkdtemp(prefix="mlws-bench-team-"))
     rows = []
     try:
-        store_uri = _servers(servers)
+        store_uri = team_servers(servers)
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             team = Workspace.init(root / "A", store_uri=store_uri,

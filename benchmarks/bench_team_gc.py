@@ -20,25 +20,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import print_table  # noqa: E402
+from _util import print_table, team_servers  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "team-servers.sh"
 
-
-def _servers(folder: Path) -> str:
-    subprocess.run(["bash", str(SCRIPT), "up", str(folder)], check=True, capture_output=True,
-                   timeout=300)
-    env: dict[str, str] = {}
-    for line in (folder / "env").read_text().splitlines():
-        key, value = line[len("export "):].split("=", 1)
-        env[key] = value
-    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                "AWS_DEFAULT_REGION"):
-        os.environ[key] = env[key]
-    return env["MLWS_STORE_URI"]
 
 
 def _fill(ws: Workspace, root: Path, blobs: int, versions: int) -> int:
@@ -74,7 +62,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mlws-bench-gc-"))
     servers = Path(tempfile.mkdtemp(prefix="mlws-bench-gc-servers-"))
     try:
-        store_uri = _servers(servers)
+        store_uri = team_servers(servers)
         team = Workspace.init(root / "team", store_uri=store_uri,
                               artifact_uri=f"s3://mlws/bench-gc-{os.getpid()}")
         local = Workspace.init(root / "local")

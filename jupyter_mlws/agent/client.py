@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from jupyter_mlws.agent import agent_dir
 from jupyter_mlws.agent.settings import read_settings
-from jupyter_mlws.agent.wire import Channel, peer_credentials
+from jupyter_mlws.agent.wire import Channel
 from jupyter_mlws.jobs.process_identity import (
     TOKEN_VAR,
     ProcessIdentity,
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from jupyter_mlws.jobs.paths import JobPaths
 
 NBRUN = ["-m", "jupyter_mlws.jobs.nbrun"]
-CONNECT_TIMEOUT_S = 10.0
 
 
 def _agent_running(folder: Path) -> bool:
@@ -87,26 +86,10 @@ def start_agent(workspace: str | Path, pythonpath: str | None = None,
 def connect(workspace: str | Path) -> Channel | None:
     """A channel to the workspace's agent, only if the process serving it is the agent that
     recorded itself (same user, PID, start time and token)."""
-    folder = agent_dir(workspace)
-    ident = ProcessIdentity.read(folder / "agent.json")
-    if ident is None:
-        return None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(CONNECT_TIMEOUT_S)
-    try:
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            sock.connect(f"/proc/self/fd/{dfd}/agent.sock")
-        finally:
-            os.close(dfd)
-        pid, uid, _gid = peer_credentials(sock)
-    except OSError:
-        sock.close()
-        return None
-    if uid != os.getuid() or pid != ident.pid or not ident.is_alive_leader():
-        sock.close()
-        return None
-    return Channel(sock)
+    from jupyter_mlws.agent.fast import connect as trusted_connect
+
+    got = trusted_connect(Path(workspace))
+    return got[0] if got is not None else None
 
 
 def request(workspace: str | Path, message: dict[str, Any]) -> tuple[dict[str, Any] | None,
