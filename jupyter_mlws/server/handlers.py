@@ -53,6 +53,7 @@ from jupyter_mlws.server.wire import (
     parse_body,
     parse_query,
 )
+from jupyter_mlws.team.identity import acting_as
 
 T = TypeVar("T")
 
@@ -73,10 +74,19 @@ class MlwsHandler(APIHandler):
         return state
 
     async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a (synchronous, possibly slow) facade call on the extension's thread pool."""
+        """Run a (synchronous, possibly slow) facade call on the extension's thread pool, acting
+        as the Jupyter user who sent the request (what jobs and versions record as
+        ``created_by``, and who ``ME`` is)."""
         return await IOLoop.current().run_in_executor(
-            self.state.executor, functools.partial(fn, *args, **kwargs)
+            self.state.executor,
+            functools.partial(_as_user, self.jupyter_user(), fn, *args, **kwargs),
         )
+
+    def jupyter_user(self) -> str | None:
+        """The authenticated Jupyter user's name (``User.username``), never a request field."""
+        user = self.current_user
+        name = user if isinstance(user, str) else getattr(user, "username", None)
+        return name if isinstance(name, str) and name.strip() else None
 
     def send(self, data: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -129,6 +139,11 @@ class MlwsHandler(APIHandler):
 
 
 # --- helpers (no HTTP in them) ----------------------------------------------------------------
+
+
+def _as_user(user: str | None, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with acting_as(user):
+        return fn(*args, **kwargs)
 
 
 def asset_view(state: MlwsState, asset: Any, *, describe: bool = False) -> dict[str, Any]:

@@ -3,21 +3,48 @@
 ``$MLWS_USER`` when set (e.g. the name a team knows someone by, the same on all their machines),
 else the OS user and the machine, ``user@host``. A listing filtered by a user matches both that
 exact value and every ``user@<any host>``; ``ME`` stands for whoever runs the command.
+A surface acting for someone else (the REST extension for the Jupyter user who sent the request)
+wraps its facade calls in :func:`acting_as`, which takes precedence over both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import socket
+from collections.abc import Iterator
+from contextvars import ContextVar
 
 ENV_USER = "MLWS_USER"
 ME = "me"
 _MAX = 255  # the store's column
+_ACTING: ContextVar[str | None] = ContextVar("mlws_acting_user", default=None)
+
+
+@contextlib.contextmanager
+def acting_as(user: str | None) -> Iterator[None]:
+    """Within the block (this thread/task only), :func:`current_user` is ``user``.
+
+    ``None`` or a blank name changes nothing (the process's own identity applies).
+    """
+    name = (user or "").strip()[:_MAX]
+    if not name:
+        yield
+        return
+    token = _ACTING.set(name)
+    try:
+        yield
+    finally:
+        _ACTING.reset(token)
 
 
 def current_user() -> str | None:
-    """``$MLWS_USER``, else ``user@host`` (None when the OS names no user)."""
+    """The :func:`acting_as` user, else ``$MLWS_USER``, else ``user@host`` (None when the OS
+    names no user)."""
+    acting = _ACTING.get()
+    if acting:
+        return acting
     given = os.environ.get(ENV_USER, "").strip()
     if given:
         return given[:_MAX]

@@ -361,6 +361,8 @@ function JobView(props: { widget: JobDetailWidget }): JSX.Element {
         <Field label="environment">{job.environment ?? "kernel's Python"}</Field>
         <Field label="image">{job.image}</Field>
         <Field label="experiment">{job.experiment}</Field>
+        <Field label="submitted by">{job.created_by}</Field>
+        <Field label="host">{job.host}</Field>
         <Field label="created">{when(job.created_at).title}</Field>
         <Field label="started">{when(job.started_at).title}</Field>
         <Field label="ended">{when(job.ended_at).title}</Field>

@@ -152,6 +152,9 @@ export interface IJob {
   started_at?: string | null;
   ended_at?: string | null;
   duration_s?: number | null;
+  /** Who submitted it (through REST: the Jupyter user) and the machine that runs it. */
+  created_by?: string | null;
+  host?: string | null;
   [key: string]: unknown;
 }
 
@@ -301,6 +304,8 @@ export interface IJobQuery extends IPaging {
   status?: string;
   experiment?: string;
   parent?: string;
+  /** Only this user's jobs; `me` is the Jupyter user of this session. */
+  created_by?: string;
 }
 
 /** The REST API of jupyter_mlws, typed. */

@@ -42,6 +42,16 @@ export const VERSIONS_PAGE = 20;
 export const JOBS_PAGE = 25;
 /** How often the job list is refreshed while the panel is visible (ms). */
 export const JOBS_POLL_MS = 2000;
+/** Where the "Mine" toggle of the Jobs section is remembered for the browser session. */
+export const MINE_KEY = 'jupyter-mlws:jobs-mine';
+
+function loadMine(): boolean {
+  try {
+    return window.sessionStorage.getItem(MINE_KEY) === '1';
+  } catch {
+    return false;
+  }
+}
 
 function errorText(error: unknown): string {
   if (error instanceof MlwsApiError) {
@@ -78,12 +88,43 @@ export class JobsModel {
     return this._changed;
   }
 
+  /** Only the jobs of the Jupyter user of this session (remembered for the session). */
+  get mine(): boolean {
+    return this._mine;
+  }
+
+  /** Switch the "Mine" filter and list again from the first page. */
+  async setMine(mine: boolean): Promise<void> {
+    if (mine === this._mine) {
+      return;
+    }
+    this._mine = mine;
+    try {
+      window.sessionStorage.setItem(MINE_KEY, mine ? '1' : '0');
+    } catch {
+      // storage unavailable (private mode): the toggle still works for this page
+    }
+    this._jobs = [];
+    this._total = 0;
+    this._changed.emit();
+    await this.refresh();
+  }
+
+  private get _filter(): { created_by?: string } {
+    return this._mine ? { created_by: 'me' } : {};
+  }
+
   /** Fetch the first `max(loaded, JOBS_PAGE)` jobs again (newest first). */
   async refresh(): Promise<void> {
     const limit = Math.min(500, Math.max(JOBS_PAGE, this._jobs.length));
     this._loading = true;
     try {
-      const page = await this.service.listJobs({ limit, offset: 0 });
+      const mine = this._mine;
+      const page = await this.service.listJobs({ limit, offset: 0, ...this._filter });
+      if (mine !== this._mine) {
+        this._loading = false;
+        return; // the filter changed while this page was on its way
+      }
       // Keep jobs beyond the refreshed window (loaded with "Load more").
       const rest = this._jobs.slice(limit).filter(j => !page.items.some(i => i.id === j.id));
       this._jobs = [...page.items, ...rest];
@@ -104,7 +145,8 @@ export class JobsModel {
     try {
       const page = await this.service.listJobs({
         limit: JOBS_PAGE,
-        offset: this._jobs.length
+        offset: this._jobs.length,
+        ...this._filter
       });
       const known = new Set(this._jobs.map(j => j.id));
       this._jobs = [...this._jobs, ...page.items.filter(j => !known.has(j.id))];
@@ -137,6 +179,7 @@ export class JobsModel {
     return this._jobs.some(j => !isTerminal(j.status));
   }
 
+  private _mine = loadMine();
   private _jobs: IJob[] = [];
   private _total = 0;
   private _error = '';
@@ -703,10 +746,24 @@ function JobsSection(props: {
       />
       {open && (
         <div className="jp-mlws-section-body">
+          <label
+            className="jp-mlws-mine"
+            title="Only the jobs you submitted (as the Jupyter user of this session)"
+          >
+            <input
+              type="checkbox"
+              className="jp-mlws-mine-toggle"
+              checked={model.mine}
+              onChange={e => void model.setMine(e.currentTarget.checked).catch(() => undefined)}
+            />
+            Mine
+          </label>
           {model.error && <div className="jp-mlws-error">{model.error}</div>}
           {!model.error && jobs.length === 0 && (
             <div className="jp-mlws-empty">
-              No jobs yet. Use “Run as job…” on a notebook.
+              {model.mine
+                ? 'No jobs of yours. Turn off “Mine” to see everyone’s.'
+                : 'No jobs yet. Use “Run as job…” on a notebook.'}
             </div>
           )}
           <ul className="jp-mlws-list" ref={listRef}>
@@ -742,6 +799,13 @@ export function StatusLabel(props: { status: string }): JSX.Element {
   );
 }
 
+/** "by USER on HOST" (a line of a job's tooltip), or nothing when neither is known. */
+export function creatorText(job: IJob): string {
+  const by = job.created_by ? ` by ${job.created_by}` : '';
+  const on = job.host ? ` on ${job.host}` : '';
+  return by || on ? `\nsubmitted${by}${on}` : '';
+}
+
 function JobRow(props: { job: IJob; highlighted: boolean; onOpen: () => void }): JSX.Element {
   const { job } = props;
   const created = when(job.created_at);
@@ -750,6 +814,7 @@ function JobRow(props: { job: IJob; highlighted: boolean; onOpen: () => void }):
     <li
       className={`jp-mlws-job${props.highlighted ? ' jp-mlws-highlighted' : ''}`}
       data-mlws-job-id={job.id}
+      data-mlws-created-by={job.created_by ?? ''}
     >
       <div
         className="jp-mlws-job-row"
@@ -757,7 +822,7 @@ function JobRow(props: { job: IJob; highlighted: boolean; onOpen: () => void }):
         tabIndex={0}
         title={`${job.id}\n${job.type} on ${job.compute}${
           job.environment ? ` with ${job.environment}` : ''
-        }${job.error ? `\n${job.error}` : ''}`}
+        }${creatorText(job)}${job.error ? `\n${job.error}` : ''}`}
         onClick={props.onOpen}
         onKeyDown={e => {
           if (e.key === 'Enter') {
