@@ -207,15 +207,13 @@ class JobSubmission(JobQueries):
     def _record(self, *, job_id: str, kind: str, compute: Any, env: Environment | None,
                 spec: dict[str, Any], display_name: str | None, experiment: str | None,
                 parent: tuple[str, str] | None = None) -> dict[str, Any]:
-        from jupyter_mlws.operations.base import _user
-
         return {
             "id": job_id, "type": kind, "display_name": display_name,
             "experiment": experiment or "default", "status": JobStatus.QUEUED.value,
             "parent_id": parent[0] if parent else None,
             "step_name": parent[1] if parent else None, "compute": compute.name,
             "environment": env.ref if env else None, "env_hash": env.env_hash if env else None,
-            "spec": spec, "created_by": _user(),
+            "spec": spec, "created_by": creator(self._store, parent),
         }
 
     # --- the job kinds -------------------------------------------------------------------------
@@ -515,3 +513,17 @@ def _slot_key(ws_path: Path, compute: str) -> str:
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str)) if value is not None else None
+
+
+def creator(store: Any, parent: tuple[str, str] | None) -> str | None:
+    """Who a new job is recorded as created by: a step or trial is its parent's (the pipeline
+    or sweep driver runs it on the submitter's behalf), anything else whoever acts now."""
+    from jupyter_mlws.errors import NotFoundError
+    from jupyter_mlws.operations.base import _user
+
+    if parent is not None:
+        try:
+            return store.get_job(parent[0]).created_by
+        except NotFoundError:
+            pass
+    return _user()

@@ -216,13 +216,14 @@ def _snapshot(ws: Workspace, folder: Path, dest: Path) -> None:
 def _record(ws: Workspace, job_id: str, compute: str, spec: dict[str, Any],
             display_name: str | None, experiment: str | None,
             parent: tuple[str, str] | None) -> dict[str, Any]:
-    from jupyter_mlws.operations.base import _user
+    from jupyter_mlws.jobs.submit import creator
 
     return {"id": job_id, "type": "sweep", "display_name": display_name or "sweep",
             "experiment": experiment or "default", "status": JobStatus.QUEUED.value,
             "parent_id": parent[0] if parent else None,
             "step_name": parent[1] if parent else None, "compute": compute,
-            "environment": None, "env_hash": None, "spec": spec, "created_by": _user()}
+            "environment": None, "env_hash": None, "spec": spec,
+            "created_by": creator(ws.store, parent)}
 
 
 def _launch(ws: Workspace, job_id: str, compute: str, paths: Any) -> None:

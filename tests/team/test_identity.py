@@ -113,3 +113,27 @@ def test_created_by_and_host_on_a_team_workspace(
         stop_jobs(b)
         a.close()
         b.close()
+
+
+def test_steps_and_trials_are_recorded_as_created_by_their_submitter(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The pipeline driver submits the steps in its own process (another OS identity, and no
+    Jupyter user): they are still the submitter's."""
+    from jupyter_mlws.team.identity import acting_as
+
+    monkeypatch.delenv("MLWS_USER", raising=False)
+    spec = tmp_path / "pipe.yml"
+    spec.write_text("type: pipeline\njobs:\n  one:\n    type: command\n"
+                    "    command: python -c pass\n  two:\n    type: command\n"
+                    "    command: python -c pass\n")
+    with acting_as("ada"):  # as the REST server does for its Jupyter user
+        pipe = ws.jobs.create_from_file(spec)
+    try:
+        assert ws.jobs.wait(pipe.id, timeout=240).status == "Completed"
+        steps = [j for j in ws.jobs.list(include_children=True) if j.parent_id == pipe.id]
+        assert len(steps) == 2
+        assert {s.created_by for s in steps} == {"ada"} == {ws.jobs.get(pipe.id).created_by}
+        assert {j.id for j in ws.jobs.list(created_by="ada", include_children=True)} == \
+            {pipe.id} | {s.id for s in steps}
+    finally:
+        stop_jobs(ws)
