@@ -212,6 +212,21 @@ class S3Backend:
                 f"The artifact store {self.location} stored {head.get('ContentLength')} bytes of "
                 f"blob {sha256[:12]}, not {size}.", hint="Try again; check the S3 server.")
 
+    def abort_uploads_before(self, cutoff: float) -> int:
+        """Abort the unfinished blob uploads under this prefix begun before ``cutoff`` (the
+        server's clock, seconds since the epoch); how many."""
+        aborted = 0
+        with self._errors("aborting stale uploads"):
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._key("blobs/"))
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() < cutoff:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        aborted += 1
+        return aborted
+
     def download(self, sha256: str, dest: Path) -> None:
         with self._errors(f"downloading blob {sha256[:12]}"):
             self._client.download_file(self.bucket, blob_key(self.prefix, sha256), str(dest))

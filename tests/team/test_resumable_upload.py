@@ -165,3 +165,24 @@ def test_a_gone_or_stale_upload_starts_afresh(
         assert remote.last_upload.sent == [1, 2, 3] and not remote.last_upload.kept
         _check_stored(ws, team, big, sha)
     assert _state_files(folder) == []
+
+
+def test_gc_aborts_uploads_older_than_its_grace_only(team: Team, tmp_path: Path) -> None:
+    folder = tmp_path / "A"
+    ws = Workspace.init(folder, store_uri=team.store_uri, artifact_uri=team.artifact_uri)
+    try:
+        s3 = team.s3()
+        key = blob_key(team.prefix, "cd" * 32)
+        old = s3.create_multipart_upload(Bucket="mlws", Key=key)["UploadId"]
+        s3.upload_part(Bucket="mlws", Key=key, UploadId=old, PartNumber=1, Body=b"x" * 1024)
+        ws.artifacts.garbage_collect(set, older_than_s=3600.0)
+        assert [u["UploadId"] for u in _open_uploads(team)] == [old]  # within the grace
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # let the server's clock pass the upload's start
+            ws.artifacts.garbage_collect(set, older_than_s=1.0)
+            if not _open_uploads(team):
+                break
+            time.sleep(0.5)
+        assert _open_uploads(team) == []
+    finally:
+        ws.close()
