@@ -195,6 +195,7 @@ def upload(client: Any, bucket: str, key: str, sha256: str, src: Path, size: int
         upload_id, psize, held = _resume_or_start(client, want, path, stats)
         _send(client, want, upload_id, psize, held, src, stats)
         path.unlink(missing_ok=True)
+        path.with_suffix(".lock").unlink(missing_ok=True)  # (a waiter then finds it stored)
     if stats.resumed:
         log.info("resumed the upload of blob %s: sent parts %s, kept %s of %d", sha256[:12],
                  stats.sent, stats.kept, stats.parts)

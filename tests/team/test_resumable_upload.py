@@ -100,7 +100,7 @@ def test_a_killed_upload_is_resumed_without_resending_its_parts(
         assert stats.resumed and stats.parts == 4
         assert stats.kept == [1] and stats.sent == [2, 3, 4]
         _check_stored(ws, team, big, sha)
-    assert _state_files(folder) == []
+    assert list(_uploads(folder).iterdir()) == []  # no state, no lock file
 
 
 def test_a_part_held_with_other_bytes_is_sent_again(
@@ -132,7 +132,7 @@ def test_a_part_held_with_other_bytes_is_sent_again(
         stats = remote.last_upload
         assert stats.resumed and stats.kept == [2] and stats.sent == [1, 3]
         _check_stored(ws, team, big, sha)
-    assert _state_files(folder) == []
+    assert list(_uploads(folder).iterdir()) == []  # no state, no lock file
 
 
 def test_a_gone_or_stale_upload_starts_afresh(
@@ -164,7 +164,7 @@ def test_a_gone_or_stale_upload_starts_afresh(
         assert isinstance(remote, S3Backend) and remote.last_upload is not None
         assert remote.last_upload.sent == [1, 2, 3] and not remote.last_upload.kept
         _check_stored(ws, team, big, sha)
-    assert _state_files(folder) == []
+    assert list(_uploads(folder).iterdir()) == []  # no state, no lock file
 
 
 def test_gc_aborts_uploads_older_than_its_grace_only(team: Team, tmp_path: Path) -> None:
