@@ -6,9 +6,10 @@ blob store. :class:`S3Backend` speaks S3 through boto3 (AWS, MinIO, SeaweedFS, .
 
 boto3 rather than s3fs for S3: it is the reference client, it reads the endpoint and credentials
 from the standard places (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``,
-``~/.aws/credentials``, ``AWS_PROFILE``), its transfer manager uploads in parts (an object
-appears only when the whole upload completes, so a killed upload leaves no visible blob), and its
-typed errors let each failure become a clear message. s3fs would add aiobotocore, which pins
+``~/.aws/credentials``, ``AWS_PROFILE``), it gives S3's multipart calls (an object appears only
+when the whole upload completes, so a killed upload leaves no visible blob; a retry resumes it,
+see :mod:`jupyter_mlws.artifacts.multipart`), and its typed errors let each failure become a
+clear message. s3fs would add aiobotocore, which pins
 botocore to narrow ranges and conflicts with an installed boto3.
 
 A blob's key is ``<prefix>/blobs/<sha[:2]>/<sha[2:]>``. The uploader hashes the bytes while
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from jupyter_mlws.artifacts import multipart
+from jupyter_mlws.artifacts.multipart import UploadStats
 from jupyter_mlws.errors import (
     ArtifactCredentialsError,
     ArtifactStoreUnavailableError,
@@ -36,7 +39,6 @@ from jupyter_mlws.errors import (
 
 ENV_TIMEOUT = "MLWS_ARTIFACT_TIMEOUT"
 DEFAULT_TIMEOUT_S = 10.0
-PART_BYTES = 16 << 20
 
 
 class BlobBackend(Protocol):
@@ -101,8 +103,9 @@ def timeout_s() -> float:
         return DEFAULT_TIMEOUT_S
 
 
-def open_backend(uri: str) -> BlobBackend:
-    """The backend for ``uri``: S3 for ``s3://``, fsspec for any other scheme."""
+def open_backend(uri: str, *, state_dir: Path | None = None) -> BlobBackend:
+    """The backend for ``uri``: S3 for ``s3://``, fsspec for any other scheme. ``state_dir``
+    is a machine-local folder where S3 uploads record their state to be resumed."""
     check_uri(uri)
     scheme = urlsplit(uri).scheme.lower()
     if scheme in ("s3", "s3a"):
@@ -112,15 +115,19 @@ def open_backend(uri: str) -> BlobBackend:
             raise TeamWorkspaceError(
                 "An s3:// artifact store needs boto3.",
                 hint="pip install 'jupyter_mlws[team]' (or pip install boto3).") from None
-        return S3Backend(uri, timeout=timeout_s())
+        return S3Backend(uri, timeout=timeout_s(), state_dir=state_dir)
     return FsspecBackend(uri)
 
 
 class S3Backend:
     """Blobs in an S3 bucket (any S3-compatible server), through boto3."""
 
-    def __init__(self, uri: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(self, uri: str, *, timeout: float = DEFAULT_TIMEOUT_S,
+                 state_dir: Path | None = None) -> None:
         parts = urlsplit(uri)
+        self.state_dir = state_dir
+        #: What the last multipart upload of this process sent and kept (tests, logs).
+        self.last_upload: UploadStats | None = None
         self.uri = uri
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
@@ -187,20 +194,38 @@ class S3Backend:
         return True
 
     def upload(self, sha256: str, src: Path, size: int) -> None:
-        from boto3.s3.transfer import TransferConfig
-
+        """One PUT up to a part's size; above, a multipart upload that a retry after a crash
+        resumes (see :mod:`jupyter_mlws.artifacts.multipart`). Visible only once complete."""
         key = blob_key(self.prefix, sha256)
-        config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES,
-                                max_concurrency=4)
         with self._errors(f"uploading blob {sha256[:12]}"):
-            self._client.upload_file(str(src), self.bucket, key, Config=config,
-                                     ExtraArgs={"Metadata": {"sha256": sha256}})
+            if size <= multipart.part_bytes():
+                with open(src, "rb") as f:
+                    self._client.put_object(Bucket=self.bucket, Key=key, Body=f,
+                                            Metadata={"sha256": sha256})
+            else:
+                self.last_upload = multipart.upload(self._client, self.bucket, key, sha256, src,
+                                                    size, self.state_dir)
             head = self._client.head_object(Bucket=self.bucket, Key=key)
         if int(head.get("ContentLength", -1)) != size:
             self.delete(sha256)
             raise ArtifactStoreUnavailableError(
                 f"The artifact store {self.location} stored {head.get('ContentLength')} bytes of "
                 f"blob {sha256[:12]}, not {size}.", hint="Try again; check the S3 server.")
+
+    def abort_uploads_before(self, cutoff: float) -> int:
+        """Abort the unfinished blob uploads under this prefix begun before ``cutoff`` (the
+        server's clock, seconds since the epoch); how many."""
+        aborted = 0
+        with self._errors("aborting stale uploads"):
+            pages = self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self._key("blobs/"))
+            for page in pages:
+                for up in page.get("Uploads", []):
+                    if up["Initiated"].timestamp() < cutoff:
+                        self._client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
+                        aborted += 1
+        return aborted
 
     def download(self, sha256: str, dest: Path) -> None:
         with self._errors(f"downloading blob {sha256[:12]}"):

@@ -136,6 +136,10 @@ def collect(backend: BlobBackend, keep: Callable[[], set[str]], *,
             if mtime < cutoff:
                 run.refresh()
                 backend.delete_object(touch_key(sha))
+        abort = getattr(backend, "abort_uploads_before", None)
+        if abort is not None:  # S3: parts of uploads killed longer ago than the grace
+            run.refresh()
+            abort(cutoff)
         markers, now = backend.list_objects(GC_PREFIX)
         for rel, mtime in markers:  # left by collectors that died
             if rel != run.key and now - mtime >= 2 * MARKER_STALE_S:

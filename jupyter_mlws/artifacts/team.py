@@ -49,7 +49,9 @@ def open_artifacts(
     uri = artifact_uri(setting_uri, store)
     if not uri:
         return ArtifactStore(root)
-    return ArtifactStore(root, remote=open_backend(uri), cache_bytes=cache_bytes(cache_mb))
+    # the state of unfinished S3 uploads, for a retry to resume them: machine-local, no keys
+    remote = open_backend(uri, state_dir=root / "uploads")
+    return ArtifactStore(root, remote=remote, cache_bytes=cache_bytes(cache_mb))
 
 
 def record_team_uri(store: MetaStore, uri: str | None) -> None:
