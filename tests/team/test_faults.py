@@ -180,6 +180,6 @@ def test_a_killed_upload_leaves_no_visible_blob_and_no_version(
     assert not any(k.endswith(sha[2:]) for k in team.object_keys())
     with Workspace.open(tmp_path / "A") as ws:
         assert ws.models.list("big") == []
-        again = ws.models.create("big", big)  # a new try uploads it whole
+        again = ws.models.create("big", big)  # a new try completes it (resuming the parts already sent)
         assert again.version == "1"
     assert any(k.endswith(sha[2:]) for k in team.object_keys())
