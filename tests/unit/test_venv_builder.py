@@ -110,7 +110,7 @@ def test_failed_build_leaves_no_finished_venv(tmp_path: Path):
     )
     with pytest.raises(BuildError) as err:
         m.build(spec, log=quiet)
-    assert err.value.step == "pip install"
+    assert err.value.step == "pip download"  # fetched first, into the wheelhouse (then installed)
     assert "this-package-does-not-exist-mlws" in (err.value.log_tail or "")
     assert not m.path_for(spec).exists()
     assert not list(tmp_path.glob(".tmp-*"))
