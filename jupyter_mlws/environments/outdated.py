@@ -62,29 +62,30 @@ def _models_of(ws: Any, jobs: list[str]) -> list[str]:
 
 
 def _deployments_by_hash(ws: Any) -> dict[str, list[str]]:
-    """``{env hash: ["endpoint/deployment", ...]}`` from the store (no supervisor started)."""
+    """``{env hash: ["endpoint/deployment", ...]}`` of the deployments running an image."""
     out: dict[str, list[str]] = {}
-    store = ws.store
-    if not hasattr(store, "list_endpoints"):
-        return out
-    for ep in store.list_endpoints():
-        for d in store.list_deployments(ep.name):
-            h = (d.resolved or {}).get("env_hash")
-            if h:
-                out.setdefault(h, []).append(f"{ep.name}/{d.name}")
+    for endpoint, name, _spec, resolved in _image_deployments(ws):
+        out.setdefault(str(resolved["env_hash"]), []).append(f"{endpoint}/{name}")
     return out
 
 
-def deployment_specs(ws: Any, env_hash: str
-                     ) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
-    """``(endpoint, deployment, its spec, what it resolved to)`` for every deployment serving
-    ``env_hash``."""
+def _image_deployments(ws: Any) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """``(endpoint, deployment, its spec, what it resolved to)`` of every deployment whose
+    replicas are containers of an environment's image (Docker runtime), from the store (no
+    supervisor started). A venv-runtime deployment does not run the image, so a patched base
+    does not make it outdated and a rebuilt image does not need rolling onto it."""
     store = ws.store
     if not hasattr(store, "list_endpoints"):
         return []
     return [(ep.name, d.name, dict(d.spec), dict(d.resolved or {}))
             for ep in store.list_endpoints() for d in store.list_deployments(ep.name)
-            if (d.resolved or {}).get("env_hash") == env_hash]
+            if (d.resolved or {}).get("env_hash") and (d.resolved or {}).get("runtime") == "docker"]
+
+
+def deployment_specs(ws: Any, env_hash: str
+                     ) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """:func:`_image_deployments` serving ``env_hash``."""
+    return [d for d in _image_deployments(ws) if d[3].get("env_hash") == env_hash]
 
 
 def redeploy_spec(spec: dict[str, Any], resolved: dict[str, Any]) -> dict[str, Any]:

@@ -428,8 +428,6 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
 
         rolled = []
         for endpoint, name, spec, resolved in deployment_specs(self._ws, env_hash):
-            if resolved.get("runtime") != "docker":
-                continue  # a venv deployment: its venv is not what a rebuild replaced
             if log is not None:
                 log(f"Rolling {endpoint}/{name} to the rebuilt image ...")
             self._ws.endpoints.update_deployment(redeploy_spec(spec, resolved), log=log)

@@ -2,9 +2,9 @@
 
 ``up``, in the workspace of $MLWS_WORKSPACE (the one the test server serves): copies the offline
 base under a throwaway tag, registers ``ui-outdated`` on it (an unpinned ``six``), builds its
-image, deploys an Azure-style ``score.py`` in it as ``ep-old/main`` (all traffic), then moves the
-base's tag to a new image labelled as patched (what `mlws image patch` leaves, without the package
-download). ``down`` deletes the endpoint and removes the throwaway base tags and the images built.
+image, deploys an Azure-style ``score.py`` in containers of it as ``ep-old/main`` (all
+traffic), then moves the base's tag to a new image labelled as patched (what `mlws image patch`
+leaves, without the package download). ``down`` deletes the endpoint and removes the throwaway base tags and the images built.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def up(ws: Workspace) -> None:
     ws.environments.build(env)
     code = Path(tempfile.mkdtemp(prefix="mlws-ui-outdated-"))
     (code / "score.py").write_text(SCORE)
-    ws.endpoints.create({"name": ENDPOINT})
+    ws.endpoints.create({"name": ENDPOINT, "compute": "docker"})  # replicas run the image
     shown = ws.endpoints.create_deployment(
         {"name": "main", "endpoint_name": ENDPOINT, "environment": env.ref,
          "code_configuration": {"code": str(code), "scoring_script": "score.py"}},
