@@ -10,7 +10,7 @@ import threading
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from jupyter_mlws.errors import ConflictError, MlwsError, NotFoundError
 
@@ -109,10 +109,18 @@ class DeploymentRuns(Operations):
             name=f"mlws-deploy-{endpoint}-{deployment}")
 
 
-def runs_of(settings: dict[str, Any]) -> DeploymentRuns:
-    """The server's tracker of deployment creations (made on first use)."""
-    runs = settings.get(SETTINGS_KEY)
+_T = TypeVar("_T", bound=Operations)
+
+
+def tracker(settings: dict[str, Any], key: str, kind: type[_T]) -> _T:
+    """The server's ``kind`` tracker kept in its settings under ``key`` (made on first use)."""
+    runs = settings.get(key)
     if runs is None:
-        runs = settings.setdefault(SETTINGS_KEY, DeploymentRuns())
-    assert isinstance(runs, DeploymentRuns)
+        runs = settings.setdefault(key, kind())
+    assert isinstance(runs, kind)
     return runs
+
+
+def runs_of(settings: dict[str, Any]) -> DeploymentRuns:
+    """The server's tracker of deployment creations."""
+    return tracker(settings, SETTINGS_KEY, DeploymentRuns)

@@ -20,7 +20,7 @@ from jupyter_server.utils import url_path_join
 from jupyter_mlws.errors import ConflictError, NotFoundError
 from jupyter_mlws.server import API_PATH
 from jupyter_mlws.server.endpoint_handlers import plain
-from jupyter_mlws.server.endpoint_runs import Operation, Operations, Work
+from jupyter_mlws.server.endpoint_runs import Operation, Operations, Work, tracker
 from jupyter_mlws.server.handlers import MlwsHandler
 from jupyter_mlws.server.wire import Query, parse_query
 
@@ -53,12 +53,8 @@ class RebuildRuns(Operations):
 
 
 def rebuild_runs(settings: dict[str, Any]) -> RebuildRuns:
-    """The server's tracker (made on first use)."""
-    runs = settings.get(SETTINGS_KEY)
-    if runs is None:
-        runs = settings.setdefault(SETTINGS_KEY, RebuildRuns())
-    assert isinstance(runs, RebuildRuns)
-    return runs
+    """The server's tracker of environment rebuilds."""
+    return tracker(settings, SETTINGS_KEY, RebuildRuns)
 
 
 def _version(version: str) -> str | None:
