@@ -10,7 +10,6 @@ left to the CLI (it needs the submitter's environment). Refusals record nothing.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import signal
 import sys
@@ -108,17 +107,14 @@ def refusal(workspace: Path, request: dict[str, Any]) -> str | None:
 
 def _submit(ws: Any, o: dict[str, Any]) -> str:
     """Submit as ``mlws job notebook`` does; what it prints."""
-    from jupyter_mlws.cli.job import _after_submit, notebook_request
+    from jupyter_mlws.jobs.notebook_request import notebook_request, submitted_text
 
     pairs = [(str(p[0]), str(p[1])) for p in o.get("parameters") or []]
     request = notebook_request(
         str(o["notebook"]), pairs, o.get("code"), o.get("environment"), o.get("compute"),
         (), (), o.get("experiment"), o.get("timeout"))
     job = ws.jobs.submit(request)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        _after_submit(ws, job, False, False, str(o.get("output") or "table"))
-    return out.getvalue()
+    return submitted_text(job, waited=False, output=str(o.get("output") or "table"))[0]
 
 
 class Workspaces:
@@ -287,18 +283,13 @@ class Waiters:
         self.pending = keep
 
     def _answer(self, chan: Channel, job_id: str, output: str) -> bool:
-        from jupyter_mlws.cli.job import _after_submit
+        from jupyter_mlws.jobs.notebook_request import submitted_text
 
         ws = self.workspaces.get()
         job = ws.jobs.get(job_id)
         if not job.done:
             return False
-        out, code = io.StringIO(), 0
-        with contextlib.redirect_stdout(out):
-            try:
-                _after_submit(ws, job, True, False, output)
-            except SystemExit as exc:
-                code = int(exc.code or 0)
-        chan.send({"op": "ended", "text": out.getvalue(), "code": code})
+        text, code = submitted_text(job, waited=True, output=output)
+        chan.send({"op": "ended", "text": text, "code": code})
         self.answered += 1
         return True

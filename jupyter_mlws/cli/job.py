@@ -39,7 +39,7 @@ TEAM_COLUMNS = [("host", "host"), ("created_by", "created_by")]
 
 
 def _after_submit(ws: Any, j: Any, wait: bool, stream: bool, output: str) -> None:
-    from jupyter_mlws.cli._format import emit
+    from jupyter_mlws.jobs.notebook_request import submitted_text
 
     if stream:
         for line in ws.jobs.stream(j.id):
@@ -47,14 +47,10 @@ def _after_submit(ws: Any, j: Any, wait: bool, stream: bool, output: str) -> Non
         j = ws.jobs.get(j.id)
     elif wait:
         j = ws.jobs.wait(j.id)
-    if output != "table":
-        emit(j.public_dict(), output)
-    else:
-        click.echo(f"Job {j.id}: {j.status}" + (f" ({j.error})" if j.error else ""))
-        if not (wait or stream):
-            click.echo(f"  follow it with `mlws job stream {j.id}`")
-    if (wait or stream) and j.status != "Completed":
-        raise SystemExit(1)
+    text, code = submitted_text(j, waited=wait or stream, output=output)
+    click.echo(text, nl=False)
+    if code:
+        raise SystemExit(code)
 
 
 SUBMIT_OPTS = [
@@ -114,25 +110,13 @@ def job_notebook(notebook: str, parameters: Sequence[tuple[str, str]], code: str
 
         j = recover(ws, lost.request_id) if lost is not None else None
         if j is None:
+            from jupyter_mlws.jobs.notebook_request import notebook_request
+
             j = ws.jobs.submit(notebook_request(notebook, parameters, code, environment,
                                                 compute, inputs, outputs, experiment, timeout))
     finally:
         _start_agent(ws)
     _after_submit(ws, j, wait, stream, output)
-
-
-def notebook_request(notebook: str, parameters: Sequence[tuple[str, str]], code: str | None,
-                     environment: str | None, compute: str | None, inputs: Sequence[str],
-                     outputs: Sequence[str], experiment: str | None,
-                     timeout: float | None) -> Any:
-    """The request ``mlws job notebook`` submits (also built by the job agent's fast path)."""
-    from jupyter_mlws.jobs.requests import NotebookJobRequest, parse_assignments, parse_pairs
-
-    return NotebookJobRequest.create(
-        notebook=notebook, parameters=parse_pairs(parameters), environment=environment,
-        compute=compute, inputs=parse_assignments(inputs, "--input"),
-        outputs={o: {"type": "uri_folder"} for o in outputs}, code=code,
-        experiment=experiment, timeout=timeout)
 
 
 def _start_agent(ws: Any) -> None:

@@ -269,3 +269,26 @@ def test_the_environment_is_compared_by_an_hmac_of_what_a_submission_reads() -> 
     assert env_digest({**base, "MLWS_STORE_URI": "sqlite:///x"}, "token") != digest
     assert env_digest({**base, "AWS_PROFILE": "other"}, "token") != digest
     assert env_digest(base, "another agent's token") != digest
+
+
+def test_the_agents_intake_submits_without_the_cli(jws: Workspace, notebook) -> None:
+    """The agent builds the request and the printed text with the facade's module, not the
+    CLI's: the same text, and no ``jupyter_mlws.cli`` module loaded."""
+    nb = notebook("print(msg)", parameters="msg = None")
+    code = ("import sys\nfrom jupyter_mlws import Workspace\n"
+            "from jupyter_mlws.agent import intake, server\n"
+            "ws = Workspace.open(sys.argv[1])\n"
+            "print(intake._submit(ws, {'notebook': sys.argv[2], 'parameters': [['msg', 'hi']],"
+            " 'output': 'table'}), end='')\n"
+            "print(sorted(m for m in sys.modules if m.startswith('jupyter_mlws.cli')))\n")
+    out = subprocess.run([sys.executable, "-c", code, str(jws.path), str(nb)],
+                         capture_output=True, text=True, env={**os.environ,
+                                                              "PYTHONPATH": str(ROOT)},
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    job_id = lines[0].split(":")[0].removeprefix("Job ")
+    assert JOB_ID.match(job_id), out.stdout
+    assert lines == [f"Job {job_id}: Queued", f"  follow it with `mlws job stream {job_id}`",
+                     "[]"]
+    assert jws.jobs.detail(job_id).params == {"msg": "hi"}
