@@ -49,8 +49,9 @@ def _agent_running(folder: Path) -> bool:
 
 
 def reap_agent(workspace: str | Path) -> bool:
-    """Remove what a killed agent left (its socket and identity); ``True`` if there was any.
-    Its idle workers exit by themselves when its end of their sockets closes."""
+    """Remove what a killed agent left (its socket and identity, the overlays of workers
+    gone); ``True`` if there was any. Its idle workers exit by themselves when its end of
+    their sockets closes."""
     folder = agent_dir(workspace)
     if not folder.is_dir() or _agent_running(folder):
         return False
@@ -59,7 +60,9 @@ def reap_agent(workspace: str | Path) -> bool:
         with contextlib.suppress(FileNotFoundError):
             (folder / name).unlink()
             found = True
-    return found
+    from jupyter_mlws.agent import overlays
+
+    return bool(overlays.sweep(workspace)) or found
 
 
 def start_agent(workspace: str | Path, pythonpath: str | None = None,
@@ -110,8 +113,10 @@ def request(workspace: str | Path, message: dict[str, Any]) -> tuple[dict[str, A
 class WarmHandle:
     """A job running on a warm worker (not the runner's child: watched through its socket)."""
 
-    def __init__(self, chan: Channel, pid: int, token: str, kernel_pid: int | None) -> None:
+    def __init__(self, chan: Channel, pid: int, token: str, kernel_pid: int | None,
+                 overlay: tuple[Path, Path] | None = None) -> None:
         self.chan = chan
+        self.overlay = overlay  # (workspace, the job's overlay interpreter): removed at close
         self.pid = pid
         self.token = token
         self.kernel_pid = kernel_pid
@@ -157,18 +162,18 @@ class WarmHandle:
         self._signal(signal.SIGKILL)
         with contextlib.suppress(OSError):
             self.chan.sock.close()
+        if self.overlay is not None:  # the job's own overlay: used by no other job
+            from jupyter_mlws.agent import overlays
+
+            overlays.remove(*self.overlay)
 
 
 def warm_start(launch: Launch, python: str, paths: JobPaths) -> WarmHandle | None:
-    """Run the notebook job on a warm worker of the agent, or ``None`` (start it cold)."""
-    from jupyter_mlws.compute.job_venv import is_cached_venv
-    from jupyter_mlws.compute.local import local_env
-    from jupyter_mlws.jobs.safe_files import open_log_for_append
-
+    """Run the notebook job on a warm worker of the agent, or ``None`` (start it cold).
+    In a cached venv, the worker runs from an overlay made for it, which becomes the job's."""
     if (launch.kind != "notebook" or launch.compute_kind != "local"
-            or launch.argv[1:3] != NBRUN or is_cached_venv(python)
-            or read_settings(launch.workspace) is None):
-        return None  # (a cached venv's job runs in its own overlay: no warm kernel for it)
+            or launch.argv[1:3] != NBRUN or read_settings(launch.workspace) is None):
+        return None
     reply, fds = request(launch.workspace, {"op": "claim", "python": python})
     if reply is None:
         start_agent(launch.workspace, launch.pythonpath, python)
@@ -178,18 +183,48 @@ def warm_start(launch: Launch, python: str, paths: JobPaths) -> WarmHandle | Non
             os.close(fd)
         return None
     chan = Channel(socket.socket(fileno=fds[0]))
+    handle = WarmHandle(chan, int(reply["pid"]), str(reply["token"]), reply.get("kernel_pid"))
+    try:
+        env = _job_env(launch, python, reply.get("overlay"), handle)
+    except ValueError:
+        handle.close()
+        return None
+    if not _hand_over(launch, paths, chan, env):
+        handle.close()
+        return None
+    ProcessIdentity(handle.pid, handle._start, handle.token).write(paths.child_pid)
+    return handle
+
+
+def _job_env(launch: Launch, python: str, overlay: Any, handle: WarmHandle) -> dict[str, str]:
+    """The job's environment on the worker: as :func:`jupyter_mlws.compute.local.start_job`
+    makes it, in the worker's overlay for a cached venv."""
+    from jupyter_mlws.compute.job_venv import is_cached_venv, overlay_env
+    from jupyter_mlws.compute.local import local_env
+
+    if not is_cached_venv(python):
+        if overlay:
+            raise ValueError("an overlay for an interpreter that is not a cached venv")
+        return local_env(launch, python)
+    from jupyter_mlws.agent import overlays
+
+    if not overlay or overlays.owned_root(launch.workspace, overlay) is None:
+        raise ValueError("a cached venv's worker without its overlay")
+    handle.overlay = (Path(launch.workspace), Path(overlay))
+    return overlay_env(local_env(launch, str(overlay)), Path(overlay), Path(python))
+
+
+def _hand_over(launch: Launch, paths: JobPaths, chan: Channel, env: dict[str, str]) -> bool:
+    """Send the job to the worker; whether it accepted it."""
+    from jupyter_mlws.jobs.safe_files import open_log_for_append
+
     try:
         with open_log_for_append(paths.job_log) as log:
-            chan.send({"op": "run", "argv": launch.argv[3:], "cwd": launch.cwd,
-                       "env": local_env(launch, python)}, fds=[log.fileno()])
+            chan.send({"op": "run", "argv": launch.argv[3:], "cwd": launch.cwd, "env": env},
+                      fds=[log.fileno()])
         chan.sock.settimeout(120)
         answer, _ = chan.recv()
         chan.sock.settimeout(None)
     except (OSError, ValueError):
-        answer = None
-    if answer is None or answer.get("op") != "accepted":
-        chan.close()
-        return None
-    handle = WarmHandle(chan, int(reply["pid"]), str(reply["token"]), reply.get("kernel_pid"))
-    ProcessIdentity(handle.pid, handle._start, handle.token).write(paths.child_pid)
-    return handle
+        return False
+    return answer is not None and answer.get("op") == "accepted"

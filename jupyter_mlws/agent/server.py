@@ -50,6 +50,7 @@ class Worker:
     token: str
     ready: bool = False
     kernel_pid: int | None = None
+    overlay: Path | None = None  # its job's overlay interpreter (cached venvs: see .overlays)
     started: float = field(default_factory=time.monotonic)
 
     def memory(self) -> int:
@@ -74,6 +75,7 @@ class Agent:
         self.settings = settings
         self.listener = listener
         self.pool: dict[str, list[Worker]] = {}
+        self.recent: dict[str, float] = {}  # interpreters by the time they were last asked for
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, None)
         self.last_used = time.monotonic()
@@ -91,34 +93,82 @@ class Agent:
         return sum(w.memory() for ws in self.pool.values() for w in ws)
 
     def refill(self, python: str) -> None:
-        """Start workers for ``python`` up to the pool size, below the memory ceiling."""
+        """Start workers for ``python`` up to the pool size, below the memory ceiling (idle
+        workers of interpreters asked for less recently make room)."""
         workers = self.pool.setdefault(python, [])
+        self.recent.setdefault(python, time.monotonic())
         ceiling = self.settings.memory_mb * 1024 * 1024
-        while (len(workers) < self.settings.pool_size
-               and self.memory() + self.per_worker <= ceiling):
-            workers.append(self._spawn(python))
+        while len(workers) < self.settings.pool_size:
+            if self.memory() + self.per_worker > ceiling and not self._make_room(python):
+                break
+            worker = self._spawn(python)
+            if worker is None:
+                break  # (not retried until the next claim)
+            workers.append(worker)
             if not all(w.ready for w in workers):
                 break  # one at a time: its memory counts before the next one starts
 
-    def _spawn(self, python: str) -> Worker:
-        mine, theirs = socket.socketpair()
-        token = new_token()
+    def _make_room(self, python: str) -> bool:
+        """Drop an idle worker of the least recently asked-for other interpreter."""
+        older = [w for p, ws in self.pool.items() if p != python
+                 and self.recent.get(p, 0.0) < self.recent.get(python, 0.0) for w in ws]
+        if not older:
+            return False
+        self._drop(min(older, key=lambda w: (self.recent.get(w.python, 0.0), -w.started)))
+        return True
+
+    def asked_for(self, python: str) -> None:
+        """Note a claim for ``python``; past ``interpreters``, the least recently asked-for
+        interpreter's pool is dropped."""
+        self.recent.pop(python, None)
+        self.recent[python] = time.monotonic()
+        while len(self.recent) > self.settings.interpreters:
+            oldest = next(iter(self.recent))
+            del self.recent[oldest]
+            for worker in list(self.pool.pop(oldest, [])):
+                self._drop(worker)
+
+    def _spawn(self, python: str) -> Worker | None:
+        """A worker for ``python``; for a cached venv, started from a fresh overlay of it."""
+        from jupyter_mlws.compute.job_venv import is_cached_venv, overlay_env
         from jupyter_mlws.crypto import ENV_SECRET_KEY
 
         # the secret key opens every stored credential: a job's code never needs it
         env = {k: v for k, v in os.environ.items() if k != ENV_SECRET_KEY}
-        env[TOKEN_VAR] = token
         lib = env.get("MLWS_AGENT_PYTHONPATH")
         if lib:
             env["PYTHONPATH"] = lib
-        proc = subprocess.Popen(
-            [python, "-m", "jupyter_mlws.agent.worker", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),), env=env, cwd=str(self.workspace),
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        theirs.close()
-        worker = Worker(python, proc, Channel(mine), token)
+        overlay, lock_fd, exe = None, None, python
+        if is_cached_venv(python):
+            from jupyter_mlws.agent import overlays
+
+            try:
+                overlay, lock_fd = overlays.prepare(self.workspace, python)
+            except Exception:  # noqa: BLE001 - no warm worker: its jobs start cold
+                return None
+            env = overlay_env(env, overlay, Path(python))
+            exe = str(overlay)
+        mine, theirs = socket.socketpair()
+        token = new_token()
+        env[TOKEN_VAR] = token
+        try:
+            proc = subprocess.Popen(
+                [exe, "-m", "jupyter_mlws.agent.worker", str(theirs.fileno())],
+                pass_fds=(theirs.fileno(), *([lock_fd] if lock_fd is not None else [])),
+                env=env, cwd=str(self.workspace), stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        except OSError:
+            mine.close()
+            if overlay is not None:
+                from jupyter_mlws.agent import overlays
+
+                overlays.remove(self.workspace, overlay)
+            return None
+        finally:
+            theirs.close()
+            if lock_fd is not None:
+                os.close(lock_fd)  # the worker holds the overlay's lock now
+        worker = Worker(python, proc, Channel(mine), token, overlay=overlay)
         self.sel.register(mine, selectors.EVENT_READ, worker)
         return worker
 
@@ -129,6 +179,10 @@ class Agent:
             self.pool.get(worker.python, []).remove(worker)
         if stop:
             worker.stop()
+            if worker.overlay is not None:  # (a claimed worker's overlay is its job's)
+                from jupyter_mlws.agent import overlays
+
+                overlays.remove(self.workspace, worker.overlay)
 
     def on_worker(self, worker: Worker) -> None:
         message, _ = worker.chan.recv()
@@ -184,6 +238,7 @@ class Agent:
         if op == "claim":
             self.last_used = time.monotonic()
             python = str(request.get("python"))
+            self.asked_for(python)
             ready = [w for w in self.pool.get(python, []) if w.ready]
             if not ready:
                 chan.send({"op": "none"})
@@ -191,7 +246,9 @@ class Agent:
                 return
             worker = ready[0]
             chan.send({"op": "worker", "pid": worker.proc.pid, "token": worker.token,
-                       "kernel_pid": worker.kernel_pid}, fds=[worker.chan.sock.fileno()])
+                       "kernel_pid": worker.kernel_pid,
+                       "overlay": str(worker.overlay) if worker.overlay else None},
+                      fds=[worker.chan.sock.fileno()])
             self._drop(worker, stop=False)
             worker.chan.sock.close()  # the runner holds the worker's socket now
             self.served += 1
@@ -206,6 +263,8 @@ class Agent:
                        "children_cpu_s": times.children_user + times.children_system,
                        "memory": self.memory(), "per_worker": self.per_worker,
                        "workers": {p: [w.proc.pid for w in ws] for p, ws in self.pool.items()},
+                       "overlays": {p: [str(w.overlay) for w in ws if w.overlay]
+                                    for p, ws in self.pool.items()},
                        "ready": sum(w.ready for ws in self.pool.values() for w in ws)})
         elif op == "stop":
             chan.send({"op": "stopping"})
@@ -218,7 +277,8 @@ class Agent:
         forget_old_requests(self.workspace)
         with contextlib.suppress(Exception):  # (said again, typed, to the first submitter)
             self.workspaces.get()
-            import jupyter_mlws.cli.job  # noqa: F401
+            import jupyter_mlws.jobs.notebook_request  # noqa: F401
+            import jupyter_mlws.jobs.requests  # noqa: F401
             import jupyter_mlws.jobs.submit  # noqa: F401
 
     def serve(self) -> None:
@@ -269,6 +329,9 @@ def main(argv: list[str]) -> int:
     if token:
         ProcessIdentity.of(os.getpid(), token).write(folder / "agent.json")
     try:
+        from jupyter_mlws.agent import overlays
+
+        overlays.sweep(workspace)  # what workers of a killed agent left
         agent = Agent(workspace, settings, listener)
         for python in argv[1:]:
             agent.refill(python)

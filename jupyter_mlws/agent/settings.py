@@ -19,7 +19,11 @@ class JobAgentSettings(BaseModel):
     enabled: bool = Field(default=True, description="Keep warm kernels for notebook jobs on "
                           "local compute (started on demand, exits when idle).")
     pool_size: int = Field(default=1, ge=0, le=16,
-                           description="Warm kernels kept per interpreter.")
+                           description="Warm kernels kept per interpreter "
+                           "(an environment's first job starts cold and warms its pool).")
+    interpreters: int = Field(default=4, ge=1, le=32,
+                              description="Most interpreters (environments) kept warm at once: "
+                              "those jobs asked for most recently.")
     idle_timeout_s: float = Field(default=300.0, gt=0,
                                   description="The agent exits after this long without a job.")
     memory_mb: int = Field(default=1024, ge=0, description="Most memory (resident) the warm "

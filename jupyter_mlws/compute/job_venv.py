@@ -7,7 +7,9 @@ interpreter: about a millisecond in-process, ~150 ms when another interpreter mu
 cached venv's site-packages (with its own ``.pth`` files) after its own. ``python``, ``pip`` and
 ``python -m pip`` in the job install into the overlay, which shadows the cached packages; pip
 does not uninstall what lies outside the running venv. The cached venv's ``bin`` stays on
-``PATH`` after the overlay's for its other commands.
+``PATH`` after the overlay's for its other commands. The overlay is removed when the job ends.
+A job on a warm worker of the job agent runs in an overlay the agent made ahead of time, the
+same way (:mod:`jupyter_mlws.agent.overlays`).
 """
 
 from __future__ import annotations

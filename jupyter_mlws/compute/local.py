@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,7 @@ class LocalHandle:
     def __init__(self, proc: subprocess.Popen[bytes], started_at: float) -> None:
         self.proc = proc
         self.started_at = started_at
+        self.overlays: Path | None = None  # the job's own venvs, removed when it ends
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -64,6 +66,8 @@ class LocalHandle:
 
     def close(self) -> None:
         self._kill_group(signal.SIGKILL)  # anything still in the job's group
+        if self.overlays is not None:  # (rmtree follows no link the job made)
+            shutil.rmtree(self.overlays, ignore_errors=True)
 
 
 def start_process(argv: list[str], *, cwd: str, env: dict[str, str], log_path: Path,
@@ -116,14 +120,19 @@ def local_argv(launch: Launch, python: str) -> list[str]:
 
 def start_job(launch: Launch, python: str, paths: JobPaths) -> LocalHandle:
     """Start the job's process with ``python``; in a cached venv, in the job's own overlay of it
-    (so a ``pip install`` in the job changes neither the cached venv nor other jobs)."""
+    (so a ``pip install`` in the job changes neither the cached venv nor other jobs), removed
+    when the job ends."""
     env = local_env(launch, python)
-    if is_cached_venv(python):
+    cached = is_cached_venv(python)
+    if cached:
         overlay = make_overlay(Path(python), paths.venvs)
         env = overlay_env(local_env(launch, str(overlay)), overlay, Path(python))
         python = str(overlay)
-    return start_process(local_argv(launch, python), cwd=launch.cwd, env=env,
-                         log_path=paths.job_log, pid_file=paths.child_pid)
+    handle = start_process(local_argv(launch, python), cwd=launch.cwd, env=env,
+                           log_path=paths.job_log, pid_file=paths.child_pid)
+    if cached:
+        handle.overlays = paths.venvs
+    return handle
 
 
 class LocalTarget(ComputeTarget):
