@@ -14,12 +14,18 @@ c. CLI submit-only (``mlws job notebook NB -p msg hi``), p50/p95: the fast path 
 d. N jobs at once at concurrency 2 against N/2 x one job (warm agent off: the work is the same).
 e. Cold vs warm through the Python API, with the job's own timestamps (where the time goes);
    the agent's CPU time and the pool's memory.
-f. (with Docker) the docker figures of before: submit -> Running, total, container start.
+f. (with Docker) the same job in the same environment (``MLWS-python-3.11-minimal``) on
+   ``compute: docker`` (a container started per job: no warm pool) beside local compute (cold),
+   interleaved: submit -> Running, submit -> Completed; and a bare container start.
+g. A job in an environment's cached venv (``MLWS-python-3.11-minimal`` as a venv: the job runs
+   in its own overlay of it), warm (a worker started from an overlay made ahead of time) vs
+   cold (no agent), interleaved, and how many really ran warm.
 
 The CLI runs as ``python -m jupyter_mlws.cli`` (the ``mlws`` script does the same; a version
 manager's shim in front of it would add its own start-up).
 
 Run: python benchmarks/bench_jobs.py [--repeat N] [--jobs 50] [--no-docker] [--only-cli]
+     [--parts abcdefg]
 """
 
 from __future__ import annotations
@@ -66,20 +72,26 @@ def agent_env(on: bool) -> dict[str, str]:
     return {**os.environ, "MLWS_JOB_AGENT": "1" if on else "0"}
 
 
-def wait_warm(ws: Workspace, timeout: float = 120.0) -> dict[str, Any] | None:
-    """Start the agent if needed and wait until a warm worker is ready."""
+def wait_warm(ws: Workspace, timeout: float = 120.0,
+              python: str = sys.executable) -> dict[str, Any] | None:
+    """Start the agent if needed and wait until a warm worker (of ``python``) is ready."""
     before = os.environ.get("MLWS_JOB_AGENT")
     os.environ["MLWS_JOB_AGENT"] = "1"  # (the agent reads it too)
-    client.start_agent(ws.path, python=sys.executable)
-    if before is not None:
-        os.environ["MLWS_JOB_AGENT"] = before
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = client.request(ws.path, {"op": "status"})[0]
-        if status and status.get("ready"):
-            return status
-        time.sleep(0.05)
-    return None
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = client.request(ws.path, {"op": "status"})[0]
+            if status is None:  # (none yet, or the one just stopped is exiting)
+                client.start_agent(ws.path, python=python)
+            elif status.get("ready") and status["workers"].get(python):
+                return status
+            elif not status["workers"].get(python):  # an agent warming another interpreter
+                client.request(ws.path, {"op": "claim", "python": python})
+            time.sleep(0.05)
+        return None
+    finally:
+        if before is not None:
+            os.environ["MLWS_JOB_AGENT"] = before
 
 
 def api_job(ws: Workspace, nb: Path, compute: str = "local", **kw: Any) -> tuple[float, Any]:
@@ -290,46 +302,94 @@ def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
             (f"d. {n} jobs: time to submit all", f"{submitted:.2f} s", "", "", "")]
 
 
-def docker_figures(ws: Workspace, nb: Path, repeat: int, local: float) -> list[tuple[str, ...]]:
+MINIMAL = "MLWS-python-3.11-minimal"  # (ipykernel and papermill: runs notebooks)
+
+
+def venv_python_of(ws: Workspace, env: str) -> str:
+    from jupyter_mlws.environments.venv_builder import venv_python
+
+    return str(venv_python(Path(ws.environments.build(env, builder="venv").image)))
+
+
+def venv_figures(ws: Workspace, nb: Path, repeat: int) -> list[tuple[str, ...]]:
+    """(g): a job in an environment's cached venv (it runs in its own overlay of it), cold (no
+    agent: the overlay is made in the job's folder) vs warm (a worker started from an overlay
+    made ahead of time), interleaved."""
+    python = venv_python_of(ws, MINIMAL)
+    os.environ["MLWS_JOB_AGENT"] = "0"
+    api_job(ws, nb, environment=MINIMAL)  # warm-up
+    cold, warm, served = [], [], 0
+    for _ in range(repeat):
+        os.environ["MLWS_JOB_AGENT"] = "0"
+        client.request(ws.path, {"op": "stop"})
+        cold.append(api_job(ws, nb, environment=MINIMAL)[0])
+        before = (wait_warm(ws, python=python) or {}).get("served", 0)
+        os.environ["MLWS_JOB_AGENT"] = "1"
+        warm.append(api_job(ws, nb, environment=MINIMAL)[0])
+        after = (client.request(ws.path, {"op": "status"})[0] or {}).get("served", 0)
+        served += after - before
+    os.environ["MLWS_JOB_AGENT"] = "0"
+    client.request(ws.path, {"op": "stop"})
+    c, w = statistics.median(cold), statistics.median(warm)
+    return [(f"g. cached-venv env ({MINIMAL}), API submit -> Completed, warm", med(warm),
+             f"{c:.2f} s cold (no agent)", "(report)",
+             f"{w / c:.2f}x; {served}/{repeat} ran on a warm worker")]
+
+
+def docker_figures(ws: Workspace, nb: Path, repeat: int) -> list[tuple[str, ...]]:
+    """(f): the same notebook job in the same environment on ``compute: docker`` (a container
+    started per job, no warm pool) and on local compute (cold: no agent), interleaved."""
     from jupyter_mlws.docker_engine import docker_client
 
     client_ = docker_client()
     ws.computes.create("box", type="docker", max_concurrent_jobs=2)
-    env = "MLWS-python-3.11-minimal"
-    image = ws.environments.build(env, builder="docker").image  # cached after this
-    runs = []
-    for _ in range(repeat + 1):
+    image = ws.environments.build(MINIMAL, builder="docker").image  # cached after this
+    venv_python_of(ws, MINIMAL)
+    os.environ["MLWS_JOB_AGENT"] = "0"
+    client.request(ws.path, {"op": "stop"})
+    runs, local = [], []
+    for i in range(repeat + 1):
         t0 = time.perf_counter()
-        job = ws.jobs.submit_notebook(nb, {"msg": "hi"}, compute="box", environment=env)
+        job = ws.jobs.submit_notebook(nb, {"msg": "hi"}, compute="box", environment=MINIMAL)
         running = None
         while not (j := ws.jobs.get(job.id)).done:
             if running is None and j.status == "Running":
                 running = time.perf_counter() - t0
             time.sleep(0.02)
         assert j.status == "Completed", ws.jobs.logs(job.id)
-        runs.append((running or 0.0, time.perf_counter() - t0))
-    runs = runs[1:]  # the first one warms up
+        took = api_job(ws, nb, environment=MINIMAL)[0]
+        if i:  # the first round warms up
+            runs.append((running or 0.0, time.perf_counter() - t0 - took))
+            local.append(took)
     starts = []
     for _ in range(repeat):
         t = time.perf_counter()
         client_.containers.run(image, ["true"], remove=True)
         starts.append(time.perf_counter() - t)
+    total = statistics.median(r[1] for r in runs)
     return [("f. docker notebook job: submit -> Running", med([r[0] for r in runs]), "",
              "(report)", ""),
-            ("f. docker notebook job: total", med([r[1] for r in runs]),
-             f"{local:.2f} s (local, cold)", "(report)", ""),
+            ("f. docker notebook job: submit -> Completed", f"{total:.2f} s",
+             f"{statistics.median(local):.2f} s local, same env, cold", "(report)",
+             f"{total / statistics.median(local):.2f}x"),
             ("f. container start (docker run --rm IMAGE true)", med(starts), "", "(report)", "")]
 
 
 def other_figures(ws: Workspace, nb: Path, root: Path, args: Any) -> list[tuple[str, ...]]:
-    """(b), (d), (e) and (f)."""
-    rows = kernel_figures(ws, nb, root, args.repeat)
-    rows += breakdown(ws, nb, args.repeat)
+    """(b), (d), (e), (g) and (f)."""
+    rows: list[tuple[str, ...]] = []
+    if "b" in args.parts:
+        rows += kernel_figures(ws, nb, root, args.repeat)
+    if "e" in args.parts:
+        rows += breakdown(ws, nb, args.repeat)
+    if "g" in args.parts:
+        rows += venv_figures(ws, nb, args.repeat)
     rows.append(("load average", load(), "", "", ""))
-    rows += many_jobs(ws, nb, args.jobs)
-    if not args.no_docker:
-        local = statistics.median(api_job(ws, nb)[0] for _ in range(3))
-        rows += docker_figures(ws, nb, args.repeat, local)
+    if "d" in args.parts:
+        rows += many_jobs(ws, nb, args.jobs)
+    if "f" in args.parts and not args.no_docker:
+        rows += docker_figures(ws, nb, args.repeat)
+        rows.append(("load average", load(), "", "", ""))
     return rows
 
 
@@ -339,7 +399,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=50)
     ap.add_argument("--no-docker", action="store_true")
     ap.add_argument("--only-cli", action="store_true", help="Only (a) and (c).")
+    ap.add_argument("--parts", default="abcdefg",
+                    help="The parts to run (letters; default all): e.g. --parts fg.")
     args = ap.parse_args()
+    if args.only_cli:
+        args.parts = "ac"
     rows: list[tuple[str, ...]] = [("load average at start", load(), "", "", "")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -350,11 +414,12 @@ def main() -> None:
         api_job(ws, nb)  # warm up: imports, kernel spec cache, the snapshot's blobs
         run(["papermill", str(nb), str(root / "warm.ipynb"), "-p", "msg", "hi"])
         try:
-            rows += cli_figures(ws, nb, root, args.repeat)
-            rows.append(("load average", load(), "", "", ""))
-            rows += fast_breakdown(ws, nb, args.repeat)
-            rows.append(("load average", load(), "", "", ""))
-            if not args.only_cli:
+            if set(args.parts) & set("ac"):
+                rows += cli_figures(ws, nb, root, args.repeat)
+                rows.append(("load average", load(), "", "", ""))
+                rows += fast_breakdown(ws, nb, args.repeat)
+                rows.append(("load average", load(), "", "", ""))
+            if set(args.parts) & set("bdefg"):
                 rows += other_figures(ws, nb, root, args)
         finally:
             client.request(ws.path, {"op": "stop"})

@@ -99,8 +99,9 @@ class Agent:
         self.recent.setdefault(python, time.monotonic())
         ceiling = self.settings.memory_mb * 1024 * 1024
         while len(workers) < self.settings.pool_size:
-            if self.memory() + self.per_worker > ceiling and not self._make_room(python):
-                break
+            while self.memory() + self.per_worker > ceiling:
+                if not self._make_room(python):
+                    return
             worker = self._spawn(python)
             if worker is None:
                 break  # (not retried until the next claim)
@@ -114,8 +115,12 @@ class Agent:
                  and self.recent.get(p, 0.0) < self.recent.get(python, 0.0) for w in ws]
         if not older:
             return False
-        self._drop(min(older, key=lambda w: (self.recent.get(w.python, 0.0), -w.started)))
+        self._drop(min(older, key=self._eviction_order))
         return True
+
+    def _eviction_order(self, worker: Worker) -> tuple[float, float]:
+        """Workers of the least recently asked-for interpreter first, the newest first."""
+        return self.recent.get(worker.python, 0.0), -worker.started
 
     def asked_for(self, python: str) -> None:
         """Note a claim for ``python``; past ``interpreters``, the least recently asked-for
@@ -201,7 +206,7 @@ class Agent:
             idle = [w for ws in self.pool.values() for w in ws]
             if not idle:
                 return
-            self._drop(max(idle, key=lambda w: w.started))  # the newest goes first
+            self._drop(min(idle, key=self._eviction_order))
 
     # --- requests ------------------------------------------------------------------------
 

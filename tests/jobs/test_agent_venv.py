@@ -147,3 +147,25 @@ def test_the_interpreters_kept_warm_are_the_recently_asked_for(aws: Workspace) -
     assert list(status(aws)["workers"]) == [str(python)]  # type: ignore[index]
     assert [Path(p).parent.parent.parent.parent for p in found["overlays"]] == [
         overlays_dir(aws.path)]
+
+
+def test_the_memory_ceiling_spans_interpreters(aws: Workspace) -> None:  # noqa: F811
+    import sys
+
+    python = venv_python(build(aws))
+    client.start_agent(aws.path, python=sys.executable)
+    first = wait_for(lambda: (s := status(aws)) and s["ready"] and s["per_worker"] and s)
+    client.request(aws.path, {"op": "stop"})
+    wait_for(lambda: status(aws) is None and not client._agent_running(
+        client.agent_dir(aws.path)))
+    room = int(first["per_worker"] * 1.8 / 2**20) + 1  # one warm worker fits, not two
+    configure(aws, memory_mb=room)
+    client.start_agent(aws.path, python=sys.executable)
+    wait_for(lambda: (s := status(aws)) and s["ready"] and s["workers"].get(sys.executable))
+    assert client.request(aws.path, {"op": "claim", "python": str(python)})[0] == {"op": "none"}
+    # the interpreter asked for last takes the room of the other one's idle worker
+    found = warm_for(aws, python)
+    after = status(aws)
+    assert after is not None and after["workers"].get(sys.executable) == []
+    assert after["workers"][str(python)] == found["pids"]
+    assert after["memory"] <= room * 2**20
