@@ -113,10 +113,10 @@ def request(workspace: str | Path, message: dict[str, Any]) -> tuple[dict[str, A
 class WarmHandle:
     """A job running on a warm worker (not the runner's child: watched through its socket)."""
 
-    def __init__(self, chan: Channel, pid: int, token: str, kernel_pid: int | None,
-                 overlay: tuple[Path, Path] | None = None) -> None:
+    def __init__(self, chan: Channel, pid: int, token: str, kernel_pid: int | None) -> None:
         self.chan = chan
-        self.overlay = overlay  # (workspace, the job's overlay interpreter): removed at close
+        # (workspace, the job's overlay interpreter) for a cached venv: removed at close
+        self.overlay: tuple[Path, Path] | None = None
         self.pid = pid
         self.token = token
         self.kernel_pid = kernel_pid
