@@ -234,6 +234,38 @@ def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, 
     ]
 
 
+#: The build argument with the URL of the wheelhouse server (:mod:`.docker_wheels`).
+WHEELS_ARG = "MLWS_WHEELS"
+
+
+def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:
+    """pip installing a lock (``--no-deps``, ``--require-hashes`` when every line has a hash):
+    from the wheelhouse server named by the build argument :data:`WHEELS_ARG` when it is set
+    (``--no-index``; the index when the server does not answer), else from the index. Bytecode
+    is compiled after the install on every core (pip compiles file by file), so the image has
+    its ``.pyc`` as before; the lock kept in the image is the lock installed."""
+    py, req = f"{VENV_PATH}/bin/python", f"{MLWS_DIR}/{REQUIREMENTS_FILE}"
+    hashes = "--require-hashes " if all("--hash=" in p for p in pip_pkgs) else ""
+    env = f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1"
+    install = (f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile --no-deps "
+               f"{hashes}-r {req}")
+    served = (f'{install} --no-index --find-links "${WHEELS_ARG}" --trusted-host "$H"')
+    fallback = ("echo 'mlws-wheelhouse: the wheelhouse server did not answer; installing "
+                "from the package index'")
+    return [
+        f"COPY {REQUIREMENTS_FILE} {req}",
+        f"ARG {WHEELS_ARG}=",
+        f"RUN export {env} && if [ -n \"${WHEELS_ARG}\" ]; then "
+        f'H="${{{WHEELS_ARG}#http://}}"; H="${{H%%/*}}"; '
+        f"{served} || {{ {fallback}; {install}; }}; else {install}; fi "
+        f"&& ({py} -m compileall -q -j 0 {VENV_PATH}/lib/python3*/site-packages >/dev/null "
+        "|| true) "
+        f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
+        f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {req}) "
+        f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}'",
+    ]
+
+
 def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
                         with_ca: bool, locked: bool = False, series: str = "image",
                         uv_env: Mapping[str, str] | None = None) -> list[str]:
@@ -259,6 +291,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
     if pip_pkgs and uv_env is not None:
         lines += _uv_lines(pip_pkgs, uv_env, with_ca=with_ca, locked=locked, series=series)
+    elif pip_pkgs and locked:
+        lines += _pip_locked_lines(pip_pkgs, with_ca=with_ca, series=series)
     elif pip_pkgs:  # pip prints its freeze, then (when it has --report) the lock it made
         py = f"{VENV_PATH}/bin/python"
         report = f"{MLWS_DIR}/pip-report.json"
