@@ -250,8 +250,8 @@ def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> lis
     install = (f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile --no-deps "
                f"{hashes}-r {req}")
     served = (f'{install} --no-index --find-links "${WHEELS_ARG}" --trusted-host "$H"')
-    fallback = ("echo 'mlws-wheelhouse: the wheelhouse server did not answer; installing "
-                "from the package index'")
+    fallback = ("echo 'mlws-wheelhouse: installing from the wheelhouse server failed; trying "
+                "the package index'")
     return [
         f"COPY {REQUIREMENTS_FILE} {req}",
         f"ARG {WHEELS_ARG}=",
