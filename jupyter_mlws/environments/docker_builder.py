@@ -341,7 +341,7 @@ class DockerBuilder:
         files = build_context_files(spec, labels=labels, plan=plan)
         t0 = time.monotonic()
         served: contextlib.AbstractContextManager[dict[str, str]] = contextlib.nullcontext({})
-        if plan is not None and plan.locked and not plan.uv_binary:
+        if plan is not None and plan.locked:
             served = self.wheels.serve(plan.requirements, log)
         with served as buildargs:  # the lock's files from this machine (docker_wheels)
             text = calls.run_build(
@@ -368,7 +368,7 @@ class DockerBuilder:
         result = build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache,
                                                           plan), h, environment, log, plan,
                               lock_for)
-        if plan is not None and not plan.uv_binary:
+        if plan is not None:
             self.wheels.fill(result.image, result.lock, log)  # for rebuilds from the lock
         return result
 

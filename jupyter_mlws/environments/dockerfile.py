@@ -210,6 +210,12 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
+#: The build argument with the URL of the wheelhouse server (:mod:`.docker_wheels`).
+WHEELS_ARG = "MLWS_WHEELS"
+_WHEELS_FAILED = ("mlws-wheelhouse: installing from the wheelhouse server failed; trying the "
+                  "package index")
+
+
 def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, locked: bool,
               series: str) -> list[str]:
     """The package step with uv: ``uv pip compile --generate-hashes`` makes the lock (unless
@@ -223,19 +229,20 @@ def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, 
     hashes = "--require-hashes " if not locked or all("--hash=" in p for p in pip_pkgs) else ""
     resolve = (f"cp {req} {lock}" if locked else
                f"{uv} pip compile --python {py} --generate-hashes --no-header -q {req} -o {lock}")
+    install = f"{uv} pip install --python {py} --no-deps {hashes}-r {lock}"
+    if locked:  # from the wheelhouse server when the build argument names one (see pip's)
+        install = (f'if [ -n "${WHEELS_ARG}" ]; then {install} --no-index --find-links '
+                   f'"${WHEELS_ARG}" || {{ echo \'{_WHEELS_FAILED}\'; {install}; }}; '
+                   f"else {install}; fi")
     return [
         f"COPY {UV_FILE} {uv}",
         f"COPY {REQUIREMENTS_FILE} {req}",
-        f"RUN chmod 755 {uv} && export {assigns} && {resolve} && "
-        f"{uv} pip install --python {py} --no-deps {hashes}-r {lock} "
+        *([f"ARG {WHEELS_ARG}="] if locked else []),
+        f"RUN chmod 755 {uv} && export {assigns} && {resolve} && {install} "
         f"&& echo '{FREEZE_BEGIN}' && {uv} pip freeze -q --python {py} && echo '{FREEZE_END}' "
         f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {lock}) "
         f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {uv} {lock}",
     ]
-
-
-#: The build argument with the URL of the wheelhouse server (:mod:`.docker_wheels`).
-WHEELS_ARG = "MLWS_WHEELS"
 
 
 def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:
@@ -250,8 +257,7 @@ def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> lis
     install = (f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile --no-deps "
                f"{hashes}-r {req}")
     served = (f'{install} --no-index --find-links "${WHEELS_ARG}" --trusted-host "$H"')
-    fallback = ("echo 'mlws-wheelhouse: installing from the wheelhouse server failed; trying "
-                "the package index'")
+    fallback = f"echo '{_WHEELS_FAILED}'"
     return [
         f"COPY {REQUIREMENTS_FILE} {req}",
         f"ARG {WHEELS_ARG}=",
