@@ -365,12 +365,10 @@ class DockerBuilder:
             plan = BuildPlan(None, PythonChoice("image"), spec.image, spec.pip_packages())
         if plan is not None and use_uv(default=False):  # opt-in: MLWS_BUILD_TOOL=uv
             plan.uv_binary, plan.uv_env = find_uv(), image_uv_environment()
-        result = build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache,
-                                                          plan), h, environment, log, plan,
-                              lock_for)
-        if plan is not None:
-            self.wheels.fill(result.image, result.lock, log)  # for rebuilds from the lock
-        return result
+        return self.wheels.filled(  # keeps the lock's files for rebuilds (docker_wheels)
+            lambda lg: build_locked(lambda: self._build_managed(spec, h, environment, lg, no_cache,
+                                                                plan), h, environment, log, plan,
+                                    lock_for), plan.base if plan is not None else "", log)
 
     def _build_context(
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False

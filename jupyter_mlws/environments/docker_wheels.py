@@ -37,6 +37,7 @@ import docker
 import docker.errors
 
 from jupyter_mlws.docker_engine import engine_calls, run_to_end
+from jupyter_mlws.environments.builds import BuildResult
 from jupyter_mlws.environments.dockerfile import VENV_PATH, WHEELS_ARG
 from jupyter_mlws.environments.wheelhouse import Wheelhouse, lock_hashes
 
@@ -54,6 +55,10 @@ _TAGS_SCRIPT = (
     "print(json.dumps({'impl': tags.interpreter_name(), 'python': '%d.%d' % sys.version_info[:2],"
     " 'abis': sorted({t.abi for t in ts}), 'platforms': platforms}))\n"
 )
+
+
+_KEPT = ("Kept the {} file(s) of the lock in the wheelhouse (rebuilds from the lock install them "
+         "with no index)")
 
 
 class WheelServer:
@@ -160,13 +165,37 @@ class ImageWheels:
         from jupyter_mlws.environments.locks import parse_lock
 
         requirements = parse_lock(lock_text).requirements if lock_text else []
-        per_line = lock_hashes(requirements)
-        if not requirements or per_line is None or self.house.files_for(requirements) is not None:
+        if not requirements or lock_hashes(requirements) is None or \
+                self.house.files_for(requirements) is not None:
             return
         tags = self.image_tags(image)
-        if tags is None:
-            log("note: could not read the image's platform tags; its rebuilds use the index")
+        error = self._fetch(requirements, tags) if tags is not None else \
+            "could not read the image's platform tags"
+        if error is not None:
+            log(f"note: the wheelhouse could not keep every file of the lock ({error}); "
+                "rebuilds of this image install from the index")
             return
+        log(_KEPT.format(len(requirements)))
+
+    def filled(self, build: Callable[[Log], BuildResult], base: str, log: Log) -> BuildResult:
+        """``build(log)`` (an image build from ``base``), then :meth:`fill` with its lock. The
+        fetch starts as soon as the build prints its lock, while the engine still commits the
+        layer, so it adds little to the build; :meth:`fill` then only checks the files."""
+        early = EarlyFill(self, base, log)
+        try:
+            result = build(early.log)
+        finally:
+            early.join()
+        if early.kept:
+            log(_KEPT.format(early.kept))
+        else:
+            self.fill(result.image, result.lock, log)
+        return result
+
+    def _fetch(self, requirements: list[str], tags: dict[str, Any]) -> str | None:
+        """Download the files of ``requirements`` for ``tags`` into the wheelhouse; ``None``
+        when every one is kept, else why not."""
+        per_line = lock_hashes(requirements) or []
         wanted = {sha for hashes in per_line for sha in hashes}
         with tempfile.TemporaryDirectory(prefix="mlws-image-wheels-") as tmp:
             lock_file = Path(tmp) / "lock.txt"
@@ -181,22 +210,62 @@ class ImageWheels:
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if dest.is_dir():
                 self.house.add_folder(dest, wanted)
-        if done.returncode != 0 or self.house.files_for(requirements) is None:
-            reason = (done.stderr.strip().splitlines() or ["not every file is a wheel"])[-1]
-            log(f"note: the wheelhouse could not keep every file of the lock ({reason}); "
-                "rebuilds of this image install from the index")
-            return
-        log(f"Kept the {len(requirements)} file(s) of the lock in the wheelhouse (rebuilds from "
-            "the lock install them with no index)")
+        if done.returncode == 0 and self.house.files_for(requirements) is not None:
+            return None
+        return (done.stderr.strip().splitlines() or ["not every file is a wheel"])[-1]
 
-    def image_tags(self, image: str) -> dict[str, Any] | None:
-        """The interpreter, Python series, ABIs and platform tags of the venv in ``image``."""
+    def image_tags(self, image: str, python: str = f"{VENV_PATH}/bin/python"
+                   ) -> dict[str, Any] | None:
+        """The interpreter, Python series, ABIs and platform tags of ``python`` in ``image``."""
         try:
             code, out = run_to_end(self._client(), image, ["-c", _TAGS_SCRIPT],
-                                   entrypoint=[f"{VENV_PATH}/bin/python"], network_disabled=True)
+                                   entrypoint=[python], network_disabled=True)
             tags = json.loads(out.decode("utf-8", "replace").strip().splitlines()[-1])
         except (docker.errors.DockerException, ValueError, IndexError):
             return None
         if code != 0 or not isinstance(tags, dict) or not tags.get("platforms"):
             return None
         return tags
+
+
+class EarlyFill:
+    """See :meth:`ImageWheels.early`: ``log`` forwards every line and watches for the lock."""
+
+    def __init__(self, wheels: ImageWheels, base: str, log: Log) -> None:
+        self._wheels, self._base, self._log = wheels, base, log
+        self._lines: list[str] | None = None
+        self._thread: threading.Thread | None = None
+        #: How many files of the lock the early fetch kept (0: none, or it did not run).
+        self.kept = 0
+
+    def log(self, line: str) -> None:
+        from jupyter_mlws.environments.locks import LOCK_BEGIN, LOCK_END, one_line_requirements
+
+        self._log(line)
+        text = line.strip()
+        if text == LOCK_BEGIN and self._thread is None:
+            self._lines = []
+        elif text == LOCK_END and self._lines is not None and self._thread is None:
+            requirements, self._lines = one_line_requirements(self._lines), None
+            self._thread = threading.Thread(target=self._run, args=(requirements,), daemon=True,
+                                            name="mlws-wheel-fill")
+            self._thread.start()
+        elif self._lines is not None:
+            self._lines.append(text)
+
+    def _run(self, requirements: list[str]) -> None:
+        house = self._wheels.house
+        if not requirements or lock_hashes(requirements) is None or \
+                house.files_for(requirements) is not None:
+            return
+        # the venv is made from the base's python3: the same interpreter and platform tags
+        tags = self._wheels.image_tags(self._base, "python3")
+        if tags is not None:
+            with contextlib.suppress(OSError):
+                if self._wheels._fetch(requirements, tags) is None:
+                    self.kept = len(requirements)
+
+    def join(self) -> None:
+        """Wait for the fetch started by the build (if any)."""
+        if self._thread is not None:
+            self._thread.join()

@@ -245,12 +245,22 @@ def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, 
     ]
 
 
+def _compile_step(py: str) -> str:
+    """Byte-compile the venv's packages after a ``pip install --no-compile``: on every core
+    (pip compiles file by file), skipping the packages' own test suites (``tests/``, ``test/``:
+    about half the modules of numpy and pandas, which no program imports when it starts), so
+    every module a container imports has its ``.pyc`` and builds spend half the time. Errors
+    are ignored, as pip ignores them."""
+    return (f"({py} -m compileall -q -j 0 -x '/tests?/' {VENV_PATH}/lib/python3*/site-packages "
+            ">/dev/null || true)")
+
+
 def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:
     """pip installing a lock (``--no-deps``, ``--require-hashes`` when every line has a hash):
     from the wheelhouse server named by the build argument :data:`WHEELS_ARG` when it is set
-    (``--no-index``; the index when the server does not answer), else from the index. Bytecode
-    is compiled after the install on every core (pip compiles file by file), so the image has
-    its ``.pyc`` as before; the lock kept in the image is the lock installed."""
+    (``--no-index``; the index when the server does not answer), else from the index; bytecode
+    is compiled after (:func:`_compile_step`); the lock kept in the image is the lock
+    installed."""
     py, req = f"{VENV_PATH}/bin/python", f"{MLWS_DIR}/{REQUIREMENTS_FILE}"
     hashes = "--require-hashes " if all("--hash=" in p for p in pip_pkgs) else ""
     env = f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1"
@@ -264,8 +274,7 @@ def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> lis
         f"RUN export {env} && if [ -n \"${WHEELS_ARG}\" ]; then "
         f'H="${{{WHEELS_ARG}#http://}}"; H="${{H%%/*}}"; '
         f"{served} || {{ {fallback}; {install}; }}; else {install}; fi "
-        f"&& ({py} -m compileall -q -j 0 {VENV_PATH}/lib/python3*/site-packages >/dev/null "
-        "|| true) "
+        f"&& {_compile_step(py)} "
         f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
         f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {req}) "
         f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}'",
@@ -312,8 +321,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             f"RUN R=''; if {py} -m pip install --help | grep -q -- '--report'; then "
             f"R='--report {report}'; fi; "
             f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
-            f"{py} -m pip install --no-cache-dir --progress-bar off {flags}$R "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
+            f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile {flags}$R "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} && {_compile_step(py)} "
             f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
             f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
             f"(echo '# python {series}' && {py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report}) "
