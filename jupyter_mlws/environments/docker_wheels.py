@@ -138,6 +138,9 @@ class ImageWheels:
         self.house.dropped.clear()
         per_line = lock_hashes(requirements)
         gateway = bridge_gateway(self._client()) if kept is not None else None
+        if kept is not None and per_line is not None and gateway is None:
+            log("note: the engine's bridge network has no IPv4 gateway to serve the wheelhouse "
+                "on; the lock installs from the index")
         if kept is None or per_line is None or gateway is None:
             yield {}
             return
