@@ -7,7 +7,9 @@ Prints a table ``measure | value | target | ok``:
     ``no_cache``; the base image is kept) against a rebuild after changing one pip pin;
 (c) the same definition materialized as a venv, first and second time;
 (d) cold builds (no cache) of unpinned packages with pip and with uv, as a venv and as an image;
-(e) a rebuild from the recorded lock (after a prune) against the cold build that made the lock;
+(e) a rebuild from the recorded lock (after a prune) against the cold build that made the lock
+    (the builders' wheelhouse is fresh per run: the cold build includes keeping the lock's files,
+    the image rebuild installs them from the wheelhouse server, see docker_wheels.py);
 (f) ``mlws image patch`` of a copy of the base, then rebuilding 5 dependent environments on it
     from their locks, against building them cold.
 

@@ -12,6 +12,7 @@ build (streaming, pull, push, listing packages) in :mod:`.docker_calls`.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -61,6 +62,7 @@ from jupyter_mlws.environments.docker_images import (
     package_version as _default_version,
 )
 from jupyter_mlws.environments.docker_locks import adopt_lock, build_locked
+from jupyter_mlws.environments.docker_wheels import ImageWheels
 from jupyter_mlws.environments.dockerfile import build_context_files
 from jupyter_mlws.environments.identity import IMAGE_REPOSITORY, image_name
 from jupyter_mlws.environments.image_map import (
@@ -77,6 +79,7 @@ from jupyter_mlws.environments.image_map import (
 )
 from jupyter_mlws.environments.machine import pip_index_urls
 from jupyter_mlws.environments.uv_tool import find_uv, image_uv_environment, use_uv
+from jupyter_mlws.environments.wheelhouse import Wheelhouse
 from jupyter_mlws.errors import (
     BuildError,
     ConflictError,
@@ -120,6 +123,7 @@ class DockerBuilder:
         artifacts: ArtifactStore | None = None,
         build_timeout: int | None = None,
         python_fallback: str | None = None,
+        wheelhouse: Path | None = None,
     ) -> None:
         self._client = client
         self.lock_dir = Path(lock_dir)
@@ -131,6 +135,10 @@ class DockerBuilder:
         self.python_fallback = python_fallback
         self.records = BuildRecords(self.lock_dir)
         self._history = BuildHistory(self.lock_dir)
+        #: The lock files for rebuilds (:mod:`.docker_wheels`); default: ``wheels`` next to
+        #: ``lock_dir`` (the workspace cache's, shared with the venv builder).
+        self.wheels = ImageWheels(Wheelhouse(wheelhouse or self.lock_dir.parent / "wheels"),
+                                  lambda: self.client)
 
     # --- engine ------------------------------------------------------------------------------
 
@@ -332,11 +340,15 @@ class DockerBuilder:
         # one LABEL step, not one per label
         files = build_context_files(spec, labels=labels, plan=plan)
         t0 = time.monotonic()
-        text = calls.run_build(
-            self.client, environment, log, labels=None, timeout=self.build_timeout,
-            fileobj=tar_context(files), custom_context=True, dockerfile="Dockerfile",
-            nocache=no_cache, tag=image_ref(h),
-        )
+        served: contextlib.AbstractContextManager[dict[str, str]] = contextlib.nullcontext({})
+        if plan is not None and plan.locked:
+            served = self.wheels.serve(plan.requirements, log)
+        with served as buildargs:  # the lock's files from this machine (docker_wheels)
+            text = calls.run_build(
+                self.client, environment, log, labels=None, timeout=self.build_timeout,
+                fileobj=tar_context(files), custom_context=True, dockerfile="Dockerfile",
+                nocache=no_cache, tag=image_ref(h), buildargs=buildargs,
+            )
         return self._finish(spec, h, base_info, t0, log, base_ref=base, text=text,
                             notes=plan.notes if plan is not None else [])
 
@@ -353,8 +365,10 @@ class DockerBuilder:
             plan = BuildPlan(None, PythonChoice("image"), spec.image, spec.pip_packages())
         if plan is not None and use_uv(default=False):  # opt-in: MLWS_BUILD_TOOL=uv
             plan.uv_binary, plan.uv_env = find_uv(), image_uv_environment()
-        return build_locked(lambda: self._build_managed(spec, h, environment, log, no_cache, plan),
-                            h, environment, log, plan, lock_for)
+        return self.wheels.filled(  # keeps the lock's files for rebuilds (docker_wheels)
+            lambda lg: build_locked(lambda: self._build_managed(spec, h, environment, lg, no_cache,
+                                                                plan), h, environment, log, plan,
+                                    lock_for), plan.base if plan is not None else "", log)
 
     def _build_context(
         self, spec: EnvironmentSpec, h: str, environment: str, log: Log, no_cache: bool = False
@@ -563,21 +577,7 @@ class DockerBuilder:
 
     def images(self) -> list[dict[str, Any]]:
         """Every ``mlws/mlws_*`` image: id, tags, size, created, labels."""
-        with engine_calls():
-            rows = self.client.api.images(filters={"reference": f"{IMAGE_REPOSITORY}*"})
-        out = []
-        for row in rows:
-            tags = [t for t in row.get("RepoTags") or [] if t.startswith(IMAGE_REPOSITORY)]
-            out.append(
-                {
-                    "id": row["Id"],
-                    "tags": tags,
-                    "size": int(row.get("Size") or 0),
-                    "created": int(row.get("Created") or 0),
-                    "labels": dict(row.get("Labels") or {}),
-                }
-            )
-        return out
+        return calls.list_images(self.client, IMAGE_REPOSITORY)
 
     def remove(self, image_ref: str, *, force: bool = False) -> None:
         """Remove an image (or, for a ready image adopted by tag, just that tag)."""

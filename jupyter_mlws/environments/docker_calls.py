@@ -129,6 +129,16 @@ def build_error(
     )
 
 
+def list_images(client: docker.DockerClient, repository: str) -> list[dict[str, Any]]:
+    """Every image whose name starts with ``repository``: id, tags, size, created, labels."""
+    with engine_calls():
+        rows = client.api.images(filters={"reference": f"{repository}*"})
+    return [{"id": row["Id"],
+             "tags": [t for t in row.get("RepoTags") or [] if t.startswith(repository)],
+             "size": int(row.get("Size") or 0), "created": int(row.get("Created") or 0),
+             "labels": dict(row.get("Labels") or {})} for row in rows]
+
+
 def pull(client: docker.DockerClient, ref: str, log: Log | None = None) -> str | None:
     """Pull ``ref``; the error text when it fails, else ``None``."""
     repo, tag = parse_repository_tag(ref)

@@ -210,6 +210,12 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
     )
 
 
+#: The build argument with the URL of the wheelhouse server (:mod:`.docker_wheels`).
+WHEELS_ARG = "MLWS_WHEELS"
+_WHEELS_FAILED = ("mlws-wheelhouse: installing from the wheelhouse server failed; trying the "
+                  "package index")
+
+
 def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, locked: bool,
               series: str) -> list[str]:
     """The package step with uv: ``uv pip compile --generate-hashes`` makes the lock (unless
@@ -223,14 +229,55 @@ def _uv_lines(pip_pkgs: list[str], uv_env: Mapping[str, str], *, with_ca: bool, 
     hashes = "--require-hashes " if not locked or all("--hash=" in p for p in pip_pkgs) else ""
     resolve = (f"cp {req} {lock}" if locked else
                f"{uv} pip compile --python {py} --generate-hashes --no-header -q {req} -o {lock}")
+    install = f"{uv} pip install --python {py} --no-deps {hashes}-r {lock}"
+    if locked:  # from the wheelhouse server when the build argument names one (see pip's)
+        install = (f'if [ -n "${WHEELS_ARG}" ]; then {install} --no-index --find-links '
+                   f'"${WHEELS_ARG}" || {{ echo \'{_WHEELS_FAILED}\'; {install}; }}; '
+                   f"else {install}; fi")
     return [
         f"COPY {UV_FILE} {uv}",
         f"COPY {REQUIREMENTS_FILE} {req}",
-        f"RUN chmod 755 {uv} && export {assigns} && {resolve} && "
-        f"{uv} pip install --python {py} --no-deps {hashes}-r {lock} "
+        *([f"ARG {WHEELS_ARG}="] if locked else []),
+        f"RUN chmod 755 {uv} && export {assigns} && {resolve} && {install} "
         f"&& echo '{FREEZE_BEGIN}' && {uv} pip freeze -q --python {py} && echo '{FREEZE_END}' "
         f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {lock}) "
         f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {uv} {lock}",
+    ]
+
+
+def _compile_step(py: str) -> str:
+    """Byte-compile the venv's packages after a ``pip install --no-compile``: on every core
+    (pip compiles file by file), skipping the packages' own test suites (``tests/``, ``test/``:
+    about half the modules of numpy and pandas, which no program imports when it starts), so
+    every module a container imports has its ``.pyc`` and builds spend half the time. Errors
+    are ignored, as pip ignores them."""
+    return (f"({py} -m compileall -q -j 0 -x '/tests?/' {VENV_PATH}/lib/python3*/site-packages "
+            ">/dev/null || true)")
+
+
+def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:
+    """pip installing a lock (``--no-deps``, ``--require-hashes`` when every line has a hash):
+    from the wheelhouse server named by the build argument :data:`WHEELS_ARG` when it is set
+    (``--no-index``; the index when the server does not answer), else from the index; bytecode
+    is compiled after (:func:`_compile_step`); the lock kept in the image is the lock
+    installed."""
+    py, req = f"{VENV_PATH}/bin/python", f"{MLWS_DIR}/{REQUIREMENTS_FILE}"
+    hashes = "--require-hashes " if all("--hash=" in p for p in pip_pkgs) else ""
+    env = f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1"
+    install = (f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile --no-deps "
+               f"{hashes}-r {req}")
+    served = (f'{install} --no-index --find-links "${WHEELS_ARG}" --trusted-host "$H"')
+    fallback = f"echo '{_WHEELS_FAILED}'"
+    return [
+        f"COPY {REQUIREMENTS_FILE} {req}",
+        f"ARG {WHEELS_ARG}=",
+        f"RUN export {env} && if [ -n \"${WHEELS_ARG}\" ]; then "
+        f'H="${{{WHEELS_ARG}#http://}}"; H="${{H%%/*}}"; '
+        f"{served} || {{ {fallback}; {install}; }}; else {install}; fi "
+        f"&& {_compile_step(py)} "
+        f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
+        f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {req}) "
+        f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}'",
     ]
 
 
@@ -259,6 +306,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             lines.append(f"ENV PIP_CERT={MLWS_DIR}/{CA_FILE}")
     if pip_pkgs and uv_env is not None:
         lines += _uv_lines(pip_pkgs, uv_env, with_ca=with_ca, locked=locked, series=series)
+    elif pip_pkgs and locked:
+        lines += _pip_locked_lines(pip_pkgs, with_ca=with_ca, series=series)
     elif pip_pkgs:  # pip prints its freeze, then (when it has --report) the lock it made
         py = f"{VENV_PATH}/bin/python"
         report = f"{MLWS_DIR}/pip-report.json"
@@ -272,8 +321,8 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             f"RUN R=''; if {py} -m pip install --help | grep -q -- '--report'; then "
             f"R='--report {report}'; fi; "
             f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
-            f"{py} -m pip install --no-cache-dir --progress-bar off {flags}$R "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} "
+            f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile {flags}$R "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} && {_compile_step(py)} "
             f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
             f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
             f"(echo '# python {series}' && {py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report}) "

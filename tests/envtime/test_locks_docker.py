@@ -63,6 +63,9 @@ def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
     again = dws.environments.build("dunpinned", log=lines.append)
     assert again.from_lock and again.image_id != first.image_id
     assert any("--no-deps --require-hashes" in ln for ln in lines)
+    # the lock's files came from this machine's wheelhouse (test_docker_wheelhouse.py)
+    assert any(ln.startswith("Installing the lock from the wheelhouse") for ln in lines)
+    assert not any(ln.startswith("mlws-wheelhouse:") for ln in lines)
     if tool == "uv":
         assert all("/opt/mlws/mlws-uv" not in p for p in _ls(docker_client, again.image))
     assert _freeze(docker_client, again.image) == before
