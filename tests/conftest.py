@@ -13,7 +13,6 @@ from click.testing import Result
 from jupyter_mlws import Workspace
 from tests.helpers import cli_invoker, stop_jobs
 
-
 #: Test folders whose tests share one machine-wide part (the two-node Ray cluster) and so run, in
 #: order, in one pytest-xdist worker; every other test file is a unit of its own.
 ONE_WORKER_FOLDERS = {"cluster": "ray-cluster"}
