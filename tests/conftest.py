@@ -13,32 +13,36 @@ from click.testing import Result
 from jupyter_mlws import Workspace
 from tests.helpers import cli_invoker, stop_jobs
 
-#: Test folders whose tests share one machine-wide part (the two-node Ray cluster) and so run, in
-#: order, in one pytest-xdist worker; every other test file is a unit of its own.
-ONE_WORKER_FOLDERS = {"cluster": "ray-cluster"}
+#: Test folders that run, in order, in one pytest-xdist worker (scripts/test.sh runs two): the
+#: two-node Ray cluster is one per machine; environment-lifecycle tests prune, patch and rebuild
+#: images and venvs that their neighbours in the folder build too. Every other test file is a
+#: unit of its own. The long units are handed out first.
+ONE_WORKER_FOLDERS = {"envtime": "env-lifecycle", "integration": "env-lifecycle",
+                      "cluster": "ray-cluster"}
+FIRST = ["env-lifecycle", "ray-cluster"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for ``pytest -n N --dist loadgroup`` (scripts/test.sh): a test file runs whole in
-    one worker (its module fixtures are made once), the Ray cluster folder as one unit."""
+    """Groups for ``pytest -n N --dist loadgroup``: a test file runs whole in one worker (its
+    module fixtures are made once), the folders of :data:`ONE_WORKER_FOLDERS` as one unit."""
     tests = config.rootpath / "tests"
+    groups: dict[str, str] = {}
     for item in items:
         try:
             rel = item.path.relative_to(tests)
         except ValueError:
             continue
         group = ONE_WORKER_FOLDERS.get(rel.parts[0], rel.as_posix())
+        groups[item.nodeid] = group
         item.add_marker(pytest.mark.xdist_group(group))
+    rank = {g: i for i, g in enumerate(FIRST)}
+    items.sort(key=lambda it: rank.get(groups.get(it.nodeid, ""), len(FIRST)))  # stable
 
 
 @pytest.fixture(scope="session")
 def shared_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Virtualenvs built by one test are reused by the next, as on a user's machine (and, under
-    pytest-xdist, by every worker: the builders lock against each other, as two workspaces do)."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = tmp_path_factory.getbasetemp().parent / "envs"
-        shared.mkdir(exist_ok=True)
-        return shared
+    """Virtualenvs built by one test are reused by the next, as on a user's machine (one folder
+    per xdist worker, as each user has theirs)."""
     return tmp_path_factory.mktemp("envs")
 
 
