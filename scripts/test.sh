@@ -23,7 +23,7 @@ python -c 'from jupyter_mlws.environments.bootstrap import main; main()'
 
 step "pytest (the Ray cluster tests start and stop a two-node cluster themselves)"
 trap 'bash scripts/ray-cluster.sh down >/dev/null 2>&1 || true' EXIT
-python -m pytest tests "$@"
+python -m pytest -n 2 --dist loadgroup tests "$@"
 
 step "the JupyterLab extension in a real browser"
 bash scripts/browser-tests.sh

@@ -13,10 +13,36 @@ from click.testing import Result
 from jupyter_mlws import Workspace
 from tests.helpers import cli_invoker, stop_jobs
 
+#: Test folders that run, in order, in one pytest-xdist worker (scripts/test.sh runs two): the
+#: two-node Ray cluster is one per machine; environment-lifecycle tests prune, patch and rebuild
+#: images and venvs that their neighbours in the folder build too. Every other test file is a
+#: unit of its own. The long units are handed out first.
+ONE_WORKER_FOLDERS = {"envtime": "env-lifecycle", "integration": "env-lifecycle",
+                      "cluster": "ray-cluster"}
+FIRST = ["env-lifecycle", "ray-cluster"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for ``pytest -n N --dist loadgroup``: a test file runs whole in one worker (its
+    module fixtures are made once), the folders of :data:`ONE_WORKER_FOLDERS` as one unit."""
+    tests = config.rootpath / "tests"
+    groups: dict[str, str] = {}
+    for item in items:
+        try:
+            rel = item.path.relative_to(tests)
+        except ValueError:
+            continue
+        group = ONE_WORKER_FOLDERS.get(rel.parts[0], rel.as_posix())
+        groups[item.nodeid] = group
+        item.add_marker(pytest.mark.xdist_group(group))
+    rank = {g: i for i, g in enumerate(FIRST)}
+    items.sort(key=lambda it: rank.get(groups.get(it.nodeid, ""), len(FIRST)))  # stable
+
 
 @pytest.fixture(scope="session")
 def shared_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Virtualenvs built by one test are reused by the next, as on a user's machine."""
+    """Virtualenvs built by one test are reused by the next, as on a user's machine (one folder
+    per xdist worker, as each user has theirs)."""
     return tmp_path_factory.mktemp("envs")
 
 

@@ -54,9 +54,10 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[RayCluster]:
-    """Starts the cluster (unless it is up already) and stops it after the session."""
+    """Starts the cluster (unless it is up already) and stops it after this folder's tests (an
+    idle cluster takes a share of a CPU that the rest of the suite needs)."""
     if os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("unshare"):
         _unavailable("a two-node Ray cluster here needs root, `ip` and `unshare`")
     was_up = subprocess.run(["bash", str(SCRIPT), "status"], capture_output=True,
