@@ -22,6 +22,7 @@ ONE_WORKER_FOLDERS = {"envtime": "env-lifecycle", "integration": "env-lifecycle"
 FIRST = ["env-lifecycle", "ray-cluster"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Groups for ``pytest -n N --dist loadgroup``: a test file runs whole in one worker (its
     module fixtures are made once), the folders of :data:`ONE_WORKER_FOLDERS` as one unit."""
