@@ -48,3 +48,10 @@ def cli_invoker(output: bool = False) -> Callable[..., Any]:
         return result.output if output else result
 
     return invoke
+
+
+def drop_cached_image(ws: Any, env: Any) -> None:
+    """Start without an image of ``env``'s hash (one left by an interrupted run would be reused)."""
+    stale = ws.environments.lookup(env)
+    if stale is not None:
+        ws.environments._docker().remove(stale.image_id, force=True)

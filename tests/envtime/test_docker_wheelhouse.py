@@ -18,6 +18,7 @@ from jupyter_mlws.environments.docker_wheels import WheelServer, bridge_gateway
 from jupyter_mlws.environments.locks import parse_lock
 from jupyter_mlws.environments.wheelhouse import Wheelhouse, file_sha256
 from jupyter_mlws.errors import LockInstallError
+from tests.helpers import drop_cached_image
 
 pytestmark = pytest.mark.docker
 
@@ -29,12 +30,6 @@ def dws(ws: Workspace, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> W
     docker_client.images.get("mlws/base-python:3.11-bookworm")  # made by scripts/test.sh
     monkeypatch.setenv("MLWS_BUILD_TOOL", "pip")
     return ws
-
-
-def _fresh(dws: Workspace, env: Any) -> None:
-    stale = dws.environments.lookup(env)
-    if stale is not None:
-        dws.environments._docker().remove(stale.image_id, force=True)
 
 
 def _freeze(docker_client: Any, image: str) -> list[str]:
@@ -71,7 +66,7 @@ def test_image_rebuilt_from_the_lock_installs_from_the_wheelhouse(
         dws: Workspace, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     env = dws.environments.create("dwheels", image="python:3.11",
                                   pip_requirements=["iniconfig>=1", "six>=1.3"])  # own hash
-    _fresh(dws, env)
+    drop_cached_image(dws, env)
     lines: list[str] = []
     first = dws.environments.build("dwheels", log=lines.append)
     assert any(ln.startswith("Kept the 2 file(s) of the lock in the wheelhouse") for ln in lines)
@@ -119,7 +114,7 @@ def test_a_failed_build_stops_the_server_and_keeps_the_old_image(
         dws: Workspace, docker_client: Any) -> None:
     env = dws.environments.create("dwheelsbad", image="python:3.11",
                                   pip_requirements=["iniconfig>=1.1"])  # own hash
-    _fresh(dws, env)
+    drop_cached_image(dws, env)
     first = dws.environments.build("dwheelsbad")
     lock = parse_lock(dws.environments.lock("dwheelsbad"))
     sha = lock.requirements[0].split("--hash=sha256:")[1].split()[0]

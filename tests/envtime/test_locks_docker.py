@@ -11,6 +11,7 @@ from jupyter_mlws import Workspace
 from jupyter_mlws.environments.locks import parse_lock
 from jupyter_mlws.environments.uv_tool import find_uv
 from jupyter_mlws.errors import LockInstallError
+from tests.helpers import drop_cached_image
 
 pytestmark = pytest.mark.docker
 
@@ -19,13 +20,6 @@ pytestmark = pytest.mark.docker
 def dws(ws: Workspace, docker_client: Any) -> Workspace:
     docker_client.images.get("mlws/base-python:3.11-bookworm")  # made by scripts/test.sh
     return ws
-
-
-def _fresh(dws: Workspace, env: Any) -> None:
-    """Start without an image of this hash (one left by an interrupted run would be reused)."""
-    stale = dws.environments.lookup(env)
-    if stale is not None:
-        dws.environments._docker().remove(stale.image_id, force=True)
 
 
 def _ls(docker_client: Any, image: str) -> list[str]:
@@ -48,7 +42,7 @@ def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
     if tool == "uv" and find_uv() is None:
         (pytest.fail if os.environ.get("CI") else pytest.skip)("uv is not installed")
     env = dws.environments.create("dunpinned", image="python:3.11", pip_requirements=["six"])
-    _fresh(dws, env)
+    drop_cached_image(dws, env)
     first = dws.environments.build("dunpinned")
     assert ("uv pip compile" in first.log) == (tool == "uv")
     lock = dws.environments.lock("dunpinned")
@@ -75,7 +69,7 @@ def test_unpinned_image_pruned_and_rebuilt_installs_the_identical_lock(
 
 def test_a_missing_pinned_version_keeps_the_old_image(dws: Workspace) -> None:
     env = dws.environments.create("dyanked", image="python:3.11", pip_requirements=["six"])
-    _fresh(dws, env)
+    drop_cached_image(dws, env)
     first = dws.environments.build("dyanked")
     dws.environments.set_lock(env.env_hash, "3.11", "six==99.0.0\n", builder="docker")
     with pytest.raises(LockInstallError) as err:
