@@ -342,7 +342,10 @@ class DockerBuilder:
         t0 = time.monotonic()
         served: contextlib.AbstractContextManager[dict[str, str]] = contextlib.nullcontext({})
         if plan is not None and plan.locked:
-            served = self.wheels.serve(plan.requirements, log)
+            # a lock's exact files: uv installs them when the host has it (MLWS_BUILD_TOOL=pip
+            # keeps pip); an explicit uv build copies its own binary (dockerfile._uv_lines)
+            uv = find_uv() if plan.uv_binary is None and use_uv(default=True) else None
+            served = self.wheels.serve(plan.requirements, log, installer=uv)
         with served as buildargs:  # the lock's files from this machine (docker_wheels)
             text = calls.run_build(
                 self.client, environment, log, labels=None, timeout=self.build_timeout,

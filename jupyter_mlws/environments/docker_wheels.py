@@ -38,10 +38,10 @@ import docker.errors
 
 from jupyter_mlws.docker_engine import engine_calls, run_to_end
 from jupyter_mlws.environments.builds import BuildResult
-from jupyter_mlws.environments.dockerfile import VENV_PATH, WHEELS_ARG
+from jupyter_mlws.environments.dockerfile import UV_ARG, UV_FILE, VENV_PATH, WHEELS_ARG
 from jupyter_mlws.environments.wheelhouse import Wheelhouse, lock_hashes
 
-__all__ = ["WHEELS_ARG", "ImageWheels", "WheelServer"]
+__all__ = ["UV_ARG", "WHEELS_ARG", "ImageWheels", "WheelServer"]
 
 Log = Callable[[str], None]
 
@@ -62,10 +62,12 @@ _KEPT = ("Kept the {} file(s) of the lock in the wheelhouse (rebuilds from the l
 
 
 class WheelServer:
-    """A threaded HTTP server of some files (``{file name: path}``) and their flat index page."""
+    """A threaded HTTP server of some files (``{file name: path}``) and their flat index page;
+    ``unlisted`` files are served by name but not on the page (the installer binary)."""
 
-    def __init__(self, files: dict[str, Path], shas: dict[str, str], host: str) -> None:
-        self.files, self.requests, self.served = dict(files), 0, 0
+    def __init__(self, files: dict[str, Path], shas: dict[str, str], host: str,
+                 unlisted: dict[str, Path] | None = None) -> None:
+        self.files, self.requests, self.served = {**(unlisted or {}), **files}, 0, 0
         page = "".join(f'<a href="{html.escape(n)}#sha256={shas[n]}">{html.escape(n)}</a><br>\n'
                        for n in sorted(files))
         body = f"<!DOCTYPE html><html><body>\n{page}</body></html>\n".encode()
@@ -127,10 +129,12 @@ class ImageWheels:
         self._client = client
 
     @contextlib.contextmanager
-    def serve(self, requirements: list[str], log: Log) -> Iterator[dict[str, str]]:
+    def serve(self, requirements: list[str], log: Log,
+              installer: str | None = None) -> Iterator[dict[str, str]]:
         """The build arguments of a build installing the lock ``requirements``: the URL of a
         server of its kept files while the build runs, or ``{}`` (the index) when a file is
-        missing, damaged or the server cannot start."""
+        missing, damaged or the server cannot start. ``installer``: the host's uv binary,
+        served too (:data:`UV_ARG` names it) for the build to install the files with."""
         kept = self.house.files_for(requirements, verify=True)
         for name in self.house.dropped:
             log(f"note: the wheelhouse copy of {name} was damaged (its sha256 changed); removed, "
@@ -146,15 +150,17 @@ class ImageWheels:
             return
         shas = {p.name: p.parent.name for p in kept}
         try:
-            server = WheelServer({p.name: p for p in kept}, shas, gateway)
+            unlisted = {UV_FILE: Path(installer)} if installer else {}
+            server = WheelServer({p.name: p for p in kept}, shas, gateway, unlisted)
         except OSError as exc:
             log(f"note: could not serve the wheelhouse on {gateway} ({exc}); using the index")
             yield {}
             return
+        by = " with uv" if installer else ""
         log(f"Installing the lock from the wheelhouse: {len(kept)} file(s) served to the build "
-            f"at {server.url} (no index)")
+            f"at {server.url} (no index){by}")
         try:
-            yield {WHEELS_ARG: server.url}
+            yield {WHEELS_ARG: server.url, **({UV_ARG: server.url + UV_FILE} if installer else {})}
         finally:
             server.stop()
         if server.requests == 0:

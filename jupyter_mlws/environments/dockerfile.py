@@ -212,6 +212,9 @@ def _conda_step(spec: EnvironmentSpec, packages: list[str], with_ca: bool) -> st
 
 #: The build argument with the URL of the wheelhouse server (:mod:`.docker_wheels`).
 WHEELS_ARG = "MLWS_WHEELS"
+#: The build argument with the URL of the host's uv binary on that server (when there is one):
+#: a lock's exact files are installed by uv, fetched into the build's temp folder, not a layer.
+UV_ARG = "MLWS_UV"
 _WHEELS_FAILED = ("mlws-wheelhouse: installing from the wheelhouse server failed; trying the "
                   "package index")
 
@@ -256,25 +259,35 @@ def _compile_step(py: str) -> str:
 
 
 def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:
-    """pip installing a lock (``--no-deps``, ``--require-hashes`` when every line has a hash):
-    from the wheelhouse server named by the build argument :data:`WHEELS_ARG` when it is set
-    (``--no-index``; the index when the server does not answer), else from the index; bytecode
-    is compiled after (:func:`_compile_step`); the lock kept in the image is the lock
-    installed."""
+    """Installing a lock (``--no-deps``, ``--require-hashes`` when every line has a hash).
+
+    From the wheelhouse server named by the build argument :data:`WHEELS_ARG` when it is set
+    (``--no-index``): by the host's uv when :data:`UV_ARG` names it there (fetched to ``/tmp``
+    and removed in the same step; a lock's exact files install the same whichever installer
+    unpacks them, and uv does it in parallel with no interpreter to start), else by pip; the
+    index when that fails. Without the server, pip from the index. Bytecode is compiled after
+    (:func:`_compile_step`); the lock kept in the image is the lock installed."""
     py, req = f"{VENV_PATH}/bin/python", f"{MLWS_DIR}/{REQUIREMENTS_FILE}"
     hashes = "--require-hashes " if all("--hash=" in p for p in pip_pkgs) else ""
     env = f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1"
     install = (f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile --no-deps "
                f"{hashes}-r {req}")
-    served = (f'{install} --no-index --find-links "${WHEELS_ARG}" --trusted-host "$H"')
+    pip_served = f'{install} --no-index --find-links "${WHEELS_ARG}" --trusted-host "$H"'
+    uv = "/tmp/mlws-uv"
+    fetch = (f"{py} -c 'import sys, urllib.request as u; u.urlretrieve(sys.argv[1], sys.argv[2])' "
+             f'"${UV_ARG}" {uv} && chmod 700 {uv} && {uv} --version')
+    uv_served = (f"UV_NO_CACHE=1 UV_NO_PROGRESS=1 {uv} pip install --python {py} --no-deps "
+                 f'{hashes}--no-index --find-links "${WHEELS_ARG}" -r {req}')
+    served = (f'if [ -n "${UV_ARG}" ] && {fetch}; then {uv_served}; else {pip_served}; fi')
     fallback = f"echo '{_WHEELS_FAILED}'"
     return [
         f"COPY {REQUIREMENTS_FILE} {req}",
         f"ARG {WHEELS_ARG}=",
+        f"ARG {UV_ARG}=",
         f"RUN export {env} && if [ -n \"${WHEELS_ARG}\" ]; then "
         f'H="${{{WHEELS_ARG}#http://}}"; H="${{H%%/*}}"; '
-        f"{served} || {{ {fallback}; {install}; }}; else {install}; fi "
-        f"&& {_compile_step(py)} "
+        f"{{ {served}; }} || {{ {fallback}; {install}; }}; else {install}; fi "
+        f"&& rm -f {uv} && {_compile_step(py)} "
         f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
         f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {req}) "
         f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}'",

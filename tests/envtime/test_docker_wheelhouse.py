@@ -109,12 +109,31 @@ def test_image_rebuilt_from_the_lock_installs_from_the_wheelhouse(
         == good
     dws.environments._docker().remove(third.image_id, force=True)
 
+    # by default (no MLWS_BUILD_TOOL) the host's uv, served beside the files, installs the lock
+    monkeypatch.delenv("MLWS_BUILD_TOOL")
+    _dead_index(monkeypatch)
+    lines.clear()
+    fourth = dws.environments.build("dwheels", log=lines.append)
+    assert fourth.from_lock
+    assert any(_SERVED.search(ln) and ln.endswith("(no index) with uv") for ln in lines)
+    assert "Installed 2 packages" in fourth.log  # uv's words, not pip's
+    assert "Looking in links" not in fourth.log
+    assert not any(ln.startswith("mlws-wheelhouse:") for ln in fourth.log.splitlines())
+    assert _freeze(docker_client, fourth.image) == before
+    assert _pyc_count(docker_client, fourth.image) > 0
+    out = docker_client.containers.run(fourth.image, ["/bin/sh", "-c", "ls /tmp | wc -l"],
+                                       remove=True, network_disabled=True)
+    assert out.decode().strip() == "0"  # the binary was removed in the step that fetched it
+    assert dws.environments.lock("dwheels") == lock.text
+    dws.environments._docker().remove(fourth.image_id, force=True)
+
 
 def test_a_failed_build_stops_the_server_and_keeps_the_old_image(
-        dws: Workspace, docker_client: Any) -> None:
+        dws: Workspace, docker_client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     env = dws.environments.create("dwheelsbad", image="python:3.11",
                                   pip_requirements=["iniconfig>=1.1"])  # own hash
     drop_cached_image(dws, env)
+    monkeypatch.delenv("MLWS_BUILD_TOOL")  # the default: uv installs the served files, then pip
     first = dws.environments.build("dwheelsbad")
     lock = parse_lock(dws.environments.lock("dwheelsbad"))
     sha = lock.requirements[0].split("--hash=sha256:")[1].split()[0]
@@ -128,6 +147,10 @@ def test_a_failed_build_stops_the_server_and_keeps_the_old_image(
     assert err.value.details["package"] == "six"
     served = [m.group(1) for ln in lines if (m := _SERVED.search(ln))]
     assert len(served) == 1 and _refused(served[0])
+    assert lines[next(i for i, ln in enumerate(lines) if _SERVED.search(ln))].endswith("with uv")
+    # uv refused the served file (another package's hash), then pip tried the index
+    assert any(ln.strip().startswith("mlws-wheelhouse: installing from the wheelhouse server "
+                                     "failed") for ln in lines)
     kept = dws.environments.lookup(env)
     assert kept is not None and kept.image_id == first.image_id
     dws.environments._docker().remove(first.image_id, force=True)
@@ -143,11 +166,15 @@ def test_the_server_exposes_only_the_files_of_the_lock(tmp_path: Path, docker_cl
     files = {n: house.path_of(shas[n]) for n in names[:2]}
     gateway = bridge_gateway(docker_client)
     assert gateway is not None
-    server = WheelServer({n: p for n, p in files.items() if p is not None}, shas, gateway)
+    (tmp_path / "tool").write_bytes(b"a binary")
+    server = WheelServer({n: p for n, p in files.items() if p is not None}, shas, gateway,
+                         unlisted={"mlws-uv": tmp_path / "tool"})
     try:
         page = urllib.request.urlopen(server.url, timeout=10).read().decode()
         assert sorted(re.findall(r'href="([^"#]+)#sha256=([0-9a-f]{64})"', page)) == [
             (n, shas[n]) for n in names[:2]]
+        assert "mlws-uv" not in page  # served by name, never offered to the installer
+        assert urllib.request.urlopen(server.url + "mlws-uv", timeout=10).read() == b"a binary"
         assert urllib.request.urlopen(server.url + names[0], timeout=10).read() == b"file 0"
         sha = shas[names[2]]
         for path in (names[2], f"{sha[:2]}/{sha}/{names[2]}", f"../{names[0]}",
