@@ -21,10 +21,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 CACHE_BYTES = 1 << 30
+DROP_TIMEOUT_S = 120.0
 
 
 def _upload_results(store: Any, root: Path) -> str:
@@ -67,8 +69,8 @@ def _run(argv: list[str], cwd: str, env: dict[str, str]) -> int:
 
 
 def _take_keys(package: str) -> dict[str, Any]:
-    """Read the keys file of ``package`` (a folder on the ``PYTHONPATH`` Ray made for it), then
-    delete it and the cluster's copy of the package: the job's process finds neither."""
+    """Read the keys file of ``package`` (a folder on the ``PYTHONPATH`` Ray made for it) and
+    delete it: the job's process does not find it."""
     from jupyter_mlws.compute.ray.via_store import KEYS_FILE
 
     folder = package.removesuffix(".zip")
@@ -80,6 +82,12 @@ def _take_keys(package: str) -> dict[str, Any]:
                          "PYTHONPATH (was it removed from the cluster before the job started?)")
     keys = dict(json.loads(path.read_text()))
     path.unlink()
+    return keys
+
+
+def _drop_from_cluster(package: str) -> None:
+    """Delete the cluster's copy of the keys package (importing Ray's GCS client takes seconds:
+    this runs while the job's folder is laid out, and the job starts once it is done)."""
     try:
         raylet = importlib.import_module("ray._raylet")  # the node's Ray runs this worker
         raylet.GcsClient(address=os.environ["RAY_ADDRESS"]).internal_kv_del(
@@ -87,7 +95,6 @@ def _take_keys(package: str) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - the job still runs; the log says what is left
         print(f"[mlws] warning: the job's keys package could not be removed from the cluster "
               f"({type(exc).__name__}); it expires with the job", flush=True)
-    return keys
 
 
 #: Where Ray gives a job's driver its job config (runtime env), for its ``ray.init()``.
@@ -115,6 +122,8 @@ def main() -> int:
 
     spec = json.loads(os.environ.pop(SPEC_VAR))
     keys = _take_keys(spec["keys"])
+    dropping = threading.Thread(target=_drop_from_cluster, args=(spec["keys"],), daemon=True)
+    dropping.start()
     # the job's process never gets the store's variables (a node's own of the same names
     # neither), only those the job's environment sets itself
     job_env = {k: v for k, v in os.environ.items()
@@ -139,6 +148,10 @@ def main() -> int:
             return text.replace(old, new)
 
         env = _job_env({k: moved(v) for k, v in job_env.items()}, spec["keys"])
+        dropping.join(timeout=DROP_TIMEOUT_S)
+        if dropping.is_alive():
+            print("[mlws] warning: removing the job's keys package from the cluster is taking "
+                  f"over {DROP_TIMEOUT_S:.0f} s; the job starts anyway", flush=True)
         print(f"[mlws] the job runs in {new} on {socket.gethostname()}", flush=True)
         code = _run([moved(a) for a in spec["argv"]], moved(spec["cwd"]), env)
         tree = _upload_results(store, root)
