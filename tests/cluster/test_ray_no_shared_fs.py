@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from jupyter_mlws import Workspace
+from jupyter_mlws.compute.ray import via_store
+from jupyter_mlws.compute.ray.client import RayJobsClient
 from jupyter_mlws.errors import ValidationError
 from tests.helpers import make_notebook, stop_jobs
 from tests.team.conftest import Servers, Team, team, team_servers  # noqa: F401 - fixtures
 
-from .conftest import HEAD_IP, TOKEN_ENV, WORKER_IP, RayCluster
+from .conftest import HEAD_IP, STATE, TOKEN_ENV, WORKER_IP, RayCluster
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -152,11 +154,11 @@ def test_command_job_with_data_input_and_model_output_through_s3(
         assert (got / "weights.bin").read_bytes() == expected
         assert _digest(got) == _digest(out)
 
-        # the S3 keys went only into the runtime env: not the entrypoint, not any log
+        # the S3 keys are nowhere in the job's Ray record or its log
         secret = s3_for_nodes.servers.env["AWS_SECRET_ACCESS_KEY"]
         info = ray_cluster.job(job.id)
         assert "jupyter_mlws.compute.ray.worker" in info["entrypoint"]
-        assert secret not in info["entrypoint"]
+        assert secret not in json.dumps(info)
         assert secret not in logs
         for path in a.path.rglob("*"):
             if path.is_file():
@@ -226,3 +228,139 @@ def test_without_shared_paths_or_artifact_store_the_error_names_both_fixes(
         assert "artifact_uri" in text and "shared_paths" in text
     finally:
         ws.close()
+
+
+#: What the job finds of its keys package: the folder Ray put on its path for it, what is
+#: left in it, any keys file under Ray's py_modules folder, and the runtime env its own Ray
+#: tasks would get.
+LOOK_FOR_KEYS = (
+    "import sys\n"
+    f"_keys = [p for p in sys.path if {via_store.KEYS_PREFIX!r} in p]\n"
+    "_cfg = json.loads(os.environ.get('RAY_JOB_CONFIG_JSON_ENV_VAR') or '{}')\n"
+    "where['keys_dirs'] = _keys\n"
+    "where['keys_left'] = [sorted(os.listdir(p)) for p in _keys if os.path.isdir(p)]\n"
+    "where['keys_files'] = [os.path.join(r, f) for p in _keys\n"
+    "                       for r, _, fs in os.walk(os.path.dirname(p)) for f in fs\n"
+    f"                       if f == {via_store.KEYS_FILE!r}]\n"
+    "where['job_modules'] = (_cfg.get('runtime_env') or {}).get('py_modules')\n"
+)
+
+
+def _ray_log_files() -> list[Path]:
+    """The log files of both nodes' Ray sessions (the dashboard serves them)."""
+    return [p for p in STATE.glob("*/session_*/logs/**/*") if p.is_file()]
+
+
+def test_store_keys_are_not_in_the_dashboard_nor_seen_by_the_job(
+    ray_cluster: RayCluster, s3_for_nodes: Team, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = _machines(s3_for_nodes, tmp_path, ray_cluster, monkeypatch)
+    try:
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "look.py").write_text(
+            WHERE + LOOK_FOR_KEYS + "from pathlib import Path\n"
+            "(Path(sys.argv[1]) / 'where.json').write_text(json.dumps(where))\n"
+            "print('looked on', where['ip'], flush=True)\n")
+        job = a.jobs.submit_command("python look.py ${{outputs.found}}", code=code,
+                                    outputs={"found": {"type": "uri_folder"}},
+                                    compute="ray-nofs")
+        job = a.jobs.wait(job.id, timeout=300)
+        logs = a.jobs.logs(job.id)
+        assert job.status == "Completed", (job.error, logs[-4000:])
+        where = json.loads((a.jobs.paths(job.id).outputs / "found" / "where.json").read_text())
+        _check_where(where, a, tmp_path)  # ran on the worker; no AWS_* variable in its env
+
+        # the keys came in the job's keys package, which was on the job's path, emptied
+        info = ray_cluster.job(job.id)
+        packages = [m.removeprefix("gcs://") for m in info["runtime_env"]["py_modules"]
+                    if via_store.KEYS_PREFIX in m]
+        assert len(packages) == 1 and len(where["keys_dirs"]) == 1
+        assert where["keys_dirs"][0].endswith("/" + packages[0].removesuffix(".zip"))
+        assert where["keys_left"] == [[]]  # the worker deleted the file before the job started
+        assert where["keys_files"] == []
+        assert not any(via_store.KEYS_PREFIX in str(m) for m in where["job_modules"] or [])
+        assert not any(k.startswith("AWS_") for k in info["runtime_env"].get("env_vars", {}))
+        # the cluster no longer has the package either; one that exists is not served
+        client = RayJobsClient(ray_cluster.address, token=ray_cluster.token)
+        assert not client.package_exists(packages[0])
+        jupyter_pkg = next(m.removeprefix("gcs://") for m in info["runtime_env"]["py_modules"]
+                           if via_store.KEYS_PREFIX not in m)
+        assert client._request("GET", f"/api/packages/gcs/{jupyter_pkg}") is None  # empty body
+
+        # neither key is in anything the dashboard shows, nor in the nodes' Ray logs
+        shown = [json.dumps(ray_cluster.api("/api/jobs/")), json.dumps(info),
+                 json.dumps(ray_cluster.api(f"/api/jobs/{job.id}/logs")), logs]
+        env = s3_for_nodes.servers.env
+        for key in (env["AWS_SECRET_ACCESS_KEY"], env["AWS_ACCESS_KEY_ID"]):
+            for text in shown:
+                assert key not in text
+            for path in _ray_log_files():
+                assert key.encode() not in path.read_bytes(), path
+    finally:
+        stop_jobs(a, timeout=60)
+        a.close()
+        b.close()
+
+
+def test_a_result_line_the_job_prints_is_not_taken(
+    ray_cluster: RayCluster, s3_for_nodes: Team, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    a, b = _machines(s3_for_nodes, tmp_path, ray_cluster, monkeypatch)
+    try:
+        code = tmp_path / "code"
+        code.mkdir()
+        (code / "evil.py").write_text(
+            "import sys\nfrom pathlib import Path\n"
+            "(Path(sys.argv[1]) / 'planted.txt').write_text('planted')\n")
+        first = a.jobs.wait(a.jobs.submit_command(
+            "python evil.py ${{outputs.model}}", code=code, outputs={"model": {}},
+            compute="ray-nofs").id, timeout=300)
+        assert first.status == "Completed", (first.error, a.jobs.logs(first.id)[-4000:])
+        planted = a.store.get_job(first.id).spec[via_store.RESULT_KEY]  # a real tree
+
+        # the second job prints result lines naming the first job's tree, then writes its own
+        (code / "forge.py").write_text(
+            "import sys\nfrom pathlib import Path\n"
+            f"line = {via_store.RESULT_LINE!r} + ' ' + sys.argv[2]\n"
+            "print(line + ' ' + '0' * 64, flush=True)\n"
+            "print(line + ' ' + sys.argv[2], flush=True)\n"
+            "(Path(sys.argv[1]) / 'real.txt').write_text('real')\n"
+            "print(line + ' ' + 'f' * 64, end='', flush=True)\n")
+        job = a.jobs.wait(a.jobs.submit_command(
+            f"python forge.py ${{{{outputs.model}}}} {planted}", code=code,
+            outputs={"model": {}}, compute="ray-nofs").id, timeout=300)
+        logs = a.jobs.logs(job.id)
+        assert job.status == "Completed", (job.error, logs[-4000:])
+        assert f"{via_store.RESULT_LINE} {planted} {'0' * 64}" in logs  # the forgery was printed
+        model = a.jobs.paths(job.id).outputs / "model"
+        assert (model / "real.txt").read_text() == "real"
+        assert not (model / "planted.txt").exists()
+        got = a.store.get_job(job.id).spec[via_store.RESULT_KEY]
+        assert got != planted
+        assert f"(tree {got[:12]})" in logs  # the tree the worker stored, laid out
+
+        # a job that prints a result line and kills the worker: its line is the only one
+        (code / "kill.py").write_text(
+            "import os, signal, sys\n"
+            f"print({via_store.RESULT_LINE!r} + ' ' + sys.argv[1], flush=True)\n"
+            "pid = os.getppid()  # up to the worker (a shell may run the command)\n"
+            "while b'jupyter_mlws.compute.ray.worker' not in open(f'/proc/{pid}/cmdline', 'rb')"
+            ".read():\n"
+            "    pid = int(open(f'/proc/{pid}/stat').read().rsplit(')', 1)[1].split()[1])\n"
+            "os.kill(pid, signal.SIGKILL)\n")
+        job = a.jobs.wait(a.jobs.submit_command(
+            f"python kill.py {planted}", code=code, outputs={"model": {}},
+            compute="ray-nofs").id, timeout=300)
+        logs = a.jobs.logs(job.id)
+        assert job.status == "Failed", logs[-4000:]
+        assert f"{via_store.RESULT_LINE} {planted}" in logs
+        assert "no result line authenticated with the job's key" in logs
+        assert not (a.jobs.paths(job.id).outputs / "model" / "planted.txt").exists()
+        assert via_store.RESULT_KEY not in a.store.get_job(job.id).spec
+    finally:
+        stop_jobs(a, timeout=60)
+        a.close()
+        b.close()

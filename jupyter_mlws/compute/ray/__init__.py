@@ -6,8 +6,11 @@ The workspace process never imports ``ray``: it speaks HTTP to the dashboard of 
 - its workspace id is the Ray ``submission_id``, and ``metadata`` names the workspace;
 - its entrypoint is ``cd <code snapshot> && exec <argv>`` (``{python}`` is the nodes' ``python``);
 - its environment becomes the ``runtime_env``: pip packages as ``pip`` (Ray builds and caches a
-  virtualenv per node by content), variables as ``env_vars``. Docker steps, build contexts, ready
-  images and conda-only packages are refused until container runtimes are supported;
+  virtualenv per node by content), variables as ``env_vars``. A conda file's dependencies are
+  translated to PyPI requirements as the venv builder does (:mod:`jupyter_mlws.environments.
+  conda_pypi`; the notes go to the job's log; packages with no PyPI equivalent are refused by
+  name). Docker steps, build contexts and ready images are refused until container runtimes
+  are supported;
 - the ``jupyter_mlws`` package (for ``from jupyter_mlws import run`` and the notebook runner) is
   put on the nodes' ``PYTHONPATH``: from shared storage when it is there, otherwise uploaded once
   to the cluster as a content-addressed ``py_modules`` package;

@@ -40,6 +40,8 @@ class RayTarget(ComputeTarget):
     def __init__(self, services: TargetServices, compute: Compute) -> None:
         super().__init__(services, compute)
         self._handle: RayJobHandle | None = None
+        self._result_key: bytes | None = None
+        self._from_conda: list[tuple[str, str]] = []  # (conda dependency, pip requirement)
 
     # settings
     @property
@@ -138,25 +140,47 @@ class RayTarget(ComputeTarget):
                 f"{who} has Docker steps ({spec.docker_steps[0]!r}...), which the Ray compute "
                 f"{self.compute.name!r} cannot run (container runtimes are not supported yet).",
                 hint=hint)
-        from jupyter_mlws.environments.dockerfile import split_conda_deps
-
-        python_dep, conda_pkgs = split_conda_deps(spec)
-        if conda_pkgs:
-            raise UnsupportedEnvironmentError(
-                f"{who} needs the conda packages {', '.join(conda_pkgs)}, which the Ray compute "
-                f"{self.compute.name!r} cannot install.",
-                hint="Move them to the pip: section of the conda file, or use a docker compute "
-                "target.")
         notes = []
+        from_conda: list[str] = []
+        if spec.conda_file:
+            from jupyter_mlws.environments.conda_pypi import translate_conda
+
+            translation = translate_conda(spec.conda_file)  # CondaTranslationError names them
+            from_conda = translation.from_conda
+            origin = {req: dep for dep, req in translation.translated}
+            self._from_conda = [(origin.get(r, r), r) for r in from_conda]
+            if from_conda:
+                notes.append("conda file translated to PyPI (conda channels are not reachable):"
+                             f" {', '.join(from_conda)}; Ray's pip installs them")
+            notes.extend(translation.notes)
+            if translation.python:
+                notes.append(f"the conda file asks for {translation.python}; the nodes' Python "
+                             "is used")
         from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE
 
         if spec.image and spec.image != DEFAULT_BASE_IMAGE:
             notes.append(f"the base image {spec.image} is not used on Ray: the nodes' Python "
                          "runs the job")
-        if python_dep:
-            notes.append(f"the conda file asks for {python_dep}; the nodes' Python is used")
-        pip = [r for r in spec.pip_packages() if r.strip() and not r.strip().startswith("#")]
+        pip = [r for r in [*from_conda, *spec.pip_packages()]
+               if r.strip() and not r.strip().startswith("#")]
         return env, pip, notes
+
+    def _check_index(self) -> None:
+        """Ask this machine's package index (the one the nodes' pip is set up with, as a rule)
+        for every requirement made from a conda dependency, as the venv builder does."""
+        if not self._from_conda:
+            return
+        from packaging.requirements import Requirement
+
+        from jupyter_mlws.environments.conda_pypi import missing_on_index, no_pypi_error
+        from jupyter_mlws.environments.machine import pip_index_urls
+
+        urls = pip_index_urls()
+        names = {Requirement(req).name: dep for dep, req in self._from_conda}
+        missing = missing_on_index(list(names), urls[0] if urls else None)
+        if missing:
+            raise no_pypi_error([f"{names[n]} (the package index has no {n!r})"
+                                 for n in missing])
 
     def _entrypoint_resources(self) -> dict[str, Any]:
         spec, s = self.compute.spec, self.ray_settings
@@ -207,6 +231,7 @@ class RayTarget(ComputeTarget):
         env, pip, notes = self._environment(launch)
         for note in notes:
             ctx.prepare_log(f"[mlws] note: {note}")
+        self._check_index()
         resources = self._entrypoint_resources()
         self._check_resources(resources, nodes)
 
@@ -233,7 +258,7 @@ class RayTarget(ComputeTarget):
         argv = [python if a == "{python}" else str(a) for a in launch.argv]
         entrypoint = f"cd {shlex.quote(launch.cwd)} && exec {shlex.join(argv)}"
         if through_store:
-            entrypoint = self._through_store(ctx, argv, env_vars, python)
+            entrypoint = self._through_store(ctx, client, argv, runtime_env, python)
         metadata = {"mlws_job_id": ctx.job_id, "mlws_workspace": str(self.services.workspace_path),
                     "mlws_compute": self.compute.name, "mlws_kind": launch.kind,
                     "job_name": ctx.job_id}
@@ -243,24 +268,48 @@ class RayTarget(ComputeTarget):
                        env_hash=env.env_hash if env is not None else None,
                        details={"payload": payload, "address": client.address})
 
-    def _through_store(self, ctx: RunContext, argv: list[str], env_vars: dict[str, str],
-                       python: str) -> str:
+    def _through_store(self, ctx: RunContext, client: RayJobsClient, argv: list[str],
+                       runtime_env: dict[str, Any], python: str) -> str:
         """Send the job's folder through the artifact store; the worker's entrypoint. The store's
-        variables go into ``env_vars`` (the runtime env), never into the entrypoint or a log."""
+        variables and the result key go in a per-job keys package (``py_modules``), never in
+        what the dashboard shows (entrypoint, runtime env, metadata) or a log."""
         artifacts = self._remote_store()
         t0 = time.monotonic()
         tree, dirs, links = via_store.send_job_folder(artifacts, ctx.paths)
+        key = self._result_key_of(ctx)
         job = ctx.store.get_job(ctx.job_id)
         ctx.store.update_job(ctx.job_id, spec={**job.spec, via_store.SENT_KEY: tree})
         passed = via_store.store_env()
-        env_vars.update(passed)
-        env_vars[via_store.SPEC_VAR] = via_store.worker_spec(
+        keys, data = via_store.keys_package(passed, key)
+        client.upload_package(keys, data)
+        runtime_env.setdefault("py_modules", []).append(f"gcs://{keys}")
+        runtime_env["env_vars"][via_store.SPEC_VAR] = via_store.worker_spec(
             uri=artifacts.remote.uri, tree=tree, dirs=dirs, links=links, paths=ctx.paths, argv=argv,
-            cwd=ctx.launch.cwd, store_vars=[k for k in passed if k not in ctx.launch.env])
+            cwd=ctx.launch.cwd, keys=keys, job_vars=[k for k in passed if k in ctx.launch.env])
         ctx.prepare_log(f"[mlws] no shared storage: the job's files go through the artifact "
                         f"store {artifacts.location} (tree {tree[:12]}, stored in "
-                        f"{time.monotonic() - t0:.1f} s); the node runs them in a temp folder")
+                        f"{time.monotonic() - t0:.1f} s); the node runs them in a temp folder; "
+                        "the store's keys go in a per-job package the worker deletes")
         return f"exec {shlex.quote(python)} -m jupyter_mlws.compute.ray.worker"
+
+    def _result_key_of(self, ctx: RunContext) -> bytes:
+        """The job's result key: kept in memory, and encrypted (SecretBox) in the job's record
+        for a runner that follows the job again; a job prepared again keeps its key."""
+        from jupyter_mlws.crypto import SecretBox, is_encrypted
+
+        if self._result_key is None:
+            stored = ctx.store.get_job(ctx.job_id).spec.get(via_store.RESULT_KEY_KEY)
+            if isinstance(stored, dict) and is_encrypted(stored):
+                plain = SecretBox.load(create=False).decrypt(stored, what=f"job {ctx.job_id}")
+                self._result_key = bytes.fromhex(plain["key"])
+            else:
+                self._result_key = via_store.new_result_key()
+                box = SecretBox.load(create=True)
+                job = ctx.store.get_job(ctx.job_id)
+                ctx.store.update_job(ctx.job_id, spec={
+                    **job.spec,
+                    via_store.RESULT_KEY_KEY: box.encrypt({"key": self._result_key.hex()})})
+        return self._result_key
 
     def _fetch_results(self, ctx: RunContext) -> None:
         """Lay out what the worker stored (a job through the artifact store), once it ended."""
@@ -268,9 +317,10 @@ class RayTarget(ComputeTarget):
         handle = self._handle
         if artifacts is None or handle is None or self.shared_paths():
             return
-        tree = via_store.result_tree(handle.client.logs(ctx.job_id))
+        tree = via_store.result_tree(handle.client.logs(ctx.job_id), self._result_key_of(ctx))
         if tree is None:
-            ctx.prepare_log("[mlws] the Ray worker reported no files of the job")
+            ctx.prepare_log("[mlws] the Ray worker reported no files of the job (no result line "
+                            "authenticated with the job's key)")
             return
         job = ctx.store.get_job(ctx.job_id)
         ctx.store.update_job(ctx.job_id, spec={**job.spec, via_store.RESULT_KEY: tree})

@@ -8,16 +8,28 @@ folder on the node (each blob verified by its sha256), runs the job there, and s
 job wrote (outputs, ``run/``, the notebook's output and report, ``logs/user``) as a tree again.
 When the Ray job ends, :func:`fetch_results` lays that tree out in the job's local folder.
 
-The S3 endpoint and credentials reach the worker as the standard ``AWS_*`` variables of the
-submitting process, in the Ray job's ``runtime_env`` (never in its entrypoint, or a log); the
-worker removes them from the job's own environment.
+The S3 endpoint and credentials (the standard ``AWS_*`` variables of the submitting process)
+never go into what the Ray dashboard shows (entrypoint, runtime env, metadata, logs): they travel
+in a per-job keys package (:func:`keys_package`: a randomly named ``gcs://`` package uploaded
+through the dashboard's package API, which says whether a package exists but never serves it)
+listed in the job's ``py_modules``. The worker reads it, deletes the node's copy and the
+cluster's, and only then starts the job's process, which never sees the variables.
+
+The package also holds a per-job result key: the worker's result line carries an HMAC of the
+tree (:func:`result_mac`) and the submitter takes the last line that verifies, so a job that
+prints a result line of its own cannot make the submitter lay out another tree.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import io
 import json
 import os
 import re
+import secrets
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +41,15 @@ SPEC_VAR = "MLWS_RAY_JOB"
 #: Keys of the job's spec naming the trees sent and returned (committed references for gc).
 SENT_KEY = "ray_sent_tree"
 RESULT_KEY = "ray_result_tree"
+#: Key of the job's spec holding its result key, encrypted with :class:`~jupyter_mlws.crypto.SecretBox`.
+RESULT_KEY_KEY = "ray_result_key"
 #: What the worker sends back, in its log, once the job's process has ended.
 RESULT_LINE = "[mlws] the job's files are stored in the artifact store as tree"
-_RESULT_RE = re.compile(re.escape(RESULT_LINE) + r" ([0-9a-f]{64})\s*$", re.MULTILINE)
+_RESULT_RE = re.compile(re.escape(RESULT_LINE) + r" ([0-9a-f]{64}) ([0-9a-f]{64})\s*$",
+                        re.MULTILINE)
+#: The job's keys package: its name's prefix and the one file in it.
+KEYS_PREFIX = "_mlws_keys_"
+KEYS_FILE = "mlws_job_keys.json"
 #: The job's folders sent to the node, and those brought back from it.
 SENT = ("code", "inputs", "notebook", "run", "outputs")
 RETURNED = ("outputs", "run", "notebook", "logs/user")
@@ -108,18 +126,48 @@ def send_job_folder(artifacts: ArtifactStore, paths: JobPaths
 
 
 def worker_spec(*, uri: str, tree: str, dirs: list[str], links: list[list[str]],
-                paths: JobPaths, argv: list[str], cwd: str, store_vars: list[str]) -> str:
-    """The worker's instructions (no secrets: the store's variables are named, not given)."""
+                paths: JobPaths, argv: list[str], cwd: str, keys: str,
+                job_vars: list[str]) -> str:
+    """The worker's instructions (no secrets: ``keys`` names the keys package, a random name;
+    ``job_vars`` the store's variable names the job's own environment sets)."""
     return json.dumps({"uri": uri, "tree": tree, "dirs": dirs, "links": links,
-                       "root": str(paths.root),
-                       "argv": argv, "cwd": cwd, "store_vars": sorted(store_vars)},
-                      separators=(",", ":"))
+                       "root": str(paths.root), "argv": argv, "cwd": cwd, "keys": keys,
+                       "job_vars": sorted(job_vars)}, separators=(",", ":"))
 
 
-def result_tree(log_text: str) -> str | None:
-    """The tree the worker reported last in the Ray job's log, if any."""
-    found = _RESULT_RE.findall(log_text)
-    return found[-1] if found else None
+def new_result_key() -> bytes:
+    return secrets.token_bytes(32)
+
+
+def keys_package(store_vars: dict[str, str], result_key: bytes) -> tuple[str, bytes]:
+    """``(gcs package name, zip bytes)`` of a job's keys: the store's variables and the result
+    key. The name is random (nothing in it derives from the keys)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        info = zipfile.ZipInfo(KEYS_FILE, date_time=(2020, 1, 1, 0, 0, 0))
+        info.external_attr = 0o600 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, json.dumps({"env": store_vars, "result_key": result_key.hex()}))
+    return f"{KEYS_PREFIX}{secrets.token_hex(16)}.zip", buf.getvalue()
+
+
+def result_mac(key: bytes, tree: str) -> str:
+    """The worker's proof that it stored ``tree`` (an HMAC-SHA256 with the job's result key)."""
+    return hmac.new(key, b"mlws-ray-result\0" + tree.encode(), hashlib.sha256).hexdigest()
+
+
+def result_line(key: bytes, tree: str) -> str:
+    return f"{RESULT_LINE} {tree} {result_mac(key, tree)}"
+
+
+def result_tree(log_text: str, key: bytes) -> str | None:
+    """The tree of the last result line in the Ray job's log that ``key`` authenticates (lines
+    the job printed itself do not), if any."""
+    found = None
+    for tree, mac in _RESULT_RE.findall(log_text):
+        if hmac.compare_digest(mac, result_mac(key, tree)):
+            found = tree
+    return found
 
 
 def fetch_results(artifacts: ArtifactStore, tree: str, paths: JobPaths) -> int:
