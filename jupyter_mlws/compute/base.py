@@ -15,6 +15,7 @@ import json
 import signal
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,6 +70,8 @@ class RunContext:
     job_id: str
     launch: Launch
     paths: JobPaths
+    #: Called once the job is recorded Running (the runner then publishes its live log).
+    on_running: Callable[[], None] | None = None
     _metrics_offset: int = 0
     _params_offset: int = 0
     _mlflow: MlflowIngest | None = None
@@ -191,6 +194,8 @@ class JobTemplate(abc.ABC):
             started = datetime.fromtimestamp(handle.started_at, timezone.utc)
             store.transition_job(ctx.job_id, JobStatus.RUNNING, only_from=[JobStatus.PREPARING],
                                  started_at=started)
+            if ctx.on_running is not None:
+                ctx.on_running()
             outcome = self._watch(ctx, handle)
         except MlwsError as exc:
             if handle is not None:

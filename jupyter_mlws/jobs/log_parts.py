@@ -77,11 +77,20 @@ class LogPublisher:
         self._files = (paths.prepare_log, paths.job_log)
         self._offsets = [0, 0]  # bytes of each file already published
         self.total = 0
+        #: ``job.log`` is published once the job is recorded Running (:meth:`job_running`): a
+        #: process started early prints before that, and no reader sees a line of a job whose
+        #: status does not say it runs yet. ``prepare.log`` is published from the start.
+        self._running = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    def job_running(self) -> None:
+        """The job is recorded Running: its own log may be published from now on."""
+        self._running.set()
+
     def _sizes(self) -> list[int]:
-        return [job_file_size(p, self._paths.root) for p in self._files]
+        sizes = [job_file_size(p, self._paths.root) for p in self._files]
+        return sizes if self._running.is_set() else [sizes[0], self._offsets[1]]
 
     def _read_new(self, sizes: list[int]) -> tuple[bytes, list[int]]:
         out = bytearray()
@@ -129,6 +138,7 @@ class LogPublisher:
     def finish(self) -> None:
         """Stop the thread, publish the rest, then write ``end``."""
         self._stop.set()
+        self._running.set()
         if self._thread is not None:
             self._thread.join()
         while self.flush():

@@ -121,8 +121,11 @@ def main(argv: list[str]) -> int:
     live_log = log_parts.start(ws, paths, job_id)  # a remote artifact store: for other machines
     try:
         ws.store.update_job(job_id, runner_pid=os.getpid())
-        ctx = RunContext(WorkspaceTargetServices(ws), job_id, launch, paths)
-        if launch.kind == "pipeline":
+        ctx = RunContext(WorkspaceTargetServices(ws), job_id, launch, paths,
+                         on_running=live_log.job_running if live_log is not None else None)
+        if launch.kind == "pipeline":  # its log tells its steps' progress: published at once
+            if live_log is not None:
+                live_log.job_running()
             from jupyter_mlws.jobs.pipeline import PipelineRun
 
             PipelineRun(ws).run(ctx)

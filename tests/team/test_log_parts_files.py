@@ -24,6 +24,7 @@ def test_parts_append_in_order_and_end_marks_the_total(tmp_path: Path) -> None:
     assert not pub.flush()  # nothing written yet: no part
     paths.prepare_log.write_bytes(b"[mlws] preparing\n")
     paths.job_log.write_bytes("épsilon ".encode())
+    pub.job_running()
     assert pub.flush()
     first = log_parts.read_parts(store, "j1", 0)
     assert first.data == "[mlws] preparing\népsilon ".encode() and first.end is None
@@ -56,3 +57,26 @@ def test_a_log_the_job_replaced_by_a_link_is_not_followed(tmp_path: Path) -> Non
     pub = log_parts.LogPublisher(store, paths, "j1")
     pub.finish()
     assert log_parts.read_all(store, "j1") == b"ok\n"
+
+
+def test_the_jobs_own_log_is_published_only_once_it_is_recorded_running(tmp_path: Path) -> None:
+    """A process started ahead (a warm kernel) prints before its job is Running: readers on
+    other machines get those lines only after the status says Running, and all of them."""
+    store, paths = _setup(tmp_path)
+    pub = log_parts.LogPublisher(store, paths, "j1")
+    paths.prepare_log.write_bytes(b"[mlws] preparing\n")
+    paths.job_log.write_bytes(b"early line\n")
+    assert pub.flush()
+    assert log_parts.read_all(store, "j1") == b"[mlws] preparing\n"
+    assert not pub.flush()  # the job's bytes wait
+    pub.job_running()
+    assert pub.flush()
+    assert log_parts.read_all(store, "j1") == b"[mlws] preparing\nearly line\n"
+
+
+def test_a_job_that_never_ran_still_publishes_its_whole_log_at_the_end(tmp_path: Path) -> None:
+    store, paths = _setup(tmp_path)
+    pub = log_parts.LogPublisher(store, paths, "j1")
+    paths.job_log.write_bytes(b"printed before a failed start\n")
+    pub.finish()
+    assert log_parts.read_all(store, "j1") == b"printed before a failed start\n"
