@@ -242,7 +242,7 @@ class JobSubmission(JobQueries):
         working directory of the run.
         """
         nb_path = Path(notebook).expanduser().resolve()
-        nb = read_notebook(nb_path)
+        nb = read_notebook(nb_path, self._ws.cache_dir)
         params = dict(parameters or {})
         check_parameters(nb_path, params)
         comp = self._compute(compute)
