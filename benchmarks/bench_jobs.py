@@ -8,7 +8,7 @@ a. CLI ``mlws job notebook NB -p msg hi --wait`` (submit -> Completed, output st
 b. ``%submit NB -p msg hi --wait`` in a live kernel against ``papermill.execute_notebook``
    called in that kernel.
 c. CLI submit-only (``mlws job notebook NB -p msg hi``), p50/p95: the fast path (the job agent
-   running: the CLI imports the standard library and click and hands the submission over) beside
+   running: the CLI imports the standard library only and hands the submission over) beside
    the normal path (agent off), with ``python -c pass``; then where the fast path's time goes
    (imports, ``-X importtime``'s top imports, the agent's round trip).
 d. N jobs at once at concurrency 2 against N/2 x one job (warm agent off: the work is the same).
@@ -22,7 +22,9 @@ g. A job in an environment's cached venv (``MLWS-python-3.11-minimal`` as a venv
    cold (no agent), interleaved, and how many really ran warm.
 
 The CLI runs as ``python -m jupyter_mlws.cli`` (the ``mlws`` script does the same; a version
-manager's shim in front of it would add its own start-up).
+manager's shim in front of it would add its own start-up). The package's bytecode is compiled
+first, as an installed package's is (pip compiles it; with ``PYTHONDONTWRITEBYTECODE`` set and a
+source checkout, every process would compile the package from source: see ``--no-compile``).
 
 Run: python benchmarks/bench_jobs.py [--repeat N] [--jobs 50] [--no-docker] [--only-cli]
      [--parts abcdefg]
@@ -165,7 +167,7 @@ def fast_breakdown(ws: Workspace, nb: Path, repeat: int) -> list[tuple[str, ...]
 
     wait_warm(ws)
     env = agent_env(True)
-    imports = [run([sys.executable, "-c", "import jupyter_mlws.cli.job, "
+    imports = [run([sys.executable, "-c", "import jupyter_mlws.cli.entry, subprocess, "
                     "jupyter_mlws.agent.fast"], env) for _ in range(repeat)]
     trips = []
     for _ in range(repeat):  # the agent's part: request -> recorded -> runner started
@@ -401,7 +403,15 @@ def main() -> None:
     ap.add_argument("--only-cli", action="store_true", help="Only (a) and (c).")
     ap.add_argument("--parts", default="abcdefg",
                     help="The parts to run (letters; default all): e.g. --parts fg.")
+    ap.add_argument("--no-compile", action="store_true",
+                    help="Do not compile the package's bytecode first.")
     args = ap.parse_args()
+    if not args.no_compile:
+        import compileall
+
+        import jupyter_mlws
+
+        compileall.compile_dir(Path(jupyter_mlws.__file__).parent, quiet=1)
     if args.only_cli:
         args.parts = "ac"
     rows: list[tuple[str, ...]] = [("load average at start", load(), "", "", "")]

@@ -24,8 +24,6 @@ import select
 import signal
 import socket
 import sys
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +34,8 @@ WORKSPACE_DIRNAME = ".mlws"  # (jupyter_mlws.workspace.WORKSPACE_DIRNAME)
 #: How long the CLI waits for an agent that is alive but silent before it stops it.
 REPLY_TIMEOUT_S = 120.0
 REQUESTS_DIRNAME = "requests"
+#: Set once this process asked the agent (``mlws``'s entry): click's command does not ask again.
+ATTEMPTED = False
 #: Environment variables a submission reads (the store, artifact store, Docker, registries,
 #: the user's name and home); the secret key and the agent's own variables are left out.
 ENV_PREFIXES = ("MLWS_", "AWS_", "DOCKER_", "PG", "RAY_")
@@ -121,27 +121,45 @@ def connect(workspace: Path) -> tuple[Channel, dict[str, Any]] | None:
     return Channel(sock), ident
 
 
-@dataclass
 class Submitted:
     """The agent submitted the job; ``text`` is what the normal path prints for it."""
 
-    job_id: str
-    text: str
+    def __init__(self, job_id: str, text: str) -> None:
+        self.job_id = job_id
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Submitted({self.job_id!r})"
 
 
-@dataclass
 class Failed:
     """A typed error, as the normal path prints it (``text`` on stderr, exit 1)."""
 
-    text: str
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"Failed({self.text!r})"
 
 
-@dataclass
 class Lost:
     """The agent went away without a reply: the job may be recorded (see ``request_id``)."""
 
-    workspace: Path
-    request_id: str
+    def __init__(self, workspace: Path, request_id: str) -> None:
+        self.workspace = workspace
+        self.request_id = request_id
+
+    def __repr__(self) -> str:
+        return f"Lost({self.request_id!r})"
+
+
+def notebook_options(notebook: str, parameters: Any, code: str | None,
+                     environment: str | None, compute: str | None, experiment: str | None,
+                     timeout: float | None, output: str) -> dict[str, Any]:
+    """The options of ``mlws job notebook`` the agent is sent (``-p`` pairs as lists)."""
+    return {"notebook": notebook, "parameters": [list(p) for p in parameters], "code": code,
+            "environment": environment, "compute": compute, "experiment": experiment,
+            "timeout": timeout, "output": output}
 
 
 def _umask() -> int:
@@ -210,7 +228,7 @@ def submit(workspace_path: str | None, options: dict[str, Any]) -> Submitted | F
     if workspace is None or found is None:
         return None
     chan, ident = found
-    request_id = uuid.uuid4().hex
+    request_id = os.urandom(16).hex()
     cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     try:
         chan.send({"op": "submit", "id": request_id, "options": options, "umask": _umask(),

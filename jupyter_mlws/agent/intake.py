@@ -48,10 +48,20 @@ class Intake:
         self.keep = False  # a job recorded without a reply: its marker stays for the CLI
 
     def before_record(self, job_id: str) -> None:
-        from jupyter_mlws.fileio import write_text_atomic
+        """Record the job's id for the request (whole or not at all; not fsynced: it serves
+        a CLI of this boot, gone with the machine)."""
+        import tempfile
 
         self.marker.parent.mkdir(mode=0o700, exist_ok=True)
-        write_text_atomic(self.marker, job_id, mode=0o600)
+        fd, tmp = tempfile.mkstemp(dir=self.marker.parent, prefix=".new-")  # (mode 0600)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(job_id)
+            os.replace(tmp, self.marker)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
         self.job_id = job_id
 
     def start_runner(self, paths: JobPaths, launch: Launch) -> None:
@@ -234,6 +244,34 @@ def recover(ws: Any, request_id: str) -> Any:
         ws.jobs._start_runner(paths, Launch.read(paths.launch))
     path.unlink(missing_ok=True)
     return job
+
+
+def warm_up(ws: Any) -> None:
+    """Do once, before a submission comes, what a first submission would do besides its own
+    work: import what it loads on first use, compile nbformat's schema validators and run the
+    store's queries once (SQLAlchemy compiles each statement on first use)."""
+    import getpass  # noqa: F401 - (who submits: jupyter_mlws.operations.base._user)
+
+    import jupyter_mlws.compute.local  # noqa: F401
+    import jupyter_mlws.jobs.inputs  # noqa: F401
+    import jupyter_mlws.operations.target_services  # noqa: F401
+    from jupyter_mlws.agent.settings import read_settings
+    from jupyter_mlws.compute import target_for
+    from jupyter_mlws.errors import NotFoundError
+    from jupyter_mlws.jobs.nb_schema import v4_validator
+    from jupyter_mlws.jobs.submit import creator
+    from jupyter_mlws.operations.target_services import WorkspaceTargetServices
+
+    for minor in (4, 5):  # (what Jupyter saves)
+        v4_validator(4, minor, ws.cache_dir)
+    read_settings(ws.path)
+    ws.registries.notes_for(None)
+    creator(ws.store, None)
+    with contextlib.suppress(Exception):
+        target_for(WorkspaceTargetServices(ws), ws.computes.get("local"))
+    with contextlib.suppress(NotFoundError):
+        ws.jobs.get("no_such_job")
+    ws.jobs.list(limit=1)
 
 
 def forget_old_requests(workspace: Path) -> None:

@@ -281,10 +281,13 @@ class Agent:
 
         forget_old_requests(self.workspace)
         with contextlib.suppress(Exception):  # (said again, typed, to the first submitter)
-            self.workspaces.get()
+            ws = self.workspaces.get()
             import jupyter_mlws.jobs.notebook_request  # noqa: F401
             import jupyter_mlws.jobs.requests  # noqa: F401
             import jupyter_mlws.jobs.submit  # noqa: F401
+            from jupyter_mlws.agent.intake import warm_up
+
+            warm_up(ws)
 
     def serve(self) -> None:
         self.preload()

@@ -3,85 +3,34 @@
 Readable tables by default, ``-o json`` for scripts. Errors print one line to stderr and exit 1.
 One module per command group: :mod:`.workspace`, :mod:`.env` (environments and base images),
 :mod:`.assets` (models, data, components, computes), :mod:`.datastore`, :mod:`.job`,
-:mod:`.registry`;
-:mod:`._format` holds the tables and sizes shared with the magics.
+:mod:`.registry`; :mod:`._format` holds the tables and sizes shared with the magics.
+
+The click command tree is in :mod:`._app` (``main``, ``run``), loaded on first use: the
+``mlws`` script starts in :mod:`.entry`, which hands ``mlws job notebook`` to a running job
+agent with the standard library alone and loads click only for everything else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-
-from jupyter_mlws.cli._common import MlwsGroup
-from jupyter_mlws.errors import MlwsError
-
-#: Command name -> (module, attribute). A command's module is imported when the command runs
-#: (or for ``--help``), so ``mlws job notebook`` loads neither the asset nor the endpoint code.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "workspace": ("workspace", "workspace"),
-    "schema": ("workspace", "schema_cmd"),
-    "env": ("env", "env_group"),
-    "image": ("env", "image"),
-    "model": ("assets", "model_group"),
-    "data": ("assets", "data_group"),
-    "component": ("assets", "component_group"),
-    "datastore": ("datastore", "datastore_group"),
-    "compute": ("assets", "compute_group"),
-    "job": ("job", "job"),
-    "create": ("assets", "create_any"),
-    "online-endpoint": ("endpoint", "endpoint_group"),
-    "online-deployment": ("endpoint", "deployment_group"),
-    "registry": ("registry", "registry_group"),
-}
-
-
-class LazyGroup(MlwsGroup):
-    """A group whose subcommands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*COMMANDS, *self.commands})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in COMMANDS:
-            import importlib
-
-            module, attr = COMMANDS[cmd_name]
-            self.add_command(getattr(importlib.import_module(f"jupyter_mlws.cli.{module}"),
-                                     attr), cmd_name)
-        return self.commands.get(cmd_name)
-
-
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="jupyter_mlws", prog_name="mlws")
-def main() -> None:
-    """A local-first machine-learning workspace: environments, models, data, components,
-    datastores and computes, versioned in an embedded store."""
+if TYPE_CHECKING:
+    from jupyter_mlws.cli._app import main, run
+    from jupyter_mlws.cli._format import emit, print_table
 
 
 def __getattr__(name: str) -> Any:
-    """``emit`` and ``print_table`` (from :mod:`._format`), imported when first asked for."""
+    """``main`` and ``run`` (:mod:`._app`), ``emit`` and ``print_table`` (:mod:`._format`),
+    imported when first asked for."""
+    if name in ("main", "run", "COMMANDS", "LazyGroup"):
+        from jupyter_mlws.cli import _app
+
+        return getattr(_app, name)
     if name in ("emit", "print_table"):
         from jupyter_mlws.cli import _format
 
         return getattr(_format, name)
     raise AttributeError(name)
-
-
-def run(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI in-process; returns the exit status (for tests and embedding)."""
-    try:
-        main.main(args=list(argv) if argv is not None else None, standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except MlwsError as exc:
-        click.echo(f"error: {exc}", err=True)
-        return 1
-    return 0
 
 
 __all__ = ["emit", "main", "print_table", "run"]

@@ -2,6 +2,6 @@
 
 import sys
 
-from jupyter_mlws.cli import main
+from jupyter_mlws.cli.entry import main
 
 sys.exit(main())

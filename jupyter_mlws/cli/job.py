@@ -78,37 +78,56 @@ def job_notebook(notebook: str, parameters: Sequence[tuple[str, str]], code: str
                  outputs: Sequence[str], experiment: str | None, timeout: float | None,
                  wait: bool, stream: bool, workspace_path: str | None, output: str) -> None:
     """Run a notebook with papermill as a job."""
-    lost = None
-    if not (inputs or outputs):  # through the job agent when it runs (the same job, faster)
-        from jupyter_mlws.agent import fast
+    from jupyter_mlws.agent import fast
 
-        done = fast.submit(workspace_path, {
-            "notebook": notebook, "parameters": [list(p) for p in parameters], "code": code,
-            "environment": environment, "compute": compute, "experiment": experiment,
-            "timeout": timeout, "output": output})
-        if isinstance(done, fast.Failed):
-            click.echo(done.text, err=True, nl=False)
-            click.get_current_context().exit(1)
-        if isinstance(done, fast.Submitted) and not (wait or stream):
-            click.echo(done.text, nl=False)
+    done = None
+    if not (inputs or outputs or fast.ATTEMPTED):  # through the job agent when it runs (the
+        done = fast.submit(workspace_path, fast.notebook_options(  # same job, faster)
+            notebook, parameters, code, environment, compute, experiment, timeout, output))
+    if done is not None:
+        from jupyter_mlws.cli.entry import finish_fast
+
+        status = finish_fast(done, wait=wait, stream=stream, workspace_path=workspace_path,
+                             output=output, echo=_echo)
+        if status:
+            click.get_current_context().exit(status)
+        if status is not None:
             return
-        if isinstance(done, fast.Submitted) and wait and not stream:
-            ended = fast.wait(workspace_path, done.job_id, output)
-            if ended is not None:
-                click.echo(ended[0], nl=False)
-                if ended[1]:
-                    raise SystemExit(ended[1])
-                return
-        if isinstance(done, fast.Submitted):  # (the agent went away, or --stream)
-            ws = open_workspace(workspace_path)
-            _after_submit(ws, ws.jobs.get(done.job_id), wait, stream, output)
-            return
-        lost = done
+    _submit_normally(done, notebook, parameters, code, environment, compute, inputs, outputs,
+                     experiment, timeout, wait, stream, workspace_path, output)
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    click.echo(text, err=err, nl=False)
+
+
+def continue_normally(done: Any, found: dict[str, Any], output: str) -> None:
+    """After :func:`jupyter_mlws.cli.entry.finish_fast` said so: what ``mlws job notebook``
+    does next with the options ``found`` (as :func:`~jupyter_mlws.cli.entry.parse_job_notebook`
+    read them)."""
+    _submit_normally(done, found["notebook"], found["parameters"], found.get("code"),
+                     found.get("environment"), found.get("compute"), (), (),
+                     found.get("experiment"), found.get("timeout"), bool(found.get("wait")),
+                     False, found.get("workspace_path"), output)
+
+
+def _submit_normally(done: Any, notebook: str, parameters: Sequence[tuple[str, str]],
+                     code: str | None, environment: str | None, compute: str | None,
+                     inputs: Sequence[str], outputs: Sequence[str], experiment: str | None,
+                     timeout: float | None, wait: bool, stream: bool,
+                     workspace_path: str | None, output: str) -> None:
+    """Submit without the agent (``done``: what it answered: a job it submitted, followed
+    here, or a lost reply, whose job is recovered), then print and wait as asked."""
+    from jupyter_mlws.agent import fast
+
     ws = open_workspace(workspace_path)
+    if isinstance(done, fast.Submitted):  # (the agent went away while waiting, or --stream)
+        _after_submit(ws, ws.jobs.get(done.job_id), wait, stream, output)
+        return
     try:
         from jupyter_mlws.agent.intake import recover
 
-        j = recover(ws, lost.request_id) if lost is not None else None
+        j = recover(ws, done.request_id) if isinstance(done, fast.Lost) else None
         if j is None:
             from jupyter_mlws.jobs.notebook_request import notebook_request
 

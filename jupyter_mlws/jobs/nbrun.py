@@ -8,14 +8,36 @@ jupyter_mlws: this module imports only the standard library, papermill and jupyt
 The kernel: the notebook's own kernelspec when this environment has it, otherwise the
 environment's Python kernel, so a kernelspec name from another machine never fails a job.
 ``sys.exit(0)`` (or ``sys.exit()``) in a cell ends the notebook successfully.
+
+The kernel is started as papermill's engine (nbclient) starts it, but before papermill is
+imported: the kernel's process boots while this one imports papermill (a second or so each).
+It is shut down as nbclient would (gracefully) when the notebook has run, whatever happened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+#: nbclient's ``ipython_hist_file``: the history of an IPython kernel it starts.
+HIST_ARG = "--HistoryManager.hist_file=:memory:"
+#: Optional modules that papermill's imports load and this process never uses:
+#: ``rfc3987_syntax`` lets jsonschema (nbformat imports it) check the ``iri`` format of draft 7+
+#: schemas, and compiles about forty grammars when imported (over a second of CPU); nbformat's
+#: schemas are draft 4 and name no format. The job's kernel is another process: unaffected.
+UNUSED_MODULES = ("rfc3987_syntax",)
+
+
+def skip_unused_modules() -> None:
+    """Keep :data:`UNUSED_MODULES` from loading in this process (before papermill is
+    imported; the libraries importing them do without, as when they are not installed)."""
+    for name in UNUSED_MODULES:
+        sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def choose_kernel(notebook: dict[str, Any]) -> tuple[str, str | None]:
@@ -42,6 +64,7 @@ def _write(path: Path, report: dict[str, Any]) -> None:
 def main(argv: list[str], km: Any = None) -> int:
     """Run the notebook; ``km``: a kernel manager whose kernel is started already (a warm
     kernel of the job agent, see :mod:`jupyter_mlws.agent.worker`), used for this run only."""
+    skip_unused_modules()
     src, dst, params_path, result_path = (Path(a) for a in argv[:4])
     notebook = json.loads(src.read_text())
     parameters = json.loads(params_path.read_text()) if params_path.exists() else {}
@@ -54,6 +77,69 @@ def main(argv: list[str], km: Any = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     logging.getLogger("traitlets").setLevel(logging.ERROR)
+    early = start_kernel(kernel) if km is None else None
+    try:
+        report, code = _execute(src, dst, parameters, kernel, km or early)
+    finally:
+        if early is not None:
+            shutdown_kernel(early)
+    _write(result_path, report)
+    print(f"[mlws] {report.get('message') or 'the notebook completed'}", flush=True)
+    return code
+
+
+def start_kernel(kernel: str) -> Any:
+    """The kernel ``kernel`` started as nbclient starts it for papermill (an
+    ``AsyncKernelManager`` on the thread's event loop, IPython history in memory), or ``None``
+    (papermill then starts it, and says why it cannot). Until it is shut down, a SIGTERM
+    stops the kernel with this process (without, the kernel notices its parent is gone)."""
+    try:
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        km = AsyncKernelManager(kernel_name=kernel)
+        run_sync(km.start_kernel)(extra_arguments=[HIST_ARG] if km.ipykernel else [])
+    except Exception:
+        return None
+
+    def on_term(signum: int, _frame: Any) -> None:
+        _kill(km)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    with contextlib.suppress(ValueError):  # (not the main thread)
+        signal.signal(signal.SIGTERM, on_term)
+    return km
+
+
+def shutdown_kernel(km: Any) -> None:
+    """What nbclient does with a kernel it started, once the notebook has run: a graceful
+    shutdown (its ``atexit`` hooks run), then its files removed."""
+    from jupyter_core.utils import run_sync
+
+    with contextlib.suppress(ValueError):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        if run_sync(km.is_alive)():
+            run_sync(km.shutdown_kernel)(now=False)
+    except Exception:
+        _kill(km)
+    finally:
+        with contextlib.suppress(Exception):
+            run_sync(km.cleanup_resources)()
+
+
+def _kill(km: Any) -> None:
+    pid = getattr(getattr(km, "provisioner", None), "pid", None)
+    if pid:
+        with contextlib.suppress(OSError):
+            os.killpg(int(pid), signal.SIGKILL)  # (the kernel's own session)
+
+
+def _execute(src: Path, dst: Path, parameters: dict[str, Any], kernel: str,
+             km: Any) -> tuple[dict[str, Any], int]:
+    """Run the notebook with papermill (on ``km``'s kernel when given): the report and the
+    exit code."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -86,9 +172,7 @@ def main(argv: list[str], km: Any = None) -> int:
         report = {"status": "failed", "kernel": kernel, "ename": name, "evalue": str(exc),
                   "message": message}
         code = 2
-    _write(result_path, report)
-    print(f"[mlws] {report.get('message') or 'the notebook completed'}", flush=True)
-    return code
+    return report, code
 
 
 def _failing_cell_index(output: Path, exec_count: int | None) -> int | None:
@@ -116,4 +200,8 @@ def _failing_cell_index(output: Path, exec_count: int | None) -> int | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    import gc
+
+    gc.freeze()  # (exit without collecting every object first: tenths of a second; atexit runs)
+    sys.exit(code)

@@ -13,8 +13,9 @@ from jupyter_mlws.errors import NotFoundError, ParameterTypeError, SpecError, Va
 _CHECKED_TYPES: dict[str, type] = {"int": int, "float": float, "bool": bool}
 
 
-def read_notebook(path: Path) -> dict[str, Any]:
-    """The notebook at ``path`` as JSON, refused with a SpecError unless it is a valid one."""
+def read_notebook(path: Path, cache_dir: Path | None = None) -> dict[str, Any]:
+    """The notebook at ``path`` as JSON, refused with a SpecError unless it is a valid one
+    (``cache_dir``: where the compiled schema validators are kept, see :mod:`.nb_schema`)."""
     if not path.is_file():
         raise NotFoundError(f"The notebook {str(path)!r} does not exist.")
     try:
@@ -24,20 +25,22 @@ def read_notebook(path: Path) -> dict[str, Any]:
     if not isinstance(nb, dict) or "cells" not in nb or "nbformat" not in nb:
         raise SpecError("not a notebook: no 'cells' or 'nbformat'", file=str(path),
                         hint="Save it from Jupyter as .ipynb.")
-    problem = _schema_problem(nb)
+    problem = _schema_problem(nb, cache_dir)
     if problem:
         raise SpecError(f"not a valid notebook: {problem}", file=str(path)) from None
     return nb
 
 
-def _schema_problem(nb: dict[str, Any]) -> str | None:
+def _schema_problem(nb: dict[str, Any], cache_dir: Path | None = None) -> str | None:
     """What makes ``nb`` invalid against nbformat's JSON schema, else ``None``.
 
     A v4 notebook is checked against the schema file nbformat ships, compiled with
     fastjsonschema (one of nbformat's own validators); importing nbformat itself pulls in
     jsonschema, whose start-up costs seconds. Other versions go through nbformat (it converts).
     """
-    validator = _v4_validator(nb.get("nbformat"), nb.get("nbformat_minor"))
+    from jupyter_mlws.jobs.nb_schema import v4_validator
+
+    validator = v4_validator(nb.get("nbformat"), nb.get("nbformat_minor"), cache_dir)
     if validator is not None:
         import fastjsonschema
 
@@ -53,29 +56,6 @@ def _schema_problem(nb: dict[str, Any]) -> str | None:
     except Exception as exc:
         return str(exc).splitlines()[0]
     return None
-
-
-_VALIDATORS: dict[int, Any] = {}
-
-
-def _v4_validator(major: Any, minor: Any) -> Any:
-    """The compiled validator of nbformat's v4.``minor`` schema (cached), or ``None``."""
-    if major != 4 or type(minor) is not int or not 0 <= minor <= 5:
-        return None
-    if minor not in _VALIDATORS:
-        import importlib.util
-
-        spec = importlib.util.find_spec("nbformat")
-        if spec is None or spec.origin is None:
-            return None
-        schema = Path(spec.origin).parent / "v4" / f"nbformat.v4.{minor}.schema.json"
-        try:
-            import fastjsonschema
-
-            _VALIDATORS[minor] = fastjsonschema.compile(json.loads(schema.read_text("utf-8")))
-        except (ImportError, OSError, ValueError):
-            return None
-    return _VALIDATORS[minor]
 
 
 def notebook_parameters(path: Path) -> dict[str, Any]:

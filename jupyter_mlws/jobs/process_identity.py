@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
-from dataclasses import dataclass
 from pathlib import Path
-
-from jupyter_mlws.fileio import write_json_atomic
+from typing import NamedTuple
 
 TOKEN_VAR = "MLWS_JOB_TOKEN"
 
 
 def new_token() -> str:
     """A per-job token to put in its process's environment."""
+    import secrets
+
     return secrets.token_hex(16)
 
 
@@ -58,8 +57,7 @@ def has_token(pid: int, token: str) -> bool:
     return f"{TOKEN_VAR}={token}".encode() in env.split(b"\0")
 
 
-@dataclass(frozen=True)
-class ProcessIdentity:
+class ProcessIdentity(NamedTuple):
     """What the runner recorded about the job's process when it started it."""
 
     pid: int
@@ -71,6 +69,8 @@ class ProcessIdentity:
         return cls(pid, start_time(pid), token)
 
     def write(self, path: Path) -> None:
+        from jupyter_mlws.fileio import write_json_atomic
+
         write_json_atomic(path, {"pid": self.pid, "start_time": self.start_time,
                                  "token": self.token}, mode=0o644)
 

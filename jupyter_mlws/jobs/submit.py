@@ -134,14 +134,17 @@ class JobSubmission(JobQueries):
         return e
 
     def _pythonpath(self) -> str:
-        """A folder holding only this package, for job processes on this machine."""
-        lib = self._ws.cache_dir / "lib"
+        """A folder holding only this package, for job processes on this machine: one per
+        installation (named by its path), so that the jobs of two installations sharing the
+        cache folder (a checkout beside an installed version) each run their own."""
+        here = package_dir()
+        lib = self._ws.cache_dir / "lib" / hashlib.sha256(str(here).encode()).hexdigest()[:16]
         link = lib / "jupyter_mlws"
         if not link.exists():
             lib.mkdir(parents=True, exist_ok=True)
             tmp = lib / f".link-{os.getpid()}"
             tmp.unlink(missing_ok=True)
-            tmp.symlink_to(package_dir(), target_is_directory=True)
+            tmp.symlink_to(here, target_is_directory=True)
             os.replace(tmp, link)
         return str(lib)
 
@@ -242,7 +245,7 @@ class JobSubmission(JobQueries):
         working directory of the run.
         """
         nb_path = Path(notebook).expanduser().resolve()
-        nb = read_notebook(nb_path)
+        nb = read_notebook(nb_path, self._ws.cache_dir)
         params = dict(parameters or {})
         check_parameters(nb_path, params)
         comp = self._compute(compute)

@@ -292,3 +292,20 @@ def test_the_agents_intake_submits_without_the_cli(jws: Workspace, notebook) -> 
     assert lines == [f"Job {job_id}: Queued", f"  follow it with `mlws job stream {job_id}`",
                      "[]"]
     assert jws.jobs.detail(job_id).params == {"msg": "hi"}
+
+
+def test_the_cli_hands_a_submission_over_without_loading_click(fws: Workspace,
+                                                              notebook) -> None:
+    """The fast path is the standard library's: neither click nor the store is imported."""
+    nb = probe_notebook(notebook)
+    start(fws)
+    done = mlws(fws, "job", "notebook", str(nb), "-p", "msg", "1",
+                extra_env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert done.returncode == 0, done.stderr
+    assert submitted(fws) == 1
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "jupyter_mlws.agent.fast" in imported
+    assert not {"click", "pydantic", "sqlalchemy", "yaml", "jupyter_mlws.cli._app"} & imported
+    job_id = done.stdout.split()[1].rstrip(":")
+    assert fws.jobs.wait(job_id, timeout=300).status == "Completed"
