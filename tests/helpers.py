@@ -55,3 +55,53 @@ def drop_cached_image(ws: Any, env: Any) -> None:
     stale = ws.environments.lookup(env)
     if stale is not None:
         ws.environments._docker().remove(stale.image_id, force=True)
+
+
+#: Servers started once for a whole ``pytest -n N`` run: their records, in the run's temp folder
+#: (the parent of every worker's), are read by :func:`stop_run_servers` when the run ends.
+RUN_SERVERS = "run-servers"
+
+
+@contextlib.contextmanager
+def run_server(tmp_path_factory: Any, name: str, up: Callable[[], dict[str, Any]],
+               down: Callable[[dict[str, Any]], None]) -> Any:
+    """The record ``up()`` returns (JSON: its ``down`` argv and ``remove`` folders stop it),
+    made once per run: under pytest-xdist the first worker to ask starts the server, the others
+    reuse it, and the controller stops it when the run ends (:func:`stop_run_servers`); without
+    xdist it is stopped by ``down`` when the session ends."""
+    import json
+    import os
+
+    from filelock import FileLock
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        record = up()
+        try:
+            yield record
+        finally:
+            down(record)
+        return
+    folder = Path(tmp_path_factory.getbasetemp()).parent / RUN_SERVERS
+    folder.mkdir(exist_ok=True)
+    with FileLock(str(folder / f"{name}.lock")):
+        path = folder / f"{name}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+        else:
+            record = up()
+            path.write_text(json.dumps(record))
+    yield record
+
+
+def stop_run_servers(basetemp: Path) -> None:
+    """Stop every server :func:`run_server` started in the run whose temp folder is ``basetemp``."""
+    import json
+    import shutil
+    import subprocess
+
+    for path in sorted((basetemp / RUN_SERVERS).glob("*.json")):
+        record = json.loads(path.read_text())
+        subprocess.run(record["down"], capture_output=True, timeout=120, check=False)
+        for folder in record.get("remove", []):
+            shutil.rmtree(folder, ignore_errors=True)
+        path.unlink()
