@@ -12,9 +12,6 @@
 # `playwright test` (e.g. -g "expands"). Exits non-zero when anything fails; never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# bytecode caches are written (as on a user's machine): with PYTHONDONTWRITEBYTECODE set, every
-# job, kernel and server process compiles its imports from source again
-unset PYTHONDONTWRITEBYTECODE
 ROOT=$(pwd)
 UI="$ROOT/labextension/ui-tests"
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

@@ -7,14 +7,15 @@
 # and started here or by the tests' fixtures. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# bytecode caches are written (as on a user's machine): with PYTHONDONTWRITEBYTECODE set, every
-# job, kernel and server process compiles its imports from source again
-unset PYTHONDONTWRITEBYTECODE
 
 step() { printf '\n== %s\n' "$*"; }
 
 step "installing the package with its test dependencies (builds the labextension)"
 python -m pip install -q -e ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
+# the package's bytecode, as a non-editable install has it: every job runner, agent, kernel and
+# CLI process of the tests imports it (and compiles it again each time when bytecode caches are
+# not written, e.g. with PYTHONDONTWRITEBYTECODE set)
+python -m compileall -q -j 0 jupyter_mlws
 
 # mypy keeps one core busy for over a minute: the browser tests' dependencies are installed on
 # the other meanwhile (scripts/browser-tests.sh then finds them installed), and the Docker engine

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,12 +13,6 @@ from click.testing import Result
 
 from jupyter_mlws import Workspace
 from tests.helpers import cli_invoker, stop_jobs, stop_run_servers
-
-# Bytecode caches are written, as on a user's machine. With PYTHONDONTWRITEBYTECODE set (some
-# sandboxes set it) every job, kernel, replica and CLI process compiles its imports from source
-# again: a venv job importing mlflow, sklearn and pandas took 16 s of CPU instead of 6.
-os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-sys.dont_write_bytecode = False
 
 #: Test folders that run, in order, in one pytest-xdist worker (scripts/test.sh runs two): the
 #: two-node Ray cluster is one per machine; environment-lifecycle tests prune, patch and rebuild
