@@ -12,10 +12,6 @@ step() { printf '\n== %s\n' "$*"; }
 
 step "installing the package with its test dependencies (builds the labextension)"
 python -m pip install -q -e ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
-# the package's bytecode, as a non-editable install has it: every job runner, agent, kernel and
-# CLI process of the tests imports it (and compiles it again each time when bytecode caches are
-# not written, e.g. with PYTHONDONTWRITEBYTECODE set)
-python -m compileall -q -j 0 jupyter_mlws
 
 # mypy keeps one core busy for over a minute: the browser tests' dependencies are installed on
 # the other meanwhile (scripts/browser-tests.sh then finds them installed), and the Docker engine
