@@ -12,7 +12,7 @@ import pytest
 from click.testing import Result
 
 from jupyter_mlws import Workspace
-from tests.helpers import cli_invoker, stop_jobs, stop_run_servers
+from tests.helpers import cli_invoker, stop_jobs
 
 #: Test folders that run, in order, in one pytest-xdist worker (scripts/test.sh runs two): the
 #: two-node Ray cluster is one per machine; environment-lifecycle tests prune, patch and rebuild
@@ -39,13 +39,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         item.add_marker(pytest.mark.xdist_group(group))
     rank = {g: i for i, g in enumerate(FIRST)}
     items.sort(key=lambda it: rank.get(groups.get(it.nodeid, ""), len(FIRST)))  # stable
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """The controller of ``pytest -n N`` stops the servers its workers shared (helpers.run_server)."""
-    factory = getattr(session.config, "_tmp_path_factory", None)
-    if factory is not None and not hasattr(session.config, "workerinput"):
-        stop_run_servers(factory.getbasetemp())
 
 
 @pytest.fixture(scope="session")

