@@ -35,9 +35,17 @@ if ! python -c 'import jupyter_mlws.server' 2>/dev/null \
     step "pip install -e . (server extension)"
     python -m pip install -q -e . 2>&1 | grep -v "Running pip as the 'root' user" || true
 fi
-step "building the labextension"
-(cd labextension && jlpm install >/dev/null && jlpm build >/dev/null)
-test -f jupyter_mlws/labextension/package.json
+# built anew unless the build is newer than every source (scripts/test.sh's `pip install -e`
+# has just built it)
+built=jupyter_mlws/labextension/package.json
+if [ -f "$built" ] && [ -z "$(find labextension/src labextension/style labextension/package.json \
+        labextension/tsconfig.json labextension/yarn.lock -newer "$built" -print -quit)" ]; then
+    step "the labextension build is up to date"
+else
+    step "building the labextension"
+    (cd labextension && jlpm install >/dev/null && jlpm build >/dev/null)
+fi
+test -f "$built"
 
 # -- test dependencies -----------------------------------------------------------------------
 step "installing ui-tests dependencies"

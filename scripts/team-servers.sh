@@ -132,9 +132,10 @@ psycopg.connect(sys.argv[1].replace("+psycopg", ""), connect_timeout=3).close()'
     ;;
 down)
     if pid=$(weed_pid); then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        # no graceful stop: SeaweedFS takes ~25 s to shut its master, volume, filer and S3
+        # servers down on SIGTERM, and the data here is throwaway (see above)
         kill -9 "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     fi
     rm -f "$DIR/weed.pid"
     [[ -d "$DIR/pg" ]] && bash "$HERE/postgres-up.sh" down "$DIR/pg"

@@ -13,13 +13,23 @@ step() { printf '\n== %s\n' "$*"; }
 step "installing the package with its test dependencies (builds the labextension)"
 python -m pip install -q -e ".[test]" 2>&1 | grep -v "Running pip as the 'root' user" || true
 
-step "ruff and mypy"
+# mypy keeps one core busy for over a minute: the browser tests' dependencies are installed on
+# the other meanwhile (scripts/browser-tests.sh then finds them installed), and the Docker engine
+# and base image are made ready; pytest starts only when all three succeeded.
+step "ruff and mypy, with the browser tests' dependencies and the Docker engine beside them"
 ruff check jupyter_mlws tests benchmarks
-mypy jupyter_mlws
-
-step "Docker engine and the offline base image"
+WAIT_DIR=$(mktemp -d)
+mypy jupyter_mlws >"$WAIT_DIR/mypy" 2>&1 & mypy_pid=$!
+(cd labextension/ui-tests && jlpm install) >"$WAIT_DIR/ui" 2>&1 & ui_pid=$!
+trap 'kill "$mypy_pid" "$ui_pid" 2>/dev/null || true' EXIT  # when the Docker step fails
 bash scripts/docker-up.sh
 python -c 'from jupyter_mlws.environments.bootstrap import main; main()'
+failed=""
+wait "$ui_pid" || { cat "$WAIT_DIR/ui"; failed="installing the ui-tests dependencies"; }
+wait "$mypy_pid" || failed="${failed:+$failed, }mypy"
+cat "$WAIT_DIR/mypy"
+rm -rf "$WAIT_DIR"
+[[ -z "$failed" ]] || { echo "failed: $failed" >&2; exit 1; }
 
 step "pytest (the Ray cluster tests start and stop a two-node cluster themselves)"
 trap 'bash scripts/ray-cluster.sh down >/dev/null 2>&1 || true' EXIT

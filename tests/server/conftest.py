@@ -39,16 +39,9 @@ def contract() -> OpenAPI:
     return OpenAPI.from_file_path(str(CONTRACT))
 
 
-@pytest.fixture(scope="session")
-def template_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One initialized workspace; each test gets a copy (opening and seeding costs ~0.5 s)."""
-    ws = Workspace.init(tmp_path_factory.mktemp("template"))
-    ws.close()
-    return ws.path
-
-
 @pytest.fixture
 def workspace_dir(tmp_path: Path, template_workspace: Path) -> Path:
+    """A copy of the session's initialized workspace (tests/conftest.py)."""
     target = tmp_path / "project" / ".mlws"
     shutil.copytree(template_workspace, target)
     return target
