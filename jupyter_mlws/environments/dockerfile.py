@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from jupyter_mlws.environments.build_plan import BuildPlan
 
 VENV_PATH = "/opt/mlws/venv"
+#: What builds leave uncompiled (a regular expression on paths): the packages' own test suites.
+COMPILE_SKIP = r"site-packages/(.*/)?tests?/"
 #: Where the build's own files are copied inside the image.
 MLWS_DIR = "/opt/mlws"
 #: The host's CA bundle, given to pip/conda inside builds (PyPI may sit behind a TLS proxy).
@@ -254,8 +256,8 @@ def _compile_step(py: str) -> str:
     about half the modules of numpy and pandas, which no program imports when it starts), so
     every module a container imports has its ``.pyc`` and builds spend half the time. Errors
     are ignored, as pip ignores them."""
-    return (f"({py} -m compileall -q -j 0 -x '/tests?/' {VENV_PATH}/lib/python3*/site-packages "
-            ">/dev/null || true)")
+    return (f"({py} -m compileall -q -j 0 -x '{COMPILE_SKIP}' "
+            f"{VENV_PATH}/lib/python3*/site-packages >/dev/null || true)")
 
 
 def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:

@@ -37,7 +37,7 @@ from jupyter_mlws.environments.builds import (
     tail,
     utc_now,
 )
-from jupyter_mlws.environments.dockerfile import python_version_of
+from jupyter_mlws.environments.dockerfile import COMPILE_SKIP, python_version_of
 from jupyter_mlws.environments.image_map import fallback_allowed, map_image
 from jupyter_mlws.environments.locks import (
     lock_failure,
@@ -371,6 +371,8 @@ class VenvMaterializer:
             lock_lines = []
         elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
             lock_lines = [ln for ln in freeze if "==" in ln]
+        if packages:
+            _compile(py, tmp, final)
         _relocate(tmp, final)
         version = subprocess.run(
             [str(py), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
@@ -437,8 +439,7 @@ class VenvMaterializer:
         self.wheelhouse.dropped.clear()
         if kept is not None:
             with self.wheelhouse.links(kept) as folder:
-                # --no-compile: as uv installs (bytecode is written on first import); compiling
-                # every module took most of a rebuild's time
+                # --no-compile: pip compiles file by file; _compile does it on every core
                 self._run([*pip, "install", *flags, "--no-index", "--find-links", str(folder),
                            "--no-compile", "-r", str(req)],
                           "pip install (from the wheelhouse, no index)", lines, log)
@@ -449,7 +450,7 @@ class VenvMaterializer:
             self._run([*pip, "download", *flags, "--dest", str(staging), "-r", str(req)],
                       "pip download", lines, log)
             local = [*pip, "install", *flags, "--find-links", str(staging), "--report",
-                     str(report), "-r", str(req)]
+                     str(report), "--no-compile", "-r", str(req)]
             try:
                 self._run([*local[:4], "--no-index", *local[4:]], "pip install", lines, log)
             except BuildError:  # e.g. an sdist whose build needs packages from the index
@@ -532,6 +533,17 @@ class VenvMaterializer:
             (path / MARKER).unlink(missing_ok=True)  # unfinished first, then gone
             shutil.rmtree(path, ignore_errors=True)
             return True
+
+
+def _compile(py: Path, tmp: Path, final: Path) -> None:
+    """Byte-compile the installed packages once, on every core, as they will be found at
+    ``final`` (the paths in tracebacks). Every later process imports them from their ``.pyc``
+    and none writes into the cached venv (Python writes missing bytecode next to the module it
+    imports, and a job runs on this venv's files). Errors are ignored, as pip ignores them."""
+    for site in sorted((tmp / "lib").glob("python3*/site-packages")):
+        subprocess.run([str(py), "-m", "compileall", "-q", "-j", "0", "-x", COMPILE_SKIP,
+                        "-s", str(tmp), "-p", str(final), str(site)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def _relocate(tmp: Path, final: Path) -> None:
