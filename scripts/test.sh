@@ -7,6 +7,10 @@
 # and started here or by the tests' fixtures. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Python writes bytecode caches, as on a user's machine (an environment that turns it off makes
+# every job, kernel and server process compile its imports again; venvs and images are
+# compiled when they are built, so no process writes into a cached environment).
+unset PYTHONDONTWRITEBYTECODE
 
 step() { printf '\n== %s\n' "$*"; }
 
