@@ -284,16 +284,28 @@ def slot_taken_at(ws: Workspace, job_id: str) -> int:
                     if "took a slot" in line))
 
 
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (every process: /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
-    """(d): n jobs at once at concurrency 2 against n/2 x one job (cold, agent off)."""
+    """(d): n jobs at once at concurrency 2 against n/2 x one job (cold, agent off), and the
+    machine's CPU time per job in both."""
     os.environ["MLWS_JOB_AGENT"] = "0"
     ws.computes.create("pair", type="local", max_concurrent_jobs=2)
+    cpu0 = busy_cpu_s()
     single = statistics.median(api_job(ws, nb, "pair")[0] for _ in range(3))
+    cpu_single = (busy_cpu_s() - cpu0) / 3
+    cpu0 = busy_cpu_s()
     t0 = time.perf_counter()
     ids = [ws.jobs.submit_notebook(nb, {"msg": str(i)}, compute="pair").id for i in range(n)]
     submitted = time.perf_counter() - t0
     finished = [ws.jobs.wait(i, timeout=3600, poll_s=0.05) for i in ids]
     total = time.perf_counter() - t0
+    cpu_many = (busy_cpu_s() - cpu0) / n
     ok = sum(j.status == "Completed" for j in finished)
     taken = [slot_taken_at(ws, i) for i in ids]
     fifo = taken == sorted(taken)
@@ -301,7 +313,10 @@ def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
     return [(f"d. {n} jobs at once, concurrency 2", f"{total:.1f} s",
              f"{ideal:.1f} s ({n // 2} x single {single:.2f} s)", "<= 1.1x",
              f"{total / ideal:.2f}x; {ok}/{n} completed; slots taken in order: {fifo}"),
-            (f"d. {n} jobs: time to submit all", f"{submitted:.2f} s", "", "", "")]
+            (f"d. {n} jobs: time to submit all", f"{submitted:.2f} s", "", "", ""),
+            ("d. machine CPU per job (all processes)", f"{cpu_many:.2f} s in the batch",
+             f"{cpu_single:.2f} s alone", "(report)",
+             f"a lone job keeps {cpu_single / single:.2f} of the {os.cpu_count()} cores busy")]
 
 
 MINIMAL = "MLWS-python-3.11-minimal"  # (ipykernel and papermill: runs notebooks)

@@ -260,6 +260,14 @@ def _compile_step(py: str) -> str:
             f"{VENV_PATH}/lib/python3*/site-packages >/dev/null || true)")
 
 
+def _freeze_while_compiling(py: str) -> str:
+    """``pip freeze`` (it reads the packages' metadata) beside the byte compilation (it writes
+    their ``__pycache__``): the freeze is printed between its markers once both are done."""
+    out = f"{MLWS_DIR}/mlws-freeze.txt"
+    return (f"({py} -m pip freeze > {out} & p=$!; {_compile_step(py)}; wait $p) "
+            f"&& echo '{FREEZE_BEGIN}' && cat {out} && echo '{FREEZE_END}' && rm -f {out}")
+
+
 def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> list[str]:
     """Installing a lock (``--no-deps``, ``--require-hashes`` when every line has a hash).
 
@@ -289,8 +297,7 @@ def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> lis
         f"RUN export {env} && if [ -n \"${WHEELS_ARG}\" ]; then "
         f'H="${{{WHEELS_ARG}#http://}}"; H="${{H%%/*}}"; '
         f"{{ {served}; }} || {{ {fallback}; {install}; }}; else {install}; fi "
-        f"&& rm -f {uv} && {_compile_step(py)} "
-        f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
+        f"&& rm -f {uv} && {_freeze_while_compiling(py)} "
         f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {req}) "
         f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}'",
     ]
@@ -337,8 +344,7 @@ def _venv_and_pip_lines(base: str | None, pip_pkgs: list[str], *, venv: bool,
             f"R='--report {report}'; fi; "
             f"{_ssl_env(with_ca, 'pip')}PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 "
             f"{py} -m pip install --no-cache-dir --progress-bar off --no-compile {flags}$R "
-            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} && {_compile_step(py)} "
-            f"&& echo '{FREEZE_BEGIN}' && {py} -m pip freeze && echo '{FREEZE_END}' "
+            f"-r {MLWS_DIR}/{REQUIREMENTS_FILE} && {_freeze_while_compiling(py)} "
             f"&& if [ -f {report} ]; then echo '{LOCK_BEGIN}' && "
             f"(echo '# python {series}' && {py} {MLWS_DIR}/{LOCK_SCRIPT_FILE} {report}) "
             f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}' && rm -f {report}; fi",

@@ -16,8 +16,8 @@ from pydantic import ValidationError as PydanticValidationError
 
 from jupyter_mlws.errors import LaunchFormatError
 from jupyter_mlws.fileio import write_text_atomic
+from jupyter_mlws.jobs.paths import LAUNCH_VERSION
 
-LAUNCH_VERSION = 1
 JobKind = Literal["notebook", "command", "pipeline", "sweep"]
 
 __all__ = ["LAUNCH_VERSION", "Launch", "LaunchFormatError"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The format version of ``launch.json`` this package writes and reads (see ``jobs.launch``).
+LAUNCH_VERSION = 1
+
 
 @dataclass(frozen=True)
 class JobPaths:

@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO
 
 from jupyter_mlws.errors import LaunchFormatError, MlwsError
-from jupyter_mlws.jobs.launch import Launch
-from jupyter_mlws.jobs.model import JobStatus
-from jupyter_mlws.jobs.paths import JobPaths
+from jupyter_mlws.jobs.paths import LAUNCH_VERSION, JobPaths
+
+if TYPE_CHECKING:
+    from jupyter_mlws.jobs.launch import Launch
 
 
 def try_lock(path: Path) -> TextIO | None:
@@ -49,23 +51,59 @@ def is_locked(path: Path) -> bool:
     return False
 
 
-def wait_for_slot(launch: Launch, paths: JobPaths) -> TextIO | None:
+class Queued(NamedTuple):
+    """What waiting for a slot needs from ``launch.json``."""
+
+    job_id: str
+    kind: str
+    compute: str
+    slot_dir: str
+    max_concurrent: int
+
+
+def queued_fields(path: Path) -> Queued | None:
+    """:class:`Queued` read with the standard library, so a runner waiting for its slot (up to
+    one per queued job) has not loaded pydantic; ``None`` when the file does not read so
+    (:meth:`Launch.read` then says why)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("version", LAUNCH_VERSION) != LAUNCH_VERSION:
+            return None
+        return Queued(str(data["job_id"]), str(data["kind"]), str(data["compute"]),
+                      str(data["slot_dir"]), int(data.get("max_concurrent", 1)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def wait_for_slot(queued: Queued, paths: JobPaths) -> TextIO | None:
     """Take one of the compute's slots in submission order (see :mod:`jupyter_mlws.jobs.queue`);
     ``None`` if the job was canceled while waiting."""
     from jupyter_mlws.jobs import queue
 
-    slot_dir = Path(launch.slot_dir)
-    ticket, held = queue.adopt_ticket(os.environ, slot_dir, launch.job_id)
+    slot_dir = Path(queued.slot_dir)
+    ticket, held = queue.adopt_ticket(os.environ, slot_dir, queued.job_id)
     canceled = paths.cancel_flag.exists
     try:
         if not queue.wait_turn(ticket, canceled):
             return None
-        slot = queue.take_slot(slot_dir, max(1, launch.max_concurrent), canceled)
+        slot = queue.take_slot(slot_dir, max(1, queued.max_concurrent), canceled)
         if slot is not None:
-            print(f"[mlws] took a slot of {launch.compute} at {time.time_ns()}", flush=True)
+            print(f"[mlws] took a slot of {queued.compute} at {time.time_ns()}", flush=True)
         return slot
     finally:
         queue.leave(ticket, held)
+
+
+def _read_launch(paths: JobPaths) -> Launch | None:
+    """The job's launch; ``None`` after saying why it does not read (in runner.log, which the
+    reaper quotes when it fails the job)."""
+    from jupyter_mlws.jobs.launch import Launch
+
+    try:
+        return Launch.read(paths.launch)
+    except LaunchFormatError as exc:
+        print(f"[mlws] {exc}", file=sys.stderr, flush=True)
+        return None
 
 
 def _warm_start(launch: Launch, python: str, paths: JobPaths) -> Any:
@@ -82,33 +120,38 @@ def _warm_start(launch: Launch, python: str, paths: JobPaths) -> Any:
 
 def main(argv: list[str]) -> int:
     paths = JobPaths(Path(argv[0]))
-    try:
-        launch = Launch.read(paths.launch)
-    except LaunchFormatError as exc:  # runner.log: the reaper quotes it when it fails the job
-        print(f"[mlws] {exc}", file=sys.stderr, flush=True)
-        return 2
+    queued = queued_fields(paths.launch)
+    if queued is None:
+        first = _read_launch(paths)
+        if first is None:
+            return 2
+        queued = Queued(first.job_id, first.kind, first.compute, first.slot_dir,
+                        first.max_concurrent)
     runner_lock = try_lock(paths.runner_lock)
     if runner_lock is None:
         return 0  # another runner has this job
+    slot = None
+    if queued.kind != "pipeline":
+        slot = wait_for_slot(queued, paths)  # before pydantic is imported: see queued_fields
+    launch = _read_launch(paths)
+    if launch is None:
+        return 2
+    from jupyter_mlws.jobs.model import JobStatus
+
     job_id = launch.job_id
     prestarted = None
     runtime = None
-    slot = None
-    if launch.kind != "pipeline":
-        slot = wait_for_slot(launch, paths)
-        if (slot is not None and launch.ready and launch.compute_kind == "local"
-                and launch.python):
-            from jupyter_mlws.compute.base import Runtime
-            from jupyter_mlws.compute.local import start_job
+    if (launch.kind != "pipeline" and slot is not None and launch.ready
+            and launch.compute_kind == "local" and launch.python):
+        from jupyter_mlws.compute.base import Runtime
+        from jupyter_mlws.compute.local import start_job
 
-            python = launch.python
-            try:
-                prestarted = _warm_start(launch, python, paths) or start_job(launch, python,
-                                                                             paths)
-                runtime = Runtime(python=python, env_hash=launch.env_hash)
-            except MlwsError:
-                pass  # the target starts it again and reports the failure in the job
-
+        python = launch.python
+        try:
+            prestarted = _warm_start(launch, python, paths) or start_job(launch, python, paths)
+            runtime = Runtime(python=python, env_hash=launch.env_hash)
+        except MlwsError:
+            pass  # the target starts it again and reports the failure in the job
 
     from jupyter_mlws.compute.base import RunContext
     from jupyter_mlws.operations.target_services import WorkspaceTargetServices
