@@ -316,7 +316,22 @@ def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
             (f"d. {n} jobs: time to submit all", f"{submitted:.2f} s", "", "", ""),
             ("d. machine CPU per job (all processes)", f"{cpu_many:.2f} s in the batch",
              f"{cpu_single:.2f} s alone", "(report)",
-             f"a lone job keeps {cpu_single / single:.2f} of the {os.cpu_count()} cores busy")]
+             f"a lone job keeps {cpu_single / single:.2f} of the {os.cpu_count()} cores busy"),
+            one_at_a_time(ws, nb, single, max(4, n // 5))]
+
+
+def one_at_a_time(ws: Workspace, nb: Path, single: float, n: int) -> tuple[str, ...]:
+    """(d) without the cores: ``n`` jobs at once on a compute of one slot against ``n`` x one
+    job - what the queue itself adds (the hand-over from one job to the next)."""
+    ws.computes.create("one", type="local", max_concurrent_jobs=1)
+    t0 = time.perf_counter()
+    ids = [ws.jobs.submit_notebook(nb, {"msg": str(i)}, compute="one").id for i in range(n)]
+    finished = [ws.jobs.wait(i, timeout=3600, poll_s=0.05) for i in ids]
+    total = time.perf_counter() - t0
+    ok = sum(j.status == "Completed" for j in finished)
+    return (f"d. {n} jobs at once, concurrency 1", f"{total:.1f} s",
+            f"{single * n:.1f} s ({n} x single)", "(report)",
+            f"{total / (single * n):.2f}x; {ok}/{n} completed")
 
 
 MINIMAL = "MLWS-python-3.11-minimal"  # (ipykernel and papermill: runs notebooks)
