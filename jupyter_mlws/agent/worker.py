@@ -107,7 +107,7 @@ def _run(chan: Channel, km: Any, job: dict[str, Any], fds: list[int]) -> int:
 
 def main(argv: list[str]) -> int:
     chan = Channel(socket.socket(fileno=int(argv[0])))
-    from jupyter_mlws.jobs.nbrun import skip_unused_modules
+    from jupyter_mlws.jobs.nbrun import HIST_ARG, skip_unused_modules
 
     skip_unused_modules()
     import papermill  # noqa: F401 - imported now, before a job waits on it
@@ -121,7 +121,8 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        km.start_kernel()
+        # as a cold job's kernel (and nbclient's): no IPython history database written
+        km.start_kernel(extra_arguments=[HIST_ARG] if km.ipykernel else [])
         kc = km.client()
         kc.start_channels()
         kc.wait_for_ready(timeout=START_TIMEOUT_S)

@@ -86,7 +86,9 @@ def test_a_warm_kernel_is_never_shared_between_jobs(aws: Workspace, notebook) ->
     setter = notebook("leak = 'from job 1'\nprint('set')", parameters="msg = None")
     reader = notebook("print('LEAK IS', 'present' if 'leak' in globals() else 'absent')\n"
                       "import os\nprint('CWD', os.getcwd())\nprint('JOB', os.environ["
-                      "'MLWS_JOB_ID'])", parameters="msg = None")
+                      "'MLWS_JOB_ID'])\n"
+                      "print('HIST', get_ipython().history_manager.hist_file)",
+                      parameters="msg = None")
     first_pool = warm_pids(aws)
     one = aws.jobs.submit_notebook(setter, {"msg": "a"})
     assert aws.jobs.wait(one.id, timeout=300).status == "Completed"
@@ -101,6 +103,7 @@ def test_a_warm_kernel_is_never_shared_between_jobs(aws: Workspace, notebook) ->
     assert f"JOB {two.id}" in out  # the kernel got the job's environment...
     cwd = Path(json.loads(aws.jobs.paths(two.id).launch.read_text())["cwd"])
     assert f"CWD {cwd}" in out  # ...and its folder
+    assert "HIST :memory:" in out  # as a cold kernel: no IPython history database written
     assert not alive(job_pid(aws, one.id))  # a used worker (and kernel) is gone
 
 
