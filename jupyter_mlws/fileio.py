@@ -11,26 +11,34 @@ from pathlib import Path
 from typing import Any
 
 
-def write_text_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``text`` atomically: readers see the old or the new file, whole.
+def write_bytes_atomic(path: Path, data: bytes, mode: int = 0o600, *,
+                       durable: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically: readers see the old or the new file, whole.
 
     The temporary file has a unique name created exclusively in the same folder (so concurrent
-    writers never share it, and a link planted there is never followed); it is fsynced, given
-    ``mode`` and renamed over ``path``.
+    writers never share it, and a link planted there is never followed); it is given ``mode``,
+    fsynced unless not ``durable`` (a cache, or a marker that need not outlive the machine's
+    boot) and renamed over ``path``.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_text_atomic(path: Path, text: str, mode: int = 0o600, *, durable: bool = True) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically (see :func:`write_bytes_atomic`)."""
+    write_bytes_atomic(path, text.encode("utf-8"), mode, durable=durable)
 
 
 def write_json_atomic(path: Path, data: Any, mode: int = 0o600) -> None:

@@ -50,18 +50,10 @@ class Intake:
     def before_record(self, job_id: str) -> None:
         """Record the job's id for the request (whole or not at all; not fsynced: it serves
         a CLI of this boot, gone with the machine)."""
-        import tempfile
+        from jupyter_mlws.fileio import write_text_atomic
 
         self.marker.parent.mkdir(mode=0o700, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.marker.parent, prefix=".new-")  # (mode 0600)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(job_id)
-            os.replace(tmp, self.marker)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_text_atomic(self.marker, job_id, mode=0o600, durable=False)
         self.job_id = job_id
 
     def start_runner(self, paths: JobPaths, launch: Launch) -> None:

@@ -91,19 +91,11 @@ def _keep(path: Path, code: Any) -> None:
     """Write the code object to ``path`` (a private file, replaced whole; a cache: not
     fsynced, a broken one is compiled again)."""
     import marshal
-    import tempfile
+
+    from jupyter_mlws.fileio import write_bytes_atomic
 
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".new-")  # (mode 0600)
+        write_bytes_atomic(path, marshal.dumps(code), mode=0o600, durable=False)
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(marshal.dumps(code))
-        os.replace(tmp, path)
-    except OSError:
-        import contextlib
-
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        pass
