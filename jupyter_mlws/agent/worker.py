@@ -107,13 +107,13 @@ def _run(chan: Channel, km: Any, job: dict[str, Any], fds: list[int]) -> int:
 
 def main(argv: list[str]) -> int:
     chan = Channel(socket.socket(fileno=int(argv[0])))
-    from jupyter_mlws.jobs.nbrun import HIST_ARG, skip_unused_modules
+    from jupyter_mlws.jobs.nbrun import HIST_ARG, kernel_specs, skip_unused_modules
 
     skip_unused_modules()
     import papermill  # noqa: F401 - imported now, before a job waits on it
     from jupyter_client import KernelManager
 
-    km = KernelManager(kernel_name=KERNEL)
+    km = KernelManager(kernel_name=KERNEL, kernel_spec_manager=kernel_specs())
 
     def on_term(*_: object) -> None:
         _kill_kernel(km)

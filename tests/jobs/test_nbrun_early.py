@@ -92,11 +92,65 @@ def test_a_terminated_job_process_takes_its_kernel_with_it(tmp_path: Path) -> No
 
 
 def test_the_kernel_still_imports_what_the_job_process_skips(tmp_path: Path) -> None:
-    """nbrun keeps rfc3987_syntax out of its own process only: the job's code has it."""
-    pytest.importorskip("rfc3987_syntax")
-    nb = make_notebook(tmp_path / "nb.ipynb", "import rfc3987_syntax, sys\n"
-                       "print('LOADED', 'rfc3987_syntax' in sys.modules)")
+    """nbrun keeps its unused modules out of its own process only: the job's code has them."""
+    from jupyter_mlws.jobs.nbrun import UNUSED_MODULES
+
+    installed = [m for m in UNUSED_MODULES if _installed(m)]
+    assert "boto3" in installed  # (a dependency: the team artifact store)
+    nb = make_notebook(tmp_path / "nb.ipynb", "import importlib, sys\n"
+                       f"for name in {installed!r}:\n"
+                       "    importlib.import_module(name)\n"
+                       f"print('LOADED', all(n in sys.modules for n in {installed!r}))")
     proc = nbrun(tmp_path, nb, new_token())
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out.decode()
     assert "LOADED True" in (tmp_path / "out.ipynb").read_text()
+
+
+def _installed(name: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # (a parent package is missing)
+        return False
+
+
+def test_the_job_process_loads_neither_ipython_nor_remote_store_clients(tmp_path: Path) -> None:
+    """What the job's process imports to run a notebook: papermill and jupyter_client, not
+    IPython (the kernel's) nor the S3/HDFS clients papermill would load when installed."""
+    nb = make_notebook(tmp_path / "nb.ipynb", "print('ran')")
+    (tmp_path / "params.json").write_text("{}")
+    watch = ["IPython", "boto3", "botocore", "pyarrow", "rfc3987_syntax"]
+    args = [str(nb), str(tmp_path / "out.ipynb"), str(tmp_path / "params.json"),
+            str(tmp_path / "result.json")]
+    code = ("import atexit, runpy, sys\n"
+            f"atexit.register(lambda: print('MODULES', [m for m in {watch!r} "
+            "if sys.modules.get(m) is not None]))\n"
+            f"sys.argv = ['nbrun', *{args!r}]\n"
+            "runpy.run_module('jupyter_mlws.jobs.nbrun', run_name='__main__')\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads((tmp_path / "result.json").read_text())["status"] == "completed"
+    assert "MODULES []" in proc.stdout, proc.stdout
+
+
+def test_kernels_are_looked_for_where_jupyter_client_looks(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The job's kernelspec manager searches the same folders as jupyter_client's default
+    (which imports IPython to find the IPython folder); a kernel there is found."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from jupyter_mlws.jobs.nbrun import choose_kernel, kernel_specs
+
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    assert kernel_specs().kernel_dirs == KernelSpecManager().kernel_dirs
+    spec = tmp_path / "ipython" / "kernels" / "mine"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps(
+        {"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+         "display_name": "Mine", "language": "python"}))
+    assert choose_kernel({"metadata": {"kernelspec": {"name": "mine"}}}) == ("mine", None)
+    kernel, note = choose_kernel({"metadata": {"kernelspec": {"name": "elsewhere"}}})
+    assert kernel == "python3" and note and "'elsewhere' is not in this environment" in note
