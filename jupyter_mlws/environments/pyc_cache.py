@@ -266,13 +266,15 @@ def _py_files(site: Path) -> Iterator[str]:
 
 
 def _compile(py: Path, targets: list[str], tmp: Path, final: Path, *, files: bool = False) -> None:
-    """Run compileall on ``targets`` (checked-hash, the paths as they will be at ``final``).
+    """Run compileall on ``targets`` (checked-hash, the paths as they will be at ``final``;
+    forced: ``python -m venv`` leaves timestamp bytecode of pip and setuptools, which would
+    not hold in another venv).
     Folders: one run on every core (``-j 0``). Files: compileall compiles a list (``-i``) one
     file after the other, so the list is split by size into one run per core. Errors are
     ignored, as pip ignores them."""
     if not targets:
         return
-    cmd = [str(py), "-m", "compileall", "-q", "-x", COMPILE_SKIP, "-s", str(tmp),
+    cmd = [str(py), "-m", "compileall", "-q", "-f", "-x", COMPILE_SKIP, "-s", str(tmp),
            "-p", str(final), "--invalidation-mode", _MODE]
     if not files:
         subprocess.run([*cmd, "-j", "0", *targets], stdout=subprocess.DEVNULL,
