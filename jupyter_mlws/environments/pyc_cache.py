@@ -182,6 +182,7 @@ def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
         _compile(py, [str(s) for s in sites], tmp, final)  # no tag: compile as a folder
         return summary
     magic, cache_tag, opt = parts
+    read = read and os.open in os.supports_dir_fd  # reads follow no link (see _read)
     tag = f"{magic}-{opt}"
     skip = re.compile(COMPILE_SKIP)
     for site in sites:

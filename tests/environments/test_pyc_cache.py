@@ -16,6 +16,7 @@ import pytest
 from jupyter_mlws import Workspace
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.environments.dockerfile import COMPILE_SKIP
+from jupyter_mlws.environments.pyc_cache import compile_venv
 from jupyter_mlws.environments.uv_tool import find_uv
 from jupyter_mlws.environments.venv_builder import VenvMaterializer, venv_python
 
@@ -232,3 +233,24 @@ def test_clearing_the_wheelhouse_clears_the_bytecode_cache(ws: Workspace) -> Non
     ws.environments.build("pyc-clear", builder="venv", log=lines.append)
     (line,) = [m for m in map(_LINE.match, lines) if m]
     assert line[1] == "0" and int(line[2]) >= 3  # nothing left to take: compiled again
+
+
+def test_a_package_whose_record_has_no_hash_is_compiled_not_kept(tmp_path: Path) -> None:
+    m = _builder(tmp_path)
+    spec = EnvironmentSpec(name="pyc-nohash", pip_requirements=PACKAGES)
+    path, _lines, (_hits, compiled) = _build(m, spec)
+    site = _site(path)
+    (record,) = site.glob("six-*.dist-info/RECORD")
+    rows = [",".join([row.split(",")[0], "", ""]) if row.startswith("six.py,") else row
+            for row in record.read_text().splitlines()]
+    record.write_text("\n".join(rows) + "\n")  # as an installer that recorded no hash
+    for pyc in site.rglob("*.pyc"):
+        if not re.search(COMPILE_SKIP, str(pyc)):
+            pyc.unlink()
+    entries = set(_entries(m).values())
+
+    done = compile_venv(venv_python(path), path, path, m.wheelhouse.bytecode)
+    assert [name.split("-")[0] for name in done.compiled] == ["six"]
+    assert len(done.cached) == compiled - 1
+    assert set(_entries(m).values()) == entries  # nothing kept for it
+    assert (site / "__pycache__").is_dir() and _import_writes(path) == []
