@@ -97,24 +97,27 @@ class BytecodeCache:
         when there is no entry. :class:`_Damaged` when it cannot be used (nothing is left
         copied then)."""
         copied: list[str] = []
+        made: set[str] = set()
         try:
-            with _open_dir(self.root, [tag, key[:2], key]) as fd:
-                if fd is None:
+            with _open_tree(self.root, f"{tag}/{key[:2]}/{key}") as tree:
+                if tree is None:
                     return None
-                manifest = json.loads(_read(fd, MANIFEST, _MAX_MANIFEST))
+                manifest = json.loads(tree.read(MANIFEST, _MAX_MANIFEST))
                 if not isinstance(manifest, dict) or manifest.get("key") != key or \
                         not isinstance(manifest.get("files"), dict):
                     raise _Damaged("its manifest does not describe it")
                 for rel, sha in sorted(manifest["files"].items()):
                     if rel not in allowed:
                         raise _Damaged(f"{rel} is not bytecode of the package")
-                    data = _read(fd, rel)
+                    data = tree.read(rel)
                     if hashlib.sha256(data).hexdigest() != sha:
                         raise _Damaged(f"the sha256 of {rel} changed")
-                    dest = site / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    dest.unlink(missing_ok=True)
-                    dest.write_bytes(data)
+                    dest = os.path.join(site, rel)
+                    folder = os.path.dirname(dest)
+                    if folder not in made:
+                        os.makedirs(folder, exist_ok=True)
+                        made.add(folder)
+                    _write(dest, data)
                     copied.append(rel)
         except (OSError, ValueError, _Damaged) as exc:
             for rel in copied:
@@ -227,12 +230,12 @@ def _distributions(site: Path, skip: re.Pattern[str], tag: str, cache_tag: str,
             ).encode()).hexdigest()
             dist.key = digest
         for rel in dist.sources:
-            if owners[rel] == 1 and not skip.search(str(site / rel)) and \
-                    (site / rel).is_file():
+            full = os.path.join(site, rel)
+            if owners[rel] == 1 and not skip.search(full) and os.path.isfile(full):
                 head, name = posixpath.split(rel)
                 dist.pycs[posixpath.join(head, "__pycache__", name[:-3] + suffix)] = rel
     loose = [rel for rel in _py_files(site) if owners.get(rel, 0) != 1
-             and not skip.search(str(site / rel))]
+             and not skip.search(os.path.join(site, rel))]
     return dists, loose
 
 
@@ -258,12 +261,13 @@ def _record_sources(record: Path) -> dict[str, str]:
 def _py_files(site: Path) -> Iterator[str]:
     """Every ``.py`` file under ``site`` (relative paths; symlinked folders not entered, as
     compileall does)."""
+    base = len(str(site)) + 1
     for dirpath, dirs, names in os.walk(site):
         dirs[:] = [d for d in dirs if d != "__pycache__"]
-        rel_dir = os.path.relpath(dirpath, site)
+        rel_dir = dirpath[base:].replace(os.sep, "/")
         for name in names:
             if name.endswith(".py") and "\n" not in name:
-                yield posixpath.normpath(posixpath.join(rel_dir.replace(os.sep, "/"), name))
+                yield f"{rel_dir}/{name}" if rel_dir else name
 
 
 def _compile(py: Path, targets: list[str], tmp: Path, final: Path, *, files: bool = False) -> None:
@@ -307,54 +311,92 @@ def _size(path: str) -> int:
         return 0
 
 
+class _Tree:
+    """Reads files under a folder (a descriptor) without following a symbolic link below it;
+    each folder is opened once."""
+
+    def __init__(self, fd: int) -> None:
+        self._dirs = {"": fd}
+
+    def folder(self, rel: str) -> int:
+        fd = self._dirs.get(rel)
+        if fd is None:
+            head, name = posixpath.split(rel)
+            if name in ("", ".", ".."):
+                raise _Damaged(f"{rel} is not a plain relative path")
+            parent = self.folder(head)
+            try:
+                fd = os.open(name, os.O_RDONLY | _DIR | _NOFOLLOW, dir_fd=parent)
+            except OSError as exc:
+                raise _Damaged(f"{rel} is not a folder ({exc.strerror})") from exc
+            self._dirs[rel] = fd
+        return fd
+
+    def read(self, rel: str, limit: int = 1 << 30) -> bytes:
+        """The bytes of the regular file ``rel``."""
+        head, name = posixpath.split(rel)
+        if name in ("", ".", ".."):
+            raise _Damaged(f"{rel} is not a plain relative path")
+        try:
+            fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=self.folder(head))
+        except OSError as exc:
+            raise _Damaged(f"{rel} cannot be read without following a link "
+                           f"({exc.strerror})") from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                raise _Damaged(f"{rel} is not a regular file")
+            chunks = []
+            while chunk := os.read(fd, max(info.st_size, 1 << 16)):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+
 @contextlib.contextmanager
-def _open_dir(root: Path, parts: list[str]) -> Iterator[int | None]:
-    """A descriptor of ``root/parts...`` reached without following a symbolic link below
-    ``root`` (``None`` when it does not exist); :class:`_Damaged` when a part is a link."""
+def _open_tree(root: Path, rel: str) -> Iterator[_Tree | None]:
+    """The folder ``root/rel`` reached without following a link below ``root`` (``None``
+    when it does not exist); :class:`_Damaged` when a part of ``rel`` is a link."""
     try:
         fd = os.open(root, os.O_RDONLY | _DIR)
     except FileNotFoundError:
         yield None
         return
+    tree = _Tree(fd)
     try:
-        for part in parts:
-            try:
-                nxt = os.open(part, os.O_RDONLY | _DIR | _NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                nxt = -1
-            except OSError as exc:
-                raise _Damaged(f"{part} is not a folder ({exc.strerror})") from exc
-            os.close(fd)
-            fd = nxt
-            if fd < 0:
-                break
-        yield fd if fd >= 0 else None
+        try:
+            entry = _Tree(os.dup(tree.folder(rel)))
+        except _Damaged as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                yield None
+                return
+            raise
+        try:
+            yield entry
+        finally:
+            entry.close()
     finally:
-        if fd >= 0:
-            os.close(fd)
+        tree.close()
 
 
-def _read(dir_fd: int, rel: str, limit: int = 1 << 30) -> bytes:
-    """The bytes of the regular file ``rel`` under ``dir_fd``, following no symbolic link."""
-    parts = rel.split("/")
-    if any(p in ("", ".", "..") for p in parts):
-        raise _Damaged(f"{rel} is not a plain relative path")
-    fds: list[int] = []
+def _write(path: str, data: bytes) -> None:
+    """Write ``data`` as a new file ``path``: what was there is unlinked, never written through
+    (an installer may have linked it from its own cache)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
     try:
-        fd = dir_fd
-        for part in parts[:-1]:
-            fd = os.open(part, os.O_RDONLY | _DIR | _NOFOLLOW, dir_fd=fd)
-            fds.append(fd)
-        fd = os.open(parts[-1], os.O_RDONLY | _NOFOLLOW, dir_fd=fd)
-        fds.append(fd)
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
-            raise _Damaged(f"{rel} is not a regular file")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            return f.read()
-    except OSError as exc:
-        raise _Damaged(f"{rel} cannot be read without following a link ({exc.strerror})") \
-            from exc
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        fd = os.open(path, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
     finally:
-        for opened in fds:
-            os.close(opened)
+        os.close(fd)
