@@ -185,7 +185,7 @@ def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
         _compile(py, [str(s) for s in sites], tmp, final)  # no tag: compile as a folder
         return summary
     magic, cache_tag, opt = parts
-    read = read and os.open in os.supports_dir_fd  # reads follow no link (see _read)
+    read = read and os.open in os.supports_dir_fd  # reads follow no link (see _Tree)
     tag = f"{magic}-{opt}"
     skip = re.compile(COMPILE_SKIP)
     for site in sites:
@@ -287,18 +287,19 @@ def _compile(py: Path, targets: list[str], tmp: Path, final: Path, *, files: boo
         return
     runs = max(1, min(os.cpu_count() or 1, len(targets) // 16))
     shares: list[list[str]] = [[] for _ in range(runs)]
-    sizes = [0] * runs
-    for path in sorted(targets, key=_size, reverse=True):  # the largest to the lightest share
-        i = sizes.index(min(sizes))
+    loads = [0] * runs
+    for size, path in sorted(((_size(p), p) for p in targets), reverse=True):
+        i = loads.index(min(loads))  # the largest file to the lightest share
         shares[i].append(path)
-        sizes[i] += _size(path)
+        loads[i] += size
     procs = [subprocess.Popen([*cmd, "-i", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, text=True) for _ in shares]
+                              stderr=subprocess.DEVNULL) for _ in shares]
     try:
         for proc, share in zip(procs, shares):
             assert proc.stdin is not None
-            proc.stdin.write("\n".join(share) + "\n")
-            proc.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # a run that died: errors are ignored
+                proc.stdin.write(("\n".join(share) + "\n").encode("utf-8", "surrogateescape"))
+                proc.stdin.close()
     finally:
         for proc in procs:
             proc.wait()
