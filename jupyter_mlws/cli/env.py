@@ -201,7 +201,7 @@ def env_images(workspace_path: str | None, output: str) -> None:
 @click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
 @click.option("--wheels", is_flag=True,
               help="Also empty the wheelhouse (the package files kept so rebuilds from a lock "
-              "need no index; later builds download them again).")
+              "need no index, and their bytecode; later builds download and compile again).")
 @WORKSPACE
 def env_prune(dry_run: bool, wheels: bool, workspace_path: str | None) -> None:
     """Remove images no registered, non-archived environment version uses, here or in another
@@ -214,7 +214,8 @@ def env_prune(dry_run: bool, wheels: bool, workspace_path: str | None) -> None:
     click.echo(f"{verb} {len(removed)} image(s).")
     if wheels:
         files, size = envs.clear_wheelhouse(dry_run=dry_run)
-        click.echo(f"{verb} {files} file(s) ({human_size(size)}) from the wheelhouse.")
+        click.echo(f"{verb} {files} file(s) ({human_size(size)}) from the wheelhouse "
+                   "(bytecode cache included).")
 
 
 @env_group.command("lock")

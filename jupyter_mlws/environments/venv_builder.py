@@ -37,7 +37,7 @@ from jupyter_mlws.environments.builds import (
     tail,
     utc_now,
 )
-from jupyter_mlws.environments.dockerfile import COMPILE_SKIP, python_version_of
+from jupyter_mlws.environments.dockerfile import python_version_of
 from jupyter_mlws.environments.image_map import fallback_allowed, map_image
 from jupyter_mlws.environments.locks import (
     lock_failure,
@@ -46,6 +46,7 @@ from jupyter_mlws.environments.locks import (
     render_lock,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
+from jupyter_mlws.environments.pyc_cache import compile_venv
 from jupyter_mlws.environments.uv_tool import (
     BUILD_TOOL_ENV,
     compiled_lock_lines,
@@ -371,8 +372,11 @@ class VenvMaterializer:
             lock_lines = []
         elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
             lock_lines = [ln for ln in freeze if "==" in ln]
-        if packages:
-            _compile(py, tmp, final)
+        if packages:  # the bytecode: from the cache, else compiled (and kept)
+            done = compile_venv(py, tmp, final, self.wheelhouse.bytecode, read=not no_cache)
+            for line in [*done.notes, done.line]:
+                lines.append(line)
+                log(line)
         _relocate(tmp, final)
         version = subprocess.run(
             [str(py), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
@@ -439,7 +443,7 @@ class VenvMaterializer:
         self.wheelhouse.dropped.clear()
         if kept is not None:
             with self.wheelhouse.links(kept) as folder:
-                # --no-compile: pip compiles file by file; _compile does it on every core
+                # --no-compile: pip compiles file by file; compile_venv does it on every core
                 self._run([*pip, "install", *flags, "--no-index", "--find-links", str(folder),
                            "--no-compile", "-r", str(req)],
                           "pip install (from the wheelhouse, no index)", lines, log)
@@ -533,17 +537,6 @@ class VenvMaterializer:
             (path / MARKER).unlink(missing_ok=True)  # unfinished first, then gone
             shutil.rmtree(path, ignore_errors=True)
             return True
-
-
-def _compile(py: Path, tmp: Path, final: Path) -> None:
-    """Byte-compile the installed packages once, on every core, as they will be found at
-    ``final`` (the paths in tracebacks). Every later process imports them from their ``.pyc``
-    and none writes into the cached venv (Python writes missing bytecode next to the module it
-    imports, and a job runs on this venv's files). Errors are ignored, as pip ignores them."""
-    for site in sorted((tmp / "lib").glob("python3*/site-packages")):
-        subprocess.run([str(py), "-m", "compileall", "-q", "-j", "0", "-x", COMPILE_SKIP,
-                        "-s", str(tmp), "-p", str(final), str(site)],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 def _relocate(tmp: Path, final: Path) -> None:

@@ -9,7 +9,8 @@ pip checks the hashes again when it installs (``--require-hashes``).
 A rebuild uses it only when *every* line of the lock has a hash whose file is here: the files
 are linked into a temporary folder that pip reads with ``--no-index --find-links``. Otherwise
 the build downloads (``pip download``), installs from what it downloaded, and keeps the files.
-``mlws env prune --wheels`` (or ``mlws gc``) empties it.
+``<cache>/wheels/pyc/`` holds the bytecode cache of the venv builds (:mod:`.pyc_cache`);
+``mlws env prune --wheels`` (or ``mlws gc``) empties both.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+
+from jupyter_mlws.environments.pyc_cache import BytecodeCache
 
 __all__ = ["Wheelhouse", "lock_hashes"]
 
@@ -56,6 +59,8 @@ class Wheelhouse:
         self.root = Path(root)
         #: Names of files :meth:`files_for` dropped because their bytes had changed.
         self.dropped: list[str] = []
+        #: The packages' bytecode, kept beside the files (counted and cleared with them).
+        self.bytecode = BytecodeCache(self.root / "pyc")
 
     def path_of(self, sha256: str) -> Path | None:
         """The kept file with this sha256, else ``None``."""
@@ -130,7 +135,7 @@ class Wheelhouse:
         return out
 
     def size(self) -> tuple[int, int]:
-        """``(files, bytes)`` kept."""
+        """``(files, bytes)`` kept, the bytecode cache included."""
         count = total = 0
         if self.root.is_dir():
             for dirpath, _dirs, names in os.walk(self.root):
@@ -141,7 +146,7 @@ class Wheelhouse:
         return count, total
 
     def clear(self) -> tuple[int, int]:
-        """Remove every kept file; ``(files, bytes)`` removed."""
+        """Remove every kept file and the bytecode cache; ``(files, bytes)`` removed."""
         found = self.size()
         shutil.rmtree(self.root, ignore_errors=True)
         return found

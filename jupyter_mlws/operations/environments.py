@@ -500,7 +500,8 @@ class EnvironmentOperations(AssetOperations[EnvironmentSpec, Environment]):
 
     def clear_wheelhouse(self, *, dry_run: bool = False) -> tuple[int, int]:
         """Empty the wheelhouse (package files kept by sha256 for rebuilds from locks, see
-        :mod:`jupyter_mlws.environments.wheelhouse`); ``(files, bytes)`` removed."""
+        :mod:`jupyter_mlws.environments.wheelhouse`, and their bytecode cache, see
+        :mod:`jupyter_mlws.environments.pyc_cache`); ``(files, bytes)`` removed."""
         house = self.builder("venv").wheelhouse  # type: ignore[attr-defined]
         return house.size() if dry_run else house.clear()
 

@@ -1,0 +1,403 @@
+"""The bytecode cache: the ``.pyc`` files of each installed distribution, kept by content, so a
+venv rebuilt from a lock copies its bytecode instead of compiling it again.
+
+Key of a distribution: sha256 over the sorted entries of its ``RECORD`` for the ``.py`` files
+inside ``site-packages`` (path and the installer's recorded hash), the bytecode magic number of
+the venv's interpreter, its optimization level, the invalidation mode and the skipped paths
+(:data:`~.dockerfile.COMPILE_SKIP`). It is the same whichever installer (pip or uv) wrote the
+``RECORD`` and wherever the wheel came from. A distribution with a ``.py`` file the ``RECORD``
+gives no hash for is not kept (it is compiled in every build).
+
+The bytecode is *checked-hash* (PEP 552): it does not depend on the files' mtimes (installers
+set their own), and Python checks it against the source on import. The file name recorded in
+the code objects is that of the venv it was compiled for; importlib replaces it by the real
+source path when it loads the module, so tracebacks name the venv they run in.
+
+Layout: ``<wheelhouse>/pyc/<magic hex>-<opt>/<key[:2]>/<key>/`` holding the ``.pyc`` files at
+their ``site-packages``-relative paths and ``manifest.json`` (the sha256 of each). An entry is
+written in a temporary sibling and renamed into place (concurrent builders: the first rename
+wins). Reading never follows a symbolic link, verifies each file's sha256 as it copies it, and
+copies (never links: a job may write into its venv's files in place); an entry that fails is
+dropped and the distribution compiled again. ``mlws env prune --wheels`` empties it with the
+wheelhouse.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import json
+import os
+import posixpath
+import re
+import shutil
+import stat
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from jupyter_mlws.environments.dockerfile import COMPILE_SKIP
+
+__all__ = ["BytecodeCache", "BytecodeSummary", "compile_venv"]
+
+MANIFEST = "manifest.json"
+_FORMAT = 1
+_MODE = "checked-hash"
+_TMP = ".tmp-"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR = getattr(os, "O_DIRECTORY", 0)
+_MAX_MANIFEST = 64 << 20
+_QUERY = ("import importlib.util as u, sys; "
+          "print(u.MAGIC_NUMBER.hex(), sys.implementation.cache_tag, sys.flags.optimize)")
+
+
+class _Damaged(Exception):
+    """A cache entry that cannot be used as it is."""
+
+
+@dataclass
+class _Dist:
+    """One installed distribution: its ``.py`` files (``site-packages``-relative) and key."""
+
+    name: str
+    sources: dict[str, str]  # relative path -> hash recorded in RECORD ("" when none)
+    key: str | None = None
+    pycs: dict[str, str] = field(default_factory=dict)  # pyc relative path -> source path
+
+
+@dataclass
+class BytecodeSummary:
+    """What :func:`compile_venv` did: distributions copied from the cache and compiled."""
+
+    cached: list[str] = field(default_factory=list)
+    compiled: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def line(self) -> str:
+        return (f"bytecode: {len(self.cached)} packages from the cache, "
+                f"{len(self.compiled)} compiled")
+
+
+class BytecodeCache:
+    """Bytecode entries under ``root`` (``<wheelhouse>/pyc``)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def entry(self, tag: str, key: str) -> Path:
+        """Where the entry ``key`` lives (``tag``: ``<magic hex>-<opt>``)."""
+        return self.root / tag / key[:2] / key
+
+    def fetch(self, tag: str, key: str, allowed: set[str], site: Path) -> list[str] | None:
+        """Copy the entry's ``.pyc`` files into ``site``; their relative paths, or ``None``
+        when there is no entry. :class:`_Damaged` when it cannot be used (nothing is left
+        copied then)."""
+        copied: list[str] = []
+        made: set[str] = set()
+        try:
+            with _open_tree(self.root, f"{tag}/{key[:2]}/{key}") as tree:
+                if tree is None:
+                    return None
+                manifest = json.loads(tree.read(MANIFEST, _MAX_MANIFEST))
+                if not isinstance(manifest, dict) or manifest.get("key") != key or \
+                        not isinstance(manifest.get("files"), dict):
+                    raise _Damaged("its manifest does not describe it")
+                for rel, sha in sorted(manifest["files"].items()):
+                    if rel not in allowed:
+                        raise _Damaged(f"{rel} is not bytecode of the package")
+                    data = tree.read(rel)
+                    if hashlib.sha256(data).hexdigest() != sha:
+                        raise _Damaged(f"the sha256 of {rel} changed")
+                    dest = os.path.join(site, rel)
+                    folder = os.path.dirname(dest)
+                    if folder not in made:
+                        os.makedirs(folder, exist_ok=True)
+                        made.add(folder)
+                    _write(dest, data)
+                    copied.append(rel)
+        except (OSError, ValueError, _Damaged) as exc:
+            for rel in copied:
+                with contextlib.suppress(OSError):
+                    (site / rel).unlink()
+            if isinstance(exc, _Damaged):
+                raise
+            raise _Damaged(str(exc)) from exc
+        return copied
+
+    def drop(self, tag: str, key: str) -> None:
+        """Remove an entry (renamed aside first, so no reader finds half of it)."""
+        entry = self.entry(tag, key)
+        aside = entry.with_name(f"{_TMP}drop-{key}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(entry, aside)
+        except OSError:
+            return
+        if aside.is_symlink() or not aside.is_dir():
+            aside.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+
+    def store(self, tag: str, key: str, site: Path, pycs: list[str]) -> bool:
+        """Keep the ``.pyc`` files ``pycs`` (relative to ``site``) as the entry ``key``;
+        whether it was written (an entry already there is kept)."""
+        entry = self.entry(tag, key)
+        if entry.exists() or entry.is_symlink():
+            return False
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        if any(p.is_symlink() for p in (entry.parent, entry.parent.parent)):
+            return False
+        tmp = entry.with_name(f"{_TMP}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        try:
+            files = {}
+            for rel in pycs:
+                source = site / rel
+                if source.is_symlink() or not source.is_file():
+                    continue
+                data = source.read_bytes()
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+                files[rel] = hashlib.sha256(data).hexdigest()
+            (tmp / MANIFEST).write_text(json.dumps({"format": _FORMAT, "key": key,
+                                                    "files": files}), encoding="utf-8")
+            os.rename(tmp, entry)  # atomic; fails when another builder was first
+            return True
+        except OSError:
+            return False
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
+                 read: bool = True) -> BytecodeSummary:
+    """Byte-compile the packages installed in the venv at ``tmp`` (to live at ``final``: the
+    paths its code objects name), taking what the cache holds (unless not ``read``) and keeping
+    what it compiles. The summary has the notes (damaged entries dropped) and the log line."""
+    summary = BytecodeSummary()
+    sites = sorted((tmp / "lib").glob("python3*/site-packages"))
+    query = subprocess.run([str(py), "-c", _QUERY], capture_output=True, text=True, check=False)
+    parts = query.stdout.split()
+    if query.returncode != 0 or len(parts) != 3 or parts[1] == "None":
+        _compile(py, [str(s) for s in sites], tmp, final)  # no tag: compile as a folder
+        return summary
+    magic, cache_tag, opt = parts
+    read = read and os.open in os.supports_dir_fd  # reads follow no link (see _Tree)
+    tag = f"{magic}-{opt}"
+    skip = re.compile(COMPILE_SKIP)
+    for site in sites:
+        dists, loose = _distributions(site, skip, tag, cache_tag, int(opt))
+        todo: list[str] = list(loose)
+        for dist in dists:
+            if dist.key is not None and read:
+                try:
+                    if cache.fetch(tag, dist.key, set(dist.pycs), site) is not None:
+                        summary.cached.append(dist.name)
+                        continue
+                except _Damaged as exc:
+                    cache.drop(tag, dist.key)
+                    summary.notes.append(f"note: the bytecode cache entry of {dist.name} was "
+                                         f"damaged ({exc}); removed, it is compiled again")
+            summary.compiled.append(dist.name)
+            todo += dist.pycs.values()
+        _compile(py, [str(site / rel) for rel in sorted(set(todo))], tmp, final, files=True)
+        for dist in dists:
+            if dist.key is not None and dist.name in summary.compiled:
+                cache.store(tag, dist.key, site, list(dist.pycs))
+    return summary
+
+
+def _distributions(site: Path, skip: re.Pattern[str], tag: str, cache_tag: str,
+                   opt: int) -> tuple[list[_Dist], list[str]]:
+    """The distributions of ``site`` that have ``.py`` files (keyed when every one has a
+    recorded hash), and the ``.py`` files to compile that no single ``RECORD`` owns."""
+    dists = []
+    owners: dict[str, int] = {}
+    for record in sorted(site.glob("*.dist-info/RECORD")):
+        sources = _record_sources(record)
+        if sources:
+            dists.append(_Dist(record.parent.name.removesuffix(".dist-info"), sources))
+            for rel in sources:
+                owners[rel] = owners.get(rel, 0) + 1
+    suffix = f".{cache_tag}" + (f".opt-{opt}" if opt else "") + ".pyc"
+    for dist in dists:
+        if all(dist.sources.values()):
+            digest = hashlib.sha256(json.dumps(
+                [_FORMAT, tag, cache_tag, _MODE, skip.pattern, sorted(dist.sources.items())]
+            ).encode()).hexdigest()
+            dist.key = digest
+        for rel in dist.sources:
+            full = os.path.join(site, rel)
+            if owners[rel] == 1 and not skip.search(full) and os.path.isfile(full):
+                head, name = posixpath.split(rel)
+                dist.pycs[posixpath.join(head, "__pycache__", name[:-3] + suffix)] = rel
+    loose = [rel for rel in _py_files(site) if owners.get(rel, 0) != 1
+             and not skip.search(os.path.join(site, rel))]
+    return dists, loose
+
+
+def _record_sources(record: Path) -> dict[str, str]:
+    """``{path: recorded hash}`` of the ``.py`` files a ``RECORD`` lists inside its
+    ``site-packages`` (``""`` for a file it gives no hash)."""
+    out = {}
+    try:
+        with open(record, encoding="utf-8", newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+    for row in rows:
+        if not row or not row[0].endswith(".py"):
+            continue
+        rel = posixpath.normpath(row[0].replace("\\", "/"))
+        if rel.startswith(("/", "../")) or rel == ".." or "\n" in rel:
+            continue
+        out[rel] = row[1] if len(row) > 1 else ""
+    return out
+
+
+def _py_files(site: Path) -> Iterator[str]:
+    """Every ``.py`` file under ``site`` (relative paths; symlinked folders not entered, as
+    compileall does)."""
+    base = len(str(site)) + 1
+    for dirpath, dirs, names in os.walk(site):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        rel_dir = dirpath[base:].replace(os.sep, "/")
+        for name in names:
+            if name.endswith(".py") and "\n" not in name:
+                yield f"{rel_dir}/{name}" if rel_dir else name
+
+
+def _compile(py: Path, targets: list[str], tmp: Path, final: Path, *, files: bool = False) -> None:
+    """Run compileall on ``targets`` (checked-hash, the paths as they will be at ``final``;
+    forced: ``python -m venv`` leaves timestamp bytecode of pip and setuptools, which would
+    not hold in another venv).
+    Folders: one run on every core (``-j 0``). Files: compileall compiles a list (``-i``) one
+    file after the other, so the list is split by size into one run per core. Errors are
+    ignored, as pip ignores them."""
+    if not targets:
+        return
+    cmd = [str(py), "-m", "compileall", "-q", "-f", "-x", COMPILE_SKIP, "-s", str(tmp),
+           "-p", str(final), "--invalidation-mode", _MODE]
+    if not files:
+        subprocess.run([*cmd, "-j", "0", *targets], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
+        return
+    runs = max(1, min(os.cpu_count() or 1, len(targets) // 16))
+    shares: list[list[str]] = [[] for _ in range(runs)]
+    loads = [0] * runs
+    for size, path in sorted(((_size(p), p) for p in targets), reverse=True):
+        i = loads.index(min(loads))  # the largest file to the lightest share
+        shares[i].append(path)
+        loads[i] += size
+    procs = [subprocess.Popen([*cmd, "-i", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for _ in shares]
+    try:
+        for proc, share in zip(procs, shares):
+            assert proc.stdin is not None
+            with contextlib.suppress(BrokenPipeError):  # a run that died: errors are ignored
+                proc.stdin.write(("\n".join(share) + "\n").encode("utf-8", "surrogateescape"))
+                proc.stdin.close()
+    finally:
+        for proc in procs:
+            proc.wait()
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+class _Tree:
+    """Reads files under a folder (a descriptor) without following a symbolic link below it;
+    each folder is opened once."""
+
+    def __init__(self, fd: int) -> None:
+        self._dirs = {"": fd}
+
+    def folder(self, rel: str) -> int:
+        fd = self._dirs.get(rel)
+        if fd is None:
+            head, name = posixpath.split(rel)
+            if name in ("", ".", ".."):
+                raise _Damaged(f"{rel} is not a plain relative path")
+            parent = self.folder(head)
+            try:
+                fd = os.open(name, os.O_RDONLY | _DIR | _NOFOLLOW, dir_fd=parent)
+            except OSError as exc:
+                raise _Damaged(f"{rel} is not a folder ({exc.strerror})") from exc
+            self._dirs[rel] = fd
+        return fd
+
+    def read(self, rel: str, limit: int = 1 << 30) -> bytes:
+        """The bytes of the regular file ``rel``."""
+        head, name = posixpath.split(rel)
+        if name in ("", ".", ".."):
+            raise _Damaged(f"{rel} is not a plain relative path")
+        try:
+            fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=self.folder(head))
+        except OSError as exc:
+            raise _Damaged(f"{rel} cannot be read without following a link "
+                           f"({exc.strerror})") from exc
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+                raise _Damaged(f"{rel} is not a regular file")
+            chunks = []
+            while chunk := os.read(fd, max(info.st_size, 1 << 16)):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+
+@contextlib.contextmanager
+def _open_tree(root: Path, rel: str) -> Iterator[_Tree | None]:
+    """The folder ``root/rel`` reached without following a link below ``root`` (``None``
+    when it does not exist); :class:`_Damaged` when a part of ``rel`` is a link."""
+    try:
+        fd = os.open(root, os.O_RDONLY | _DIR)
+    except FileNotFoundError:
+        yield None
+        return
+    tree = _Tree(fd)
+    try:
+        try:
+            entry = _Tree(os.dup(tree.folder(rel)))
+        except _Damaged as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):
+                yield None
+                return
+            raise
+        try:
+            yield entry
+        finally:
+            entry.close()
+    finally:
+        tree.close()
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write ``data`` as a new file ``path``: what was there is unlinked, never written through
+    (an installer may have linked it from its own cache)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o644)
+    except FileExistsError:
+        os.unlink(path)
+        fd = os.open(path, flags, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
