@@ -27,6 +27,7 @@ from urllib.parse import unquote
 from filelock import Timeout
 
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
+from jupyter_mlws.environments import wheel_install
 from jupyter_mlws.environments.build_plan import BuildPlan, check_index, plan_build
 from jupyter_mlws.environments.builds import (
     BuilderName,
@@ -345,21 +346,27 @@ class VenvMaterializer:
         packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
         lock_lines: list[str] | None = None
+        info: dict[str, Any] | None = None
         if self.uv:
             create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
-        else:
-            create = [uv_python or self.python, "-m", "venv", str(tmp)]
-        # PIP_NO_COMPILE: ensurepip's pip install of pip skips byte-compiling pip (most of the
-        # time `python -m venv` takes); pip's modules compile on first use instead
-        self._run(create, "create the venv", lines, log, extra_env={"PIP_NO_COMPILE": "1"})
+        else:  # pip's own wheels are unpacked below (see wheel_install)
+            create = [uv_python or self.python, "-m", "venv", "--without-pip", str(tmp)]
+        self._run(create, "create the venv", lines, log)
         if self.uv:  # pip alone in the venv, as `python -m venv` gives it (jobs run `pip ...`);
             # not `uv venv --seed`, whose setuptools and wheel (and wheel's packaging) would land
             # in the environment's lock
             self._run([self.uv, "pip", "install", "-q", "--python", str(py), "pip"],
                       "add pip", lines, log, keep=False)
+        else:
+            info = wheel_install.describe(py)
+            bundled = wheel_install.bundled_wheels(info) if info else []
+            if info and bundled:
+                wheel_install.unpack_wheels(info, tmp, bundled)
+            else:  # (an interpreter without its bundled wheels: ensurepip says why)
+                self._run([str(py), "-m", "ensurepip"], "add pip", lines, log, keep=False)
         if packages:
             lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
-                                       locked=locked)
+                                       locked=locked, info=info)
         freeze_cmd = (
             [self.uv, "pip", "freeze", "--quiet", "--python", str(py)]
             if self.uv
@@ -398,7 +405,8 @@ class VenvMaterializer:
         )
 
     def _install(self, packages: list[str], tmp: Path, py: Path, lines: list[str], log: Log,
-                 *, no_cache: bool, locked: bool) -> list[str] | None:
+                 *, no_cache: bool, locked: bool,
+                 info: dict[str, Any] | None = None) -> list[str] | None:
         """Install ``packages`` into the venv at ``tmp``; the lock lines of what it installed.
 
         Not ``locked``: with uv, ``uv pip compile --generate-hashes`` resolves first and that
@@ -409,7 +417,7 @@ class VenvMaterializer:
         req.write_text("\n".join(packages) + "\n", encoding="utf-8")
         if not self.uv:
             return self._pip_install(packages, req, py, lines, log, no_cache=no_cache,
-                                     locked=locked)
+                                     locked=locked, info=info)
         lock_lines: list[str] | None = None
         if not locked:
             compiled = self._run(
@@ -427,8 +435,10 @@ class VenvMaterializer:
         return lock_lines
 
     def _pip_install(self, packages: list[str], req: Path, py: Path, lines: list[str],
-                     log: Log, *, no_cache: bool, locked: bool) -> list[str] | None:
-        """pip: a lock whose every file is in the wheelhouse installs from it with no index;
+                     log: Log, *, no_cache: bool, locked: bool,
+                     info: dict[str, Any] | None = None) -> list[str] | None:
+        """pip: a lock whose every file is in the wheelhouse installs from it with no index
+        (unpacked without pip when this interpreter takes every wheel: :mod:`.wheel_install`);
         otherwise ``pip download`` fetches the files (resolving, unless ``locked``), pip
         installs from them (``--report`` gives the lock) and the wheelhouse keeps them."""
         pip = [str(py), "-m", "pip"]
@@ -441,6 +451,12 @@ class VenvMaterializer:
             log(f"note: the wheelhouse copy of {name} was damaged (its sha256 changed); "
                 "removed, the file is downloaded again")
         self.wheelhouse.dropped.clear()
+        if kept is not None and info is not None and wheel_install.runnable_here(info, kept):
+            lines.append(f"==> [mlws venv] unpack the lock's {len(kept)} wheel(s) from the "
+                         "wheelhouse (checked by sha256; no index)")
+            log(lines[-1])
+            wheel_install.unpack_wheels(info, req.parent, kept)
+            return None
         if kept is not None:
             with self.wheelhouse.links(kept) as folder:
                 # --no-compile: pip compiles file by file; compile_venv does it on every core
