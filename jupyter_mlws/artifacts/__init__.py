@@ -39,7 +39,7 @@ import pathspec
 
 from jupyter_mlws.artifacts import remote_gc
 from jupyter_mlws.artifacts.backends import BlobBackend
-from jupyter_mlws.artifacts.cache import BlobCache
+from jupyter_mlws.artifacts.cache import BlobCache, file_sha256
 from jupyter_mlws.artifacts.guard import BlobGuard, PutSession
 from jupyter_mlws.artifacts.stat_cache import StatCache
 from jupyter_mlws.errors import (
@@ -200,8 +200,26 @@ class ArtifactStore:
             session = self.guard.open_session()
         try:
             yield session
+            if self.remote is not None and session.remote_since is not None:
+                remote_gc.confirm(self.remote, session.remote_since, set(session.pinned),
+                                  self._store_again)
         finally:
             session.close()
+
+    def _store_again(self, sha: str) -> bool:
+        """Upload the local copy of ``sha`` again (a collector took the remote one); whether
+        there was a copy whose bytes still hash to ``sha``."""
+        assert self.remote is not None
+        path = self.cache.hit(sha)
+        if path is None or file_sha256(path) != sha:
+            return False
+        self.remote.upload(sha, path, path.stat().st_size)
+        return True
+
+    def _remote_start(self, session: PutSession | None) -> None:
+        if session is not None and session.remote_since is None:
+            assert self.remote is not None
+            session.remote_since = remote_gc.server_now(self.remote)
 
     def referenced_by(self, records: ArtifactRecords) -> set[str]:
         """Every blob a committed record of ``records`` refers to (folders: their files too)."""
@@ -256,6 +274,7 @@ class ArtifactStore:
             if session is not None:
                 session.pin(sha)
         assert self.remote is not None
+        self._remote_start(session)
         while True:  # stored anew when a collector of another machine took it meanwhile
             reused = self.remote.exists(sha)
             if not reused:
@@ -272,6 +291,7 @@ class ArtifactStore:
             with self.guard.shared():
                 if session is not None:
                     session.pin(sha)
+            self._remote_start(session)
             return self.remote.exists(sha) and remote_gc.settle(self.remote, sha, reused=True)
         with self.guard.shared():
             if session is not None:

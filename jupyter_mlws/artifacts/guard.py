@@ -43,6 +43,9 @@ class PutSession:
     created: list[Path] = field(default_factory=list)
     pinned: set[str] = field(default_factory=set)
     pin_file: Path | None = None
+    #: The remote store's clock when this session first stored or reused a remote blob
+    #: (see :func:`jupyter_mlws.artifacts.remote_gc.confirm`).
+    remote_since: float | None = None
     _fd: int | None = None
 
     def pin(self, sha: str) -> None:

@@ -20,6 +20,14 @@ either the collector sees the fresh write or touch and keeps the blob, or the wr
 collector and checks again after it. A collector refreshes its marker while it runs and stops
 before its marker could look stale; a marker left by a collector that died is ignored once
 stale, and removed by the next one.
+
+The grace alone would not protect a registration that takes longer than it between storing a
+blob and committing its row (a large upload, a slow machine, or a collector run with a short
+``--older-than``). So each collector also leaves a record, ``gc-done/<start>-<id>``, when it
+ends, and a registration *confirms* once its row is committed (:func:`confirm`): it waits for
+running collectors, and when one started after the registration's first blob, checks that each
+of its blobs is still stored and stores again one that was taken. A collector that starts after
+the commit reads the committed row, so it never takes them.
 """
 
 from __future__ import annotations
@@ -33,11 +41,14 @@ from jupyter_mlws.artifacts.backends import BlobBackend
 from jupyter_mlws.errors import ArtifactStoreUnavailableError
 
 GC_PREFIX = "gc/"
+DONE_PREFIX = "gc-done/"
 TOUCH_PREFIX = "touch/"
 MARKER_STALE_S = 300.0
 REFRESH_S = 60.0
 WAIT_POLL_S = 0.25
 WAIT_MAX_S = 2 * MARKER_STALE_S
+#: How long a collector's ``gc-done/`` record is kept (longer than any registration runs).
+DONE_KEEP_S = 7 * 24 * 3600.0
 
 
 def touch_key(sha: str) -> str:
@@ -56,6 +67,21 @@ def collector_running(backend: BlobBackend) -> bool:
     return any(now - mtime < MARKER_STALE_S for _rel, mtime in markers)
 
 
+def server_now(backend: BlobBackend) -> float:
+    """The store's clock (a registration's start, compared with collectors' starts)."""
+    return backend.list_objects(GC_PREFIX)[1]
+
+
+def _wait_collectors(backend: BlobBackend, deadline: float) -> None:
+    while collector_running(backend):
+        if time.monotonic() > deadline:
+            raise ArtifactStoreUnavailableError(
+                f"A garbage collection of the artifact store {backend.location} has run "
+                f"for more than {WAIT_MAX_S:.0f} s; the registration waited for it.",
+                hint="Try again when `mlws workspace gc` has finished.")
+        time.sleep(WAIT_POLL_S)
+
+
 def settle(backend: BlobBackend, sha: str, *, reused: bool) -> bool:
     """After a writer found (``reused``) or uploaded a blob: touch it when reused, wait for a
     running collector; whether the blob is still stored (False: store it again)."""
@@ -65,16 +91,42 @@ def settle(backend: BlobBackend, sha: str, *, reused: bool) -> bool:
             backend.put_object(touch_key(sha), b"")
         if not collector_running(backend):
             return True
-        while collector_running(backend):
-            if time.monotonic() > deadline:
-                raise ArtifactStoreUnavailableError(
-                    f"A garbage collection of the artifact store {backend.location} has run "
-                    f"for more than {WAIT_MAX_S:.0f} s; the registration waited for it.",
-                    hint="Try again when `mlws workspace gc` has finished.")
-            time.sleep(WAIT_POLL_S)
+        _wait_collectors(backend, deadline)
         if not backend.exists(sha):
             return False
         reused = True  # touch it again: the collector may have removed the touch
+
+
+def confirm(backend: BlobBackend, since: float, shas: set[str],
+            store_again: Callable[[str], bool]) -> list[str]:
+    """After a registration committed its row (its first blob settled at ``since``, store
+    time): wait for running collectors; if one started since, check each of ``shas`` and store
+    a missing one again (``store_again(sha)``, False when it cannot). The blobs stored again;
+    :class:`ArtifactStoreUnavailableError` naming those that could not be."""
+    _wait_collectors(backend, time.monotonic() + WAIT_MAX_S)
+    done, _now = backend.list_objects(DONE_PREFIX)
+    if not any(_started(rel) >= since for rel, _mtime in done):
+        return []
+    again: list[str] = []
+    lost: list[str] = []
+    for sha in sorted(shas):
+        if backend.exists(sha):
+            continue
+        (again if store_again(sha) else lost).append(sha)
+    if lost:
+        raise ArtifactStoreUnavailableError(
+            f"A garbage collection of {backend.location} ran during this registration and "
+            f"removed {len(lost)} of its blobs before the registration was committed, and no "
+            f"local copy is left to store them again (first: {lost[0][:12]}).",
+            hint="Register it again from its source files; the version just recorded refers to "
+                 "missing content.")
+    return again
+
+
+def _started(rel: str) -> float:
+    """The start time in a ``gc-done/`` record's name (0 when it is not one)."""
+    head = rel[len(DONE_PREFIX):].split("-", 1)[0]
+    return int(head) / 1e9 if head.isdigit() else 0.0
 
 
 class _Run:
@@ -106,6 +158,8 @@ def _marked(backend: BlobBackend) -> Iterator[_Run]:
         yield run
     finally:
         with contextlib.suppress(ArtifactStoreUnavailableError):
+            # the record first: a registration that no longer sees the marker sees it
+            backend.put_object(f"{DONE_PREFIX}{int(run.started * 1e9):020d}-{run.key[3:]}", b"")
             backend.delete_object(run.key)
 
 
@@ -143,5 +197,9 @@ def collect(backend: BlobBackend, keep: Callable[[], set[str]], *,
         markers, now = backend.list_objects(GC_PREFIX)
         for rel, mtime in markers:  # left by collectors that died
             if rel != run.key and now - mtime >= 2 * MARKER_STALE_S:
+                backend.delete_object(rel)
+        records, now = backend.list_objects(DONE_PREFIX)
+        for rel, mtime in records:
+            if now - mtime >= DONE_KEEP_S:
                 backend.delete_object(rel)
     return removed

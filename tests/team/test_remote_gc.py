@@ -157,6 +157,57 @@ def test_a_writer_that_found_a_blob_during_a_collection_stores_it_again(
         b.close()
 
 
+def test_a_registration_slower_than_the_grace_keeps_its_blobs(
+    team: Team, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collection that runs between a registration's upload and its commit, with a grace
+    shorter than that gap, takes the blob; the registration confirms after its commit and stores
+    it again, so the version is whole on another machine."""
+    a, b = _workspaces(team, tmp_path)
+    try:
+        data = os.urandom(4096)
+        sha = hashlib.sha256(data).hexdigest()
+        uploaded, commit = threading.Event(), threading.Event()
+        create_version = a.store.create_version
+
+        def slow_commit(*args: object, **kw: object) -> object:
+            uploaded.set()
+            assert commit.wait(120)
+            return create_version(*args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(a.store, "create_version", slow_commit)
+        made: list[object] = []
+        errors: list[BaseException] = []
+
+        def register() -> None:
+            try:
+                made.append(a.models.create("slow", _file(tmp_path, data)))
+            except BaseException as exc:  # (reported by the assertion below)
+                errors.append(exc)
+
+        writer = threading.Thread(target=register)
+        writer.start()
+        assert uploaded.wait(120)
+        backend = b.artifacts.remote
+        assert backend is not None and backend.exists(sha)
+        removed: list[str] = []
+        deadline = time.monotonic() + 60  # (the server's clock counts whole seconds)
+        while sha not in removed and time.monotonic() < deadline:
+            removed += b.gc(older_than_s=0)
+            time.sleep(0.2)
+        assert sha in removed and not backend.exists(sha)  # taken: no row refers to it yet
+        commit.set()
+        writer.join(timeout=120)
+        assert not errors and len(made) == 1, errors
+        assert backend.exists(sha)  # stored again after the commit
+        got = b.models.download("slow", made[0].version, tmp_path / "got")  # type: ignore[attr-defined]
+        assert (got if got.is_file() else got / "weights.bin").read_bytes() == data
+        assert sha not in b.gc(older_than_s=0)  # referenced now: kept
+    finally:
+        a.close()
+        b.close()
+
+
 def _file(tmp_path: Path, data: bytes) -> Path:
     path = tmp_path / "weights.bin"
     path.write_bytes(data)
