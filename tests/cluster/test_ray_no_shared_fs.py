@@ -158,15 +158,21 @@ def test_command_job_with_data_input_and_model_output_through_s3(
         secret = s3_for_nodes.servers.env["AWS_SECRET_ACCESS_KEY"]
         info = ray_cluster.job(job.id)
         assert "jupyter_mlws.compute.ray.worker" in info["entrypoint"]
-        assert secret not in json.dumps(info)
-        assert secret not in logs
-        for path in a.path.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
+        _assert_absent([secret], [json.dumps(info), logs],
+                       [path for path in a.path.rglob("*") if path.is_file()])
     finally:
         stop_jobs(a, timeout=60)
         a.close()
         b.close()
+
+
+def _assert_absent(keys: list[str], texts: list[str], files: list[Path]) -> None:
+    """None of ``keys`` is in any of ``texts`` nor in the bytes of any of ``files``."""
+    for key in keys:
+        for text in texts:
+            assert key not in text
+        for path in files:
+            assert key.encode() not in path.read_bytes(), path
 
 
 def test_notebook_job_with_data_input_through_s3(
@@ -293,11 +299,8 @@ def test_store_keys_are_not_in_the_dashboard_nor_seen_by_the_job(
         shown = [json.dumps(ray_cluster.api("/api/jobs/")), json.dumps(info),
                  json.dumps(ray_cluster.api(f"/api/jobs/{job.id}/logs")), logs]
         env = s3_for_nodes.servers.env
-        for key in (env["AWS_SECRET_ACCESS_KEY"], env["AWS_ACCESS_KEY_ID"]):
-            for text in shown:
-                assert key not in text
-            for path in _ray_log_files():
-                assert key.encode() not in path.read_bytes(), path
+        _assert_absent([env["AWS_SECRET_ACCESS_KEY"], env["AWS_ACCESS_KEY_ID"]], shown,
+                       list(_ray_log_files()))
     finally:
         stop_jobs(a, timeout=60)
         a.close()
