@@ -18,12 +18,15 @@ import fcntl
 import os
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 from jupyter_mlws.agent import agent_dir
 
 OVERLAYS_DIRNAME = "overlays"
 LOCK_NAME = ".lock"
+#: A folder still without its lock after this long was left by an agent that died making it.
+UNLOCKED_STALE_S = 600.0
 
 
 def overlays_dir(workspace: str | Path) -> Path:
@@ -74,8 +77,13 @@ def sweep(workspace: str | Path) -> int:
     for root in folder.iterdir():
         if root.is_symlink() or not root.is_dir():
             continue
-        try:  # (a folder without its lock yet is being made: left alone)
+        try:
             fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:  # being made (left alone), or its maker died before the lock
+            if _older_than(root, UNLOCKED_STALE_S):
+                shutil.rmtree(root, ignore_errors=True)
+                removed += 1
+            continue
         except OSError:
             continue
         try:
@@ -87,3 +95,10 @@ def sweep(workspace: str | Path) -> int:
         shutil.rmtree(root, ignore_errors=True)
         removed += 1
     return removed
+
+
+def _older_than(path: Path, seconds: float) -> bool:
+    try:
+        return time.time() - path.lstat().st_mtime > seconds
+    except OSError:
+        return False
