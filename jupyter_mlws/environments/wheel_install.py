@@ -25,6 +25,8 @@ import sysconfig
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from jupyter_mlws.errors import BuildError
+
 __all__ = ["bundled_wheels", "runnable_here", "unpack_wheels"]
 
 #: What a venv's interpreter says of itself: its scheme's paths and what its wheels' tags hang on.
@@ -101,8 +103,14 @@ def unpack_wheels(info: dict[str, object], venv: Path, wheels: list[Path]) -> No
         overwrite_existing=True)
 
     def one(wheel: Path) -> None:
-        with WheelFile.open(wheel) as source:
-            install(source, destination, additional_metadata={"INSTALLER": INSTALLER})
+        try:
+            with WheelFile.open(wheel) as source:
+                install(source, destination, additional_metadata={"INSTALLER": INSTALLER})
+        except Exception as exc:  # a damaged or malformed wheel: the build fails, saying which
+            raise BuildError(f"Making the venv failed: the wheel {wheel.name} could not be "
+                             f"unpacked ({type(exc).__name__}: {exc}).", step="unpack wheels",
+                             hint="Run `mlws env prune --wheels` and build again (the file "
+                                  "is downloaded again).") from exc
 
     largest_first = sorted(wheels, key=lambda w: -w.stat().st_size)
     with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:

@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.environments import wheel_install
 from jupyter_mlws.environments.venv_builder import VenvMaterializer, venv_python
+from jupyter_mlws.errors import BuildError
 
 _NAMES = ("import importlib.metadata as m; "
           "print(*sorted(d.metadata['Name'].lower() for d in m.distributions()))")
@@ -55,3 +58,16 @@ def test_only_wheels_this_interpreter_takes_are_unpacked(tmp_path: Path) -> None
         assert not wheel_install.runnable_here(info, [*bundled, tmp_path / foreign]), foreign
     other = {**info, "kind": ["pypy", [3, 10], "", "pypy310-pp73"]}
     assert not wheel_install.runnable_here(other, bundled)  # judged only for our own kind
+
+
+def test_a_wheel_that_does_not_unpack_fails_the_build_naming_it(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "v")],
+                   check=True)
+    info = wheel_install.describe(venv_python(tmp_path / "v"))
+    assert info is not None
+    bad = tmp_path / "six-1.16.0-py2.py3-none-any.whl"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(BuildError) as err:
+        wheel_install.unpack_wheels(info, tmp_path / "v", [bad])
+    assert bad.name in str(err.value) and err.value.step == "unpack wheels"
+    assert "prune --wheels" in str(err.value.hint)
