@@ -216,10 +216,13 @@ class ArtifactStore:
         self.remote.upload(sha, path, path.stat().st_size)
         return True
 
-    def _remote_start(self, session: PutSession | None) -> None:
+    def _settle(self, sha: str, session: PutSession | None, *, reused: bool) -> bool:
+        """:func:`remote_gc.settle`, the session's start kept for its confirmation."""
+        assert self.remote is not None
+        stored, since = remote_gc.settle(self.remote, sha, reused=reused)
         if session is not None and session.remote_since is None:
-            assert self.remote is not None
-            session.remote_since = remote_gc.server_now(self.remote)
+            session.remote_since = since
+        return stored
 
     def referenced_by(self, records: ArtifactRecords) -> set[str]:
         """Every blob a committed record of ``records`` refers to (folders: their files too)."""
@@ -274,12 +277,11 @@ class ArtifactStore:
             if session is not None:
                 session.pin(sha)
         assert self.remote is not None
-        self._remote_start(session)
         while True:  # stored anew when a collector of another machine took it meanwhile
             reused = self.remote.exists(sha)
             if not reused:
                 self.remote.upload(sha, tmp, tmp.stat().st_size)
-            if remote_gc.settle(self.remote, sha, reused=reused):
+            if self._settle(sha, session, reused=reused):
                 break
         if self.cache.hit(sha) is None:
             self.cache.insert(tmp, sha)
@@ -291,8 +293,7 @@ class ArtifactStore:
             with self.guard.shared():
                 if session is not None:
                     session.pin(sha)
-            self._remote_start(session)
-            return self.remote.exists(sha) and remote_gc.settle(self.remote, sha, reused=True)
+            return self.remote.exists(sha) and self._settle(sha, session, reused=True)
         with self.guard.shared():
             if session is not None:
                 session.pin(sha)

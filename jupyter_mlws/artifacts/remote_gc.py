@@ -23,11 +23,12 @@ stale, and removed by the next one.
 
 The grace alone would not protect a registration that takes longer than it between storing a
 blob and committing its row (a large upload, a slow machine, or a collector run with a short
-``--older-than``). So each collector also leaves a record, ``gc-done/<start>-<id>``, when it
-ends, and a registration *confirms* once its row is committed (:func:`confirm`): it waits for
-running collectors, and when one started after the registration's first blob, checks that each
-of its blobs is still stored and stores again one that was taken. A collector that starts after
-the commit reads the committed row, so it never takes them.
+``--older-than``). So each collector also leaves a record, ``gc/done/<start>-<id>``, when it
+ends, and a registration *confirms* once its row is committed (:func:`confirm`, one listing of
+``gc/`` when no collector ran): it waits for running collectors, and when one started after the
+registration's first blob, checks that each of its blobs is still stored and stores again one
+that was taken. A collector that starts after the commit reads the committed row, so it never
+takes them.
 """
 
 from __future__ import annotations
@@ -41,14 +42,17 @@ from jupyter_mlws.artifacts.backends import BlobBackend
 from jupyter_mlws.errors import ArtifactStoreUnavailableError
 
 GC_PREFIX = "gc/"
-DONE_PREFIX = "gc-done/"
+DONE_PREFIX = "gc/done/"
 TOUCH_PREFIX = "touch/"
 MARKER_STALE_S = 300.0
 REFRESH_S = 60.0
 WAIT_POLL_S = 0.25
 WAIT_MAX_S = 2 * MARKER_STALE_S
-#: How long a collector's ``gc-done/`` record is kept (longer than any registration runs).
-DONE_KEEP_S = 7 * 24 * 3600.0
+#: How long a collector's ``gc/done/`` record is kept (longer than any registration runs).
+DONE_KEEP_S = 2 * 24 * 3600.0
+#: A registration's start is its first check's time less this (covering the moment between
+#: finding a blob stored and that check).
+SINCE_MARGIN_S = 5.0
 
 
 def touch_key(sha: str) -> str:
@@ -61,15 +65,15 @@ def _sha_of(rel: str, prefix: str) -> str | None:
     return sha if len(sha) == 64 else None
 
 
+def _running(entries: list[tuple[str, float]], now: float) -> bool:
+    """Whether a collector's marker among ``gc/`` entries is fresh (a live one refreshes it)."""
+    return any(not rel.startswith(DONE_PREFIX) and now - mtime < MARKER_STALE_S
+               for rel, mtime in entries)
+
+
 def collector_running(backend: BlobBackend) -> bool:
-    """Whether a collector's marker is fresh (a live collector refreshes it)."""
-    markers, now = backend.list_objects(GC_PREFIX)
-    return any(now - mtime < MARKER_STALE_S for _rel, mtime in markers)
-
-
-def server_now(backend: BlobBackend) -> float:
-    """The store's clock (a registration's start, compared with collectors' starts)."""
-    return backend.list_objects(GC_PREFIX)[1]
+    """Whether a collector runs."""
+    return _running(*backend.list_objects(GC_PREFIX))
 
 
 def _wait_collectors(backend: BlobBackend, deadline: float) -> None:
@@ -82,18 +86,22 @@ def _wait_collectors(backend: BlobBackend, deadline: float) -> None:
         time.sleep(WAIT_POLL_S)
 
 
-def settle(backend: BlobBackend, sha: str, *, reused: bool) -> bool:
+def settle(backend: BlobBackend, sha: str, *, reused: bool) -> tuple[bool, float]:
     """After a writer found (``reused``) or uploaded a blob: touch it when reused, wait for a
-    running collector; whether the blob is still stored (False: store it again)."""
+    running collector. Whether the blob is still stored (False: store it again), and the start
+    to give :func:`confirm` (the store's time of this check, less :data:`SINCE_MARGIN_S`)."""
     deadline = time.monotonic() + WAIT_MAX_S
+    since: float | None = None
     while True:
         if reused:
             backend.put_object(touch_key(sha), b"")
-        if not collector_running(backend):
-            return True
+        entries, now = backend.list_objects(GC_PREFIX)
+        since = now - SINCE_MARGIN_S if since is None else since
+        if not _running(entries, now):
+            return True, since
         _wait_collectors(backend, deadline)
         if not backend.exists(sha):
-            return False
+            return False, since
         reused = True  # touch it again: the collector may have removed the touch
 
 
@@ -103,9 +111,11 @@ def confirm(backend: BlobBackend, since: float, shas: set[str],
     time): wait for running collectors; if one started since, check each of ``shas`` and store
     a missing one again (``store_again(sha)``, False when it cannot). The blobs stored again;
     :class:`ArtifactStoreUnavailableError` naming those that could not be."""
-    _wait_collectors(backend, time.monotonic() + WAIT_MAX_S)
-    done, _now = backend.list_objects(DONE_PREFIX)
-    if not any(_started(rel) >= since for rel, _mtime in done):
+    entries, now = backend.list_objects(GC_PREFIX)
+    if _running(entries, now):
+        _wait_collectors(backend, time.monotonic() + WAIT_MAX_S)
+        entries, now = backend.list_objects(GC_PREFIX)
+    if not any(rel.startswith(DONE_PREFIX) and _started(rel) >= since for rel, _ in entries):
         return []
     again: list[str] = []
     lost: list[str] = []
@@ -124,7 +134,7 @@ def confirm(backend: BlobBackend, since: float, shas: set[str],
 
 
 def _started(rel: str) -> float:
-    """The start time in a ``gc-done/`` record's name (0 when it is not one)."""
+    """The start time in a ``gc/done/`` record's name (0 when it is not one)."""
     head = rel[len(DONE_PREFIX):].split("-", 1)[0]
     return int(head) / 1e9 if head.isdigit() else 0.0
 
@@ -194,12 +204,9 @@ def collect(backend: BlobBackend, keep: Callable[[], set[str]], *,
         if abort is not None:  # S3: parts of uploads killed longer ago than the grace
             run.refresh()
             abort(cutoff)
-        markers, now = backend.list_objects(GC_PREFIX)
-        for rel, mtime in markers:  # left by collectors that died
-            if rel != run.key and now - mtime >= 2 * MARKER_STALE_S:
-                backend.delete_object(rel)
-        records, now = backend.list_objects(DONE_PREFIX)
-        for rel, mtime in records:
-            if now - mtime >= DONE_KEEP_S:
+        entries, now = backend.list_objects(GC_PREFIX)
+        for rel, mtime in entries:  # markers left by collectors that died; old records
+            done = rel.startswith(DONE_PREFIX)
+            if rel != run.key and now - mtime >= (DONE_KEEP_S if done else 2 * MARKER_STALE_S):
                 backend.delete_object(rel)
     return removed
