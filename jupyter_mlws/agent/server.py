@@ -27,6 +27,9 @@ from jupyter_mlws.agent.wire import Channel, peer_credentials
 from jupyter_mlws.jobs.process_identity import TOKEN_VAR, ProcessIdentity, new_token
 
 TICK_S = 1.0
+#: A warm worker of an interpreter a job claimed within this long does not make room for
+#: another interpreter (see :meth:`Agent._make_room`).
+PROTECT_S = 60.0
 
 
 def rss_bytes(pid: int | None) -> int:
@@ -76,6 +79,7 @@ class Agent:
         self.listener = listener
         self.pool: dict[str, list[Worker]] = {}
         self.recent: dict[str, float] = {}  # interpreters by the time they were last asked for
+        self.claimed: dict[str, float] = {}  # interpreters by the time a job last claimed one
         self.sel = selectors.DefaultSelector()
         self.sel.register(listener, selectors.EVENT_READ, None)
         self.last_used = time.monotonic()
@@ -110,9 +114,13 @@ class Agent:
                 break  # one at a time: its memory counts before the next one starts
 
     def _make_room(self, python: str) -> bool:
-        """Drop an idle worker of the least recently asked-for other interpreter."""
+        """Drop an idle worker of the least recently asked-for other interpreter, unless a job
+        claimed one of that interpreter within :data:`PROTECT_S`: two environments taking turns
+        then keep one warm, instead of each refill evicting the worker the next job needs."""
+        now = time.monotonic()
         older = [w for p, ws in self.pool.items() if p != python
-                 and self.recent.get(p, 0.0) < self.recent.get(python, 0.0) for w in ws]
+                 and self.recent.get(p, 0.0) < self.recent.get(python, 0.0)
+                 and now - self.claimed.get(p, -PROTECT_S) >= PROTECT_S for w in ws]
         if not older:
             return False
         self._drop(min(older, key=self._eviction_order))
@@ -126,10 +134,11 @@ class Agent:
         """Note a claim for ``python``; past ``interpreters``, the least recently asked-for
         interpreter's pool is dropped."""
         self.recent.pop(python, None)
-        self.recent[python] = time.monotonic()
+        self.recent[python] = self.claimed[python] = time.monotonic()
         while len(self.recent) > self.settings.interpreters:
             oldest = next(iter(self.recent))
             del self.recent[oldest]
+            self.claimed.pop(oldest, None)
             for worker in list(self.pool.pop(oldest, [])):
                 self._drop(worker)
 

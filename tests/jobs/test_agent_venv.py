@@ -169,3 +169,31 @@ def test_the_memory_ceiling_spans_interpreters(aws: Workspace) -> None:  # noqa:
     assert after is not None and after["workers"].get(sys.executable) == []
     assert after["workers"][str(python)] == found["pids"]
     assert after["memory"] <= room * 2**20
+
+
+def test_two_interpreters_taking_turns_keep_one_warm(aws: Workspace, notebook) -> None:  # noqa: F811
+    """Room for one warm worker, jobs of two interpreters in turn: a job of the other
+    interpreter does not evict the worker of the one a job claimed a moment ago (before, each
+    refill evicted the worker the next job needed: every job started cold)."""
+    import sys
+
+    python = venv_python(build(aws))
+    client.start_agent(aws.path, python=sys.executable)
+    first = wait_for(lambda: (s := status(aws)) and s["ready"] and s["per_worker"] and s)
+    client.request(aws.path, {"op": "stop"})
+    wait_for(lambda: status(aws) is None and not client._agent_running(
+        client.agent_dir(aws.path)))
+    configure(aws, memory_mb=int(first["per_worker"] * 1.8 / 2**20) + 1)  # one fits, not two
+    client.start_agent(aws.path, python=sys.executable)
+    wait_for(lambda: (s := status(aws)) and s["ready"] and s["workers"].get(sys.executable))
+    assert client.request(aws.path, {"op": "claim", "python": str(python)})[0] == {"op": "none"}
+    found = warm_for(aws, python)  # the warmed-only interpreter made room
+    assert client.request(aws.path, {"op": "claim", "python": sys.executable})[0] == {
+        "op": "none"}
+    after = status(aws)
+    assert after is not None and after["workers"].get(sys.executable) == []
+    assert after["workers"][str(python)] == found["pids"]  # kept for the next job
+    job = aws.jobs.submit_notebook(notebook("print('ran')", parameters="msg = None"),
+                                   {"msg": "x"}, environment="warm-env")
+    assert aws.jobs.wait(job.id, timeout=600).status == "Completed", aws.jobs.logs(job.id)
+    assert job_pid(aws, job.id) in found["pids"]  # it ran warm
