@@ -149,19 +149,28 @@ def test_the_interpreters_kept_warm_are_the_recently_asked_for(aws: Workspace) -
         overlays_dir(aws.path)]
 
 
+def room_for_one_worker(ws: Workspace) -> int:
+    """Restart the agent with ``memory_mb`` room for one warm worker (measured), not two, once
+    its worker of the running interpreter is ready; that room (MB)."""
+    import sys
+
+    client.start_agent(ws.path, python=sys.executable)
+    first = wait_for(lambda: (s := status(ws)) and s["ready"] and s["per_worker"] and s)
+    client.request(ws.path, {"op": "stop"})
+    wait_for(lambda: status(ws) is None and not client._agent_running(
+        client.agent_dir(ws.path)))
+    room = int(first["per_worker"] * 1.8 / 2**20) + 1
+    configure(ws, memory_mb=room)
+    client.start_agent(ws.path, python=sys.executable)
+    wait_for(lambda: (s := status(ws)) and s["ready"] and s["workers"].get(sys.executable))
+    return room
+
+
 def test_the_memory_ceiling_spans_interpreters(aws: Workspace) -> None:  # noqa: F811
     import sys
 
     python = venv_python(build(aws))
-    client.start_agent(aws.path, python=sys.executable)
-    first = wait_for(lambda: (s := status(aws)) and s["ready"] and s["per_worker"] and s)
-    client.request(aws.path, {"op": "stop"})
-    wait_for(lambda: status(aws) is None and not client._agent_running(
-        client.agent_dir(aws.path)))
-    room = int(first["per_worker"] * 1.8 / 2**20) + 1  # one warm worker fits, not two
-    configure(aws, memory_mb=room)
-    client.start_agent(aws.path, python=sys.executable)
-    wait_for(lambda: (s := status(aws)) and s["ready"] and s["workers"].get(sys.executable))
+    room = room_for_one_worker(aws)
     assert client.request(aws.path, {"op": "claim", "python": str(python)})[0] == {"op": "none"}
     # the interpreter asked for last takes the room of the other one's idle worker
     found = warm_for(aws, python)
@@ -178,14 +187,7 @@ def test_two_interpreters_taking_turns_keep_one_warm(aws: Workspace, notebook) -
     import sys
 
     python = venv_python(build(aws))
-    client.start_agent(aws.path, python=sys.executable)
-    first = wait_for(lambda: (s := status(aws)) and s["ready"] and s["per_worker"] and s)
-    client.request(aws.path, {"op": "stop"})
-    wait_for(lambda: status(aws) is None and not client._agent_running(
-        client.agent_dir(aws.path)))
-    configure(aws, memory_mb=int(first["per_worker"] * 1.8 / 2**20) + 1)  # one fits, not two
-    client.start_agent(aws.path, python=sys.executable)
-    wait_for(lambda: (s := status(aws)) and s["ready"] and s["workers"].get(sys.executable))
+    room_for_one_worker(aws)
     assert client.request(aws.path, {"op": "claim", "python": str(python)})[0] == {"op": "none"}
     found = warm_for(aws, python)  # the warmed-only interpreter made room
     assert client.request(aws.path, {"op": "claim", "python": sys.executable})[0] == {
