@@ -9,26 +9,16 @@ when the cache is over its bound.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import uuid
 from pathlib import Path
 
 from jupyter_mlws.artifacts.backends import BlobBackend
 from jupyter_mlws.errors import ArtifactStoreUnavailableError
+from jupyter_mlws.fileio import file_sha256
 
 ENV_CACHE_MB = "MLWS_ARTIFACT_CACHE_MB"
 DEFAULT_CACHE_MB = 5120
-_BUF = 1 << 20
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_BUF):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class BlobCache:

@@ -120,10 +120,11 @@ def env_hash(file: str | None, by_hash: str | None, workspace_path: str | None) 
     spec = validate_spec(EnvironmentSpec, data, source=file, index=index)
     if spec.build is not None:
         from jupyter_mlws.artifacts import iter_folder
-        from jupyter_mlws.environments.identity import dockerignore_spec, sha256_file
+        from jupyter_mlws.environments.identity import dockerignore_spec
+        from jupyter_mlws.fileio import file_sha256
 
         folder = Path(spec.build.path or ".")
-        spec.build.files = [(rel, sha256_file(p))
+        spec.build.files = [(rel, file_sha256(p))
                             for rel, p in iter_folder(folder, dockerignore_spec(folder))]
     click.echo(f"{spec.env_hash()}  {spec.image_name()}")
 

@@ -178,11 +178,3 @@ def dockerignore_spec(folder: Path) -> pathspec.PathSpec | None:
         # Docker matches patterns from the context root only (unlike .gitignore).
         lines.append(("!" if neg else "") + "/" + body)
     return pathspec.PathSpec.from_lines("gitignore", lines)
-
-
-def sha256_file(path: Path, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()

@@ -16,7 +16,6 @@ the build downloads (``pip download``), installs from what it downloaded, and ke
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -25,8 +24,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from jupyter_mlws.environments.pyc_cache import BytecodeCache
+from jupyter_mlws.fileio import file_sha256
 
-__all__ = ["Wheelhouse", "lock_hashes"]
+__all__ = ["Wheelhouse", "file_sha256", "lock_hashes"]
 
 _HASH = re.compile(r"--hash=sha256:([0-9a-f]{64})")
 _TMP = ".tmp-"
@@ -42,14 +42,6 @@ def lock_hashes(lines: Iterable[str]) -> list[list[str]] | None:
             return None
         out.append(found)
     return out
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Wheelhouse:
