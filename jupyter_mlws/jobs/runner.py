@@ -121,21 +121,23 @@ def _warm_start(launch: Launch, python: str, paths: JobPaths) -> Any:
 def main(argv: list[str]) -> int:
     paths = JobPaths(Path(argv[0]))
     queued = queued_fields(paths.launch)
-    if queued is None:
-        first = _read_launch(paths)
-        if first is None:
+    launch = None
+    if queued is None:  # (pydantic says why, or reads what the standard library did not)
+        launch = _read_launch(paths)
+        if launch is None:
             return 2
-        queued = Queued(first.job_id, first.kind, first.compute, first.slot_dir,
-                        first.max_concurrent)
+        queued = Queued(launch.job_id, launch.kind, launch.compute, launch.slot_dir,
+                        launch.max_concurrent)
     runner_lock = try_lock(paths.runner_lock)
     if runner_lock is None:
         return 0  # another runner has this job
     slot = None
     if queued.kind != "pipeline":
         slot = wait_for_slot(queued, paths)  # before pydantic is imported: see queued_fields
-    launch = _read_launch(paths)
     if launch is None:
-        return 2
+        launch = _read_launch(paths)
+        if launch is None:
+            return 2
     from jupyter_mlws.jobs.model import JobStatus
 
     job_id = launch.job_id
