@@ -24,6 +24,7 @@ import sys
 import sysconfig
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from jupyter_mlws.errors import BuildError
 
@@ -98,9 +99,20 @@ def unpack_wheels(info: dict[str, object], venv: Path, wheels: list[Path]) -> No
     assert isinstance(paths, dict) and isinstance(kind, list)
     scheme = {key: str(paths[key]) for key in ("purelib", "platlib", "scripts", "data")}
     scheme["headers"] = str(venv / "include" / "site" / "python{}.{}".format(*kind[1]))
-    destination = SchemeDictionaryDestination(
-        scheme, interpreter=str(venv / "bin" / "python"), script_kind="posix",
-        overwrite_existing=True)
+    class Destination(SchemeDictionaryDestination):
+        """Folders made race-free: installer makes a file's folder when it does not see it,
+        which fails when another wheel unpacked at the same time has just made it (two wheels
+        sharing a namespace folder)."""
+
+        def write_to_fs(self, scheme: Any, path: str, stream: Any, is_executable: bool) -> Any:
+            root = os.path.abspath(self.scheme_dict[scheme])
+            target = os.path.abspath(os.path.join(root, path))
+            if os.path.commonpath([root, target]) == root:  # (installer refuses the others)
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+            return super().write_to_fs(scheme, path, stream, is_executable)
+
+    destination = Destination(scheme, interpreter=str(venv / "bin" / "python"),
+                              script_kind="posix", overwrite_existing=True)
 
     def one(wheel: Path) -> None:
         try:

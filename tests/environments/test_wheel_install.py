@@ -71,3 +71,39 @@ def test_a_wheel_that_does_not_unpack_fails_the_build_naming_it(tmp_path: Path) 
         wheel_install.unpack_wheels(info, tmp_path / "v", [bad])
     assert bad.name in str(err.value) and err.value.step == "unpack wheels"
     assert "prune --wheels" in str(err.value.hint)
+
+
+def _wheel(folder: Path, name: str) -> Path:
+    """A pure-Python wheel of ``name`` whose module lives in the namespace folder ``shared/ns``."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-1.0.dist-info"
+    files = {f"shared/ns/{name}.py": b"VALUE = 1\n",
+             f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                              b"Tag: py3-none-any\n"}
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    record = []
+    with zipfile.ZipFile(path, "w") as z:
+        for rel, data in files.items():
+            z.writestr(rel, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            record.append(f"{rel},sha256={digest.decode()},{len(data)}")
+        z.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+    return path
+
+
+def test_wheels_sharing_a_new_folder_unpack_at_once(tmp_path: Path) -> None:
+    """Unpacked several at a time, wheels whose files go into the same new (namespace) folder
+    all land (installer alone made that folder racily: most rounds failed)."""
+    for round_ in range(10):
+        venv = tmp_path / f"v{round_}"
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+        info = wheel_install.describe(venv_python(venv))
+        assert info is not None
+        names = [f"part{round_}x{i}" for i in range(8)]
+        wheel_install.unpack_wheels(info, venv, [_wheel(tmp_path, n) for n in names])
+        (site,) = (venv / "lib").glob("python3*/site-packages")
+        assert sorted(p.stem for p in (site / "shared" / "ns").glob("*.py")) == sorted(names)
