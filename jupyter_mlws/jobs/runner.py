@@ -7,7 +7,9 @@ hands the job to its compute target.
 
 When the submitter found the environment ready, the job's process is started *before* the
 workspace is opened (which costs a few hundred milliseconds of imports), so the kernel starts
-while the runner loads.
+while the runner loads. A runner that ends its job while others wait for the compute runs the
+next of them in its loaded process (:mod:`jupyter_mlws.jobs.relay`), handed over by that job's
+runner with its locks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from jupyter_mlws.jobs.paths import LAUNCH_VERSION, JobPaths
 
 if TYPE_CHECKING:
     from jupyter_mlws.jobs.launch import Launch
+
+#: ``0`` turns the runner relay off (see :mod:`jupyter_mlws.jobs.relay`).
+RELAY_VAR = "MLWS_RUNNER_RELAY"
 
 
 def try_lock(path: Path) -> TextIO | None:
@@ -134,6 +139,58 @@ def main(argv: list[str]) -> int:
     slot = None
     if queued.kind != "pipeline":
         slot = wait_for_slot(queued, paths)  # before pydantic is imported: see queued_fields
+    if slot is not None and os.environ.get(RELAY_VAR) != "0":
+        from jupyter_mlws.jobs import relay
+
+        to = relay.hand_over(Path(queued.slot_dir), paths.root, runner_lock, slot)
+        if to is not None:
+            print(f"[mlws] handed to the loaded runner {to}", flush=True)
+            return 0
+    return _serve(paths, launch, runner_lock, slot, Path(queued.slot_dir))
+
+
+def _serve(paths: JobPaths, launch: Launch | None, runner_lock: TextIO, slot: TextIO | None,
+           slot_dir: Path) -> int:
+    """Run the job, then (see :mod:`jupyter_mlws.jobs.relay`) the jobs queued after it that
+    their runners hand over, while they come."""
+    code, served = 0, 0
+    while True:
+        offer = None
+        try:
+            code = _run(paths, launch, slot)
+            served += 1
+            if slot is not None and os.environ.get(RELAY_VAR) != "0":
+                offer = _offer(slot_dir, served)  # before the slot is given back
+        finally:
+            if slot is not None:
+                slot.close()
+            runner_lock.close()
+        handed = offer.wait() if offer is not None else None
+        if handed is None:
+            return code
+        from jupyter_mlws.jobs import relay
+
+        relay.take_log(handed.log_fd)
+        print(f"[mlws] runner {os.getpid()} runs this job (handed over; "
+              f"job {served + 1} of this runner)", flush=True)
+        paths, launch = JobPaths(handed.job_dir), None
+        runner_lock, slot = handed.runner_lock, handed.slot
+
+
+def _offer(slot_dir: Path, served: int) -> Any:
+    from jupyter_mlws.jobs import relay
+
+    if served >= relay.MAX_JOBS or not relay.queue_waits(slot_dir):
+        return None
+    try:
+        return relay.Offer(slot_dir, served)
+    except OSError as exc:
+        print(f"[mlws] no relay: {exc}", flush=True)
+        return None
+
+
+def _run(paths: JobPaths, launch: Launch | None, slot: TextIO | None) -> int:
+    """Run the job in ``paths`` (holding ``slot``, or canceled while queued when ``None``)."""
     if launch is None:
         launch = _read_launch(paths)
         if launch is None:
@@ -189,9 +246,6 @@ def main(argv: list[str]) -> int:
         if beating is not None:
             beating.set()
         ws.close()
-        if slot is not None:
-            slot.close()
-        runner_lock.close()
 
 
 def _heartbeat(ws: Any) -> Any:
