@@ -13,6 +13,9 @@ the lock's files from this machine, not from the package index.
   (and the image's identity) does not depend on it; pip installs with ``--no-index
   --require-hashes``. A build that cannot reach the server installs from the index (the step
   says so) and the builder logs it. The server is stopped when the build ends, failed or not.
+- The bytecode of those files, compiled on this machine (:mod:`.image_pyc`), is served by the
+  same server (:data:`PYC_ARG`): made by a background process after the build that kept the
+  files, or while the rebuild runs.
 
 The classic builder (docker-py) has no build mounts, and a ``COPY`` of the files would leave them
 in a layer; serving them over the bridge leaves nothing in the image.
@@ -38,7 +41,8 @@ import docker.errors
 
 from jupyter_mlws.docker_engine import engine_calls, run_to_end
 from jupyter_mlws.environments.builds import BuildResult
-from jupyter_mlws.environments.dockerfile import UV_ARG, UV_FILE, VENV_PATH, WHEELS_ARG
+from jupyter_mlws.environments.dockerfile import PYC_ARG, UV_ARG, UV_FILE, VENV_PATH, WHEELS_ARG
+from jupyter_mlws.environments.image_pyc import ImageBytecode, bundle_name
 from jupyter_mlws.environments.wheelhouse import Wheelhouse, lock_hashes
 
 __all__ = ["UV_ARG", "WHEELS_ARG", "ImageWheels", "WheelServer"]
@@ -63,11 +67,14 @@ _KEPT = ("Kept the {} file(s) of the lock in the wheelhouse (rebuilds from the l
 
 class WheelServer:
     """A threaded HTTP server of some files (``{file name: path}``) and their flat index page;
-    ``unlisted`` files are served by name but not on the page (the installer binary)."""
+    ``unlisted`` files are served by name but not on the page (the installer binary), and
+    ``lazy`` ones too, once the call that makes them returns their path (404 on ``None``)."""
 
     def __init__(self, files: dict[str, Path], shas: dict[str, str], host: str,
-                 unlisted: dict[str, Path] | None = None) -> None:
+                 unlisted: dict[str, Path] | None = None,
+                 lazy: dict[str, Callable[[], Path | None]] | None = None) -> None:
         self.files, self.requests, self.served = {**(unlisted or {}), **files}, 0, 0
+        self.lazy = dict(lazy or {})
         page = "".join(f'<a href="{html.escape(n)}#sha256={shas[n]}">{html.escape(n)}</a><br>\n'
                        for n in sorted(files))
         body = f"<!DOCTYPE html><html><body>\n{page}</body></html>\n".encode()
@@ -82,6 +89,8 @@ class WheelServer:
                 elif name in owner.files:  # a plain name of this lock: no paths, no other files
                     owner.served += 1
                     self._send(owner.files[name].read_bytes(), "application/octet-stream")
+                elif name in owner.lazy and (made := owner.lazy[name]()) is not None:
+                    self._send(made.read_bytes(), "application/octet-stream")
                 else:
                     self.send_error(404)
 
@@ -127,14 +136,18 @@ class ImageWheels:
     def __init__(self, house: Wheelhouse, client: Callable[[], docker.DockerClient]) -> None:
         self.house = house
         self._client = client
+        #: Bytecode compiled here for rebuilds, kept with the wheelhouse (and cleared with it).
+        self.bytecode = ImageBytecode(house.root / "pyc-image")
 
     @contextlib.contextmanager
-    def serve(self, requirements: list[str], log: Log,
-              installer: str | None = None) -> Iterator[dict[str, str]]:
+    def serve(self, requirements: list[str], log: Log, installer: str | None = None,
+              series: str | None = None) -> Iterator[dict[str, str]]:
         """The build arguments of a build installing the lock ``requirements``: the URL of a
         server of its kept files while the build runs, or ``{}`` (the index) when a file is
         missing, damaged or the server cannot start. ``installer``: the host's uv binary,
-        served too (:data:`UV_ARG` names it) for the build to install the files with."""
+        served too (:data:`UV_ARG` names it) for the build to install the files with.
+        ``series``: the image's Python, whose bytecode this machine compiles meanwhile when it
+        can (:data:`PYC_ARG`, :mod:`.image_pyc`)."""
         kept = self.house.files_for(requirements, verify=True)
         for name in self.house.dropped:
             log(f"note: the wheelhouse copy of {name} was damaged (its sha256 changed); removed, "
@@ -149,9 +162,12 @@ class ImageWheels:
             yield {}
             return
         shas = {p.name: p.parent.name for p in kept}
+        ready = self.bytecode.is_kept(kept)
+        bytecode = self.bytecode.prepare(kept, series) if series else None
+        lazy = {bundle_name(): bytecode} if bytecode is not None else {}
         try:
             unlisted = {UV_FILE: Path(installer)} if installer else {}
-            server = WheelServer({p.name: p for p in kept}, shas, gateway, unlisted)
+            server = WheelServer({p.name: p for p in kept}, shas, gateway, unlisted, lazy)
         except OSError as exc:
             log(f"note: could not serve the wheelhouse on {gateway} ({exc}); using the index")
             yield {}
@@ -159,8 +175,14 @@ class ImageWheels:
         by = " with uv" if installer else ""
         log(f"Installing the lock from the wheelhouse: {len(kept)} file(s) served to the build "
             f"at {server.url} (no index){by}")
+        args = {WHEELS_ARG: server.url, **({UV_ARG: server.url + UV_FILE} if installer else {})}
+        if lazy:
+            log(f"Their bytecode (Python {series}, checked-hash) served too: "
+                + ("compiled on this machine before" if ready else
+                   "being compiled on this machine meanwhile"))
+            args[PYC_ARG] = server.url + bundle_name()
         try:
-            yield {WHEELS_ARG: server.url, **({UV_ARG: server.url + UV_FILE} if installer else {})}
+            yield args
         finally:
             server.stop()
         if server.requests == 0:
@@ -185,6 +207,8 @@ class ImageWheels:
                 "rebuilds of this image install from the index")
             return
         log(_KEPT.format(len(requirements)))
+        if tags is not None:
+            self.compile_for(requirements, tags)
 
     def filled(self, build: Callable[[Log], BuildResult], base: str, log: Log) -> BuildResult:
         """``build(log)`` (an image build from ``base``), then :meth:`fill` with its lock. The
@@ -200,6 +224,14 @@ class ImageWheels:
         else:
             self.fill(result.image, result.lock, log)
         return result
+
+    def compile_for(self, requirements: list[str], tags: dict[str, Any]) -> None:
+        """Have the bytecode of the lock's kept files compiled for rebuilds of the image
+        (``tags``: its interpreter) by a background process: the build does not wait for it,
+        and a rebuild started meanwhile waits for it (or compiles, if it failed)."""
+        kept = self.house.files_for(requirements)
+        if kept:
+            self.bytecode.prepare_in_background(kept, str(tags.get("python")))
 
     def _fetch(self, requirements: list[str], tags: dict[str, Any]) -> str | None:
         """Download the files of ``requirements`` for ``tags`` into the wheelhouse; ``None``
@@ -273,6 +305,7 @@ class EarlyFill:
             with contextlib.suppress(OSError):
                 if self._wheels._fetch(requirements, tags) is None:
                     self.kept = len(requirements)
+                    self._wheels.compile_for(requirements, tags)
 
     def join(self) -> None:
         """Wait for the fetch started by the build (if any)."""

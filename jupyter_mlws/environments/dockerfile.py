@@ -217,6 +217,10 @@ WHEELS_ARG = "MLWS_WHEELS"
 #: The build argument with the URL of the host's uv binary on that server (when there is one):
 #: a lock's exact files are installed by uv, fetched into the build's temp folder, not a layer.
 UV_ARG = "MLWS_UV"
+#: The build argument with the URL of the bytecode compiled on the host for the lock's files
+#: (:mod:`.image_pyc`), unpacked by :data:`PYC_SCRIPT_FILE` instead of compiling in the build.
+PYC_ARG = "MLWS_PYC"
+PYC_SCRIPT_FILE = "mlws-pyc.py"
 _WHEELS_FAILED = ("mlws-wheelhouse: installing from the wheelhouse server failed; trying the "
                   "package index")
 
@@ -260,11 +264,18 @@ def _compile_step(py: str) -> str:
             f"{VENV_PATH}/lib/python3*/site-packages >/dev/null || true)")
 
 
-def _freeze_while_compiling(py: str) -> str:
+def _freeze_while_compiling(py: str, *, served: bool = False) -> str:
     """``pip freeze`` (it reads the packages' metadata) beside the byte compilation (it writes
-    their ``__pycache__``): the freeze is printed between its markers once both are done."""
+    their ``__pycache__``): the freeze is printed between its markers once both are done.
+    ``served``: the bytecode the host compiled is unpacked when :data:`PYC_ARG` names it and
+    it suits this interpreter (:mod:`.image_pyc`), else compiled here."""
     out = f"{MLWS_DIR}/mlws-freeze.txt"
-    return (f"({py} -m pip freeze > {out} & p=$!; {_compile_step(py)}; wait $p) "
+    step = _compile_step(py)
+    if served:
+        script = f"{MLWS_DIR}/{PYC_SCRIPT_FILE}"
+        step = (f'{{ {{ [ -n "${PYC_ARG}" ] && {py} {script} "${PYC_ARG}"; }} '
+                f"|| {step}; }}; rm -f {script}")
+    return (f"({py} -m pip freeze > {out} & p=$!; {step}; wait $p) "
             f"&& echo '{FREEZE_BEGIN}' && cat {out} && echo '{FREEZE_END}' && rm -f {out}")
 
 
@@ -291,13 +302,12 @@ def _pip_locked_lines(pip_pkgs: list[str], *, with_ca: bool, series: str) -> lis
     served = (f'if [ -n "${UV_ARG}" ] && {fetch}; then {uv_served}; else {pip_served}; fi')
     fallback = f"echo '{_WHEELS_FAILED}'"
     return [
-        f"COPY {REQUIREMENTS_FILE} {req}",
-        f"ARG {WHEELS_ARG}=",
-        f"ARG {UV_ARG}=",
+        f"COPY {REQUIREMENTS_FILE} {PYC_SCRIPT_FILE} {MLWS_DIR}/",
+        f"ARG {WHEELS_ARG}= {UV_ARG}= {PYC_ARG}=",
         f"RUN export {env} && if [ -n \"${WHEELS_ARG}\" ]; then "
         f'H="${{{WHEELS_ARG}#http://}}"; H="${{H%%/*}}"; '
         f"{{ {served}; }} || {{ {fallback}; {install}; }}; else {install}; fi "
-        f"&& rm -f {uv} && {_freeze_while_compiling(py)} "
+        f"&& rm -f {uv} && {_freeze_while_compiling(py, served=True)} "
         f"&& echo '{LOCK_BEGIN}' && (echo '# python {series}' && cat {req}) "
         f"| tee {MLWS_DIR}/{LOCK_LINES_FILE} && echo '{LOCK_END}'",
     ]
@@ -435,6 +445,10 @@ def build_context_files(
         files[UV_FILE] = Path(plan.uv_binary).read_bytes()
     if LOCK_SCRIPT_FILE in files["Dockerfile"].decode():
         files[LOCK_SCRIPT_FILE] = REPORT_SCRIPT.encode("utf-8")
+    if f"{PYC_SCRIPT_FILE} {MLWS_DIR}/" in files["Dockerfile"].decode():
+        from jupyter_mlws.environments.image_pyc import UNPACK_SCRIPT
+
+        files[PYC_SCRIPT_FILE] = UNPACK_SCRIPT.encode("utf-8")
     if with_ca and ca_bundle is not None and f"COPY {CA_FILE}" in files["Dockerfile"].decode():
         files[CA_FILE] = Path(ca_bundle).read_bytes()
     return files

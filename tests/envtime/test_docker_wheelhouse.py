@@ -45,6 +45,19 @@ def _pyc_count(docker_client: Any, image: str) -> int:
     return int(out.decode().strip())
 
 
+def _six_pyc_flags(docker_client: Any, image: str) -> int:
+    """The PEP 552 flags of six's bytecode in the image (0: timestamp, 3: checked hash)."""
+    out = docker_client.containers.run(image, [
+        "/opt/mlws/venv/bin/python", "-c",
+        "import importlib.util as u, six; "
+        "print(int.from_bytes(open(u.cache_from_source(six.__file__), 'rb').read()[4:8], "
+        "'little'))"], remove=True, network_disabled=True)
+    return int(out.decode().strip())
+
+
+_HOST_PYC = re.compile(r"mlws-bytecode: [1-9]\d* files compiled on the host")
+
+
 def _refused(url: str) -> bool:
     try:
         urllib.request.urlopen(url, timeout=10).close()
@@ -75,6 +88,7 @@ def test_image_rebuilt_from_the_lock_installs_from_the_wheelhouse(
     kept = house.files_for(lock.requirements, verify=True)
     assert kept is not None and {p.name.split("-")[0] for p in kept} == {"iniconfig", "six"}
     before = _freeze(docker_client, first.image)
+    assert _six_pyc_flags(docker_client, first.image) == 0  # the cold build compiled its own
     dws.environments._docker().remove(first.image_id, force=True)  # what `env prune` does
 
     _dead_index(monkeypatch)  # the host's pip cannot reach an index: nothing is fetched
@@ -90,6 +104,11 @@ def test_image_rebuilt_from_the_lock_installs_from_the_wheelhouse(
     assert not any("could not reach the wheelhouse" in ln for ln in lines)
     assert _freeze(docker_client, again.image) == before
     assert _pyc_count(docker_client, again.image) > 0  # bytecode compiled at build time
+    # ... on this machine (after the first build), served and unpacked instead of compiled
+    assert any(ln.startswith("Their bytecode (Python 3.11, checked-hash) served too")
+               for ln in lines)
+    assert _HOST_PYC.search(again.log), again.log[-2000:]
+    assert _six_pyc_flags(docker_client, again.image) == 3
     assert _refused(served[0])  # the server is gone with the build
     assert dws.environments.lock("dwheels") == lock.text
 
@@ -121,6 +140,7 @@ def test_image_rebuilt_from_the_lock_installs_from_the_wheelhouse(
     assert not any(ln.startswith("mlws-wheelhouse:") for ln in fourth.log.splitlines())
     assert _freeze(docker_client, fourth.image) == before
     assert _pyc_count(docker_client, fourth.image) > 0
+    assert _HOST_PYC.search(fourth.log) and _six_pyc_flags(docker_client, fourth.image) == 3
     out = docker_client.containers.run(fourth.image, ["/bin/sh", "-c", "ls /tmp | wc -l"],
                                        remove=True, network_disabled=True)
     assert out.decode().strip() == "0"  # the binary was removed in the step that fetched it
