@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -367,23 +368,11 @@ class VenvMaterializer:
         if packages:
             lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
                                        locked=locked, info=info)
-        freeze_cmd = (
-            [self.uv, "pip", "freeze", "--quiet", "--python", str(py)]
-            if self.uv
-            else [str(py), "-m", "pip", "freeze"]
-        )
-        frozen = self._run(freeze_cmd, "pip freeze", lines, lambda _line: None, keep=False)
-        freeze = [ln for ln in frozen.splitlines() if ln and not ln.startswith("#")
-                  and ln.split("==")[0].lower() not in _SEEDED]  # as `pip freeze` lists
+        freeze = self._freeze_and_compile(py, tmp, final, bool(packages), lines, log, no_cache)
         if not packages:
             lock_lines = []
         elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
             lock_lines = [ln for ln in freeze if "==" in ln]
-        if packages:  # the bytecode: from the cache, else compiled (and kept)
-            done = compile_venv(py, tmp, final, self.wheelhouse.bytecode, read=not no_cache)
-            for line in [*done.notes, done.line]:
-                lines.append(line)
-                log(line)
         _relocate(tmp, final)
         version = subprocess.run(
             [str(py), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
@@ -480,6 +469,26 @@ class VenvMaterializer:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
             report.unlink(missing_ok=True)
+
+    def _freeze_and_compile(self, py: Path, tmp: Path, final: Path, packages: bool,
+                            lines: list[str], log: Log, no_cache: bool) -> list[str]:
+        """The venv's ``pip freeze``, read while its bytecode is copied from the cache or
+        compiled (and kept) when it has ``packages``."""
+        freeze_cmd = (
+            [self.uv, "pip", "freeze", "--quiet", "--python", str(py)]
+            if self.uv
+            else [str(py), "-m", "pip", "freeze"]
+        )
+        with ThreadPoolExecutor(1) as pool:
+            frozen = pool.submit(self._run, freeze_cmd, "pip freeze", lines, lambda _line: None,
+                                 keep=False)
+            if packages:
+                done = compile_venv(py, tmp, final, self.wheelhouse.bytecode, read=not no_cache)
+                for line in [*done.notes, done.line]:
+                    lines.append(line)
+                    log(line)
+        return [ln for ln in frozen.result().splitlines() if ln and not ln.startswith("#")
+                and ln.split("==")[0].lower() not in _SEEDED]  # as `pip freeze` lists
 
     def _run(
         self,

@@ -17,6 +17,7 @@ tags are its tags); otherwise the caller installs with pip as before.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -89,8 +90,69 @@ def runnable_here(info: dict[str, object], wheels: list[Path]) -> bool:
 
 def unpack_wheels(info: dict[str, object], venv: Path, wheels: list[Path]) -> None:
     """Unpack ``wheels`` into the venv at ``venv`` (its scripts name its interpreter, as pip's
-    do), several at a time; nothing is compiled. A file two wheels ship is overwritten, as pip
-    overwrites it."""
+    do); nothing is compiled. A file two wheels ship is overwritten, as pip overwrites it.
+
+    Several wheels at once, on every core: unpacking is mostly Python (``zipfile``, the
+    ``RECORD``), so the wheels are shared, largest first, between this process and one child
+    process per further core (``python -m jupyter_mlws.environments.wheel_install``)."""
+    groups = _share(wheels, min(len(wheels), os.cpu_count() or 1))
+    children = [subprocess.Popen([sys.executable, "-m", __name__, str(venv),
+                                  *[str(w) for w in group]],
+                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+                for group in groups[1:]]
+    failure: BuildError | None = None
+    for child in children:
+        assert child.stdin is not None
+        with contextlib.suppress(OSError):
+            child.stdin.write(json.dumps(info))
+            child.stdin.close()
+    try:
+        _unpack_here(info, venv, groups[0] if groups else [])
+    except BuildError as exc:
+        failure = exc
+    for child, group in zip(children, groups[1:]):
+        assert child.stderr is not None
+        err = child.stderr.read()
+        child.stderr.close()
+        child.wait()
+        if child.returncode != 0 and failure is None:
+            failure = _child_failure(err, group)
+    if failure is not None:
+        raise failure
+
+
+def _share(wheels: list[Path], n: int) -> list[list[Path]]:
+    """``wheels`` in ``n`` groups of about the same size (largest first, each to the lightest)."""
+    groups: list[list[Path]] = [[] for _ in range(max(1, n))]
+    sizes = [0] * len(groups)
+    for wheel in sorted(wheels, key=lambda w: -w.stat().st_size):
+        i = sizes.index(min(sizes))
+        groups[i].append(wheel)
+        sizes[i] += wheel.stat().st_size
+    return [g for g in groups if g]
+
+
+def _failed(wheel: Path, why: str) -> BuildError:
+    return BuildError(f"Making the venv failed: the wheel {wheel.name} could not be unpacked "
+                      f"({why}).", step="unpack wheels",
+                      hint="Run `mlws env prune --wheels` and build again (the file is "
+                           "downloaded again).")
+
+
+def _child_failure(err: str, group: list[Path]) -> BuildError:
+    """The child's own error (its last line: ``{"wheel": ..., "error": ...}``), else why."""
+    with contextlib.suppress(ValueError, IndexError, TypeError):
+        said = json.loads(err.strip().splitlines()[-1])
+        wheel = next(w for w in group if w.name == said["wheel"])
+        return _failed(wheel, str(said["error"]))
+    return BuildError("Making the venv failed: unpacking "
+                      f"{', '.join(w.name for w in group)} stopped ({err.strip()[-300:]}).",
+                      step="unpack wheels")
+
+
+def _unpack_here(info: dict[str, object], venv: Path, wheels: list[Path]) -> None:
+    """Unpack ``wheels`` in this process (a thread each, largest first)."""
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
@@ -119,11 +181,27 @@ def unpack_wheels(info: dict[str, object], venv: Path, wheels: list[Path]) -> No
             with WheelFile.open(wheel) as source:
                 install(source, destination, additional_metadata={"INSTALLER": INSTALLER})
         except Exception as exc:  # a damaged or malformed wheel: the build fails, saying which
-            raise BuildError(f"Making the venv failed: the wheel {wheel.name} could not be "
-                             f"unpacked ({type(exc).__name__}: {exc}).", step="unpack wheels",
-                             hint="Run `mlws env prune --wheels` and build again (the file "
-                                  "is downloaded again).") from exc
+            raise _failed(wheel, f"{type(exc).__name__}: {exc}") from exc
 
     largest_first = sorted(wheels, key=lambda w: -w.stat().st_size)
     with ThreadPoolExecutor(max(2, os.cpu_count() or 1)) as pool:
         list(pool.map(one, largest_first))
+
+
+def main(argv: list[str]) -> int:
+    """In a child of :func:`unpack_wheels`: ``VENV WHEEL...``, the venv's description on
+    stdin; on failure the last line of stderr says which wheel and why (JSON)."""
+    venv, wheels = Path(argv[0]), [Path(a) for a in argv[1:]]
+    try:
+        _unpack_here(json.loads(sys.stdin.read()), venv, wheels)
+    except BuildError as exc:
+        name = next((w.name for w in wheels if w.name in str(exc)), "")
+        cause = exc.__cause__ or exc
+        print(json.dumps({"wheel": name, "error": f"{type(cause).__name__}: {cause}"}),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

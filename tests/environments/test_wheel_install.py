@@ -107,3 +107,33 @@ def test_wheels_sharing_a_new_folder_unpack_at_once(tmp_path: Path) -> None:
         wheel_install.unpack_wheels(info, venv, [_wheel(tmp_path, n) for n in names])
         (site,) = (venv / "lib").glob("python3*/site-packages")
         assert sorted(p.stem for p in (site / "shared" / "ns").glob("*.py")) == sorted(names)
+
+
+def test_wheels_are_shared_between_processes_and_a_childs_failure_names_its_wheel(
+        tmp_path: Path) -> None:
+    """Several wheels are unpacked by this process and a child process per further core; the
+    child's failure fails the build with the same words as this process's."""
+    assert [[w.name for w in g] for g in wheel_install._share(
+        [_sized(tmp_path, "a", 50), _sized(tmp_path, "b", 40), _sized(tmp_path, "c", 30),
+         _sized(tmp_path, "d", 25)], 2)] == [["a.whl", "d.whl"], ["b.whl", "c.whl"]]
+    venv = tmp_path / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    info = wheel_install.describe(venv_python(venv))
+    assert info is not None
+    good = _wheel(tmp_path, "goodpart")
+    bad = tmp_path / "badpart-1.0-py3-none-any.whl"
+    bad.write_bytes(b"not a zip file" * 10)  # smaller than the good one: the child's
+    with pytest.raises(BuildError) as err:
+        wheel_install.unpack_wheels(info, venv, [good, bad])
+    if (wheel_install.os.cpu_count() or 1) > 1:
+        assert [w.name for w in wheel_install._share([good, bad], 2)[1]] == [bad.name]
+    assert f"the wheel {bad.name} could not be unpacked (BadZipFile" in str(err.value)
+    assert err.value.step == "unpack wheels" and "prune --wheels" in str(err.value.hint)
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    assert (site / "shared" / "ns" / "goodpart.py").is_file()  # this process's share landed
+
+
+def _sized(folder: Path, name: str, size: int) -> Path:
+    path = folder / f"{name}.whl"
+    path.write_bytes(b"x" * size)
+    return path
