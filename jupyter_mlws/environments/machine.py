@@ -187,8 +187,50 @@ def _is_codename(suite: str) -> bool:
 
 
 # --- pip -------------------------------------------------------------------------------------------
+#: What ``pip config list`` depends on besides the interpreter: its variables and files.
+_PIP_CONFIG_VARS = ("HOME", "XDG_CONFIG_HOME", "XDG_CONFIG_DIRS", "VIRTUAL_ENV")
+
+
 def _pip_config(env: dict[str, str], python: str) -> dict[str, str]:
-    """``pip config list`` as ``{"section.key": value}`` (empty when pip cannot say)."""
+    """``pip config list`` as ``{"section.key": value}`` (empty when pip cannot say).
+
+    Run once while what it reads is unchanged (the same ``PIP_*`` and folder variables, the
+    same mtimes of pip's configuration files): a build asks for several settings, and each
+    run starts pip (a quarter of a second)."""
+    key = (python, tuple(sorted((k, v) for k, v in env.items() if k.startswith("PIP_") or
+                                k in _PIP_CONFIG_VARS)), _config_stamps(env, python))
+    found = _PIP_CONFIGS.get(key)
+    if found is None:
+        found = _PIP_CONFIGS[key] = _read_pip_config(env, python)
+        while len(_PIP_CONFIGS) > 8:
+            _PIP_CONFIGS.pop(next(iter(_PIP_CONFIGS)))
+    return dict(found)
+
+
+_PIP_CONFIGS: dict[tuple[object, ...], dict[str, str]] = {}
+
+
+def _config_stamps(env: Mapping[str, str], python: str) -> tuple[tuple[object, ...], ...]:
+    """The mtime, size and inode of each file pip may read its configuration from."""
+    home = Path(env.get("HOME") or Path.home())
+    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
+    dirs = (env.get("XDG_CONFIG_DIRS") or "/etc/xdg").split(os.pathsep)
+    paths = [Path("/etc/pip.conf"), *[Path(d) / "pip" / "pip.conf" for d in dirs if d],
+             home / ".pip" / "pip.conf", xdg / "pip" / "pip.conf",
+             Path(python).parent.parent / "pip.conf"]
+    if env.get("PIP_CONFIG_FILE"):
+        paths.append(Path(env["PIP_CONFIG_FILE"]))
+    out: list[tuple[object, ...]] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            out.append((str(path), st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            out.append((str(path),))
+    return tuple(out)
+
+
+def _read_pip_config(env: dict[str, str], python: str) -> dict[str, str]:
     try:
         proc = subprocess.run(
             [python, "-m", "pip", "config", "list"],

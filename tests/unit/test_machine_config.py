@@ -190,6 +190,25 @@ def test_install_section_and_env_vars_beat_global(tmp_path: Path) -> None:
     ]
 
 
+def test_pip_runs_once_while_its_configuration_is_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    runs: list[str] = []
+    read = machine._read_pip_config
+    monkeypatch.setattr(machine, "_read_pip_config",
+                        lambda env, python: runs.append(python) or read(env, python))
+    env = pip_env(tmp_path, PIP_CONF)
+    for _ in range(3):
+        assert pip_index_urls(env)[0] == "https://user:secret@index.corp.invalid/pypi/simple"
+        assert machine.pip_setting("timeout", env) == "60"
+    assert len(runs) == 1
+    # the same file rewritten at once (same mtime tick, maybe): its size tells
+    env = pip_env(tmp_path, "[global]\nindex-url = https://other.corp.invalid/simple\n")
+    assert pip_index_urls(env) == ["https://other.corp.invalid/simple"]
+    assert pip_index_urls(pip_env(tmp_path, PIP_CONF, PIP_TIMEOUT="5"))[0].startswith(
+        "https://user:secret@")  # another PIP_ variable: asked again
+    assert len(runs) == 3
+
+
 def test_the_pip_override_wins(tmp_path: Path) -> None:
     env = pip_env(tmp_path, PIP_CONF,
                   MLWS_PIP_INDEX_URL="https://a.corp.invalid/simple, https://b.corp.invalid/s")
