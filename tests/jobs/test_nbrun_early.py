@@ -76,6 +76,31 @@ def test_a_failing_cell_reports_and_the_kernel_is_shut_down(tmp_path: Path) -> N
     assert (tmp_path / "atexit-ran").exists()  # shut down gracefully, as nbclient does
 
 
+def test_a_kernel_still_running_code_is_interrupted_then_shut_down_gracefully(
+        tmp_path: Path) -> None:
+    """A shutdown asked on the shell channel waits behind running code; after a second the
+    kernel gets the standard shutdown (interrupt, then the control channel), atexit and all."""
+    from jupyter_core.utils import run_sync
+
+    from jupyter_mlws.jobs import nbrun as job_process
+
+    km = job_process.start_kernel("python3")
+    assert km is not None
+    kc = km.client()
+    kc.start_channels()
+    run_sync(kc.wait_for_ready)(timeout=120)
+    kc.execute(f"import atexit, pathlib, time\n"
+               f"atexit.register(pathlib.Path({str(tmp_path / 'ran')!r}).touch)\n"
+               "time.sleep(300)")
+    kc.stop_channels()
+    pid = km.provisioner.pid
+    job_process.shutdown_kernel(km)
+    assert not run_sync(km.is_alive)()
+    assert not Path(f"/proc/{pid}").exists() or \
+        Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    assert (tmp_path / "ran").exists()
+
+
 def test_a_terminated_job_process_takes_its_kernel_with_it(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path / "nb.ipynb", "import time\ntime.sleep(300)")
     token = new_token()
