@@ -4,11 +4,12 @@ its loaded process, instead of that job's runner loading everything again.
 Every queued job has its own runner (:mod:`.runner`), which waits for a slot with the standard
 library only. Once it holds a slot it would import the workspace (SQLAlchemy, pydantic and the
 workspace's own modules: about half a second of CPU), which on a busy compute is most of what a
-queue costs beyond its jobs' work. So a runner that ends its job while tickets wait *offers*
-itself: before it gives its slot back it listens on a Unix socket in the compute's
-``relay/`` folder. The runner that takes the slot sends it, over that socket, the job's folder
+queue costs beyond its jobs' work. So a runner that ends its job *offers* itself for
+:data:`OFFER_WAIT_S`: before it gives its slot back it listens on a Unix socket in the compute's
+``relay/`` folder, for a job queued already or submitted meanwhile (a sweep's next trial, the
+next ``%submit``). The runner that takes the slot sends it, over that socket, the job's folder
 and three open descriptors (``SCM_RIGHTS``): its ``runner.lock``, its slot and its log. Then it
-exits and the loaded runner runs the job.
+exits and the loaded runner runs the job. An offer holds nothing: no lock, no slot.
 
 The locks are never released in between: a passed descriptor shares its lock, so the reaper and
 the queue see the job's runner alive throughout, and the queue's order is the slots' order.
@@ -35,8 +36,10 @@ from typing import IO, Any, NamedTuple
 
 from jupyter_mlws.agent.wire import Channel, peer_credentials
 
-#: How long a runner that ended its job waits for a waiting one to come (it holds nothing then).
+#: How long a runner that ended its job waits for a waiting one to come (it holds nothing then);
+#: ``MLWS_RUNNER_RELAY_WAIT_S`` sets another.
 OFFER_WAIT_S = 2.0
+WAIT_VAR = "MLWS_RUNNER_RELAY_WAIT_S"
 #: How long either side waits for the other during the exchange.
 EXCHANGE_S = 10.0
 #: A runner runs at most this many jobs, then exits (a bound on anything a job leaves behind).
@@ -144,8 +147,13 @@ class Offer:
             self.close()
             raise
 
-    def wait(self, timeout: float = OFFER_WAIT_S) -> Handed | None:
+    def wait(self, timeout: float | None = None) -> Handed | None:
         """The job a waiting runner hands over, or ``None`` when none did in time."""
+        if timeout is None:
+            try:
+                timeout = max(0.0, float(os.environ.get(WAIT_VAR, OFFER_WAIT_S)))
+            except ValueError:
+                timeout = OFFER_WAIT_S
         try:
             self._sock.settimeout(timeout)
             conn, _ = self._sock.accept()
@@ -213,14 +221,6 @@ def _same_file(fd: int, *paths: Path) -> bool:
                     st.st_uid == os.getuid():
                 return True
     return False
-
-
-def queue_waits(slot_dir: Path) -> bool:
-    """Whether any job waits in the compute's queue (then an offer is worth making)."""
-    try:
-        return any(not n.startswith(".") for n in os.listdir(slot_dir / "queue"))
-    except OSError:
-        return False
 
 
 def take_log(log_fd: int) -> None:

@@ -180,7 +180,7 @@ def _serve(paths: JobPaths, launch: Launch | None, runner_lock: TextIO, slot: Te
 def _offer(slot_dir: Path, served: int) -> Any:
     from jupyter_mlws.jobs import relay
 
-    if served >= relay.MAX_JOBS or not relay.queue_waits(slot_dir):
+    if served >= relay.MAX_JOBS:
         return None
     try:
         return relay.Offer(slot_dir, served)

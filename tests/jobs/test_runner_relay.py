@@ -53,6 +53,19 @@ def test_queued_jobs_run_in_the_runner_that_ended_before_them(jws: Workspace,
     assert "handed" not in _runner_log(jws, first)
 
 
+def test_a_job_submitted_after_the_last_one_ended_gets_its_runner(
+        jws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner that ended its job offers itself a while, queue or not: the next submission
+    (a sweep's next trial, the next %submit) takes the loaded runner."""
+    monkeypatch.setenv("MLWS_RUNNER_RELAY_WAIT_S", "60")  # (a loaded machine starts slowly)
+    jws.computes.create("one", type="local", max_concurrent_jobs=1)
+    first = jws.jobs.wait(jws.jobs.submit_command("echo one", compute="one").id, timeout=120)
+    second = jws.jobs.wait(jws.jobs.submit_command("echo two", compute="one").id, timeout=120)
+    assert (first.status, second.status) == ("Completed", "Completed")
+    assert second.runner_pid == first.runner_pid
+    assert "two" in jws.jobs.logs(second.id) and "one" not in jws.jobs.logs(second.id)
+
+
 def test_runners_of_different_environments_never_relay(jws: Workspace, tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """A job runs with the environment it was submitted with, so a runner started with other
@@ -114,11 +127,10 @@ def test_a_relay_killed_mid_job_fails_that_job_only(jws: Workspace, tmp_path: Pa
 
 @pytest.fixture
 def held(tmp_path: Path) -> tuple[Path, Path, object, object]:
-    """A compute's slot folder with a queued ticket, a job folder, its lock and a slot, held."""
+    """A compute's slot folder, a job folder, its lock and a slot, held."""
     slot_dir, job_dir = tmp_path / "slots", tmp_path / "job"
     job_dir.mkdir()
-    (slot_dir / "queue").mkdir(parents=True)
-    (slot_dir / "queue" / "000-someone").touch()
+    slot_dir.mkdir()
     lock, slot = try_lock(job_dir / "runner.lock"), try_lock(slot_dir / "slot-0.lock")
     assert lock is not None and slot is not None
     return slot_dir, job_dir, lock, slot
@@ -126,7 +138,6 @@ def held(tmp_path: Path) -> tuple[Path, Path, object, object]:
 
 def test_a_handed_job_keeps_its_locks_throughout(held) -> None:
     slot_dir, job_dir, lock, slot = held
-    assert relay.queue_waits(slot_dir)
     offer = relay.Offer(slot_dir, 1)
     got: list[relay.Handed | None] = []
     t = threading.Thread(target=lambda: got.append(offer.wait(10)))
@@ -179,10 +190,3 @@ def test_a_dead_offer_is_removed_and_the_job_stays_here(held) -> None:
     assert relay.hand_over(slot_dir, job_dir, lock, slot) is None
     assert not stale.exists()
     assert relay.hand_over(slot_dir / "nowhere", job_dir, lock, slot) is None
-
-
-def test_no_offer_when_nothing_waits(tmp_path: Path) -> None:
-    assert not relay.queue_waits(tmp_path)
-    (tmp_path / "queue").mkdir()
-    (tmp_path / "queue" / ".new-x-1").touch()  # a ticket still being made is not a waiter
-    assert not relay.queue_waits(tmp_path)
