@@ -345,8 +345,9 @@ class DockerBuilder:
             # a lock's exact files: uv installs them when the host has it (MLWS_BUILD_TOOL=pip
             # keeps pip); an explicit uv build copies its own binary (dockerfile._uv_lines)
             uv = find_uv() if plan.uv_binary is None and use_uv(default=True) else None
-            served = self.wheels.serve(plan.requirements, log, installer=uv,
-                                       series=plan.python.version)
+            served = self.wheels.serve(  # (bytecode: only the pip step unpacks it)
+                plan.requirements, log, installer=uv,
+                series=plan.python.version if plan.uv_binary is None else None)
         with served as buildargs:  # the lock's files from this machine (docker_wheels)
             text = calls.run_build(
                 self.client, environment, log, labels=None, timeout=self.build_timeout,

@@ -195,8 +195,8 @@ def _pip_config(env: dict[str, str], python: str) -> dict[str, str]:
     """``pip config list`` as ``{"section.key": value}`` (empty when pip cannot say).
 
     Run once while what it reads is unchanged (the same ``PIP_*`` and folder variables, the
-    same mtimes of pip's configuration files): a build asks for several settings, and each
-    run starts pip (a quarter of a second)."""
+    same mtime, size and inode of each of pip's configuration files): a build asks for several
+    settings, and each run starts pip (a quarter of a second)."""
     key = (python, tuple(sorted((k, v) for k, v in env.items() if k.startswith("PIP_") or
                                 k in _PIP_CONFIG_VARS)), _config_stamps(env, python))
     found = _PIP_CONFIGS.get(key)

@@ -474,10 +474,10 @@ class VenvMaterializer:
                             lines: list[str], log: Log, no_cache: bool) -> list[str]:
         """The venv's ``pip freeze``, read while its bytecode is copied from the cache or
         compiled (and kept) when it has ``packages``."""
-        freeze_cmd = (
+        freeze_cmd = (  # (-B: pip's own imports write no bytecode beside the compilation)
             [self.uv, "pip", "freeze", "--quiet", "--python", str(py)]
             if self.uv
-            else [str(py), "-m", "pip", "freeze"]
+            else [str(py), "-B", "-m", "pip", "freeze"]
         )
         with ThreadPoolExecutor(1) as pool:
             frozen = pool.submit(self._run, freeze_cmd, "pip freeze", lines, lambda _line: None,
