@@ -11,7 +11,9 @@ c. CLI submit-only (``mlws job notebook NB -p msg hi``), p50/p95: the fast path 
    running: the CLI imports the standard library only and hands the submission over) beside
    the normal path (agent off), with ``python -c pass``; then where the fast path's time goes
    (imports, ``-X importtime``'s top imports, the agent's round trip).
-d. N jobs at once at concurrency 2 against N/2 x one job (warm agent off: the work is the same).
+d. N jobs at once at concurrency 2 against N/2 x one lone job (warm agent off: the work is the
+   same; a lone job is submitted when no runner of a job just ended offers itself, see
+   jupyter_mlws/jobs/relay.py; one job right after another is reported too).
 e. Cold vs warm through the Python API, with the job's own timestamps (where the time goes);
    the agent's CPU time and the pool's memory.
 f. (with Docker) the same job in the same environment (``MLWS-python-3.11-minimal``) on
@@ -48,6 +50,7 @@ from _util import make_notebook, percentiles, print_table  # noqa: E402
 
 from jupyter_mlws import Workspace  # noqa: E402
 from jupyter_mlws.agent import client  # noqa: E402
+from jupyter_mlws.jobs.relay import OFFER_WAIT_S  # noqa: E402
 
 CLI = [sys.executable, "-m", "jupyter_mlws.cli"]
 
@@ -296,9 +299,14 @@ def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
     machine's CPU time per job in both."""
     os.environ["MLWS_JOB_AGENT"] = "0"
     ws.computes.create("pair", type="local", max_concurrent_jobs=2)
-    cpu0 = busy_cpu_s()
-    single = statistics.median(api_job(ws, nb, "pair")[0] for _ in range(3))
-    cpu_single = (busy_cpu_s() - cpu0) / 3
+    lone, cpu_lone = [], []
+    for _ in range(3):  # a lone job: no runner of a job just ended offers itself (relay.py)
+        time.sleep(OFFER_WAIT_S + 0.5)
+        cpu0 = busy_cpu_s()
+        lone.append(api_job(ws, nb, "pair")[0])
+        cpu_lone.append(busy_cpu_s() - cpu0)
+    single, cpu_single = statistics.median(lone), statistics.median(cpu_lone)
+    in_a_row = statistics.median(api_job(ws, nb, "pair")[0] for _ in range(3))
     cpu0 = busy_cpu_s()
     t0 = time.perf_counter()
     ids = [ws.jobs.submit_notebook(nb, {"msg": str(i)}, compute="pair").id for i in range(n)]
@@ -314,6 +322,9 @@ def many_jobs(ws: Workspace, nb: Path, n: int) -> list[tuple[str, ...]]:
              f"{ideal:.1f} s ({n // 2} x single {single:.2f} s)", "<= 1.1x",
              f"{total / ideal:.2f}x; {ok}/{n} completed; slots taken in order: {fifo}"),
             (f"d. {n} jobs: time to submit all", f"{submitted:.2f} s", "", "", ""),
+            ("d. one job right after another (its runner relayed)", f"{in_a_row:.2f} s",
+             f"{single:.2f} s a lone job", "(report)",
+             f"{total / (in_a_row * n / 2):.2f}x of {n // 2} x this"),
             ("d. machine CPU per job (all processes)", f"{cpu_many:.2f} s in the batch",
              f"{cpu_single:.2f} s alone", "(report)",
              f"a lone job keeps {cpu_single / single:.2f} of the {os.cpu_count()} cores busy"),
