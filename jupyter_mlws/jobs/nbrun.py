@@ -140,7 +140,7 @@ def shutdown_kernel(km: Any) -> None:
     kernel handles it on its main thread. Sent on the control channel, as jupyter_client
     does, ipykernel 7's control thread was sometimes still sending its last messages when the
     main thread closed the IOPub thread. It then blocked for good, and the kernel exited only
-    at jupyter_client's SIGTERM 2.5 s later: 1 run in 8 to 15 here, +2.4 s each. A kernel
+    at jupyter_client's SIGTERM 2.5 s later: 1 run in 6 to 20 here, +2.4 s each. A kernel
     still running code (a failed or stopped run) gets jupyter_client's standard shutdown
     after :data:`SHELL_SHUTDOWN_S`: interrupt, control channel, then signals."""
     from jupyter_core.utils import run_sync

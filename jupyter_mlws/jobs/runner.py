@@ -7,9 +7,9 @@ hands the job to its compute target.
 
 When the submitter found the environment ready, the job's process is started *before* the
 workspace is opened (which costs a few hundred milliseconds of imports), so the kernel starts
-while the runner loads. A runner that ends its job while others wait for the compute runs the
-next of them in its loaded process (:mod:`jupyter_mlws.jobs.relay`), handed over by that job's
-runner with its locks.
+while the runner loads. A runner that ends its job offers itself for a moment, and runs in its
+loaded process the next job of its compute that comes (:mod:`jupyter_mlws.jobs.relay`), handed
+over by that job's runner with its locks.
 """
 
 from __future__ import annotations
