@@ -18,19 +18,25 @@ Exactly one process runs the job: the loaded runner starts only after the waitin
 (no offer, a dead or silent peer, another user, a runner of a different install or
 environment).
 
-Only interchangeable runners relay: a socket's name starts with a key over what a runner's
-behaviour depends on (interpreter, ``sys.path``, environment variables, working folder, umask,
-user and package version), and the loaded runner checks the key again. Standard library only.
+Only interchangeable runners relay: what a runner's behaviour depends on (interpreter,
+``sys.path``, environment variables, working folder, umask, user and package version) must be
+the same on both sides. The offering runner proves nothing and learns nothing of the other's
+values: it sends a fresh random challenge, the waiting runner answers with an HMAC of its facts
+keyed by that challenge, and the offering runner compares it with its own. The facts include
+secrets (``MLWS_SECRET_KEY``, cloud credentials), so they are never put in a name or hashed
+without such a one-time key. A runner of another environment is refused and the offer stays
+open for the rest of its time. Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
+import hmac
 import json
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -52,8 +58,9 @@ def relay_dir(slot_dir: Path) -> Path:
     return slot_dir / "relay"
 
 
-def runner_key() -> str:
-    """What two runners must share to run each other's jobs the same way."""
+def runner_facts() -> bytes:
+    """What two runners must share to run each other's jobs the same way (secrets included:
+    only ever used as :func:`proof`'s message)."""
     from jupyter_mlws import __version__
 
     mask = os.umask(0o022)
@@ -61,7 +68,12 @@ def runner_key() -> str:
     env = sorted((k, v) for k, v in os.environ.items() if k not in _PER_RUNNER_VARS)
     facts = [sys.executable, sys.path, env, os.getcwd(), mask, os.getuid(), __version__,
              str(Path(__file__).resolve())]
-    return hashlib.sha256(json.dumps(facts).encode()).hexdigest()[:24]
+    return json.dumps(facts).encode()
+
+
+def proof(challenge: str, facts: bytes) -> str:
+    """The answer to an offer's one-time ``challenge``: an HMAC of ``facts`` keyed by it."""
+    return hmac.new(challenge.encode(), facts, "sha256").hexdigest()
 
 
 class Handed(NamedTuple):
@@ -87,11 +99,9 @@ def hand_over(slot_dir: Path, job_dir: Path, runner_lock: IO[str], slot: IO[str]
     if dfd is None:
         return None
     try:
-        key = runner_key()
-        names = sorted(n for n in os.listdir(dfd) if n.startswith(key + "-") and
-                       n.endswith(".sock"))
-        for name in names:
-            pid = _give(dfd, name, key, job_dir, runner_lock, slot)
+        facts = runner_facts()
+        for name in sorted(n for n in os.listdir(dfd) if n.endswith(".sock")):
+            pid = _give(dfd, name, facts, job_dir, runner_lock, slot)
             if pid is not None:
                 return pid
         return None
@@ -99,7 +109,7 @@ def hand_over(slot_dir: Path, job_dir: Path, runner_lock: IO[str], slot: IO[str]
         os.close(dfd)
 
 
-def _give(dfd: int, name: str, key: str, job_dir: Path, runner_lock: IO[str],
+def _give(dfd: int, name: str, facts: bytes, job_dir: Path, runner_lock: IO[str],
           slot: IO[str]) -> int | None:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(EXCHANGE_S)
@@ -114,7 +124,10 @@ def _give(dfd: int, name: str, key: str, job_dir: Path, runner_lock: IO[str],
         pid, uid, _gid = peer_credentials(sock)
         if uid != os.getuid():
             return None
-        channel.send({"key": key, "job_dir": str(job_dir)},
+        challenge, _ = channel.recv()
+        if not isinstance(challenge, dict) or not isinstance(challenge.get("challenge"), str):
+            return None
+        channel.send({"proof": proof(challenge["challenge"], facts), "job_dir": str(job_dir)},
                      [runner_lock.fileno(), slot.fileno(), sys.stdout.fileno()])
         answer, _ = channel.recv()
         if answer != {"take": True}:
@@ -137,7 +150,8 @@ class Offer:
         if self._dfd is None or os.fstat(self._dfd).st_uid != os.getuid():
             self.close()
             raise OSError(f"{folder} is not a folder of this user")
-        self._name = f"{runner_key()}-{os.getpid()}-{serial}.sock"
+        self._name = f"{os.getpid()}-{serial}.sock"
+        self._facts = runner_facts()  # (as they are when the runner offers itself)
         self._slot_dir = slot_dir
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -147,20 +161,36 @@ class Offer:
             self.close()
             raise
 
+    @property
+    def name(self) -> str:
+        return self._name
+
     def wait(self, timeout: float | None = None) -> Handed | None:
-        """The job a waiting runner hands over, or ``None`` when none did in time."""
+        """The job a waiting runner hands over, or ``None`` when none did in time. A runner
+        that cannot hand over here (another environment) leaves the offer open."""
         if timeout is None:
             try:
                 timeout = max(0.0, float(os.environ.get(WAIT_VAR, OFFER_WAIT_S)))
             except ValueError:
                 timeout = OFFER_WAIT_S
+        deadline = time.monotonic() + timeout
         try:
-            self._sock.settimeout(timeout)
-            conn, _ = self._sock.accept()
-        except OSError:
-            return None
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                try:
+                    self._sock.settimeout(left)
+                    conn, _ = self._sock.accept()
+                except OSError:
+                    return None
+                handed = self._exchange(conn)
+                if handed is not None:
+                    return handed
         finally:
-            self.close()  # one job per offer: a second caller falls back at once
+            self.close()  # one job per offer: a later caller falls back at once
+
+    def _exchange(self, conn: socket.socket) -> Handed | None:
         conn.settimeout(EXCHANGE_S)
         channel = Channel(conn)
         try:
@@ -174,10 +204,12 @@ class Offer:
         _pid, uid, _gid = peer_credentials(channel.sock)
         if uid != os.getuid():
             return None
+        challenge = os.urandom(16).hex()
+        channel.send({"challenge": challenge})
         message, fds = channel.recv()
         handed = None
         try:
-            handed = self._check(channel, message, fds)
+            handed = self._check(channel, challenge, message, fds)
         finally:
             if handed is None:
                 for fd in fds:
@@ -185,16 +217,18 @@ class Offer:
                         os.close(fd)
         return handed
 
-    def _check(self, channel: Channel, message: dict[str, Any] | None,
+    def _check(self, channel: Channel, challenge: str, message: dict[str, Any] | None,
                fds: list[int]) -> Handed | None:
-        if (message is None or message.get("key") != runner_key() or len(fds) != 3
-                or not isinstance(message.get("job_dir"), str)):
+        ok = (message is not None and isinstance(message.get("proof"), str)
+              and hmac.compare_digest(message["proof"], proof(challenge, self._facts))
+              and len(fds) == 3 and isinstance(message.get("job_dir"), str))
+        if ok:
+            job_dir = Path(message["job_dir"])  # type: ignore[index]
+            ok = (_same_file(fds[0], job_dir / "runner.lock")
+                  and _same_file(fds[1], *self._slot_dir.glob("slot-*.lock")))
+        channel.send({"take": ok})
+        if not ok:
             return None
-        job_dir = Path(message["job_dir"])
-        if not (_same_file(fds[0], job_dir / "runner.lock")
-                and _same_file(fds[1], *self._slot_dir.glob("slot-*.lock"))):
-            return None
-        channel.send({"take": True})
         answer, _ = channel.recv()
         if answer != {"yours": True}:
             return None

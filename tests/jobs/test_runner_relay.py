@@ -156,32 +156,46 @@ def test_a_handed_job_keeps_its_locks_throughout(held) -> None:
     assert not list(relay.relay_dir(slot_dir).glob("*.sock")), "the offer's socket stayed"
 
 
-def test_a_peer_with_another_key_gets_nothing(held) -> None:
+def test_a_runner_of_another_environment_gets_nothing_and_the_offer_stays(
+        held, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The offer's socket names its process only (the environment it compares holds secrets);
+    a runner whose environment differs answers the challenge wrongly, is refused with its
+    descriptors closed, and a matching runner still gets the same offer."""
     slot_dir, job_dir, lock, slot = held
-    offer = relay.Offer(slot_dir, 1)
-    name = next(relay.relay_dir(slot_dir).glob("*.sock")).name
+    monkeypatch.setenv("MLWS_SECRET_KEY", "s3cret-value")
+    offer = relay.Offer(slot_dir, 7)
+    assert [p.name for p in relay.relay_dir(slot_dir).iterdir()] == [f"{os.getpid()}-7.sock"]
     got: list[relay.Handed | None] = []
-    t = threading.Thread(target=lambda: got.append(offer.wait(10)))
+    t = threading.Thread(target=lambda: got.append(offer.wait(20)))
     t.start()
     before = len(os.listdir("/proc/self/fd"))
-    dfd = os.open(relay.relay_dir(slot_dir), os.O_RDONLY | os.O_DIRECTORY)
-    try:  # a runner of another key that found the socket: its message is checked again
-        assert relay._give(dfd, name, "0" * 24, job_dir, lock, slot) is None
-    finally:
-        os.close(dfd)
-    t.join()
-    assert got == [None]
+    monkeypatch.setenv("MLWS_SECRET_KEY", "another-value")  # (the offer keeps its own facts)
+    assert relay.hand_over(slot_dir, job_dir, lock, slot) is None
     assert len(os.listdir("/proc/self/fd")) <= before, "received descriptors were kept open"
-    lock.close()
-    slot.close()
-    assert not is_locked(job_dir / "runner.lock"), "the refused job's lock is still held"
+    assert t.is_alive(), "a refused runner ended the offer"
+    monkeypatch.setenv("MLWS_SECRET_KEY", "s3cret-value")
+    assert relay.hand_over(slot_dir, job_dir, lock, slot) == os.getpid()
+    t.join()
+    handed = got[0]
+    assert handed is not None and handed.job_dir == job_dir
+    for f in (handed.runner_lock, handed.slot, lock, slot):
+        f.close()
+    os.close(handed.log_fd)
+    assert not is_locked(job_dir / "runner.lock"), "the job's lock is still held"
+
+
+def test_the_challenge_answer_depends_on_the_challenge_and_every_fact() -> None:
+    facts = relay.runner_facts()
+    assert relay.proof("a" * 32, facts) == relay.proof("a" * 32, facts)
+    assert relay.proof("b" * 32, facts) != relay.proof("a" * 32, facts)
+    assert relay.proof("a" * 32, facts + b" ") != relay.proof("a" * 32, facts)
 
 
 def test_a_dead_offer_is_removed_and_the_job_stays_here(held) -> None:
     slot_dir, job_dir, lock, slot = held
     folder = relay.relay_dir(slot_dir)
     folder.mkdir(mode=0o700)
-    stale = folder / f"{relay.runner_key()}-999999-1.sock"
+    stale = folder / "999999-1.sock"
     dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.bind(f"/proc/self/fd/{dfd}/{stale.name}")  # (the full path is too long for a socket)
