@@ -34,17 +34,21 @@ def stop_jobs(ws: Any, timeout: float = 30) -> None:
 
 
 def cli_invoker(output: bool = False) -> Callable[..., Any]:
-    """``invoke(*args, code=0)``: runs ``mlws ARGS...`` in-process and asserts its exit code;
-    returns the click ``Result`` (or its output text with ``output=True``)."""
+    """``invoke(*args, code=0, stdout=False)``: runs ``mlws ARGS...`` in-process and asserts
+    its exit code; returns the click ``Result`` (or its output text with ``output=True``: stdout
+    and stderr as a terminal shows them, or stdout alone with ``stdout=True``, as a script
+    piping ``-o json`` gets it)."""
     from click.testing import CliRunner
 
     from jupyter_mlws.cli import main
 
     runner = CliRunner()
 
-    def invoke(*args: str, code: int = 0) -> Any:
+    def invoke(*args: str, code: int = 0, stdout: bool = False) -> Any:
         result = runner.invoke(main, list(args), catch_exceptions=False)
         assert result.exit_code == code, result.output
+        if stdout:
+            return result.stdout
         return result.output if output else result
 
     return invoke

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import ipaddress
 import json
 import subprocess
 import sys
@@ -127,6 +128,12 @@ def bridge_gateway(client: docker.DockerClient) -> str | None:
             gateway = str(config.get("Gateway") or "")
             if gateway and ":" not in gateway:  # IPv4
                 return gateway
+        for config in configs:  # (engines that leave it out give the bridge the subnet's
+            # first address, as they do when no gateway is configured)
+            with contextlib.suppress(ValueError):
+                subnet = ipaddress.ip_network(str(config.get("Subnet") or ""), strict=False)
+                if subnet.version == 4 and subnet.num_addresses > 2:
+                    return str(subnet.network_address + 1)
     return None
 
 

@@ -92,8 +92,9 @@ def _containers(client, eps: Workspace) -> list:  # type: ignore[no-untyped-def]
 def test_an_azure_sklearn_score_py_serves_from_a_container_and_delete_leaves_nothing(
         cli, eps: Workspace, sklearn_project: Path, docker_client) -> None:  # type: ignore[no-untyped-def]
     cli("online-endpoint", "create", "-f", "endpoint.yml")
-    out = cli("online-deployment", "create", "-f", "blue.yml", "--all-traffic", "-o", "json")
-    shown = json.loads(out[out.index("{"):])
+    out = cli("online-deployment", "create", "-f", "blue.yml", "--all-traffic", "-o", "json",
+              stdout=True)
+    shown = json.loads(out)  # (stdout alone: the build's log is on stderr)
     assert shown["state"] == "Succeeded" and shown["runtime"] == "docker"
     assert shown["image_id"].startswith("sha256:")
     assert any("containers of the environment's image" in n for n in shown["notes"])

@@ -48,8 +48,8 @@ def test_an_azure_score_py_deployed_from_yaml_answers_through_the_cli(
         cli, eps: Workspace, yaml_files) -> None:  # type: ignore[no-untyped-def]
     cli("online-endpoint", "create", "-f", str(yaml_files("endpoint", "ep-test")), "--local")
     out = cli("online-deployment", "create", "-f", str(yaml_files("deployment", "blue", count=2)),
-              "--all-traffic", "--local", "-o", "json")
-    shown = json.loads(out[out.index("{"):])
+              "--all-traffic", "--local", "-o", "json", stdout=True)
+    shown = json.loads(out)  # (stdout alone: the build's log is on stderr)
     assert shown["state"] == "Succeeded" and shown["replicas_ready"] == 2
     assert shown["traffic"] == 100
     assert any("instance_type Standard_DS3_v2" in n for n in shown["notes"])

@@ -30,8 +30,9 @@ def test_an_mlflow_model_without_a_scoring_script_is_served_by_pyfunc(
         "\nname: blue\nendpoint_name: ep-test\nmodel: azureml:diabetes-mlflow:1\n"
         "instance_count: 1\nreadiness_probe:\n  initial_delay: 1\n  period: 1\n")
     cli("online-endpoint", "create", "-f", str(yaml_files("endpoint", "ep-test")))
-    out = cli("online-deployment", "create", "-f", "nocode.yml", "--all-traffic", "-o", "json")
-    view = json.loads(out[out.index("{"):])
+    out = cli("online-deployment", "create", "-f", "nocode.yml", "--all-traffic", "-o", "json",
+              stdout=True)
+    view = json.loads(out)
     assert view["state"] == "Succeeded" and view["model"] == "diabetes-mlflow:1"
     rows = pd.DataFrame({"a": [5.0, 6.0], "b": [0.2, 0.4]})
     expected = [pytest.approx(v) for v in model.predict(rows)]
@@ -123,8 +124,8 @@ def test_update_from_a_file_rolls_without_a_failed_request(
         t.start()
     try:
         wait_for(lambda: colors, what="requests answered before the update")
-        out = cli("online-deployment", "update", "-f", str(path), "-o", "json")
-        assert json.loads(out[out.index("{"):])["generation"] == 2
+        out = cli("online-deployment", "update", "-f", str(path), "-o", "json", stdout=True)
+        assert json.loads(out)["generation"] == 2
         wait_for(lambda: "blue-v2" in colors, timeout=30, what="the new replicas to answer")
     finally:
         stop.set()
