@@ -16,9 +16,11 @@ source path when it loads the module, so tracebacks name the venv they run in.
 Layout: ``<wheelhouse>/pyc/<magic hex>-<opt>/<key[:2]>/<key>/`` holding the ``.pyc`` files at
 their ``site-packages``-relative paths and ``manifest.json`` (the sha256 of each). An entry is
 written in a temporary sibling and renamed into place (concurrent builders: the first rename
-wins). Reading never follows a symbolic link, verifies each file's sha256 as it copies it, and
-copies (never links: a job may write into its venv's files in place); an entry that fails is
-dropped and the distribution compiled again. ``mlws env prune --wheels`` empties it with the
+wins); its files are hard links to the bytecode the build just wrote (a copy across file
+systems), and the manifest holds the sha256 of their bytes then. Reading never follows a
+symbolic link, verifies each file's sha256 as it copies it, and copies (never links: a job may
+write into its venv's files in place, which an entry's link would also see: the sha256 check
+finds it); an entry that fails is dropped and the distribution compiled again. ``mlws env prune --wheels`` empties it with the
 wheelhouse.
 """
 
@@ -151,17 +153,18 @@ class BytecodeCache:
         if any(p.is_symlink() for p in (entry.parent, entry.parent.parent)):
             return False
         tmp = entry.with_name(f"{_TMP}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        made: set[Path] = set()
         try:
             files = {}
             for rel in pycs:
                 source = site / rel
                 if source.is_symlink() or not source.is_file():
                     continue
-                data = source.read_bytes()
                 target = tmp / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-                files[rel] = hashlib.sha256(data).hexdigest()
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                files[rel] = _keep(source, target)
             (tmp / MANIFEST).write_text(json.dumps({"format": _FORMAT, "key": key,
                                                     "files": files}), encoding="utf-8")
             os.rename(tmp, entry)  # atomic; fails when another builder was first
@@ -173,11 +176,17 @@ class BytecodeCache:
 
 
 def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
-                 read: bool = True) -> BytecodeSummary:
+                 read: bool = True, before: BytecodeSummary | None = None) -> BytecodeSummary:
     """Byte-compile the packages installed in the venv at ``tmp`` (to live at ``final``: the
     paths its code objects name), taking what the cache holds (unless not ``read``) and keeping
-    what it compiles. The summary has the notes (damaged entries dropped) and the log line."""
+    what it compiles. The summary has the notes (damaged entries dropped) and the log line.
+    ``before``: what an earlier call did in this build (pip's, while the packages were
+    fetched); its distributions are left as they are and counted in the summary."""
     summary = BytecodeSummary()
+    if before is not None:
+        summary.cached += before.cached
+        summary.compiled += before.compiled
+        summary.notes += before.notes
     sites = sorted((tmp / "lib").glob("python3*/site-packages"))
     query = subprocess.run([str(py), "-c", _QUERY], capture_output=True, text=True, check=False)
     parts = query.stdout.split()
@@ -191,7 +200,10 @@ def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
     for site in sites:
         dists, loose = _distributions(site, skip, tag, cache_tag, int(opt))
         todo: list[str] = list(loose)
+        done = set(before.cached + before.compiled) if before is not None else set()
         for dist in dists:
+            if dist.name in done:
+                continue
             if dist.key is not None and read:
                 try:
                     if cache.fetch(tag, dist.key, set(dist.pycs), site) is not None:
@@ -205,7 +217,7 @@ def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
             todo += dist.pycs.values()
         _compile(py, [str(site / rel) for rel in sorted(set(todo))], tmp, final, files=True)
         for dist in dists:
-            if dist.key is not None and dist.name in summary.compiled:
+            if dist.key is not None and dist.name in summary.compiled and dist.name not in done:
                 cache.store(tag, dist.key, site, list(dist.pycs))
     return summary
 
@@ -384,6 +396,20 @@ def _open_tree(root: Path, rel: str) -> Iterator[_Tree | None]:
             entry.close()
     finally:
         tree.close()
+
+
+def _keep(source: Path, target: Path) -> str:
+    """Put the file ``source`` (bytecode this build just wrote) at ``target``, a hard link
+    where both are on one file system (writing the bytes again costs more than compiling them
+    on a slow disk), else a copy; the sha256 of its bytes. A job that later writes into its
+    venv's file in place changes the entry too: :meth:`BytecodeCache.fetch` finds the sha256
+    changed and drops it."""
+    data = source.read_bytes()
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:
+        target.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write(path: str, data: bytes) -> None:

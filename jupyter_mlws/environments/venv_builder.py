@@ -48,7 +48,7 @@ from jupyter_mlws.environments.locks import (
     render_lock,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
-from jupyter_mlws.environments.pyc_cache import compile_venv
+from jupyter_mlws.environments.pyc_cache import BytecodeSummary, compile_venv
 from jupyter_mlws.environments.uv_tool import (
     BUILD_TOOL_ENV,
     compiled_lock_lines,
@@ -347,28 +347,32 @@ class VenvMaterializer:
         packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
         lock_lines: list[str] | None = None
-        info: dict[str, Any] | None = None
-        if self.uv:
-            create = [self.uv, "venv", "--python", uv_python or self.python, str(tmp)]
-        else:  # pip's own wheels are unpacked below (see wheel_install)
-            create = [uv_python or self.python, "-m", "venv", "--without-pip", str(tmp)]
-        self._run(create, "create the venv", lines, log)
-        if self.uv:  # pip alone in the venv, as `python -m venv` gives it (jobs run `pip ...`);
-            # not `uv venv --seed`, whose setuptools and wheel (and wheel's packaging) would land
-            # in the environment's lock
-            self._run([self.uv, "pip", "install", "-q", "--python", str(py), "pip"],
-                      "add pip", lines, log, keep=False)
-        else:
-            info = wheel_install.describe(py)
-            bundled = wheel_install.bundled_wheels(info) if info else []
-            if info and bundled:
-                wheel_install.unpack_wheels(info, tmp, bundled)
-            else:  # (an interpreter without its bundled wheels: ensurepip says why)
-                self._run([str(py), "-m", "ensurepip"], "add pip", lines, log, keep=False)
-        if packages:
-            lock_lines = self._install(packages, tmp, py, lines, log, no_cache=no_cache,
-                                       locked=locked, info=info)
-        freeze = self._freeze_and_compile(py, tmp, final, bool(packages), lines, log, no_cache)
+        with ThreadPoolExecutor(2) as pool:
+            settings = None
+            if self.uv and packages:  # pip's configuration (a pip start) read meanwhile
+                settings = pool.submit(uv_environment, {}, python=self.python)
+            create = [self.uv, "venv"] if self.uv else [uv_python or self.python, "-m", "venv",
+                                                        "--without-pip"]
+            create += ["--python", uv_python or self.python] if self.uv else []
+            self._run([*create, str(tmp)], "create the venv", lines, log, pip_config=False)
+            info = self._add_pip(tmp, py, lines, log)
+            # pip's bytecode is compiled (or taken from the cache) while the packages are
+            # resolved and fetched; the rest after they are installed
+            early = pool.submit(compile_venv, py, tmp, final, self.wheelhouse.bytecode,
+                                read=not no_cache) if packages else None
+            try:
+                if settings is not None:
+                    settings.result()
+                if packages:
+                    lock_lines = self._install(packages, tmp, py, lines, log,
+                                               no_cache=no_cache, locked=locked, info=info)
+            finally:  # (waited for before the folder can go; when it failed, all is
+                # compiled below)
+                first = None
+                with contextlib.suppress(Exception):
+                    first = early.result() if early is not None else None
+        freeze = self._freeze_and_compile(py, tmp, final, bool(packages), lines, log, no_cache,
+                                          first)
         if not packages:
             lock_lines = []
         elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
@@ -392,6 +396,24 @@ class VenvMaterializer:
             builder="venv",
             lock="\n".join(lock_lines),  # the lines; build() renders the lock text
         )
+
+    def _add_pip(self, tmp: Path, py: Path, lines: list[str], log: Log) -> dict[str, Any] | None:
+        """Put pip in the venv as ``python -m venv`` does: the interpreter's bundled wheels,
+        unpacked without running pip (only pip's with uv: ``uv venv --seed``'s setuptools and
+        wheel would land in the environment's lock; jobs run ``pip ...``). The interpreter's
+        description, used to unpack wheels later (``None`` when it cannot say)."""
+        info = wheel_install.describe(py)
+        bundled = wheel_install.bundled_wheels(info) if info else []
+        if self.uv:
+            bundled = [w for w in bundled if w.name.startswith("pip-")]
+        if info and bundled:
+            wheel_install.unpack_wheels(info, tmp, bundled)
+        elif self.uv:
+            self._run([self.uv, "pip", "install", "-q", "--python", str(py), "pip"],
+                      "add pip", lines, log, keep=False)
+        else:  # (an interpreter without its bundled wheels: ensurepip says why)
+            self._run([str(py), "-m", "ensurepip"], "add pip", lines, log, keep=False)
+        return info
 
     def _install(self, packages: list[str], tmp: Path, py: Path, lines: list[str], log: Log,
                  *, no_cache: bool, locked: bool,
@@ -430,7 +452,7 @@ class VenvMaterializer:
         (unpacked without pip when this interpreter takes every wheel: :mod:`.wheel_install`);
         otherwise ``pip download`` fetches the files (resolving, unless ``locked``), pip
         installs from them (``--report`` gives the lock) and the wheelhouse keeps them."""
-        pip = [str(py), "-m", "pip"]
+        pip = [str(py), "-B", "-m", "pip"]  # (-B: pip's bytecode is being compiled meanwhile)
         flags = ["--disable-pip-version-check", *(["--no-cache-dir"] if no_cache else [])]
         if locked:
             flags += ["--no-deps"]
@@ -458,12 +480,13 @@ class VenvMaterializer:
         try:
             self._run([*pip, "download", *flags, "--dest", str(staging), "-r", str(req)],
                       "pip download", lines, log)
-            local = [*pip, "install", *flags, "--find-links", str(staging), "--report",
-                     str(report), "--no-compile", "-r", str(req)]
+            local = [*flags, "--find-links", str(staging), "--report", str(report),
+                     "--no-compile", "-r", str(req)]
             try:
-                self._run([*local[:4], "--no-index", *local[4:]], "pip install", lines, log)
+                self._run([*pip, "install", "--no-index", *local], "pip install", lines, log)
             except BuildError:  # e.g. an sdist whose build needs packages from the index
-                self._run(local, "pip install (with the index)", lines, log)
+                self._run([*pip, "install", *local], "pip install (with the index)", lines,
+                          log)
             shas = self.wheelhouse.add_folder(staging)
             return _report_lines(report, shas)
         finally:
@@ -471,9 +494,11 @@ class VenvMaterializer:
             report.unlink(missing_ok=True)
 
     def _freeze_and_compile(self, py: Path, tmp: Path, final: Path, packages: bool,
-                            lines: list[str], log: Log, no_cache: bool) -> list[str]:
+                            lines: list[str], log: Log, no_cache: bool,
+                            first: BytecodeSummary | None = None) -> list[str]:
         """The venv's ``pip freeze``, read while its bytecode is copied from the cache or
-        compiled (and kept) when it has ``packages``."""
+        compiled (and kept) when it has ``packages`` (but that of the distributions ``first``
+        did already)."""
         freeze_cmd = (  # (-B: pip's own imports write no bytecode beside the compilation)
             [self.uv, "pip", "freeze", "--quiet", "--python", str(py)]
             if self.uv
@@ -483,7 +508,8 @@ class VenvMaterializer:
             frozen = pool.submit(self._run, freeze_cmd, "pip freeze", lines, lambda _line: None,
                                  keep=False)
             if packages:
-                done = compile_venv(py, tmp, final, self.wheelhouse.bytecode, read=not no_cache)
+                done = compile_venv(py, tmp, final, self.wheelhouse.bytecode, read=not no_cache,
+                                    before=first)
                 for line in [*done.notes, done.line]:
                     lines.append(line)
                     log(line)
@@ -499,12 +525,14 @@ class VenvMaterializer:
         *,
         keep: bool = True,
         extra_env: dict[str, str] | None = None,
+        pip_config: bool = True,
     ) -> str:
-        """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure."""
+        """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure.
+        ``pip_config``: a uv command gets this machine's pip configuration (an index)."""
         env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
                **(extra_env or {})}
         env.pop("VIRTUAL_ENV", None)
-        if self.uv and cmd[0] == self.uv:  # uv does not read pip's configuration
+        if self.uv and cmd[0] == self.uv and pip_config:  # uv does not read pip's configuration
             env = uv_environment(env, python=self.python)
             if "--no-deps" in cmd:  # a lock: nothing to constrain (and uv refuses ranges then)
                 env.pop("UV_CONSTRAINT", None)

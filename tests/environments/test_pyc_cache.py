@@ -114,6 +114,9 @@ def test_rebuild_from_the_lock_copies_identical_checked_hash_bytecode(tmp_path: 
     assert hits == 0 and compiled >= 3  # pip, six, idna (and what the venv seeds)
     first = _pycs(path)
     assert any(rel.startswith("idna/__pycache__/core.") for rel in first)
+    # pip's bytecode (compiled while the packages were fetched) is complete and checked-hash
+    assert any(rel.startswith("pip/_internal/cli/__pycache__/main.") for rel in first)
+    assert _import_writes(path) == []
     lock = m.lookup(spec).lock  # type: ignore[union-attr]
     assert m.remove(spec)
 
@@ -180,6 +183,34 @@ def test_a_damaged_entry_is_dropped_and_compiled_again(tmp_path: Path) -> None:
     assert m.remove(spec)
     _again, _lines, counts = _build(m, spec, lock)
     assert counts == (compiled, 0)
+
+
+def test_an_entry_is_kept_as_links_and_a_job_writing_its_venvs_bytecode_reaches_no_other_venv(
+        tmp_path: Path) -> None:
+    """An entry's files are hard links to the bytecode its build wrote (not written again);
+    a job that then writes into its venv's ``.pyc`` in place changes the entry too, and the
+    next build that would take it finds the sha256 changed, compiles its own, and the other
+    venv never sees the job's bytes."""
+    a = _builder(tmp_path, "envs-a", tool="pip")
+    spec = EnvironmentSpec(name="pyc-links", pip_requirements=PACKAGES)
+    path_a, _lines, _counts = _build(a, spec)
+    entry, rel = _entry_of(a, "idna/__pycache__/core.")
+    pyc_a = _site(path_a) / rel
+    assert os.stat(entry / rel).st_ino == os.stat(pyc_a).st_ino
+    with open(pyc_a, "r+b") as f:  # what a careless job may do: write through the file
+        f.seek(-4, os.SEEK_END)
+        f.write(b"\0job")
+    lock = a.lookup(spec).lock  # type: ignore[union-attr]
+
+    b = _builder(tmp_path, "envs-b", tool="pip")
+    path_b, lines, (hits, compiled) = _build(b, spec, lock)
+    assert compiled == 1 and hits >= 2, lines  # idna compiled again; six and pip taken
+    assert any(ln.startswith("note: the bytecode cache entry of idna-") and "sha256" in ln
+               for ln in lines)
+    pyc_b = _site(path_b) / rel
+    assert pyc_b.read_bytes() != pyc_a.read_bytes() and not pyc_b.read_bytes().endswith(b"\0job")
+    assert os.stat(pyc_b).st_ino != os.stat(pyc_a).st_ino
+    assert _import_writes(path_b) == []
 
 
 def test_no_cache_build_does_not_read_the_cache_but_fills_it(tmp_path: Path) -> None:
