@@ -400,8 +400,8 @@ def _open_tree(root: Path, rel: str) -> Iterator[_Tree | None]:
 
 def _keep(source: Path, target: Path) -> str:
     """Put the file ``source`` (bytecode this build just wrote) at ``target``, a hard link
-    where both are on one file system (writing the bytes again costs more than compiling them
-    on a slow disk), else a copy; the sha256 of its bytes. A job that later writes into its
+    where both are on one file system (writing the bytes again took a quarter of the bytecode
+    step on a slow disk), else a copy; the sha256 of its bytes. A job that later writes into its
     venv's file in place changes the entry too: :meth:`BytecodeCache.fetch` finds the sha256
     changed and drops it."""
     data = source.read_bytes()
