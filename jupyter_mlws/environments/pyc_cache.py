@@ -20,8 +20,8 @@ wins); its files are hard links to the bytecode the build just wrote (a copy acr
 systems), and the manifest holds the sha256 of their bytes then. Reading never follows a
 symbolic link, verifies each file's sha256 as it copies it, and copies (never links: a job may
 write into its venv's files in place, which an entry's link would also see: the sha256 check
-finds it); an entry that fails is dropped and the distribution compiled again. ``mlws env prune --wheels`` empties it with the
-wheelhouse.
+finds it); an entry that fails is dropped and the distribution compiled again.
+``mlws env prune --wheels`` empties it with the wheelhouse.
 """
 
 from __future__ import annotations

@@ -161,10 +161,6 @@ class Offer:
             self.close()
             raise
 
-    @property
-    def name(self) -> str:
-        return self._name
-
     def wait(self, timeout: float | None = None) -> Handed | None:
         """The job a waiting runner hands over, or ``None`` when none did in time. A runner
         that cannot hand over here (another environment) leaves the offer open."""
