@@ -194,6 +194,7 @@ class JobTemplate(abc.ABC):
             started = datetime.fromtimestamp(handle.started_at, timezone.utc)
             store.transition_job(ctx.job_id, JobStatus.RUNNING, only_from=[JobStatus.PREPARING],
                                  started_at=started)
+            self.running_recorded(handle)
             if ctx.on_running is not None:
                 ctx.on_running()
             outcome = self._watch(ctx, handle)
@@ -245,6 +246,10 @@ class JobTemplate(abc.ABC):
         if timed_out:
             return JobStatus.FAILED, f"timed out after {timeout} s (the job's timeout)"
         return self.outcome(ctx, code)
+
+    def running_recorded(self, handle: Handle) -> None:  # noqa: B027 - a hook, most have nothing to do
+        """The job store now says Running (a target that copies the job's output into its log
+        holds it until then, so no line is read while the job still looks Preparing)."""
 
     def outcome(self, ctx: RunContext, code: int) -> tuple[JobStatus, str | None]:
         """The final state from the exit code (and, for notebooks, the runner's report)."""

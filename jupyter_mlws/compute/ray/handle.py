@@ -41,6 +41,9 @@ class RayJobHandle:
         self._stop_at: float | None = None
         self._done = threading.Event()
         self._closing = threading.Event()
+        #: Set once the job is recorded Running: the job's output is copied from then on (or
+        #: when it has ended), so no line appears while the job still looks Preparing.
+        self.output_open = threading.Event()
         self._changed = threading.Condition()
         self._thread = threading.Thread(target=self._follow, daemon=True,
                                         name=f"ray-job-{submission_id}")
@@ -56,7 +59,7 @@ class RayJobHandle:
                 now = time.monotonic()
                 try:
                     info = self.client.info(self.submission_id)
-                    if now >= next_logs:
+                    if now >= next_logs and self.output_open.is_set():
                         log_size = self._copy_logs()
                         next_logs = now + max(LOG_POLL_S, log_size / LOG_BYTES_PER_POLL_S)
                     last_ok = now

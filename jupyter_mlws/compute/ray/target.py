@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jupyter_mlws.compute.base import ComputeTarget, RunContext, Runtime
+from jupyter_mlws.compute.base import ComputeTarget, Handle, RunContext, Runtime
 from jupyter_mlws.compute.ray import via_store
 from jupyter_mlws.compute.ray.client import (
     HTTP_TIMEOUT_S,
@@ -410,6 +410,10 @@ class RayTarget(ComputeTarget):
                         + (f" (node id {handle.info.get('driver_node_id')})"
                            if handle.info.get("driver_node_id") else ""))
         return handle
+
+    def running_recorded(self, handle: Handle) -> None:
+        if isinstance(handle, RayJobHandle):
+            handle.output_open.set()
 
     @staticmethod
     def _stop_pending(handle: RayJobHandle) -> None:
