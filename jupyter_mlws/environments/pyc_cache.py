@@ -197,10 +197,10 @@ def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
     read = read and os.open in os.supports_dir_fd  # reads follow no link (see _Tree)
     tag = f"{magic}-{opt}"
     skip = re.compile(COMPILE_SKIP)
+    done = set(before.cached + before.compiled) if before is not None else set()
     for site in sites:
         dists, loose = _distributions(site, skip, tag, cache_tag, int(opt))
         todo: list[str] = list(loose)
-        done = set(before.cached + before.compiled) if before is not None else set()
         for dist in dists:
             if dist.name in done:
                 continue

@@ -17,6 +17,7 @@ import functools
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Mapping
 
 from jupyter_mlws.environments.locks import one_line_requirements
@@ -72,8 +73,19 @@ def image_uv_environment(python: str | None = None) -> dict[str, str]:
     return env
 
 
-@functools.lru_cache(maxsize=4)
 def _pip_settings(python: str) -> tuple[tuple[str, str], ...]:
+    """This machine's pip configuration as uv settings, read once per interpreter: a caller
+    that comes while another thread reads it (a venv build reads it beside its first steps)
+    waits for that reading instead of starting pip again."""
+    with _SETTINGS_LOCK:
+        return _read_pip_settings(python)
+
+
+_SETTINGS_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=4)
+def _read_pip_settings(python: str) -> tuple[tuple[str, str], ...]:
     urls = pip_index_urls(python=python)
     out: list[tuple[str, str]] = []
     if urls:
