@@ -86,13 +86,19 @@ def make_overlay(cached_python: Path, where: Path) -> Path:
 
 
 def overlay_env(env: dict[str, str], overlay_python: Path, cached_python: Path) -> dict[str, str]:
-    """``env`` for a process of the overlay: its bin, then the cached venv's, first on PATH."""
+    """``env`` for a process of the overlay: its bin, then the cached venv's, first on PATH;
+    while the cached venv's bytecode pass runs, no bytecode is written (the cached venv stays
+    as its build and pass leave it)."""
     out = dict(env)
     overlay, cached = overlay_python.parent.parent, Path(cached_python).parent.parent
     rest = [p for p in out.get("PATH", "").split(os.pathsep)
             if p and p not in (str(overlay / "bin"), str(cached / "bin"))]
     out["PATH"] = os.pathsep.join([str(overlay / "bin"), str(cached / "bin"), *rest])
     out["VIRTUAL_ENV"] = str(overlay)
+    from jupyter_mlws.environments.pyc_cache import bytecode_pass_running
+
+    if bytecode_pass_running(cached):  # the cached venv's bytecode is being written by its
+        out["PYTHONDONTWRITEBYTECODE"] = "1"  # pass: the job compiles in memory, writes none
     share = cached / "share" / "jupyter"
     if share.is_dir():  # kernel specs the cached venv installed
         out["JUPYTER_PATH"] = os.pathsep.join(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -36,22 +37,37 @@ import re
 import shutil
 import stat
 import subprocess
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_mlws.environments.dockerfile import COMPILE_SKIP
 
-__all__ = ["BytecodeCache", "BytecodeSummary", "compile_venv"]
+__all__ = [
+    "BytecodeCache",
+    "BytecodeSummary",
+    "compile_venv",
+    "bytecode_pass_running",
+    "compile_in_background",
+    "wait_for_bytecode",
+]
 
 MANIFEST = "manifest.json"
 _FORMAT = 1
 _MODE = "checked-hash"
+#: The flags word of checked-hash bytecode (PEP 552: hash-based, check the source).
+_CHECKED_HASH = (3).to_bytes(4, "little")
 _TMP = ".tmp-"
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _DIR = getattr(os, "O_DIRECTORY", 0)
 _MAX_MANIFEST = 64 << 20
+#: In a venv: the lock its background bytecode pass holds while it runs, and that pass's log.
+PASS_LOCK = ".mlws-bytecode.lock"
+PASS_LOG = ".mlws-bytecode.log"
 _QUERY = ("import importlib.util as u, sys; "
           "print(u.MAGIC_NUMBER.hex(), sys.implementation.cache_tag, sys.flags.optimize)")
 
@@ -164,7 +180,10 @@ class BytecodeCache:
                 if target.parent not in made:
                     target.parent.mkdir(parents=True, exist_ok=True)
                     made.add(target.parent)
-                files[rel] = _keep(source, target)
+                sha = _keep(source, target)
+                if sha is None:  # not all of it is this pass's bytecode: no entry
+                    return False
+                files[rel] = sha
             (tmp / MANIFEST).write_text(json.dumps({"format": _FORMAT, "key": key,
                                                     "files": files}), encoding="utf-8")
             os.rename(tmp, entry)  # atomic; fails when another builder was first
@@ -398,15 +417,27 @@ def _open_tree(root: Path, rel: str) -> Iterator[_Tree | None]:
         tree.close()
 
 
-def _keep(source: Path, target: Path) -> str:
+def _keep(source: Path, target: Path) -> str | None:
     """Put the file ``source`` (bytecode this build just wrote) at ``target``, a hard link
     where both are on one file system (writing the bytes again took a quarter of the bytecode
-    step on a slow disk), else a copy; the sha256 of its bytes. A job that later writes into its
-    venv's file in place changes the entry too: :meth:`BytecodeCache.fetch` finds the sha256
-    changed and drops it."""
-    data = source.read_bytes()
+    step on a slow disk), else a copy; the sha256 of its bytes, or ``None`` when it is not
+    checked-hash bytecode (a job that imported the module while a background pass ran wrote
+    its own over it). A job that later writes into its venv's file in place changes the entry
+    too: :meth:`BytecodeCache.fetch` finds the sha256 changed and drops it."""
+    fd = os.open(source, os.O_RDONLY | _NOFOLLOW)
+    try:
+        inode = os.fstat(fd).st_ino
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+    finally:
+        os.close(fd)
+    if data[4:8] != _CHECKED_HASH:
+        return None
     try:
         os.link(source, target, follow_symlinks=False)
+        if os.lstat(target).st_ino != inode:  # replaced between the read and the link
+            target.unlink()
+            target.write_bytes(data)
     except OSError:
         target.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
@@ -427,3 +458,110 @@ def _write(path: str, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
+
+
+# --- the background pass ---------------------------------------------------------------------
+# A venv build returns once its packages are installed; their bytecode is compiled (or copied
+# from the cache) by a process of its own, at a lower priority, like uv leaves it to the first
+# import by default. A job started meanwhile compiles in memory what it imports (Python's
+# imports and compileall both replace a .pyc atomically, so either one is whole); the pass keeps
+# in the cache only checked-hash bytecode it wrote itself (see _keep).
+
+
+def compile_in_background(py: Path, venv: Path, cache: BytecodeCache, *, read: bool = True,
+                          before: BytecodeSummary | None = None) -> None:
+    """Start the bytecode pass of the venv at ``venv`` (built, in its final place): it holds
+    :data:`PASS_LOCK` from before this returns until it ends, and writes its notes and summary
+    line to :data:`PASS_LOG`. ``before``: as for :func:`compile_venv`."""
+    lock = os.open(venv / PASS_LOCK, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # taken here, so a waiter never finds it free early
+        cmd = [sys.executable, "-m", __name__, "--python", str(py), "--venv", str(venv),
+               "--cache", str(cache.root), "--lock-fd", str(lock)]
+        cmd += [] if read else ["--no-read"]
+        for name in (before.cached if before else []):
+            cmd += ["--cached", name]
+        for name in (before.compiled if before else []):
+            cmd += ["--compiled", name]
+        proc = subprocess.Popen(cmd, pass_fds=(lock,), start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        # reaped when it ends (a Jupyter server or kernel that built lives on)
+        threading.Thread(target=proc.wait, name="mlws-bytecode-pass", daemon=True).start()
+    finally:
+        os.close(lock)  # the pass holds the lock through its own descriptor
+
+
+def wait_for_bytecode(venv: Path, timeout: float = 300.0) -> list[str] | None:
+    """Wait until no bytecode pass runs in the venv at ``venv``; the lines of the last one's
+    log (``[]`` when there was none), or ``None`` when it still runs after ``timeout``."""
+    try:
+        fd = os.open(venv / PASS_LOCK, os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return []
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return None
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+    try:
+        with open(venv / PASS_LOG, encoding="utf-8", errors="replace") as f:
+            return f.read().splitlines()
+    except OSError:
+        return []
+
+
+def bytecode_pass_running(venv: Path) -> bool:
+    """Whether a bytecode pass runs in the venv at ``venv`` now."""
+    try:
+        fd = os.open(venv / PASS_LOCK, os.O_RDONLY | _NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="mlws-bytecode-pass")
+    parser.add_argument("--python", required=True)
+    parser.add_argument("--venv", required=True)
+    parser.add_argument("--cache", required=True)
+    parser.add_argument("--lock-fd", type=int, required=True)
+    parser.add_argument("--no-read", action="store_true")
+    parser.add_argument("--cached", action="append", default=[])
+    parser.add_argument("--compiled", action="append", default=[])
+    args = parser.parse_args(argv)
+    with contextlib.suppress(OSError):
+        os.nice(10)  # a job started beside it comes first
+    venv = Path(args.venv)
+    before = BytecodeSummary(cached=args.cached, compiled=args.compiled)
+    try:
+        done = compile_venv(Path(args.python), venv, venv, BytecodeCache(Path(args.cache)),
+                            read=not args.no_read, before=before)
+        lines = [*done.notes, done.line]
+    except Exception as exc:  # the venv went (pruned, rebuilt): nothing to keep
+        lines = [f"bytecode: the background pass stopped ({type(exc).__name__}: {exc})"]
+    with contextlib.suppress(OSError):
+        fd = os.open(venv / PASS_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    os.close(args.lock_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

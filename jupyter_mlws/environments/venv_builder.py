@@ -48,7 +48,12 @@ from jupyter_mlws.environments.locks import (
     render_lock,
 )
 from jupyter_mlws.environments.machine import pip_index_urls
-from jupyter_mlws.environments.pyc_cache import BytecodeSummary, compile_venv
+from jupyter_mlws.environments.pyc_cache import (
+    BytecodeSummary,
+    compile_in_background,
+    compile_venv,
+    wait_for_bytecode,
+)
 from jupyter_mlws.environments.uv_tool import (
     BUILD_TOOL_ENV,
     compiled_lock_lines,
@@ -56,7 +61,12 @@ from jupyter_mlws.environments.uv_tool import (
     uv_environment,
 )
 from jupyter_mlws.environments.wheelhouse import Wheelhouse
-from jupyter_mlws.errors import BuildError, PythonUnavailableError, UnsupportedEnvironmentError
+from jupyter_mlws.errors import (
+    BuildError,
+    PythonUnavailableError,
+    UnsupportedEnvironmentError,
+    ValidationError,
+)
 
 MARKER = ".mlws-venv.json"
 REQUIREMENTS = "mlws-requirements.txt"
@@ -64,8 +74,26 @@ _TMP_PREFIX = ".tmp-"
 #: What ``pip freeze`` leaves out (uv's freeze lists them; ``uv venv --seed`` installs pip).
 _SEEDED = {"pip", "setuptools", "wheel", "distribute"}
 _BIN = "Scripts" if os.name == "nt" else "bin"
+#: When a venv's packages are byte-compiled: ``background`` (the default: the build returns
+#: once they are installed, a pass of its own compiles them, see :mod:`.pyc_cache`) or
+#: ``build`` (before the build returns).
+BYTECODE_ENV = "MLWS_VENV_BYTECODE"
+_BYTECODE_MODES = ("background", "build")
+#: How long a rebuild or a removal waits for the old venv's bytecode pass to end.
+_PASS_WAIT_S = 120.0
 
 Log = Callable[[str], None]
+
+
+def bytecode_in_background() -> bool:
+    """Whether venv builds leave their packages' bytecode to a background pass
+    (:data:`BYTECODE_ENV`)."""
+    mode = os.environ.get(BYTECODE_ENV, "").strip().lower() or "background"
+    if mode not in _BYTECODE_MODES:
+        raise ValidationError(
+            f"{BYTECODE_ENV}={mode!r} is not a bytecode mode.",
+            hint=f"Use one of {', '.join(_BYTECODE_MODES)} (or unset it: background).")
+    return mode == "background"
 
 
 def venv_python(path: Path) -> Path:
@@ -303,9 +331,11 @@ class VenvMaterializer:
         tmp = self.root / f"{_TMP_PREFIX}{h}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         t0 = time.monotonic()
         lines: list[str] = []
+        background = bytecode_in_background()
         try:
-            result = self._build_into(spec, h, tmp, final, uv_python, lines, log, no_cache,
-                                      plan.requirements, locked=bool(lock))
+            result, pending = self._build_into(spec, h, tmp, final, uv_python, lines, log,
+                                               no_cache, plan.requirements, locked=bool(lock),
+                                               background=background)
             result.notes = list(plan.notes)
             result.lock_python = plan.python.version
             result.from_lock = bool(lock)
@@ -319,6 +349,7 @@ class VenvMaterializer:
             )
             old = None
             if final.exists():  # a rebuild: move the old venv aside, then drop it
+                wait_for_bytecode(final, _PASS_WAIT_S)  # (its pass works by path)
                 old = tmp.with_name(f"{tmp.name}-old")
                 os.rename(final, old)
             os.rename(tmp, final)
@@ -327,8 +358,29 @@ class VenvMaterializer:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        if pending is not None:
+            self._bytecode_after(final, pending, no_cache, lines, log)
         result.log = "\n".join(lines)
         return result
+
+    def _bytecode_after(self, final: Path, first: BytecodeSummary, no_cache: bool,
+                        lines: list[str], log: Log) -> None:
+        """Start the background bytecode pass of the venv just put at ``final`` (compiled
+        here when no process can be started)."""
+        py = venv_python(final)
+        try:
+            compile_in_background(py, final, self.wheelhouse.bytecode, read=not no_cache,
+                                  before=first)
+            said = [*first.notes,
+                    f"bytecode: compiled in the background ({BYTECODE_ENV}=build waits for "
+                    "it); a job started meanwhile compiles what it imports"]
+        except OSError:
+            done = compile_venv(py, final, final, self.wheelhouse.bytecode, read=not no_cache,
+                                before=first)
+            said = [*done.notes, done.line]
+        for line in said:
+            lines.append(line)
+            log(line)
 
     def _build_into(
         self,
@@ -343,7 +395,10 @@ class VenvMaterializer:
         packages: list[str] | None = None,
         *,
         locked: bool = False,
-    ) -> BuildResult:
+        background: bool = False,
+    ) -> tuple[BuildResult, BytecodeSummary | None]:
+        """The venv built at ``tmp``, and when its bytecode is left to a ``background`` pass
+        (it has packages), what the pass need not do (pip's bytecode, done during the build)."""
         packages = spec.pip_packages() if packages is None else packages
         py = venv_python(tmp)
         lock_lines: list[str] | None = None
@@ -371,8 +426,9 @@ class VenvMaterializer:
                 first = None
                 with contextlib.suppress(Exception):
                     first = early.result() if early is not None else None
-        freeze = self._freeze_and_compile(py, tmp, final, bool(packages), lines, log, no_cache,
-                                          first)
+        later = background and bool(packages)
+        freeze = self._freeze_and_compile(py, tmp, final, bool(packages) and not later, lines,
+                                          log, no_cache, first)
         if not packages:
             lock_lines = []
         elif lock_lines is None:  # uv (no --report): the freeze pins, without hashes
@@ -383,7 +439,7 @@ class VenvMaterializer:
             capture_output=True,
             text=True,
         ).stdout.strip()
-        return BuildResult(
+        result = BuildResult(
             env_hash=h,
             image=str(final),
             image_id=str(final),
@@ -396,6 +452,7 @@ class VenvMaterializer:
             builder="venv",
             lock="\n".join(lock_lines),  # the lines; build() renders the lock text
         )
+        return result, ((first or BytecodeSummary()) if later else None)
 
     def _add_pip(self, tmp: Path, py: Path, lines: list[str], log: Log) -> dict[str, Any] | None:
         """Put pip in the venv as ``python -m venv`` does: the interpreter's bundled wheels,
@@ -588,6 +645,7 @@ class VenvMaterializer:
             if not path.exists():
                 return False
             (path / MARKER).unlink(missing_ok=True)  # unfinished first, then gone
+            wait_for_bytecode(path, _PASS_WAIT_S)  # (its pass works by path)
             shutil.rmtree(path, ignore_errors=True)
             return True
 

@@ -16,9 +16,14 @@ import pytest
 from jupyter_mlws import Workspace
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.environments.dockerfile import COMPILE_SKIP
-from jupyter_mlws.environments.pyc_cache import compile_venv
+from jupyter_mlws.environments.pyc_cache import PASS_LOCK, compile_venv, wait_for_bytecode
 from jupyter_mlws.environments.uv_tool import find_uv
-from jupyter_mlws.environments.venv_builder import VenvMaterializer, venv_python
+from jupyter_mlws.environments.venv_builder import (
+    BYTECODE_ENV,
+    VenvMaterializer,
+    venv_python,
+)
+from jupyter_mlws.errors import ValidationError
 
 PACKAGES = ["six", "idna"]
 _LINE = re.compile(r"^bytecode: (\d+) packages from the cache, (\d+) compiled$")
@@ -51,6 +56,12 @@ def _build(m: VenvMaterializer, spec: EnvironmentSpec, lock: str | None = None,
     lines: list[str] = []
     result = m.build(spec, log=lines.append, lock_for=(lambda _py: lock) if lock else None, **kw)
     assert not result.cached and result.from_lock == bool(lock)
+    # the build left the bytecode to its background pass: its log has the pass's lines
+    assert any(ln.startswith("bytecode: compiled in the background") for ln in lines), lines
+    lines = [ln for ln in lines if not ln.startswith("bytecode: compiled in the background")]
+    done = wait_for_bytecode(Path(result.image), 120)
+    assert done is not None, "the bytecode pass did not end"
+    lines += done
     found = [_LINE.match(ln) for ln in lines if ln.startswith("bytecode:")]
     assert len(found) == 1 and found[0] is not None, lines
     return Path(result.image), lines, (int(found[0][1]), int(found[0][2]))
@@ -240,7 +251,10 @@ def test_no_cache_build_does_not_read_the_cache_but_fills_it(tmp_path: Path) -> 
     assert len(set(_entries(m).values())) == compiled  # filled
 
 
-def test_clearing_the_wheelhouse_clears_the_bytecode_cache(ws: Workspace) -> None:
+def test_clearing_the_wheelhouse_clears_the_bytecode_cache(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (bytecode in the build, as MLWS_VENV_BYTECODE=build asks: its line is in the build's log)
+    monkeypatch.setenv(BYTECODE_ENV, "build")
     env = ws.environments.create("pyc-clear", pip_requirements=["six>=1.2", "idna>=2.1"])
     venvs = ws.environments.builder("venv")
     venvs.remove(env.definition())
@@ -285,3 +299,72 @@ def test_a_package_whose_record_has_no_hash_is_compiled_not_kept(tmp_path: Path)
     assert len(done.cached) == compiled - 1
     assert set(_entries(m).values()) == entries  # nothing kept for it
     assert (site / "__pycache__").is_dir() and _import_writes(path) == []
+
+
+def test_bytecode_a_job_wrote_beside_the_pass_is_never_kept(tmp_path: Path) -> None:
+    """A job that imported a module while the pass ran may have replaced its checked-hash
+    ``.pyc`` with a timestamp one of its own: the pass keeps no entry of that package."""
+    import py_compile
+
+    site = tmp_path / "site"
+    (site / "pkg").mkdir(parents=True)
+    source = site / "pkg" / "mod.py"
+    source.write_text("VALUE = 1\n")
+    cache = VenvMaterializer(tmp_path / "envs", wheelhouse=tmp_path / "wheels").wheelhouse.bytecode
+    pyc = "pkg/__pycache__/mod.pyc"
+    for mode, kept in ((py_compile.PycInvalidationMode.TIMESTAMP, False),
+                       (py_compile.PycInvalidationMode.CHECKED_HASH, True)):
+        py_compile.compile(str(source), str(site / pyc), invalidation_mode=mode)
+        key = f"key-{mode.name.lower()}"
+        assert cache.store("tag", key, site, [pyc]) is kept
+        assert cache.entry("tag", key).exists() is kept
+    assert not list(cache.root.glob("tag/*/.tmp-*"))  # nothing half-written left
+
+
+def test_a_rebuild_waits_for_the_old_venvs_bytecode_pass(tmp_path: Path) -> None:
+    """The pass works by path: a rebuild moves the old venv away only once its pass ended."""
+    import fcntl
+    import threading
+    import time
+
+    m = _builder(tmp_path)
+    spec = EnvironmentSpec(name="pyc-wait", pip_requirements=["six==1.16.0"])
+    path, _lines, _counts = _build(m, spec)
+    cfg = (path / "pyvenv.cfg").stat().st_ino
+    fd = os.open(path / PASS_LOCK, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # as a pass that still runs
+    errors: list[BaseException] = []
+
+    def rebuild() -> None:
+        try:
+            m.build(spec, log=lambda _line: None, no_cache=True)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=rebuild)
+    try:
+        worker.start()
+        deadline = time.monotonic() + 120
+        while not list(m.root.glob(".tmp-*/.mlws-venv.json")):  # built, about to swap
+            assert worker.is_alive() and time.monotonic() < deadline, errors
+            time.sleep(0.05)
+        time.sleep(1.0)
+        assert worker.is_alive() and (path / "pyvenv.cfg").stat().st_ino == cfg
+    finally:
+        os.close(fd)
+    worker.join(120)
+    assert not worker.is_alive() and not errors, errors
+    assert (path / "pyvenv.cfg").stat().st_ino != cfg  # swapped once the pass had ended
+    assert wait_for_bytecode(path, 120) is not None
+
+
+def test_an_unknown_bytecode_mode_is_refused_before_anything_is_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(BYTECODE_ENV, "later")
+    m = _builder(tmp_path)
+    spec = EnvironmentSpec(name="pyc-mode", pip_requirements=["six==1.16.0"])
+    with pytest.raises(ValidationError) as err:
+        m.build(spec, log=lambda _line: None)
+    assert "MLWS_VENV_BYTECODE='later'" in err.value.message
+    assert "background" in (err.value.hint or "") and "build" in (err.value.hint or "")
+    assert not m.path_for(spec).exists() and not list(m.root.glob(".tmp-*"))

@@ -16,7 +16,7 @@ from jupyter_mlws.agent import client
 from jupyter_mlws.agent.overlays import overlays_dir
 from jupyter_mlws.environments.venv_builder import venv_python
 from tests.jobs.test_agent import aws, configure, job_pid, status, wait_for  # noqa: F401
-from tests.jobs.test_job_venv import make_wheel, tree_digest
+from tests.jobs.test_job_venv import built_venv, make_wheel, tree_digest
 
 REQUIREMENTS = ["ipykernel==7.4.0", "papermill==2.7.0", "six==1.16.0", "pip"]
 
@@ -32,7 +32,7 @@ PROBE = ("import importlib, os, sys\nimport six\n"
 def build(ws: Workspace) -> Path:
     """The environment's cached venv (built once per session, shared as on a user's machine)."""
     env = ws.environments.create("warm-env", pip_requirements=REQUIREMENTS)
-    return Path(ws.environments.build(env, builder="venv").image)
+    return built_venv(ws, env)
 
 
 def warm_for(ws: Workspace, python: Path, but: tuple[int, ...] = ()) -> dict[str, list]:
