@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,14 @@ FORMAT = "fernet-v1"
 _GENERATE = (
     "python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'"
 )
+
+
+def without_secret_key(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default: this process's environment) without the workspace's secret key: for
+    processes that run code the workspace did not write (package builds, a venv's ``.pth``
+    files, jobs)."""
+    return {k: v for k, v in (os.environ if env is None else env).items()
+            if k != ENV_SECRET_KEY}
 
 
 def key_file() -> Path:

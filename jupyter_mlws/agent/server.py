@@ -145,10 +145,10 @@ class Agent:
     def _spawn(self, python: str) -> Worker | None:
         """A worker for ``python``; for a cached venv, started from a fresh overlay of it."""
         from jupyter_mlws.compute.job_venv import is_cached_venv, overlay_env
-        from jupyter_mlws.crypto import ENV_SECRET_KEY
+        from jupyter_mlws.crypto import without_secret_key
 
         # the secret key opens every stored credential: a job's code never needs it
-        env = {k: v for k, v in os.environ.items() if k != ENV_SECRET_KEY}
+        env = without_secret_key()
         lib = env.get("MLWS_AGENT_PYTHONPATH")
         if lib:
             env["PYTHONPATH"] = lib

@@ -45,6 +45,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jupyter_mlws.crypto import without_secret_key
 from jupyter_mlws.environments.dockerfile import COMPILE_SKIP
 
 __all__ = [
@@ -207,7 +208,8 @@ def compile_venv(py: Path, tmp: Path, final: Path, cache: BytecodeCache, *,
         summary.compiled += before.compiled
         summary.notes += before.notes
     sites = sorted((tmp / "lib").glob("python3*/site-packages"))
-    query = subprocess.run([str(py), "-c", _QUERY], capture_output=True, text=True, check=False)
+    query = subprocess.run([str(py), "-c", _QUERY], capture_output=True, text=True, check=False,
+                           env=without_secret_key())
     parts = query.stdout.split()
     if query.returncode != 0 or len(parts) != 3 or parts[1] == "None":
         _compile(py, [str(s) for s in sites], tmp, final)  # no tag: compile as a folder
@@ -314,7 +316,7 @@ def _compile(py: Path, targets: list[str], tmp: Path, final: Path, *, files: boo
            "-p", str(final), "--invalidation-mode", _MODE]
     if not files:
         subprocess.run([*cmd, "-j", "0", *targets], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+                       stderr=subprocess.DEVNULL, check=False, env=without_secret_key())
         return
     runs = max(1, min(os.cpu_count() or 1, len(targets) // 16))
     shares: list[list[str]] = [[] for _ in range(runs)]
@@ -323,8 +325,9 @@ def _compile(py: Path, targets: list[str], tmp: Path, final: Path, *, files: boo
         i = loads.index(min(loads))  # the largest file to the lightest share
         shares[i].append(path)
         loads[i] += size
+    env = without_secret_key()
     procs = [subprocess.Popen([*cmd, "-i", "-"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL) for _ in shares]
+                              stderr=subprocess.DEVNULL, env=env) for _ in shares]
     try:
         for proc, share in zip(procs, shares):
             assert proc.stdin is not None
@@ -483,7 +486,9 @@ def compile_in_background(py: Path, venv: Path, cache: BytecodeCache, *, read: b
             cmd += ["--cached", name]
         for name in (before.compiled if before else []):
             cmd += ["--compiled", name]
+        # (the venv's interpreter runs its packages' .pth files: the key stays out of reach)
         proc = subprocess.Popen(cmd, pass_fds=(lock,), start_new_session=True,
+                                env=without_secret_key(),
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         # reaped when it ends (a Jupyter server or kernel that built lives on)
@@ -559,7 +564,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
         fd = os.open(venv / PASS_LOG, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
-    os.close(args.lock_fd)
+    with contextlib.suppress(OSError):
+        os.close(args.lock_fd)  # the pass has ended: waiters go on
     return 0
 
 

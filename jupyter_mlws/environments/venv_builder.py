@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from filelock import Timeout
 
 from jupyter_mlws.assets.environment import DEFAULT_BASE_IMAGE, EnvironmentSpec
+from jupyter_mlws.crypto import without_secret_key
 from jupyter_mlws.environments import wheel_install
 from jupyter_mlws.environments.build_plan import BuildPlan, check_index, plan_build
 from jupyter_mlws.environments.builds import (
@@ -586,8 +587,9 @@ class VenvMaterializer:
     ) -> str:
         """Run ``cmd``, streaming its output; :class:`BuildError` naming ``step`` on failure.
         ``pip_config``: a uv command gets this machine's pip configuration (an index)."""
-        env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1",
-               **(extra_env or {})}
+        # (package builds run code the workspace did not write: the key stays out of reach)
+        env = {**without_secret_key(), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+               "PIP_NO_INPUT": "1", **(extra_env or {})}
         env.pop("VIRTUAL_ENV", None)
         if self.uv and cmd[0] == self.uv and pip_config:  # uv does not read pip's configuration
             env = uv_environment(env, python=self.python)

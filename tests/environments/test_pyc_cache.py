@@ -16,7 +16,12 @@ import pytest
 from jupyter_mlws import Workspace
 from jupyter_mlws.assets.environment import EnvironmentSpec
 from jupyter_mlws.environments.dockerfile import COMPILE_SKIP
-from jupyter_mlws.environments.pyc_cache import PASS_LOCK, compile_venv, wait_for_bytecode
+from jupyter_mlws.environments.pyc_cache import (
+    PASS_LOCK,
+    compile_in_background,
+    compile_venv,
+    wait_for_bytecode,
+)
 from jupyter_mlws.environments.uv_tool import find_uv
 from jupyter_mlws.environments.venv_builder import (
     BYTECODE_ENV,
@@ -368,3 +373,39 @@ def test_an_unknown_bytecode_mode_is_refused_before_anything_is_built(
     assert "MLWS_VENV_BYTECODE='later'" in err.value.message
     assert "background" in (err.value.hint or "") and "build" in (err.value.hint or "")
     assert not m.path_for(spec).exists() and not list(m.root.glob(".tmp-*"))
+
+
+def test_the_bytecode_pass_runs_without_the_workspace_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pass starts the venv's interpreter, which runs the packages' ``.pth`` files: the
+    workspace's secret key is not in its environment."""
+    m = _builder(tmp_path)
+    spec = EnvironmentSpec(name="pyc-key", pip_requirements=["six==1.16.0"])
+    path, _lines, _counts = _build(m, spec)
+    seen = tmp_path / "seen.txt"
+    (_site(path) / "zz_probe.pth").write_text(
+        f"import os; open({str(seen)!r}, 'a').write(os.environ.get('MLWS_SECRET_KEY', "
+        "'absent') + chr(10))\n")
+    monkeypatch.setenv("MLWS_SECRET_KEY", "k" * 44)
+    compile_in_background(venv_python(path), path, m.wheelhouse.bytecode)
+    assert wait_for_bytecode(path, 120) is not None
+    assert seen.read_text().split() and set(seen.read_text().split()) == {"absent"}
+
+
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_package_build_runs_without_the_workspace_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tool: str) -> None:
+    """Building a package from source runs its own code (``setup.py``): the workspace's secret
+    key is not in its environment."""
+    project = tmp_path / "keyprobe"
+    project.mkdir()
+    seen = tmp_path / "seen.txt"
+    (project / "setup.py").write_text(
+        "import os\n"
+        f"open({str(seen)!r}, 'a').write(os.environ.get('MLWS_SECRET_KEY', 'absent') + chr(10))\n"
+        "from setuptools import setup\nsetup(name='keyprobe', version='0.1', py_modules=[])\n")
+    monkeypatch.setenv("MLWS_SECRET_KEY", "k" * 44)
+    m = _builder(tmp_path, tool=tool)
+    spec = EnvironmentSpec(name="key-build", pip_requirements=[f"keyprobe @ {project.as_uri()}"])
+    m.build(spec, log=lambda _line: None)
+    assert seen.read_text().split() and set(seen.read_text().split()) == {"absent"}
