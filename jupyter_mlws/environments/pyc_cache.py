@@ -500,22 +500,11 @@ def compile_in_background(py: Path, venv: Path, cache: BytecodeCache, *, read: b
 def wait_for_bytecode(venv: Path, timeout: float = 300.0) -> list[str] | None:
     """Wait until no bytecode pass runs in the venv at ``venv``; the lines of the last one's
     log (``[]`` when there was none), or ``None`` when it still runs after ``timeout``."""
-    try:
-        fd = os.open(venv / PASS_LOCK, os.O_RDONLY | _NOFOLLOW)
-    except OSError:
-        return []
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    return None
-                time.sleep(0.05)
-    finally:
-        os.close(fd)
+    deadline = time.monotonic() + timeout
+    while bytecode_pass_running(venv):
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.05)
     try:
         with open(venv / PASS_LOG, encoding="utf-8", errors="replace") as f:
             return f.read().splitlines()
@@ -524,7 +513,7 @@ def wait_for_bytecode(venv: Path, timeout: float = 300.0) -> list[str] | None:
 
 
 def bytecode_pass_running(venv: Path) -> bool:
-    """Whether a bytecode pass runs in the venv at ``venv`` now."""
+    """Whether a bytecode pass runs in the venv at ``venv`` now (its lock is held)."""
     try:
         fd = os.open(venv / PASS_LOCK, os.O_RDONLY | _NOFOLLOW)
     except OSError:
